@@ -1,0 +1,275 @@
+//! The fanotify backend: one group per filesystem that holds a root, marked
+//! with `FAN_MARK_FILESYSTEM` (no per-directory watches, constant set-up),
+//! events named by directory handle + name and resolved through the
+//! [`DirIndex`].
+
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use fsjournal_common::ChangeKind;
+
+use super::dir_index::DirIndex;
+use super::fanotify_sys::{self, parse_events, DirEntryName, Event, Group};
+use super::handle::{self, FileHandle};
+use super::{Root, Stats};
+use crate::journal::{Change, Journal, RootId};
+
+/// Size of one read(2) of the event queue (bytes).
+const READ_BUFFER: usize = 256 * 1024;
+/// Handles cached as "outside every root" before the cache is reset.
+const OUTSIDE_CACHE_MAX: usize = 65_536;
+
+/// The capture state of one filesystem.
+struct Filesystem {
+    group: Group,
+    index: DirIndex,
+    /// A descriptor on the filesystem, for `open_by_handle_at`.
+    mount_fd: OwnedFd,
+    /// Directories known to lie outside every root (negative cache).
+    outside: HashSet<FileHandle>,
+}
+
+/// Armed fanotify capture for a set of roots.
+pub struct FanotifyCapture {
+    filesystems: Vec<Filesystem>,
+    self_pid: i32,
+}
+
+impl FanotifyCapture {
+    /// Creates one group per filesystem, places the marks, then indexes the
+    /// directories (marks first, so nothing that happens during the walk is
+    /// missed). From the return on, every change under the roots is queued.
+    ///
+    /// Errors: see [`Group::watch_filesystem`]; a root whose handle cannot
+    /// be read.
+    pub fn arm(roots: &[Root], max_queued_events: u64) -> anyhow::Result<FanotifyCapture> {
+        if max_queued_events > 0 {
+            if let Err(e) = fanotify_sys::raise_queue_limit(max_queued_events) {
+                tracing::warn!(error = %e, "cannot raise fs.fanotify.max_queued_events; keeping the kernel's limit");
+            }
+        }
+        let mut filesystems: Vec<(u64, Filesystem)> = Vec::new();
+        for root in roots {
+            let dev = std::fs::metadata(&root.path).with_context(|| format!("cannot stat root {}", root.path.display()))?.dev();
+            let position = match filesystems.iter().position(|(d, _)| *d == dev) {
+                Some(position) => position,
+                None => {
+                    let group = Group::watch_filesystem(&root.path)
+                        .with_context(|| format!("fanotify cannot watch the filesystem of {}", root.path.display()))?;
+                    let renames = if group.mask & fanotify_sys::RENAME_MASK != 0 { "FAN_RENAME" } else { "FAN_MOVED_FROM/TO" };
+                    tracing::info!(root = %root.path.display(), renames, "fanotify filesystem mark placed");
+                    let mount_fd = handle::open_dir(&root.path)?;
+                    let fs = Filesystem { group, index: DirIndex::default(), mount_fd, outside: HashSet::new() };
+                    filesystems.push((dev, fs));
+                    filesystems.len() - 1
+                }
+            };
+            let index = &mut filesystems[position].1.index;
+            index.add_root(root.id, &root.path).with_context(|| format!("cannot index root {}", root.path.display()))?;
+            tracing::info!(root = %root.path.display(), directories = index.len(), "root armed");
+        }
+        Ok(FanotifyCapture { filesystems: filesystems.into_iter().map(|(_, fs)| fs).collect(), self_pid: std::process::id() as i32 })
+    }
+
+    /// Reads events until `stop` is set, journaling them in batches every
+    /// `read_interval`; drains what is queued before returning.
+    ///
+    /// A failed journal write is retried (the changes stay in memory) until it
+    /// succeeds or `stop` is set; errors end the loop only for an unreadable
+    /// fanotify descriptor.
+    pub fn run(mut self, journal: &Journal, stop: &AtomicBool, read_interval: Duration, stats: &Stats) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; READ_BUFFER];
+        let mut changes = Vec::new();
+        let mut pollfds: Vec<libc::pollfd> =
+            self.filesystems.iter().map(|fs| libc::pollfd { fd: fs.group.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            // SAFETY: `pollfds` is a valid array of `pollfd` for its length.
+            unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, if stopping { 0 } else { 200 }) };
+            for fs in &mut self.filesystems {
+                loop {
+                    let n = fs.group.read(&mut buf).context("reading the fanotify queue")?;
+                    if n == 0 {
+                        break;
+                    }
+                    for event in parse_events(&buf[..n]) {
+                        stats.events.fetch_add(1, Ordering::Relaxed);
+                        fs.translate(&event, self.self_pid, &mut changes, &stats.rescans);
+                    }
+                }
+            }
+            while !changes.is_empty() {
+                match journal.append(&changes) {
+                    Ok(_) => {
+                        stats.journaled.fetch_add(changes.len() as u64, Ordering::Relaxed);
+                        changes.clear();
+                    }
+                    Err(e) if !stop.load(Ordering::Relaxed) => {
+                        tracing::error!(error = %format!("{e:#}"), held = changes.len(), "journal write failed; retrying");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    Err(e) => return Err(e.context("journal write failed at shutdown")),
+                }
+            }
+            if stopping {
+                return Ok(());
+            }
+            std::thread::sleep(read_interval);
+        }
+    }
+}
+
+/// Picks the kind recorded for a (possibly merged) directory-entry event.
+fn entry_kind(mask: u64, exists: impl FnOnce() -> bool) -> Option<ChangeKind> {
+    let (create, delete) = (mask & libc::FAN_CREATE != 0, mask & libc::FAN_DELETE != 0);
+    Some(match () {
+        // Merged events lose their order: the file system decides.
+        _ if create && delete => {
+            if exists() { ChangeKind::Create } else { ChangeKind::Delete }
+        }
+        _ if create => ChangeKind::Create,
+        _ if delete => ChangeKind::Delete,
+        _ if mask & (libc::FAN_MODIFY | libc::FAN_CLOSE_WRITE) != 0 => ChangeKind::Modify,
+        _ if mask & libc::FAN_ATTRIB != 0 => ChangeKind::Attrib,
+        _ => return None,
+    })
+}
+
+impl Filesystem {
+    /// Turns one event into journal changes, keeping the index current.
+    fn translate(&mut self, event: &Event, self_pid: i32, out: &mut Vec<Change>, rescans: &AtomicU64) {
+        let mask = event.mask;
+        if mask & libc::FAN_Q_OVERFLOW != 0 {
+            tracing::warn!("fanotify queue overflow: events were lost; rescanning every root of this filesystem");
+            self.rescan_all(out, rescans);
+            return;
+        }
+        if event.pid == self_pid {
+            return;
+        }
+        let pid = event.pid.max(0) as u32;
+        let is_dir = mask & libc::FAN_ONDIR != 0;
+        if mask & (libc::FAN_RENAME | libc::FAN_MOVED_FROM) != 0 {
+            if let Some(old) = event.old.as_ref().or(event.entry.as_ref().filter(|_| mask & libc::FAN_MOVED_FROM != 0)) {
+                if let Some((root, path)) = self.resolve(old, out, rescans) {
+                    out.push(Change { root, path, kind: ChangeKind::RenameFrom, recursive: false, ino: 0, pid });
+                }
+            }
+        }
+        if mask & (libc::FAN_RENAME | libc::FAN_MOVED_TO) != 0 {
+            if let Some(new) = event.new.as_ref().or(event.entry.as_ref().filter(|_| mask & libc::FAN_MOVED_TO != 0)) {
+                self.moved_to(new, event.object.as_ref(), is_dir, pid, out, rescans);
+            }
+        }
+        if let Some(entry) = &event.entry {
+            self.entry_changed(entry, event, is_dir, pid, out, rescans);
+        }
+        if mask & (libc::FAN_DELETE_SELF | libc::FAN_MOVE_SELF) != 0 {
+            if let Some(root) = event.object.as_ref().and_then(|h| self.index.root_of_handle(h)) {
+                tracing::error!(root = %self.index.root_path(root).map_or_else(String::new, |p| p.display().to_string()),
+                    "a root directory itself was deleted or moved; its target will be brought in line with it");
+                self.rescan(root, Vec::new(), out, rescans);
+            }
+        }
+    }
+
+    /// CREATE / DELETE / MODIFY / CLOSE_WRITE / ATTRIB on `entry`.
+    fn entry_changed(&mut self, entry: &DirEntryName, event: &Event, is_dir: bool, pid: u32, out: &mut Vec<Change>, rescans: &AtomicU64) {
+        let Some((root, path)) = self.resolve(entry, out, rescans) else { return };
+        let absolute = self.index.absolute(root, &path);
+        let ino = absolute.as_deref().and_then(|p| std::fs::symlink_metadata(p).ok()).map_or(0, |m| m.ino());
+        let Some(kind) = entry_kind(event.mask, || ino != 0) else { return };
+        if let Some(object) = &event.object {
+            match kind {
+                ChangeKind::Create if is_dir => {
+                    self.index.link(object.clone(), &entry.dir, &entry.name);
+                }
+                ChangeKind::Delete if is_dir => self.index.unlink(object),
+                _ => {}
+            }
+        }
+        out.push(Change { root, path, kind, recursive: false, ino, pid });
+    }
+
+    /// The new side of a rename (or a MOVED_TO).
+    fn moved_to(&mut self, new: &DirEntryName, object: Option<&FileHandle>, is_dir: bool, pid: u32, out: &mut Vec<Change>, rescans: &AtomicU64) {
+        let mut moved_in = false;
+        if let (true, Some(object)) = (is_dir, object) {
+            self.outside.remove(object);
+            moved_in = self.index.dir_path(object).is_none();
+            self.index.link(object.clone(), &new.dir, &new.name);
+        }
+        let Some((root, path)) = self.resolve(new, out, rescans) else { return };
+        let absolute = self.index.absolute(root, &path);
+        if let (true, Some(object), Some(absolute)) = (moved_in, object, &absolute) {
+            // Its subdirectories were never indexed: learn them now.
+            self.index.index_subtree(root, absolute, object.clone());
+        }
+        let ino = absolute.and_then(|p| std::fs::symlink_metadata(p).ok()).map_or(0, |m| m.ino());
+        out.push(Change { root, path, kind: ChangeKind::RenameTo, recursive: is_dir, ino, pid });
+    }
+
+    /// Root and root-relative path of a directory entry; `None` outside every
+    /// root. A directory inside a root that the index did not know means
+    /// events were missed: it is learnt and journaled as a rescan marker.
+    fn resolve(&mut self, entry: &DirEntryName, out: &mut Vec<Change>, rescans: &AtomicU64) -> Option<(RootId, Vec<u8>)> {
+        if let Some(found) = self.index.entry_path(&entry.dir, &entry.name) {
+            return Some(found);
+        }
+        if self.outside.contains(&entry.dir) {
+            return None;
+        }
+        let Ok(dir_path) = handle::current_path(&self.mount_fd, &entry.dir) else {
+            // Gone and never known: it was not under a root when it existed.
+            return None;
+        };
+        let Some((root, rel)) = self.index.relative_to_root(&dir_path) else {
+            if self.outside.len() >= OUTSIDE_CACHE_MAX {
+                self.outside.clear();
+            }
+            self.outside.insert(entry.dir.clone());
+            return None;
+        };
+        tracing::warn!(dir = %dir_path.display(), "event in a directory the index did not know; rescanning it");
+        if let Some((parent, _)) = dir_path.parent().and_then(|p| handle::handle_of(p).ok()) {
+            let name = dir_path.file_name().map_or(&[][..], |n| std::os::unix::ffi::OsStrExt::as_bytes(n));
+            self.index.link(entry.dir.clone(), &parent, name);
+        }
+        self.index.index_subtree(root, &dir_path, entry.dir.clone());
+        self.rescan(root, rel, out, rescans);
+        self.index.entry_path(&entry.dir, &entry.name)
+    }
+
+    fn rescan(&self, root: RootId, path: Vec<u8>, out: &mut Vec<Change>, rescans: &AtomicU64) {
+        rescans.fetch_add(1, Ordering::Relaxed);
+        out.push(Change { root, path, kind: ChangeKind::Rescan, recursive: true, ino: 0, pid: 0 });
+    }
+
+    fn rescan_all(&mut self, out: &mut Vec<Change>, rescans: &AtomicU64) {
+        for root in self.index.root_ids() {
+            self.rescan(root, Vec::new(), out, rescans);
+        }
+        self.outside.clear();
+        if let Err(e) = self.index.rebuild() {
+            tracing::error!(error = %e, "cannot rebuild the directory index after an overflow");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_create_and_delete_ask_the_file_system() {
+        assert_eq!(entry_kind(libc::FAN_CREATE | libc::FAN_DELETE, || true), Some(ChangeKind::Create));
+        assert_eq!(entry_kind(libc::FAN_CREATE | libc::FAN_DELETE, || false), Some(ChangeKind::Delete));
+        assert_eq!(entry_kind(libc::FAN_MODIFY | libc::FAN_ATTRIB, || unreachable!()), Some(ChangeKind::Modify));
+        assert_eq!(entry_kind(libc::FAN_CLOSE_WRITE, || unreachable!()), Some(ChangeKind::Modify));
+        assert_eq!(entry_kind(libc::FAN_DELETE_SELF, || unreachable!()), None);
+    }
+}

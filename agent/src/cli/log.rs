@@ -1,0 +1,78 @@
+//! `fsjournal log`: the journal's records in sequence order.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{display_path, JournalArgs};
+use crate::journal::{Journal, LogRecord, Seq};
+
+/// Records printed per journal read.
+const PAGE: usize = 10_000;
+
+/// Arguments of `fsjournal log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    #[command(flatten)]
+    journal: JournalArgs,
+    /// Start after this sequence number (a cursor); default: the oldest kept record.
+    #[arg(long, default_value_t = 0)]
+    since: Seq,
+    /// Keep printing new records as they are journaled.
+    #[arg(long, short)]
+    follow: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One record as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct JsonRecord<'a> {
+    seq: Seq,
+    time_ms: u64,
+    root: &'a str,
+    path: String,
+    kind: &'static str,
+    recursive: bool,
+    ino: u64,
+    pid: u32,
+}
+
+fn print(seq: Seq, record: &LogRecord, roots: &[String], json: bool) -> anyhow::Result<()> {
+    let root = roots.get(record.root as usize).map_or("?", String::as_str);
+    let path = display_path(&record.path);
+    if json {
+        let line = JsonRecord { seq, time_ms: record.time_ms, root, path, kind: record.kind().name(), recursive: record.recursive, ino: record.ino, pid: record.pid };
+        println!("{}", serde_json::to_string(&line)?);
+    } else {
+        let recursive = if record.recursive { " (recursive)" } else { "" };
+        println!("{seq:>10} {} {:<11} {root}/{path:?}{recursive} ino={} pid={}", record.time_ms, record.kind().name(), record.ino, record.pid);
+    }
+    Ok(())
+}
+
+/// Runs `fsjournal log`.
+pub fn run(args: LogArgs) -> anyhow::Result<()> {
+    let mut journal: Journal = args.journal.open()?;
+    let mut next = args.since + 1;
+    loop {
+        let roots: Vec<String> = journal.roots()?.iter().map(|p| p.display().to_string()).collect();
+        loop {
+            let records = journal.log_from(next, PAGE)?;
+            for (seq, record) in &records {
+                print(*seq, record, &roots, args.json)?;
+                next = seq + 1;
+            }
+            if records.len() < PAGE {
+                break;
+            }
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        journal.catch_up()?;
+    }
+}

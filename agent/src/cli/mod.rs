@@ -1,0 +1,150 @@
+//! The command line (clap). Every inspection command opens the journal as a
+//! read-only secondary instance, so it works while the agent runs.
+
+mod log;
+mod pending;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{BackendChoice, Config, DEFAULT_JOURNAL_DIR};
+use crate::journal::Journal;
+
+/// fsjournal: kernel-level change capture for hot backup of huge trees.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter for the agent's logs (tracing EnvFilter syntax; also RUST_LOG).
+    #[arg(long, global = true, default_value = "info", env = "FSJOURNAL_LOG")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: capture changes, journal them, push them to the targets.
+    Run(RunArgs),
+    /// Show backend, roots and, per target, cursor, pending paths, lag and last error.
+    Status(status::StatusArgs),
+    /// Print journal records in sequence order.
+    Log(log::LogArgs),
+    /// List the paths a target still has to receive.
+    Pending(pending::PendingArgs),
+}
+
+/// `fsjournal run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, short, conflicts_with_all = ["source", "dest"])]
+    pub config: Option<PathBuf>,
+    /// Source directory to replicate (without --config).
+    #[arg(long, requires = "dest")]
+    pub source: Option<PathBuf>,
+    /// Target: a local directory, rsync://[user@]host[:port]/module[/path] or [user@]host:path.
+    #[arg(long, requires = "source")]
+    pub dest: Option<String>,
+    /// Journal directory (without --config).
+    #[arg(long, conflicts_with = "config")]
+    pub journal: Option<PathBuf>,
+    /// Capture backend (overrides the configuration).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+}
+
+impl RunArgs {
+    /// The configuration these arguments describe.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match (&self.config, &self.source, &self.dest) {
+            (Some(file), _, _) => Config::load(file)?,
+            (None, Some(source), Some(dest)) => Config::from_command_line(source.clone(), dest.clone(), self.journal.clone())?,
+            _ => anyhow::bail!("give --config FILE, or --source DIR --dest TARGET"),
+        };
+        if let Some(backend) = self.backend {
+            config.capture.backend = backend;
+        }
+        Ok(config)
+    }
+}
+
+/// Where an inspection command finds the journal.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// Journal directory.
+    #[arg(long, conflicts_with = "config")]
+    pub journal: Option<PathBuf>,
+    /// Read the journal path from this configuration file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+impl JournalArgs {
+    fn open(&self) -> anyhow::Result<Journal> {
+        let path = match (&self.journal, &self.config) {
+            (Some(path), _) => path.clone(),
+            (None, Some(file)) => Config::load(file)?.journal.path,
+            (None, None) => PathBuf::from(DEFAULT_JOURNAL_DIR),
+        };
+        Journal::open_reader(&path)
+    }
+}
+
+/// Runs an inspection subcommand.
+pub fn inspect(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Status(args) => status::run(args),
+        Command::Log(args) => log::run(args),
+        Command::Pending(args) => pending::run(args),
+        Command::Run(_) => unreachable!("run is not an inspection command"),
+    }
+}
+
+/// A root-relative path for people and JSON: UTF-8 as is, other bytes as
+/// `\xNN`, and `.` for the root itself.
+pub fn display_path(path: &[u8]) -> String {
+    if path.is_empty() {
+        return ".".into();
+    }
+    let mut out = String::new();
+    for chunk in path.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// Human form of a duration in ms: `850ms`, `12s`, `3m05s`, `2h04m`.
+pub fn human_ms(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{}s", ms / 1000),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_keep_every_byte_visible() {
+        assert_eq!(display_path(b""), ".");
+        assert_eq!(display_path("jobs/ä b".as_bytes()), "jobs/ä b");
+        assert_eq!(display_path(b"bad\xff\xfename"), "bad\\xff\\xfename");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_ms(850), "850ms");
+        assert_eq!(human_ms(12_400), "12s");
+        assert_eq!(human_ms(185_000), "3m05s");
+        assert_eq!(human_ms(7_440_000), "2h04m");
+    }
+}

@@ -1,0 +1,154 @@
+//! `fsjournal status`: is the agent running, which backend, and per target
+//! the cursor, pending paths, lag and last error.
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{display_path, human_ms, JournalArgs};
+use crate::journal::{now_ms, Journal};
+
+/// Arguments of `fsjournal status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    journal: JournalArgs,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The status document (`--json` prints it as is).
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// Journal directory.
+    pub journal: String,
+    /// Journal id (hex).
+    pub journal_id: String,
+    /// Highest sequence number assigned.
+    pub last_seq: u64,
+    /// Oldest sequence number still in the inspection log.
+    pub log_first_seq: u64,
+    /// Whether the agent process recorded in the journal is alive.
+    pub agent_running: bool,
+    /// Its pid (0 if no agent ever ran).
+    pub agent_pid: u32,
+    /// Capture backend of the last agent.
+    pub backend: String,
+    /// Rescan markers written by the last agent since its start.
+    pub rescans: u64,
+    /// Agent uptime (ms), 0 when not running.
+    pub uptime_ms: u64,
+    /// Source roots.
+    pub roots: Vec<String>,
+    /// One entry per target.
+    pub targets: Vec<TargetStatus>,
+}
+
+/// One target in [`Status`].
+#[derive(Debug, Serialize)]
+pub struct TargetStatus {
+    /// Sync name.
+    pub name: String,
+    /// Target string.
+    pub target: String,
+    /// Source root.
+    pub root: String,
+    /// Acknowledged cursor.
+    pub cursor: u64,
+    /// Paths still to push.
+    pub pending: u64,
+    /// Age of the oldest unpushed change (ms), 0 when in sync.
+    pub lag_ms: u64,
+    /// Time of the last push attempt (ms since the Unix epoch, 0 = never).
+    pub last_push_ms: u64,
+    /// Error of the last attempt, if it failed.
+    pub last_error: Option<String>,
+    /// Failed attempts in a row.
+    pub consecutive_failures: u32,
+    /// Why a full sync is owed, while it is.
+    pub full_sync_needed: Option<String>,
+    /// Full syncs done, ever.
+    pub full_syncs: u64,
+    /// Why the last full sync was done.
+    pub last_full_sync_reason: Option<String>,
+    /// Paths pushed incrementally, ever.
+    pub pushed_paths: u64,
+}
+
+/// Reads the status document from a journal.
+pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
+    let now = now_ms();
+    let roots = journal.roots()?;
+    let agent = journal.agent_info()?.unwrap_or_default();
+    let agent_running = agent.pid != 0 && process_is_fsjournal(agent.pid);
+    let mut targets = Vec::new();
+    for (name, state) in journal.target_states()? {
+        let (pending, oldest) = journal.pending_summary(state.root, state.cursor)?;
+        targets.push(TargetStatus {
+            name,
+            target: state.target,
+            root: roots.get(state.root as usize).map_or_else(String::new, |p| p.display().to_string()),
+            cursor: state.cursor,
+            pending,
+            lag_ms: oldest.map_or(0, |t| now.saturating_sub(t)),
+            last_push_ms: state.last_push_ms,
+            last_error: state.last_error,
+            consecutive_failures: state.consecutive_failures,
+            full_sync_needed: state.full_sync_needed,
+            full_syncs: state.full_syncs,
+            last_full_sync_reason: state.last_full_sync_reason,
+            pushed_paths: state.pushed_paths,
+        });
+    }
+    Ok(Status {
+        journal: journal.path().display().to_string(),
+        journal_id: format!("{:016x}", journal.journal_id()),
+        last_seq: journal.last_seq(),
+        log_first_seq: journal.log_first_seq(),
+        agent_running,
+        agent_pid: agent.pid,
+        backend: agent.backend,
+        rescans: agent.rescans,
+        uptime_ms: if agent_running { now.saturating_sub(agent.started_ms) } else { 0 },
+        roots: roots.iter().map(|p| display_path(p.as_os_str().as_encoded_bytes())).collect(),
+        targets,
+    })
+}
+
+/// A pid is ours if `/proc/PID/comm` says `fsjournal` (pids get reused).
+fn process_is_fsjournal(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "fsjournal")
+}
+
+/// Runs `fsjournal status`.
+pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let status = collect(&args.journal.open()?)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    let now = now_ms();
+    println!("journal   {} (id {}, last seq {}, log from {})", status.journal, status.journal_id, status.last_seq, status.log_first_seq);
+    if status.agent_running {
+        println!("agent     running, pid {}, backend {}, up {}, rescans {}", status.agent_pid, status.backend, human_ms(status.uptime_ms), status.rescans);
+    } else {
+        println!("agent     not running");
+    }
+    for root in &status.roots {
+        println!("root      {root}");
+    }
+    for t in &status.targets {
+        println!("target    {} → {}", t.name, t.target);
+        println!("  cursor       {}   pending {} paths   lag {}", t.cursor, t.pending, human_ms(t.lag_ms));
+        let last = if t.last_push_ms == 0 { "never".to_string() } else { format!("{} ago", human_ms(now.saturating_sub(t.last_push_ms))) };
+        match &t.last_error {
+            None => println!("  last push    {last}, ok"),
+            Some(e) => println!("  last push    {last}, FAILED ({} in a row): {e}", t.consecutive_failures),
+        }
+        if let Some(reason) = &t.full_sync_needed {
+            println!("  full sync    owed: {reason}");
+        }
+        println!("  full syncs   {} (last: {})", t.full_syncs, t.last_full_sync_reason.as_deref().unwrap_or("-"));
+    }
+    Ok(())
+}

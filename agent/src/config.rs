@@ -1,0 +1,351 @@
+//! The agent's configuration: one TOML file, or the same structure built from
+//! `fsjournal run --source DIR --dest TARGET`.
+//!
+//! Every error names the file, the line and the key, and says what was
+//! expected (see [`ConfigError`]). Semantic checks (the source exists and is a
+//! directory, the target parses, the password file is private) run at load
+//! time, so a bad file never starts an agent that would later lose changes.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::push::target::Target;
+
+/// Default journal directory (RocksDB database).
+pub const DEFAULT_JOURNAL_DIR: &str = "/var/lib/fsjournal";
+
+/// A configuration problem, located in its file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: key `{key}`: {message}")]
+pub struct ConfigError {
+    /// The configuration file (or `<command line>`).
+    pub file: String,
+    /// 1-based line of the offending value (0 when unknown).
+    pub line: usize,
+    /// Dotted path of the key, e.g. `sync[0].batch_max_files`.
+    pub key: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the journal lives and how long its log is kept.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// How changes are captured.
+    #[serde(default)]
+    pub capture: CaptureConfig,
+    /// One entry per (source tree, target) pair, each with its own cursor.
+    pub sync: Vec<SyncConfig>,
+}
+
+/// `[journal]`: the RocksDB journal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Database directory; must not lie inside a source tree.
+    pub path: PathBuf,
+    /// Keep at most this many records in the inspection log (records).
+    pub retention_records: u64,
+    /// Drop inspection-log records older than this (hours).
+    pub retention_hours: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { path: PathBuf::from(DEFAULT_JOURNAL_DIR), retention_records: 1_000_000, retention_hours: 24 * 7 }
+    }
+}
+
+/// Which capture backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// Best available backend (today: fanotify).
+    Auto,
+    /// fanotify with a filesystem-wide mark and FID reporting.
+    Fanotify,
+}
+
+/// `[capture]`: change capture.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Backend selection.
+    pub backend: BackendChoice,
+    /// Pause between two reads of the event queue (ms): lets the kernel
+    /// merge repeated events and wakes the agent once per batch, not per event.
+    pub read_interval_ms: u64,
+    /// Raise `/proc/sys/fs/fanotify/max_queued_events` to at least this many
+    /// events before creating a group (0 = leave the kernel's value alone).
+    pub max_queued_events: u64,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig { backend: BackendChoice::Auto, read_interval_ms: 5, max_queued_events: 1 << 20 }
+    }
+}
+
+/// `[[sync]]`: one source tree pushed to one target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Unique name; keys the target's cursor in the journal.
+    pub name: String,
+    /// Source directory (absolute).
+    pub source: Spanned<PathBuf>,
+    /// Local directory, `rsync://[user@]host[:port]/module[/path]` or
+    /// `[user@]host:path` (ssh).
+    pub target: Spanned<String>,
+    /// rsync daemon password file (must be mode 0600 or stricter).
+    #[serde(default)]
+    pub password_file: Option<Spanned<PathBuf>>,
+    /// Remote shell for ssh targets (rsync `-e`), e.g. `ssh -p 2222`.
+    #[serde(default)]
+    pub ssh_command: Option<String>,
+    /// At most this many paths per rsync run (paths).
+    #[serde(default = "default_batch_max_files")]
+    pub batch_max_files: usize,
+    /// Wait this long after the oldest unpushed change before pushing (ms).
+    #[serde(default = "default_batch_delay_ms")]
+    pub batch_delay_ms: u64,
+    /// Upper bound of the retry backoff after a failed push (ms).
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// rsync I/O timeout (`--timeout`, seconds; 0 = none).
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: u64,
+    /// Extra arguments appended to every rsync run (e.g. `--bwlimit=10m`).
+    #[serde(default)]
+    pub rsync_args: Vec<String>,
+}
+
+fn default_batch_max_files() -> usize {
+    10_000
+}
+fn default_batch_delay_ms() -> u64 {
+    1_000
+}
+fn default_retry_max_ms() -> u64 {
+    60_000
+}
+fn default_timeout_s() -> u64 {
+    600
+}
+
+impl SyncConfig {
+    /// A sync with every optional key at its default.
+    pub fn new(name: &str, source: PathBuf, target: String) -> SyncConfig {
+        SyncConfig {
+            name: name.to_string(),
+            source: Spanned::new(0..0, source),
+            target: Spanned::new(0..0, target),
+            password_file: None,
+            ssh_command: None,
+            batch_max_files: default_batch_max_files(),
+            batch_delay_ms: default_batch_delay_ms(),
+            retry_max_ms: default_retry_max_ms(),
+            timeout_s: default_timeout_s(),
+            rsync_args: Vec::new(),
+        }
+    }
+
+    /// The parsed target (validated at load time, so this cannot fail later).
+    pub fn target(&self) -> Target {
+        Target::parse(self.target.get_ref()).expect("target validated at load")
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    ///
+    /// Errors: unreadable file, TOML syntax, unknown or mistyped key, or a
+    /// semantic problem; each as a [`ConfigError`] with file, line and key.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        Ok(Config::parse(&text, &path.display().to_string())?)
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let located = |span: Option<Range<usize>>, key: String, message: String| ConfigError {
+            file: file.to_string(),
+            line: span.map_or(0, |s| line_of(text, s.start)),
+            key,
+            message,
+        };
+        let deserializer =
+            toml::de::Deserializer::parse(text).map_err(|e| located(e.span(), String::new(), e.message().to_string()))?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            located(inner.span(), key, inner.message().to_string())
+        })?;
+        config.validate().map_err(|(span, key, message)| located(span, key, message))?;
+        Ok(config)
+    }
+
+    /// The configuration of `fsjournal run --source DIR --dest TARGET`.
+    pub fn from_command_line(source: PathBuf, dest: String, journal: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let mut config = Config {
+            journal: JournalConfig::default(),
+            capture: CaptureConfig::default(),
+            sync: vec![SyncConfig::new("default", source, dest)],
+        };
+        if let Some(journal) = journal {
+            config.journal.path = journal;
+        }
+        config.validate().map_err(|(_, key, message)| ConfigError {
+            file: "<command line>".into(),
+            line: 0,
+            key: key.replace("sync[0].source", "--source").replace("sync[0].target", "--dest"),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Semantic checks; the error carries the value's span and dotted key.
+    fn validate(&self) -> Result<(), (Option<Range<usize>>, String, String)> {
+        if self.sync.is_empty() {
+            return Err((None, "sync".into(), "at least one [[sync]] table is required".into()));
+        }
+        let mut names = HashSet::new();
+        for (i, sync) in self.sync.iter().enumerate() {
+            let key = |k: &str| format!("sync[{i}].{k}");
+            if sync.name.is_empty() || sync.name.contains(['/', '\0']) || !names.insert(sync.name.clone()) {
+                return Err((None, key("name"), format!("`{}` must be a unique, non-empty name without `/`", sync.name)));
+            }
+            let source = sync.source.get_ref();
+            if !source.is_absolute() {
+                return Err((Some(sync.source.span()), key("source"), "expected an absolute path".into()));
+            }
+            match std::fs::metadata(source) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => return Err((Some(sync.source.span()), key("source"), "is not a directory".into())),
+                Err(e) => return Err((Some(sync.source.span()), key("source"), format!("{}: {e}", source.display()))),
+            }
+            if self.journal.path.starts_with(source) {
+                return Err((
+                    Some(sync.source.span()),
+                    key("source"),
+                    format!("contains the journal {}: the journal must live outside every source", self.journal.path.display()),
+                ));
+            }
+            let target = Target::parse(sync.target.get_ref()).map_err(|e| (Some(sync.target.span()), key("target"), e))?;
+            if let Some(password_file) = &sync.password_file {
+                check_private_file(password_file.get_ref())
+                    .map_err(|e| (Some(password_file.span()), key("password_file"), e))?;
+            }
+            if let Target::Local(dir) = &target {
+                if dir.starts_with(source) || source.starts_with(dir) {
+                    return Err((Some(sync.target.span()), key("target"), "a local target must not overlap its source".into()));
+                }
+            }
+            if sync.batch_max_files == 0 {
+                return Err((None, key("batch_max_files"), "expected a number of paths >= 1".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A secret file must exist, be readable and be private (no group/other bits),
+/// as rsync itself demands of `--password-file` when run as root.
+fn check_private_file(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("{} has mode {mode:04o}; expected 0600 or stricter (chmod 600)", path.display()));
+    }
+    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+impl fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Fanotify => "fanotify",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml")
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let config = parse("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"rsync://u@127.0.0.1:873/m/p\"\n").unwrap();
+        assert_eq!(config.journal.path, PathBuf::from(DEFAULT_JOURNAL_DIR));
+        assert_eq!(config.sync[0].batch_max_files, 10_000);
+        assert_eq!(config.sync[0].batch_delay_ms, 1_000);
+        assert_eq!(config.capture.backend, BackendChoice::Auto);
+    }
+
+    #[test]
+    fn mistyped_value_names_file_line_and_key() {
+        let err = parse("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nbatch_max_files = \"many\"\n")
+            .unwrap_err();
+        assert_eq!((err.file.as_str(), err.line, err.key.as_str()), ("test.toml", 5, "sync[0].batch_max_files"));
+        assert!(err.to_string().starts_with("test.toml:5: key `sync[0].batch_max_files`:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_line() {
+        let err = parse("[journal]\npath = \"/var/lib/x\"\nretension = 3\n[[sync]]\nname=\"a\"\nsource=\"/tmp\"\ntarget=\"/srv\"\n")
+            .unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.message.contains("retension"), "{err}");
+    }
+
+    #[test]
+    fn missing_source_names_its_line() {
+        let err = parse("[[sync]]\nname = \"a\"\nsource = \"/does/not/exist\"\ntarget = \"/srv/x\"\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (3, "sync[0].source"));
+    }
+
+    #[test]
+    fn password_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "pw\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"rsync://u@h/m\"\npassword_file = \"{}\"\n",
+            secret.display()
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (5, "sync[0].password_file"));
+        assert!(err.message.contains("0644"), "{err}");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        parse(&text).unwrap();
+    }
+
+    #[test]
+    fn journal_inside_a_source_is_refused() {
+        let err = parse("[journal]\npath = \"/tmp/j\"\n[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n")
+            .unwrap_err();
+        assert_eq!(err.key, "sync[0].source");
+    }
+}

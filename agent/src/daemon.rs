@@ -1,0 +1,131 @@
+//! `fsjournal run`: wires capture → journal → push together and supervises
+//! them until SIGTERM/SIGINT.
+//!
+//! Start-up order is the crash-safety argument in miniature: open the
+//! journal, arm capture (marks placed, index built), and only then start the
+//! pushers, whose full syncs (where needed) begin after capture is live.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::capture::{Capture, Root};
+use crate::config::Config;
+use crate::journal::{now_ms, AgentInfo, Journal, Retention};
+use crate::push::Pusher;
+
+/// How often the supervisor applies log retention and refreshes the agent
+/// info that `status` reads.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// Runs the agent until a termination signal. Errors: the journal cannot be
+/// opened, capture cannot be armed, or capture/push stopped on an error
+/// (the process then exits non-zero so a service manager restarts it).
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let journal = Arc::new(Journal::open(&config.journal.path)?);
+    let mut roots: Vec<Root> = Vec::new();
+    let mut syncs = Vec::new();
+    for sync in &config.sync {
+        let path: PathBuf = sync
+            .source
+            .get_ref()
+            .canonicalize()
+            .with_context(|| format!("source {} of sync {}", sync.source.get_ref().display(), sync.name))?;
+        let id = journal.register_root(&path)?;
+        if !roots.iter().any(|r| r.id == id) {
+            roots.push(Root { id, path: path.clone() });
+        }
+        let mut sync = sync.clone();
+        *sync.source.get_mut() = path;
+        syncs.push((sync, id));
+    }
+    check_roots_disjoint(&roots)?;
+    let names: Vec<&str> = config.sync.iter().map(|s| s.name.as_str()).collect();
+    for forgotten in journal.forget_targets_except(&names)? {
+        tracing::warn!(target = %forgotten, "target no longer configured: its cursor was dropped");
+    }
+
+    let capture = Capture::start(&config.capture, &roots, journal.clone())?;
+    tracing::info!(
+        backend = capture.backend,
+        roots = roots.len(),
+        ms = started.elapsed().as_millis() as u64,
+        journal = %journal.path().display(),
+        last_seq = journal.last_seq(),
+        "capture armed"
+    );
+    let mut info = AgentInfo {
+        pid: std::process::id(),
+        started_ms: now_ms(),
+        backend: capture.backend.to_string(),
+        rescans: 0,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    journal.save_agent_info(&info)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
+    }
+    let mut pushers = Vec::new();
+    for (sync, root) in syncs {
+        pushers.push(Pusher::spawn(sync, root, journal.clone(), stop.clone())?);
+    }
+
+    let retention = Retention {
+        records: config.journal.retention_records,
+        max_age_ms: config.journal.retention_hours.saturating_mul(3_600_000),
+    };
+    let mut unexpected = false;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(HOUSEKEEPING);
+        if let Err(e) = journal.apply_retention(retention) {
+            tracing::error!(error = %format!("{e:#}"), "journal retention failed");
+        }
+        info.rescans = capture.stats.rescans.load(Ordering::Relaxed);
+        journal.save_agent_info(&info)?;
+        if !capture.is_running() || pushers.iter().any(|p| p.is_finished()) {
+            unexpected = true;
+            break;
+        }
+    }
+    tracing::info!("stopping");
+    stop.store(true, Ordering::Relaxed);
+    journal.wake_waiters();
+    let mut failure = None;
+    for pusher in pushers {
+        if let Err(e) = pusher.join().map_err(|_| anyhow::anyhow!("pusher panicked")).and_then(|r| r) {
+            failure.get_or_insert(e);
+        }
+    }
+    if let Err(e) = capture.stop() {
+        failure.get_or_insert(e);
+    }
+    if unexpected && failure.is_none() {
+        failure = Some(anyhow::anyhow!("a capture or push thread stopped unexpectedly"));
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+/// Nested roots would resolve a directory to the inner root only and starve
+/// the outer one: refuse them.
+fn check_roots_disjoint(roots: &[Root]) -> anyhow::Result<()> {
+    for a in roots {
+        for b in roots {
+            if a.id != b.id && b.path.starts_with(&a.path) {
+                anyhow::bail!("source {} lies inside source {}: sources must not nest", b.path.display(), a.path.display());
+            }
+        }
+    }
+    Ok(())
+}

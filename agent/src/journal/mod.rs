@@ -1,0 +1,427 @@
+//! The persistent change journal: one RocksDB database.
+//!
+//! Column families:
+//! - `log`: `seq → LogRecord`, every change in sequence order, trimmed by
+//!   retention (count, age). For inspection only; pushing never reads it.
+//! - `pending`: `root ‖ path → PendingEntry`, one entry per path that some
+//!   target may still need: repeated changes to a path *coalesce* here.
+//! - `by_seq`: `seq → root ‖ path`, the pending entries in sequence order
+//!   (only each path's latest sequence number is present).
+//! - `targets`: `name → TargetState`, the acknowledged cursor per target.
+//! - `meta`: journal id, next sequence number, root table, agent info.
+//!
+//! Durability: every append and every acknowledgement is one `WriteBatch`
+//! written with `sync = true` (WAL fsync), so a record is on disk before the
+//! call returns, and a cursor moves atomically with the trimming it allows.
+//! A pending entry is deleted only once every target's cursor has passed its
+//! sequence number. See docs/architecture.md, "Crash safety".
+
+mod records;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+
+pub use records::*;
+
+const CF_LOG: &str = "log";
+const CF_PENDING: &str = "pending";
+const CF_BY_SEQ: &str = "by_seq";
+const CF_TARGETS: &str = "targets";
+const CF_META: &str = "meta";
+const COLUMN_FAMILIES: [&str; 5] = [CF_LOG, CF_PENDING, CF_BY_SEQ, CF_TARGETS, CF_META];
+
+const META_JOURNAL_ID: &[u8] = b"journal_id";
+const META_NEXT_SEQ: &[u8] = b"next_seq";
+const META_ROOTS: &[u8] = b"roots";
+const META_AGENT: &[u8] = b"agent";
+
+/// Retention of the inspection log.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Keep at most this many records.
+    pub records: u64,
+    /// Keep records younger than this (ms).
+    pub max_age_ms: u64,
+}
+
+/// State only the writer touches, under one lock: appends, acknowledgements
+/// and trimming must not interleave (an append re-keys a path that a trim
+/// might otherwise delete).
+struct Writer {
+    next_seq: Seq,
+    log_first: Seq,
+    /// Every `by_seq` entry at or below this was trimmed (skips tombstones).
+    trimmed_through: Seq,
+}
+
+/// An open journal: the agent's read-write primary, or a CLI reader.
+pub struct Journal {
+    db: DB,
+    path: PathBuf,
+    journal_id: u64,
+    writer: Mutex<Writer>,
+    appended: Condvar,
+    /// Keeps a reader's secondary-instance directory alive.
+    _secondary: Option<tempfile::TempDir>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path` for writing; only one
+    /// process may do so at a time (RocksDB's LOCK file).
+    ///
+    /// Errors: the directory cannot be created, another agent holds it, or
+    /// the database is corrupt.
+    pub fn open(path: &Path) -> anyhow::Result<Journal> {
+        std::fs::create_dir_all(path).with_context(|| format!("cannot create journal directory {}", path.display()))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)
+            .with_context(|| format!("cannot open journal {} (is another agent running?)", path.display()))?;
+        Journal::from_db(db, path, None, true)
+    }
+
+    /// Opens the journal read-only, as a RocksDB secondary instance, so it
+    /// works while the agent holds the primary. Call [`Journal::catch_up`]
+    /// to see newer writes.
+    pub fn open_reader(path: &Path) -> anyhow::Result<Journal> {
+        if !path.join("CURRENT").exists() {
+            bail!("no journal at {} (has `fsjournal run` ever run with this journal path?)", path.display());
+        }
+        let secondary = tempfile::Builder::new().prefix("fsjournal-reader").tempdir()?;
+        let db = DB::open_cf_as_secondary(&Options::default(), path, secondary.path(), COLUMN_FAMILIES)
+            .with_context(|| format!("cannot read journal {}", path.display()))?;
+        Journal::from_db(db, path, Some(secondary), false)
+    }
+
+    fn from_db(db: DB, path: &Path, secondary: Option<tempfile::TempDir>, writable: bool) -> anyhow::Result<Journal> {
+        let mut journal = Journal {
+            db,
+            path: path.to_path_buf(),
+            journal_id: 0,
+            writer: Mutex::new(Writer { next_seq: 1, log_first: 1, trimmed_through: 0 }),
+            appended: Condvar::new(),
+            _secondary: secondary,
+        };
+        journal.load_meta(writable)?;
+        Ok(journal)
+    }
+
+    fn load_meta(&mut self, writable: bool) -> anyhow::Result<()> {
+        let meta = self.cf(CF_META);
+        let journal_id = match self.db.get_cf(meta, META_JOURNAL_ID)? {
+            Some(bytes) => decode(&bytes, "journal id")?,
+            None if writable => {
+                let id = fresh_journal_id();
+                self.db.put_cf(meta, META_JOURNAL_ID, encode(&id))?;
+                id
+            }
+            None => 0,
+        };
+        let next_seq = match self.db.get_cf(meta, META_NEXT_SEQ)? {
+            Some(bytes) => decode(&bytes, "next sequence number")?,
+            None => 1,
+        };
+        let log_first = self.first_key(CF_LOG).unwrap_or(next_seq);
+        self.journal_id = journal_id;
+        *self.writer.get_mut().expect("writer lock") = Writer { next_seq, log_first, trimmed_through: 0 };
+        Ok(())
+    }
+
+    /// Refreshes a reader with the primary's latest writes.
+    pub fn catch_up(&mut self) -> anyhow::Result<()> {
+        self.db.try_catch_up_with_primary()?;
+        self.load_meta(false)
+    }
+
+    /// Directory of the database.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Random id chosen when the journal was created; a cursor from another
+    /// journal id is meaningless (Watchman's "fresh instance").
+    pub fn journal_id(&self) -> u64 {
+        self.journal_id
+    }
+
+    /// Highest sequence number assigned so far (0 for an empty journal).
+    pub fn last_seq(&self) -> Seq {
+        self.writer.lock().expect("writer lock").next_seq - 1
+    }
+
+    /// First sequence number still in the inspection log.
+    pub fn log_first_seq(&self) -> Seq {
+        self.writer.lock().expect("writer lock").log_first
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    fn first_key(&self, cf: &str) -> Option<Seq> {
+        self.db.iterator_cf(self.cf(cf), IteratorMode::Start).next().and_then(Result::ok).map(|(k, _)| seq_from_key(&k))
+    }
+
+    fn write(&self, batch: WriteBatch) -> anyhow::Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).with_context(|| format!("journal write to {} failed", self.path.display()))
+    }
+
+    /// The root table: index = [`RootId`], value = absolute path.
+    pub fn roots(&self) -> anyhow::Result<Vec<PathBuf>> {
+        use std::os::unix::ffi::OsStringExt;
+        let raw: Vec<Vec<u8>> = match self.db.get_cf(self.cf(CF_META), META_ROOTS)? {
+            Some(bytes) => decode(&bytes, "root table")?,
+            None => Vec::new(),
+        };
+        Ok(raw.into_iter().map(|p| PathBuf::from(std::ffi::OsString::from_vec(p))).collect())
+    }
+
+    /// The id of `root`, adding it to the root table when new.
+    pub fn register_root(&self, root: &Path) -> anyhow::Result<RootId> {
+        use std::os::unix::ffi::OsStrExt;
+        let _writer = self.writer.lock().expect("writer lock");
+        let mut roots = self.roots()?;
+        if let Some(id) = roots.iter().position(|r| r == root) {
+            return Ok(id as RootId);
+        }
+        roots.push(root.to_path_buf());
+        let raw: Vec<&[u8]> = roots.iter().map(|r| r.as_os_str().as_bytes()).collect();
+        self.db.put_cf(self.cf(CF_META), META_ROOTS, encode(&raw))?;
+        Ok((roots.len() - 1) as RootId)
+    }
+
+    /// Appends changes in one durable batch: each gets the next sequence
+    /// number and a log record, and replaces its path's pending entry
+    /// (coalescing; the recursive flag is kept once set).
+    ///
+    /// Returns the last sequence number assigned. Errors: the write failed
+    /// (disk full, I/O error); nothing of the batch is then on disk.
+    pub fn append(&self, changes: &[Change]) -> anyhow::Result<Seq> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        if changes.is_empty() {
+            return Ok(writer.next_seq - 1);
+        }
+        let now = now_ms();
+        let (log, pending, by_seq) = (self.cf(CF_LOG), self.cf(CF_PENDING), self.cf(CF_BY_SEQ));
+        let mut batch = WriteBatch::default();
+        // Entries re-keyed earlier in this batch are not yet visible in the DB.
+        let mut in_batch: std::collections::HashMap<Vec<u8>, PendingEntry> = std::collections::HashMap::new();
+        let mut seq = writer.next_seq;
+        for change in changes {
+            let record = LogRecord {
+                root: change.root,
+                path: change.path.clone(),
+                kind: change.kind as u8,
+                recursive: change.recursive,
+                ino: change.ino,
+                pid: change.pid,
+                time_ms: now,
+            };
+            batch.put_cf(log, seq_key(seq), encode(&record));
+            let key = pending_key(change.root, &change.path);
+            let previous = match in_batch.get(&key) {
+                Some(entry) => Some(entry.clone()),
+                None => self.db.get_cf(pending, &key)?.map(|b| decode::<PendingEntry>(&b, "pending entry")).transpose()?,
+            };
+            let (mut recursive, mut time_ms) = (change.recursive, now);
+            if let Some(previous) = previous {
+                batch.delete_cf(by_seq, seq_key(previous.seq));
+                recursive |= previous.recursive;
+                // The oldest coalesced change dates the entry: a file written
+                // continuously must not keep postponing its own push.
+                time_ms = previous.time_ms;
+            }
+            let entry = PendingEntry { seq, kind: change.kind as u8, recursive, time_ms };
+            batch.put_cf(pending, &key, encode(&entry));
+            batch.put_cf(by_seq, seq_key(seq), &key);
+            in_batch.insert(key, entry);
+            seq += 1;
+        }
+        batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, encode(&seq));
+        self.write(batch)?;
+        writer.next_seq = seq;
+        drop(writer);
+        self.appended.notify_all();
+        Ok(seq - 1)
+    }
+
+    /// Blocks until an append happens after `seen` or `timeout` passes;
+    /// returns the last sequence number.
+    pub fn wait_for_append(&self, seen: Seq, timeout: Duration) -> Seq {
+        let writer = self.writer.lock().expect("writer lock");
+        let (writer, _) = self
+            .appended
+            .wait_timeout_while(writer, timeout, |w| w.next_seq - 1 <= seen)
+            .expect("writer lock");
+        writer.next_seq - 1
+    }
+
+    /// Wakes every [`Journal::wait_for_append`] caller (used at shutdown).
+    pub fn wake_waiters(&self) {
+        let _writer = self.writer.lock().expect("writer lock");
+        self.appended.notify_all();
+    }
+
+    /// Up to `max` pending paths of `root` with sequence numbers after
+    /// `cursor`, oldest first.
+    pub fn pending_batch(&self, root: RootId, cursor: Seq, max: usize) -> anyhow::Result<Batch> {
+        let mut batch = Batch { high_seq: cursor, ..Batch::default() };
+        let start = seq_key(cursor + 1);
+        for item in self.db.iterator_cf(self.cf(CF_BY_SEQ), IteratorMode::From(&start, Direction::Forward)) {
+            let (seq_bytes, key) = item?;
+            if batch.paths.len() == max {
+                batch.truncated = true;
+                break;
+            }
+            let seq = seq_from_key(&seq_bytes);
+            batch.high_seq = seq;
+            let (entry_root, path) = split_pending_key(&key);
+            if entry_root != root {
+                continue;
+            }
+            // Read the live entry: a concurrent append may have re-keyed it to a
+            // newer sequence number, which then stays pending on its own.
+            let Some(bytes) = self.db.get_cf(self.cf(CF_PENDING), &key)? else { continue };
+            let entry: PendingEntry = decode(&bytes, "pending entry")?;
+            batch.paths.push(PendingPath { seq, path: path.to_vec(), recursive: entry.recursive, time_ms: entry.time_ms });
+        }
+        Ok(batch)
+    }
+
+    /// Number of pending paths of `root` after `cursor`, and the time of the
+    /// oldest one (ms since the Unix epoch).
+    pub fn pending_summary(&self, root: RootId, cursor: Seq) -> anyhow::Result<(u64, Option<u64>)> {
+        let batch = self.pending_batch(root, cursor, usize::MAX)?;
+        Ok((batch.paths.len() as u64, batch.paths.first().map(|p| p.time_ms)))
+    }
+
+    /// The stored state of target `name`.
+    pub fn target_state(&self, name: &str) -> anyhow::Result<Option<TargetState>> {
+        self.db.get_cf(self.cf(CF_TARGETS), name)?.map(|b| decode(&b, "target state")).transpose()
+    }
+
+    /// Every target's state, by name.
+    pub fn target_states(&self) -> anyhow::Result<Vec<(String, TargetState)>> {
+        let mut states = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_TARGETS), IteratorMode::Start) {
+            let (name, bytes) = item?;
+            states.push((String::from_utf8_lossy(&name).into_owned(), decode(&bytes, "target state")?));
+        }
+        Ok(states)
+    }
+
+    /// Stores `state` for target `name`, and in the same atomic batch trims
+    /// the pending entries that every target has now acknowledged (sequence
+    /// number ≤ the minimum cursor over all targets).
+    pub fn save_target(&self, name: &str, state: &TargetState) -> anyhow::Result<()> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_TARGETS), name, encode(state));
+        let others = self.target_states()?.into_iter().filter(|(n, _)| n != name).map(|(_, s)| s.cursor);
+        let min_cursor = others.fold(state.cursor, Seq::min);
+        self.trim_acknowledged(&mut batch, writer.trimmed_through, min_cursor)?;
+        self.write(batch)?;
+        writer.trimmed_through = writer.trimmed_through.max(min_cursor);
+        Ok(())
+    }
+
+    /// Removes the state of targets no longer configured, so their cursors
+    /// stop holding back trimming. Returns the names forgotten.
+    pub fn forget_targets_except(&self, keep: &[&str]) -> anyhow::Result<Vec<String>> {
+        let _writer = self.writer.lock().expect("writer lock");
+        let mut batch = WriteBatch::default();
+        let mut forgotten = Vec::new();
+        for (name, _) in self.target_states()? {
+            if !keep.contains(&name.as_str()) {
+                batch.delete_cf(self.cf(CF_TARGETS), name.as_bytes());
+                forgotten.push(name);
+            }
+        }
+        self.write(batch)?;
+        Ok(forgotten)
+    }
+
+    fn trim_acknowledged(&self, batch: &mut WriteBatch, trimmed_through: Seq, min_cursor: Seq) -> anyhow::Result<()> {
+        let (pending, by_seq) = (self.cf(CF_PENDING), self.cf(CF_BY_SEQ));
+        let start = seq_key(trimmed_through + 1);
+        for item in self.db.iterator_cf(by_seq, IteratorMode::From(&start, Direction::Forward)) {
+            let (seq_bytes, key) = item?;
+            let seq = seq_from_key(&seq_bytes);
+            if seq > min_cursor {
+                break;
+            }
+            batch.delete_cf(by_seq, &seq_bytes);
+            let current = self.db.get_cf(pending, &key)?.map(|b| decode::<PendingEntry>(&b, "pending entry")).transpose()?;
+            if current.is_some_and(|entry| entry.seq == seq) {
+                batch.delete_cf(pending, &key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops inspection-log records beyond the retention (count and age).
+    /// Pending entries are never dropped by retention.
+    pub fn apply_retention(&self, retention: Retention) -> anyhow::Result<()> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let mut first = writer.log_first.max(writer.next_seq.saturating_sub(retention.records));
+        let oldest_kept_ms = now_ms().saturating_sub(retention.max_age_ms);
+        for item in self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::From(&seq_key(first), Direction::Forward)) {
+            let (key, bytes) = item?;
+            if decode::<LogRecord>(&bytes, "log record")?.time_ms >= oldest_kept_ms {
+                break;
+            }
+            first = seq_from_key(&key) + 1;
+        }
+        if first > writer.log_first {
+            let mut batch = WriteBatch::default();
+            batch.delete_range_cf(self.cf(CF_LOG), seq_key(writer.log_first), seq_key(first));
+            self.write(batch)?;
+            writer.log_first = first;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` log records with sequence numbers ≥ `from`, in order.
+    pub fn log_from(&self, from: Seq, limit: usize) -> anyhow::Result<Vec<(Seq, LogRecord)>> {
+        let start = seq_key(from);
+        let iter = self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::From(&start, Direction::Forward));
+        iter.take(limit)
+            .map(|item| {
+                let (key, bytes) = item?;
+                Ok((seq_from_key(&key), decode(&bytes, "log record")?))
+            })
+            .collect()
+    }
+
+    /// Stores the running agent's self-description.
+    pub fn save_agent_info(&self, info: &AgentInfo) -> anyhow::Result<()> {
+        Ok(self.db.put_cf(self.cf(CF_META), META_AGENT, encode(info))?)
+    }
+
+    /// The last agent's self-description, if any agent ever ran.
+    pub fn agent_info(&self) -> anyhow::Result<Option<AgentInfo>> {
+        self.db.get_cf(self.cf(CF_META), META_AGENT)?.map(|b| decode(&b, "agent info")).transpose()
+    }
+}
+
+/// A journal id that differs between two creations of a journal.
+fn fresh_journal_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_ms());
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! The journal's record types and key encodings (its on-disk format).
+//!
+//! Values are postcard-encoded serde structs; keys are big-endian so that
+//! RocksDB's bytewise order is sequence order.
+
+use fsjournal_common::ChangeKind;
+use serde::{Deserialize, Serialize};
+
+/// Journal sequence number: 1 for the first record, strictly increasing,
+/// never reused (like an NTFS USN or a Lustre changelog index).
+pub type Seq = u64;
+
+/// Index of a source root in the journal's root table (`meta/roots`).
+pub type RootId = u32;
+
+/// One change as capture hands it to [`super::Journal::append`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The root the path lies in.
+    pub root: RootId,
+    /// Path relative to the root, raw bytes (any byte but NUL; `""` is the
+    /// root itself, components separated by `/`).
+    pub path: Vec<u8>,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The target needs a recursive copy of this path (a directory moved in,
+    /// a rescan marker), not just the entry itself.
+    pub recursive: bool,
+    /// Inode number of the object, 0 when unknown (deletes, rescans).
+    pub ino: u64,
+    /// Process (tgid) that made the change, 0 when unknown.
+    pub pid: u32,
+}
+
+/// One entry of the sequence-ordered inspection log (column family `log`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Root the path lies in.
+    pub root: RootId,
+    /// Path relative to the root (raw bytes).
+    pub path: Vec<u8>,
+    /// [`ChangeKind`] as its on-disk byte.
+    pub kind: u8,
+    /// Copied from [`Change::recursive`].
+    pub recursive: bool,
+    /// Inode number, 0 when unknown.
+    pub ino: u64,
+    /// Writer's pid, 0 when unknown.
+    pub pid: u32,
+    /// When the agent journaled it (ms since the Unix epoch).
+    pub time_ms: u64,
+}
+
+impl LogRecord {
+    /// The decoded kind (`Rescan` for a byte a newer version wrote).
+    pub fn kind(&self) -> ChangeKind {
+        ChangeKind::from_u8(self.kind).unwrap_or(ChangeKind::Rescan)
+    }
+}
+
+/// The coalesced state of one path that some target may still need
+/// (column family `pending`, keyed by [`pending_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEntry {
+    /// Sequence number of the latest change to this path.
+    pub seq: Seq,
+    /// Kind of that latest change (its byte).
+    pub kind: u8,
+    /// Any coalesced change asked for a recursive copy.
+    pub recursive: bool,
+    /// Time of the oldest change coalesced into this entry (ms since the
+    /// Unix epoch): batch delay and lag are measured from it.
+    pub time_ms: u64,
+}
+
+/// One path handed to the pusher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPath {
+    /// Sequence number of the path's latest change.
+    pub seq: Seq,
+    /// Path relative to the root.
+    pub path: Vec<u8>,
+    /// Needs a recursive copy.
+    pub recursive: bool,
+    /// Time of the oldest change coalesced into it (ms since the Unix epoch).
+    pub time_ms: u64,
+}
+
+/// A batch of pending paths for one target, in sequence order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The paths, at most the requested count.
+    pub paths: Vec<PendingPath>,
+    /// Acknowledging this batch moves the cursor here: every sequence number
+    /// up to it was examined (other roots' entries are skipped, not missed).
+    pub high_seq: Seq,
+    /// More pending entries follow `high_seq`.
+    pub truncated: bool,
+}
+
+/// What the journal remembers about one target (column family `targets`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetState {
+    /// Root this target replicates.
+    pub root: RootId,
+    /// The target string it was configured with; a change invalidates the cursor.
+    pub target: String,
+    /// [`super::Journal::journal_id`] the cursor belongs to.
+    pub journal_id: u64,
+    /// Highest sequence number whose changes the target has confirmed.
+    pub cursor: Seq,
+    /// Set while a full sync is owed (the reason); cleared when it succeeded.
+    pub full_sync_needed: Option<String>,
+    /// Full syncs done for this target, ever.
+    pub full_syncs: u64,
+    /// Why the last full sync was needed.
+    pub last_full_sync_reason: Option<String>,
+    /// End of the last push attempt (ms since the Unix epoch, 0 = never).
+    pub last_push_ms: u64,
+    /// The last push attempt's error, `None` after a success.
+    pub last_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// Paths pushed incrementally, ever (paths).
+    pub pushed_paths: u64,
+}
+
+/// The running agent's self-description (meta key `agent`), read by `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// Process id of the agent.
+    pub pid: u32,
+    /// Start time (ms since the Unix epoch).
+    pub started_ms: u64,
+    /// Capture backend in use (`fanotify`).
+    pub backend: String,
+    /// fanotify queue overflows and other capture losses turned into rescans since start.
+    pub rescans: u64,
+    /// Agent version.
+    pub version: String,
+}
+
+/// Big-endian key of a sequence number.
+pub fn seq_key(seq: Seq) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// Decodes a [`seq_key`].
+pub fn seq_from_key(key: &[u8]) -> Seq {
+    Seq::from_be_bytes(key[..8].try_into().expect("8-byte sequence key"))
+}
+
+/// Key of a pending path: root id (4 bytes, big-endian) then the path bytes.
+pub fn pending_key(root: RootId, path: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + path.len());
+    key.extend_from_slice(&root.to_be_bytes());
+    key.extend_from_slice(path);
+    key
+}
+
+/// Splits a [`pending_key`] into root id and path.
+pub fn split_pending_key(key: &[u8]) -> (RootId, &[u8]) {
+    let (root, path) = key.split_at(4);
+    (RootId::from_be_bytes(root.try_into().expect("4-byte root id")), path)
+}
+
+/// Encodes a value (postcard cannot fail on these types).
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("postcard encoding of a journal record")
+}
+
+/// Decodes a value, naming what was corrupt on failure.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> anyhow::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| anyhow::anyhow!("corrupt {what} in journal: {e}"))
+}
+
+/// Wall-clock time in ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,31 @@
+//! The `fsjournal` binary: the agent (`run`) and the journal inspection CLI.
+
+mod capture;
+mod cli;
+mod config;
+mod daemon;
+mod journal;
+mod push;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let result = match cli.command {
+        Command::Run(args) => args.config().and_then(daemon::run),
+        other => cli::inspect(other),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fsjournal: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Types shared between fsjournal's kernel-side capture programs and its
+//! userspace agent.
+//!
+//! Everything here is `#[repr(C)]` / `#[repr(u8)]` and `no_std`, so the same
+//! definitions compile for `bpfel-unknown-none` (the eBPF programs, a later
+//! backend) and for the agent, which reads them out of a ring buffer. The
+//! fanotify backend produces the same [`ChangeKind`] values, so the journal
+//! never needs to know which backend saw a change.
+#![no_std]
+
+/// What happened to a path, as recorded in one journal record.
+///
+/// One byte on the wire (`#[repr(u8)]`); the values are part of the journal's
+/// on-disk format and must never be renumbered.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChangeKind {
+    /// A directory entry appeared (file, directory, symlink, device, fifo, hard link).
+    Create = 1,
+    /// File content changed (write, truncate, close after write).
+    Modify = 2,
+    /// Metadata changed: mode, owner, times, xattrs, link count.
+    Attrib = 3,
+    /// A directory entry disappeared (unlink, rmdir).
+    Delete = 4,
+    /// The old name of a rename.
+    RenameFrom = 5,
+    /// The new name of a rename.
+    RenameTo = 6,
+    /// Capture lost track of this subtree (queue overflow, unresolvable
+    /// event): the subtree must be compared with the target recursively.
+    Rescan = 7,
+}
+
+impl ChangeKind {
+    /// All kinds, in their on-disk numbering order.
+    pub const ALL: [ChangeKind; 7] = [
+        ChangeKind::Create,
+        ChangeKind::Modify,
+        ChangeKind::Attrib,
+        ChangeKind::Delete,
+        ChangeKind::RenameFrom,
+        ChangeKind::RenameTo,
+        ChangeKind::Rescan,
+    ];
+
+    /// Decodes the on-disk byte; `None` for a value no version ever wrote.
+    pub fn from_u8(value: u8) -> Option<ChangeKind> {
+        ChangeKind::ALL.into_iter().find(|kind| *kind as u8 == value)
+    }
+
+    /// Lower-case name used by the CLI and in JSON output (`rename-from`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Create => "create",
+            ChangeKind::Modify => "modify",
+            ChangeKind::Attrib => "attrib",
+            ChangeKind::Delete => "delete",
+            ChangeKind::RenameFrom => "rename-from",
+            ChangeKind::RenameTo => "rename-to",
+            ChangeKind::Rescan => "rescan",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChangeKind;
+
+    #[test]
+    fn every_kind_round_trips_through_its_byte() {
+        for kind in ChangeKind::ALL {
+            assert_eq!(ChangeKind::from_u8(kind as u8), Some(kind));
+        }
+        assert_eq!(ChangeKind::from_u8(0), None);
+        assert_eq!(ChangeKind::from_u8(8), None);
+    }
+}

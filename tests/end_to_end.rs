@@ -1,0 +1,156 @@
+//! End to end on the real kernel: fanotify capture on a fresh filesystem,
+//! the RocksDB journal, and pushes to a real rsync daemon or a local
+//! directory. Each test asserts that the replica equals the source by
+//! checksum, mode, owner, mtime and symlink target, and that the journal
+//! holds what the kernel did.
+
+mod support;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+
+/// A Jenkins-home-shaped starting tree.
+fn seed(src: &Path) {
+    for job in ["alpha", "beta", "doomed"] {
+        std::fs::create_dir_all(src.join(format!("jobs/{job}/builds/1/archive"))).unwrap();
+        std::fs::write(src.join(format!("jobs/{job}/config.xml")), format!("<project>{job}</project>\n")).unwrap();
+        std::fs::write(src.join(format!("jobs/{job}/builds/1/log")), "Started\n").unwrap();
+        std::fs::write(src.join(format!("jobs/{job}/builds/1/archive/app.jar")), vec![7u8; 10_000]).unwrap();
+        symlink("builds/1", src.join(format!("jobs/{job}/lastSuccessful"))).unwrap();
+    }
+}
+
+/// Every kind of change the issue lists; returns after the last syscall.
+fn churn(src: &Path) {
+    // create, append, overwrite, chmod
+    std::fs::write(src.join("jobs/alpha/builds/1/new.txt"), "fresh\n").unwrap();
+    append(&src.join("jobs/alpha/builds/1/log"), "Step 1\nStep 2\n");
+    std::fs::write(src.join("jobs/beta/builds/1/log"), "rewritten\n").unwrap();
+    std::fs::set_permissions(src.join("jobs/alpha/config.xml"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    // rename a file, rename a directory with contents
+    std::fs::rename(src.join("jobs/alpha/builds/1/new.txt"), src.join("jobs/alpha/builds/1/renamed.txt")).unwrap();
+    std::fs::rename(src.join("jobs/beta"), src.join("jobs/beta-renamed")).unwrap();
+    // rm -rf of a directory tree
+    std::fs::remove_dir_all(src.join("jobs/doomed")).unwrap();
+    // temp file + rename over the existing file, as Jenkins writes config.xml
+    let tmp = src.join("jobs/alpha/config.xml.tmp");
+    std::fs::write(&tmp, "<project>alpha v2</project>\n").unwrap();
+    std::fs::rename(&tmp, src.join("jobs/alpha/config.xml")).unwrap();
+    // names with a space, a newline and a non-UTF-8 byte
+    std::fs::write(src.join("jobs/alpha/with space.txt"), "s").unwrap();
+    std::fs::write(src.join("jobs/alpha/new\nline.txt"), "n").unwrap();
+    std::fs::write(src.join(OsStr::from_bytes(b"jobs/alpha/latin1-\xe9t\xe9.txt")), "l").unwrap();
+    // a new build: deep mkdir, files, a symlink repointed
+    std::fs::create_dir_all(src.join("jobs/alpha/builds/2/archive/deep/er")).unwrap();
+    std::fs::write(src.join("jobs/alpha/builds/2/archive/deep/er/x.bin"), vec![1u8; 4096]).unwrap();
+    std::fs::remove_file(src.join("jobs/alpha/lastSuccessful")).unwrap();
+    symlink("builds/2", src.join("jobs/alpha/lastSuccessful")).unwrap();
+    // a file in the root itself
+    std::fs::write(src.join("queue.xml"), "<queue/>\n").unwrap();
+}
+
+fn run_scenario(scratch: &Scratch, target: &str, password_file: Option<&Path>) {
+    seed(&scratch.src());
+    let config = write_config(scratch, target, password_file, "");
+    let agent = Agent::start(&config, scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let first = status(scratch);
+    assert_eq!(first["targets"][0]["full_syncs"], 1, "{first:#}");
+    assert_eq!(first["backend"], "fanotify");
+
+    churn(&scratch.src());
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+
+    let log = journal_log(scratch);
+    for (kind, path) in [
+        ("create", "jobs/alpha/builds/1/new.txt"),
+        ("modify", "jobs/alpha/builds/1/log"),
+        ("attrib", "jobs/alpha/config.xml"),
+        ("rename-from", "jobs/alpha/builds/1/new.txt"),
+        ("rename-to", "jobs/alpha/builds/1/renamed.txt"),
+        ("rename-from", "jobs/beta"),
+        ("rename-to", "jobs/beta-renamed"),
+        ("delete", "jobs/doomed/builds/1/archive/app.jar"),
+        ("delete", "jobs/doomed"),
+        ("rename-to", "jobs/alpha/config.xml"),
+        ("create", "jobs/alpha/new\nline.txt"),
+        ("create", "jobs/alpha/latin1-\\xe9t\\xe9.txt"),
+        ("create", "jobs/alpha/builds/2/archive/deep/er/x.bin"),
+        ("create", "queue.xml"),
+    ] {
+        assert!(journaled(&log, kind, path), "journal lacks {kind} {path:?}:\n{log:#?}");
+    }
+    let renamed_dir = log.iter().find(|r| r["kind"] == "rename-to" && r["path"] == "jobs/beta-renamed").unwrap();
+    assert_eq!(renamed_dir["recursive"], true, "a directory moved in needs a recursive push");
+    assert!(log.iter().all(|r| r["pid"] != 0 || r["kind"] == "rescan"), "every change names its writer");
+
+    let after = status(scratch);
+    let target = &after["targets"][0];
+    assert_eq!((target["full_syncs"].as_u64(), target["pending"].as_u64()), (Some(1), Some(0)), "{after:#}");
+    assert!(target["last_error"].is_null(), "{after:#}");
+    assert_eq!(after["rescans"], 0, "nothing was lost, nothing needed a rescan");
+    agent.stop();
+}
+
+#[test]
+fn replica_follows_every_kind_of_change_through_an_rsync_daemon() {
+    let scratch = Scratch::tmpfs();
+    let daemon = RsyncDaemon::start(&scratch.replica());
+    run_scenario(&scratch, &daemon.url(), Some(&daemon.password_file()));
+}
+
+#[test]
+fn replica_follows_every_kind_of_change_on_ext4_to_a_local_directory() {
+    let scratch = Scratch::ext4();
+    let replica = scratch.replica().display().to_string();
+    run_scenario(&scratch, &replica, None);
+}
+
+#[test]
+fn growing_log_coalesces_into_few_pushes() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica().display().to_string();
+    std::fs::write(scratch.src().join("build.log"), "").unwrap();
+    let config = write_config(&scratch, &replica, None, "");
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    for i in 0..500 {
+        append(&scratch.src().join("build.log"), &format!("line {i}\n"));
+    }
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let pushed = status(&scratch)["targets"][0]["pushed_paths"].as_u64().unwrap();
+    assert!(pushed < 20, "500 appends to one file became {pushed} pushed paths; they must coalesce");
+    agent.stop();
+}
+
+#[test]
+fn unreachable_target_is_retried_and_nothing_is_lost() {
+    let scratch = Scratch::tmpfs();
+    let mut daemon = RsyncDaemon::start(&scratch.replica());
+    seed(&scratch.src());
+    let config = write_config(&scratch, &daemon.url(), Some(&daemon.password_file()), "");
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+
+    daemon.pause();
+    churn(&scratch.src());
+    wait_until(Duration::from_secs(30), "a failed push to show in status", || {
+        let target = &status(&scratch)["targets"][0];
+        target["consecutive_failures"].as_u64() >= Some(1) && target["pending"].as_u64() > Some(0)
+    });
+    let failed = status(&scratch);
+    let error = failed["targets"][0]["last_error"].as_str().unwrap().to_string();
+    assert!(error.contains("rsync exit 10"), "the error names rsync's socket failure: {error}");
+
+    daemon.resume();
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let healed = status(&scratch);
+    assert!(healed["targets"][0]["last_error"].is_null(), "{healed:#}");
+    assert_eq!(healed["targets"][0]["full_syncs"], 1, "recovery needs no full sync");
+    agent.stop();
+}

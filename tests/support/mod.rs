@@ -1,0 +1,320 @@
+//! Test harness for end-to-end tests: fresh filesystems (tmpfs, loop-mounted
+//! ext4), a real `rsync --daemon` on 127.0.0.1 with auth, the real
+//! `fsjournal` binary, and a checksum comparison of source and replica.
+//!
+//! Needs root (mount, fanotify). Every resource is torn down on drop.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a replica may take to converge before a test fails.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a command to completion, panicking with its output on failure.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `done` every 100 ms until it holds; panics after `timeout` with `what`.
+pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A scratch directory with a freshly mounted filesystem at `src`.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// A tmpfs mounted at `<scratch>/src`.
+    pub fn tmpfs() -> Scratch {
+        let scratch = Scratch::empty();
+        sh("mount", &["-t", "tmpfs", "-o", "size=512m", "fsjournal-test", scratch.src().to_str().unwrap()]);
+        scratch
+    }
+
+    /// A 256 MiB ext4 image, loop-mounted at `<scratch>/src`.
+    pub fn ext4() -> Scratch {
+        let scratch = Scratch::empty();
+        let image = scratch.path().join("ext4.img");
+        std::fs::File::create(&image).unwrap().set_len(256 << 20).unwrap();
+        sh("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        sh("mount", &["-o", "loop", image.to_str().unwrap(), scratch.src().to_str().unwrap()]);
+        std::fs::remove_dir(scratch.src().join("lost+found")).unwrap();
+        scratch
+    }
+
+    fn empty() -> Scratch {
+        assert!(nix_is_root(), "end-to-end tests need root (mount, fanotify)");
+        let dir = tempfile::Builder::new().prefix("fsjournal-e2e").tempdir().unwrap();
+        for sub in ["src", "replica", "journal-parent"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        Scratch { dir }
+    }
+
+    /// The scratch directory (on the host filesystem).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    /// The source tree's root (the fresh filesystem).
+    pub fn src(&self) -> PathBuf {
+        self.path().join("src")
+    }
+    /// The replica directory (the daemon's module, or a local target).
+    pub fn replica(&self) -> PathBuf {
+        self.path().join("replica")
+    }
+    /// The journal directory (outside the source).
+    pub fn journal(&self) -> PathBuf {
+        self.path().join("journal-parent/journal")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.src()).status();
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A real `rsync --daemon` on 127.0.0.1 serving module `backup` (writable,
+/// `uid = root`, auth user `fsj` with a secrets file).
+pub struct RsyncDaemon {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// The TCP port it listens on.
+    pub port: u16,
+}
+
+impl RsyncDaemon {
+    /// Starts a daemon whose module `backup` is `module_dir`.
+    pub fn start(module_dir: &Path) -> RsyncDaemon {
+        let dir = tempfile::Builder::new().prefix("fsjournal-rsyncd").tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        write_private(&secrets, "fsj:s3cret\n");
+        write_private(&dir.path().join("password"), "s3cret\n");
+        let conf = format!(
+            "pid file = {d}/rsyncd.pid\nuse chroot = no\nuid = root\ngid = root\n[backup]\n  path = {m}\n  read only = no\n  auth users = fsj\n  secrets file = {s}\n",
+            d = dir.path().display(),
+            m = module_dir.display(),
+            s = secrets.display()
+        );
+        std::fs::write(dir.path().join("rsyncd.conf"), conf).unwrap();
+        let mut daemon = RsyncDaemon { child: None, dir, port: free_port() };
+        daemon.resume();
+        daemon
+    }
+
+    /// Stops the daemon (the target becomes unreachable).
+    pub fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// (Re)starts the daemon on the same port and waits until it accepts.
+    pub fn resume(&mut self) {
+        let child = Command::new("rsync")
+            .arg("--daemon")
+            .arg("--no-detach")
+            .arg(format!("--config={}", self.dir.path().join("rsyncd.conf").display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--address=127.0.0.1")
+            .arg(format!("--log-file={}", self.dir.path().join("rsyncd.log").display()))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("rsync must be installed (apt-get install rsync)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(Duration::from_secs(10), "the rsync daemon to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+    }
+
+    /// The target URL of the module.
+    pub fn url(&self) -> String {
+        format!("rsync://fsj@127.0.0.1:{}/backup", self.port)
+    }
+
+    /// The client's password file (mode 0600).
+    pub fn password_file(&self) -> PathBuf {
+        self.dir.path().join("password")
+    }
+}
+
+impl Drop for RsyncDaemon {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}
+
+fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Writes a configuration for one sync from `scratch.src()` to `target`.
+/// `extra` is appended inside the `[[sync]]` table (TOML lines).
+pub fn write_config(scratch: &Scratch, target: &str, password_file: Option<&Path>, extra: &str) -> PathBuf {
+    let mut text = format!(
+        "[journal]\npath = \"{}\"\n\n[[sync]]\nname = \"standby\"\nsource = \"{}\"\ntarget = \"{}\"\nbatch_delay_ms = 200\nretry_max_ms = 2000\n",
+        scratch.journal().display(),
+        scratch.src().display(),
+        target
+    );
+    if let Some(password_file) = password_file {
+        text.push_str(&format!("password_file = \"{}\"\n", password_file.display()));
+    }
+    text.push_str(extra);
+    let path = scratch.path().join("fsjournal.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running `fsjournal run --config …`, its log in `<scratch>/agent-N.log`.
+pub struct Agent {
+    child: Child,
+    /// The agent's log file.
+    pub log: PathBuf,
+}
+
+impl Agent {
+    /// Starts the agent and waits until capture is armed.
+    pub fn start(config: &Path, scratch: &Scratch) -> Agent {
+        let n = (0..).find(|n| !scratch.path().join(format!("agent-{n}.log")).exists()).unwrap();
+        let log = scratch.path().join(format!("agent-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_fsjournal"))
+            .args(["--log", "debug", "run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut agent = Agent { child, log };
+        wait_until(Duration::from_secs(30), "the agent to arm capture", || {
+            assert!(agent.child.try_wait().unwrap().is_none(), "agent exited early:\n{}", agent.log_text());
+            agent.log_text().contains("capture armed")
+        });
+        agent
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits; asserts a clean exit.
+    pub fn stop(mut self) {
+        sh("kill", &["-TERM", &self.pid().to_string()]);
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "agent exit {status}:\n{}", self.log_text());
+    }
+
+    /// SIGKILL of the agent and of its rsync children (as systemd's
+    /// control-group kill would do).
+    pub fn kill9(mut self) {
+        let children = children_of(self.pid());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for child in children {
+            let _ = Command::new("kill").args(["-KILL", &child.to_string()]).status();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pids whose parent is `pid`, with their command lines.
+pub fn children_with_cmdline(pid: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            found.push((child, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    children_with_cmdline(pid).into_iter().map(|(p, _)| p).collect()
+}
+
+/// `fsjournal status --json` of the scratch's journal.
+pub fn status(scratch: &Scratch) -> serde_json::Value {
+    let out = sh(env!("CARGO_BIN_EXE_fsjournal"), &["status", "--json", "--journal", scratch.journal().to_str().unwrap()]);
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `fsjournal log --json` of the scratch's journal, one value per record.
+pub fn journal_log(scratch: &Scratch) -> Vec<serde_json::Value> {
+    let out = sh(env!("CARGO_BIN_EXE_fsjournal"), &["log", "--json", "--journal", scratch.journal().to_str().unwrap()]);
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Whether the journal holds a record of `kind` for `path`.
+pub fn journaled(log: &[serde_json::Value], kind: &str, path: &str) -> bool {
+    log.iter().any(|r| r["kind"] == kind && r["path"] == path)
+}
+
+/// What differs between source and replica, by checksum, including mode,
+/// owner, mtime (files and directories), symlinks and extraneous files:
+/// `rsync -anc --delete --itemize-changes` prints nothing when they are equal.
+pub fn differences(src: &Path, replica: &Path) -> String {
+    sh("rsync", &["-anc", "--delete", "--numeric-ids", "--itemize-changes", &format!("{}/", src.display()), &format!("{}/", replica.display())])
+}
+
+/// Waits until the replica equals the source; panics with the differences
+/// and the agent's log otherwise.
+pub fn assert_converges(src: &Path, replica: &Path, agent: &Agent) {
+    let start = Instant::now();
+    loop {
+        let diff = differences(src, replica);
+        if diff.is_empty() {
+            return;
+        }
+        if start.elapsed() > CONVERGE_TIMEOUT {
+            panic!("replica did not converge:\n{diff}\nagent log:\n{}", agent.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Appends `text` to a file.
+pub fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new().append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+}

@@ -1,0 +1,124 @@
+//! `cargo xtask …`: the project's own tasks, so that a fresh machine needs
+//! nothing but Rust and these commands (the `xtask` convention:
+//! <https://github.com/matklad/cargo-xtask>).
+//!
+//! - `cargo xtask setup`: install the system packages the build and the tests
+//!   need (idempotent: packages already installed are not touched).
+//! - `cargo xtask test`: setup, then the whole test suite (`cargo test --workspace`).
+//! - `cargo xtask demo`: setup, then a hot backup of a sample Jenkins-like tree
+//!   into a local replica, until Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+/// Debian packages: rsync (the transport and the tests' daemon), libclang-dev
+/// (bindgen for the RocksDB bindings), e2fsprogs (mkfs.ext4 for the tests'
+/// loop-mounted filesystems).
+const PACKAGES: [&str; 3] = ["rsync", "libclang-dev", "e2fsprogs"];
+
+#[derive(Parser)]
+#[command(about = "fsjournal's development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the system packages the build and the tests need.
+    Setup,
+    /// Setup, then run every test (unit and end-to-end; needs root).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Setup, then keep a replica of a sample tree in sync until Ctrl-C.
+    Demo {
+        /// Where the sample source, replica and journal are created.
+        #[arg(long, default_value = "/tmp/fsjournal-demo")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup(),
+        Task::Test { args } => {
+            setup()?;
+            run(Command::new(cargo()).args(["test", "--workspace"]).args(&args))
+        }
+        Task::Demo { dir } => {
+            setup()?;
+            demo(&dir)
+        }
+    }
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+}
+
+fn setup() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES.into_iter().filter(|p| !installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Seeds `<dir>/source` with a small Jenkins home and runs the agent.
+fn demo(dir: &Path) -> anyhow::Result<()> {
+    let (source, replica, journal) = (dir.join("source"), dir.join("replica"), dir.join("journal"));
+    std::fs::create_dir_all(&replica)?;
+    if !source.exists() {
+        for job in 0..20 {
+            let job_dir = source.join(format!("jobs/job-{job:02}"));
+            std::fs::create_dir_all(&job_dir)?;
+            std::fs::write(job_dir.join("config.xml"), format!("<project><name>job-{job:02}</name></project>\n"))?;
+            for build in 1..=10 {
+                let build_dir = job_dir.join(format!("builds/{build}"));
+                std::fs::create_dir_all(build_dir.join("archive"))?;
+                std::fs::write(build_dir.join("build.xml"), format!("<build><number>{build}</number></build>\n"))?;
+                std::fs::write(build_dir.join("log"), "Started by timer\nFinished: SUCCESS\n".repeat(build))?;
+            }
+        }
+    }
+    eprintln!(
+        "xtask: replicating {} → {}\n  try: echo hi >> {}/jobs/job-00/builds/1/log\n  then: cargo run -q -p fsjournal -- status --journal {}",
+        source.display(),
+        replica.display(),
+        source.display(),
+        journal.display()
+    );
+    run(Command::new(cargo())
+        .args(["run", "-q", "-p", "fsjournal", "--", "run", "--source"])
+        .arg(&source)
+        .arg("--dest")
+        .arg(&replica)
+        .arg("--journal")
+        .arg(&journal))
+}
