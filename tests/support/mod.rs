@@ -115,7 +115,7 @@ impl RsyncDaemon {
         write_private(&secrets, "fsj:s3cret\n");
         write_private(&dir.path().join("password"), "s3cret\n");
         let conf = format!(
-            "pid file = {d}/rsyncd.pid\nuse chroot = no\nuid = root\ngid = root\n[backup]\n  path = {m}\n  read only = no\n  auth users = fsj\n  secrets file = {s}\n",
+            "pid file = {d}/rsyncd.pid\nuse chroot = no\nmunge symlinks = no\nuid = root\ngid = root\n[backup]\n  path = {m}\n  read only = no\n  auth users = fsj\n  secrets file = {s}\n",
             d = dir.path().display(),
             m = module_dir.display(),
             s = secrets.display()
