@@ -54,9 +54,9 @@ fn churn(src: &Path) {
     std::fs::write(src.join("queue.xml"), "<queue/>\n").unwrap();
 }
 
-fn run_scenario(scratch: &Scratch, target: &str, password_file: Option<&Path>) {
+fn run_scenario(scratch: &Scratch, target: &str, password_file: Option<&Path>, extra_config: &str) {
     seed(&scratch.src());
-    let config = write_config(scratch, target, password_file, "");
+    let config = write_config(scratch, target, password_file, extra_config);
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let first = status(scratch);
@@ -101,14 +101,28 @@ fn run_scenario(scratch: &Scratch, target: &str, password_file: Option<&Path>) {
 fn replica_follows_every_kind_of_change_through_an_rsync_daemon() {
     let scratch = Scratch::tmpfs();
     let daemon = RsyncDaemon::start(&scratch.replica());
-    run_scenario(&scratch, &daemon.url(), Some(&daemon.password_file()));
+    run_scenario(&scratch, &daemon.url(), Some(&daemon.password_file()), "");
 }
 
 #[test]
 fn replica_follows_every_kind_of_change_on_ext4_to_a_local_directory() {
     let scratch = Scratch::ext4();
     let replica = scratch.replica().display().to_string();
-    run_scenario(&scratch, &replica, None);
+    run_scenario(&scratch, &replica, None, "");
+}
+
+#[test]
+fn replica_follows_every_kind_of_change_over_a_remote_shell_target() {
+    let scratch = Scratch::tmpfs();
+    // A remote shell that runs rsync's server side on this machine: the
+    // `user@host:path` code path and rsync's remote-shell protocol are real,
+    // only the network hop is not (no sshd here).
+    let shell = scratch.path().join("local-shell");
+    // rsync calls it as `SHELL -l USER HOST rsync --server …`.
+    std::fs::write(&shell, "#!/bin/sh\n[ \"$1\" = -l ] && shift 2\nshift\nexec \"$@\"\n").unwrap();
+    std::fs::set_permissions(&shell, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = format!("backup@standby:{}", scratch.replica().display());
+    run_scenario(&scratch, &target, None, &format!("ssh_command = \"{}\"\n", shell.display()));
 }
 
 #[test]

@@ -294,8 +294,20 @@ pub fn journaled(log: &[serde_json::Value], kind: &str, path: &str) -> bool {
 /// What differs between source and replica, by checksum, including mode,
 /// owner, mtime (files and directories), symlinks and extraneous files:
 /// `rsync -anc --delete --itemize-changes` prints nothing when they are equal.
+/// A push in progress can make a file vanish under the comparison (rsync
+/// exit 24): that counts as "not equal yet".
 pub fn differences(src: &Path, replica: &Path) -> String {
-    sh("rsync", &["-anc", "--delete", "--numeric-ids", "--itemize-changes", &format!("{}/", src.display()), &format!("{}/", replica.display())])
+    let out = Command::new("rsync")
+        .args(["-anc", "--delete", "--numeric-ids", "--itemize-changes"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", replica.display()))
+        .output()
+        .expect("rsync must be installed");
+    match out.status.code() {
+        Some(0) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Some(24) => format!("(files vanished during the comparison)\n{}", String::from_utf8_lossy(&out.stdout)),
+        _ => panic!("comparison failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
 }
 
 /// Waits until the replica equals the source; panics with the differences

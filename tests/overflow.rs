@@ -1,0 +1,36 @@
+//! A fanotify queue overflow loses events in the kernel; the agent must turn
+//! it into a rescan marker and still converge. Its own test binary, because
+//! it lowers the global `fs.fanotify.max_queued_events` for a moment (test
+//! binaries run one after the other; tests inside one binary run in parallel).
+
+mod support;
+
+use support::*;
+
+const KNOB: &str = "/proc/sys/fs/fanotify/max_queued_events";
+
+#[test]
+fn queue_overflow_becomes_a_rescan_marker_and_the_replica_converges() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica().display().to_string();
+    std::fs::write(scratch.src().join("before"), "x").unwrap();
+    // A slow reader and the kernel's limit left at 128 events.
+    let config = write_config(&scratch, &replica, None, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[[sync]]", "[capture]\nread_interval_ms = 3000\nmax_queued_events = 0\n\n[[sync]]");
+    std::fs::write(&config, text).unwrap();
+    let saved = std::fs::read_to_string(KNOB).unwrap();
+    std::fs::write(KNOB, "128").unwrap();
+    let agent = Agent::start(&config, &scratch);
+    std::fs::write(KNOB, saved.trim()).unwrap(); // the group keeps the limit it was created with
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+
+    for i in 0..2000 {
+        std::fs::write(scratch.src().join(format!("burst-{i}")), i.to_string()).unwrap();
+    }
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let log = journal_log(&scratch);
+    assert!(journaled(&log, "rescan", "."), "the overflow is journaled as a rescan of the root");
+    let after = status(&scratch);
+    assert!(after["rescans"].as_u64() >= Some(1), "{after:#}");
+    agent.stop();
+}
