@@ -86,7 +86,7 @@ fn run_scenario(scratch: &Scratch, target: &str, password_file: Option<&Path>, e
         assert!(journaled(&log, kind, path), "journal lacks {kind} {path:?}:\n{log:#?}");
     }
     let renamed_dir = log.iter().find(|r| r["kind"] == "rename-to" && r["path"] == "jobs/beta-renamed").unwrap();
-    assert_eq!(renamed_dir["recursive"], true, "a directory moved in needs a recursive push");
+    assert_eq!(renamed_dir["scope"], "subtree", "a directory moved in needs a recursive push");
     assert!(log.iter().all(|r| r["pid"] != 0 || r["kind"] == "rescan"), "every change names its writer");
 
     let after = status(scratch);

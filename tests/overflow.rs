@@ -13,7 +13,8 @@ const KNOB: &str = "/proc/sys/fs/fanotify/max_queued_events";
 fn queue_overflow_becomes_a_rescan_marker_and_the_replica_converges() {
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
-    std::fs::write(scratch.src().join("before"), "x").unwrap();
+    // The burst goes one level down: only the rescan can bring all of it.
+    std::fs::create_dir(scratch.src().join("burst")).unwrap();
     // A slow reader and the kernel's limit left at 128 events.
     let config = write_config(&scratch, &replica, None, "");
     let text = std::fs::read_to_string(&config).unwrap().replace("[[sync]]", "[capture]\nread_interval_ms = 3000\nmax_queued_events = 0\n\n[[sync]]");
@@ -25,11 +26,11 @@ fn queue_overflow_becomes_a_rescan_marker_and_the_replica_converges() {
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
 
     for i in 0..2000 {
-        std::fs::write(scratch.src().join(format!("burst-{i}")), i.to_string()).unwrap();
+        std::fs::write(scratch.src().join(format!("burst/{i}")), i.to_string()).unwrap();
     }
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let log = journal_log(&scratch);
-    assert!(journaled(&log, "rescan", "."), "the overflow is journaled as a rescan of the root");
+    assert!(journaled(&log, "rescan", "."), "the overflow is journaled as a rescan of the root:\n{log:#?}\n{}", agent.log_text());
     let after = status(&scratch);
     assert!(after["rescans"].as_u64() >= Some(1), "{after:#}");
     agent.stop();

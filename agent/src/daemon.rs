@@ -58,6 +58,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         last_seq = journal.last_seq(),
         "capture armed"
     );
+    crate::capture::close_gap(&journal, &roots)?;
+    capture.allow_watermark();
     let mut info = AgentInfo {
         pid: std::process::id(),
         started_ms: now_ms(),
@@ -88,7 +90,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
         info.rescans = capture.stats.rescans.load(Ordering::Relaxed);
         journal.save_agent_info(&info)?;
-        if !capture.is_running() || pushers.iter().any(|p| p.is_finished()) {
+        let stopping = stop.load(Ordering::Relaxed);
+        if !stopping && (!capture.is_running() || pushers.iter().any(|p| p.is_finished())) {
             unexpected = true;
             break;
         }

@@ -55,6 +55,24 @@ impl Scratch {
         scratch
     }
 
+    /// Moves the source tree onto a freshly made ext4 filesystem mounted at
+    /// the same path (a restore onto another disk: same paths, same content,
+    /// new filesystem identity).
+    pub fn move_source_to_fresh_ext4(&self) {
+        let n = (0..).find(|n| !self.path().join(format!("ext4-{n}.img")).exists()).unwrap();
+        let image = self.path().join(format!("ext4-{n}.img"));
+        std::fs::File::create(&image).unwrap().set_len(256 << 20).unwrap();
+        sh("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        let staging = self.path().join(format!("staging-{n}"));
+        std::fs::create_dir(&staging).unwrap();
+        sh("mount", &["-o", "loop", image.to_str().unwrap(), staging.to_str().unwrap()]);
+        std::fs::remove_dir(staging.join("lost+found")).unwrap();
+        sh("cp", &["-a", &format!("{}/.", self.src().display()), staging.to_str().unwrap()]);
+        sh("umount", &[staging.to_str().unwrap()]);
+        sh("umount", &[self.src().to_str().unwrap()]);
+        sh("mount", &["-o", "loop", image.to_str().unwrap(), self.src().to_str().unwrap()]);
+    }
+
     fn empty() -> Scratch {
         assert!(nix_is_root(), "end-to-end tests need root (mount, fanotify)");
         let dir = tempfile::Builder::new().prefix("fsjournal-e2e").tempdir().unwrap();

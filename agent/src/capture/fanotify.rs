@@ -16,10 +16,12 @@ use super::dir_index::DirIndex;
 use super::fanotify_sys::{self, parse_events, DirEntryName, Event, Group};
 use super::handle::{self, FileHandle};
 use super::{Root, Stats};
-use crate::journal::{Change, Journal, RootId};
+use crate::journal::{now_ms, Change, Journal, RootId, Scope};
 
 /// Size of one read(2) of the event queue (bytes).
 const READ_BUFFER: usize = 256 * 1024;
+/// The watermark is written at least this often while idle (ms).
+const WATERMARK_INTERVAL_MS: u64 = 1_000;
 /// Handles cached as "outside every root" before the cache is reset.
 const OUTSIDE_CACHE_MAX: usize = 65_536;
 
@@ -81,15 +83,24 @@ impl FanotifyCapture {
     /// A failed journal write is retried (the changes stay in memory) until it
     /// succeeds or `stop` is set; errors end the loop only for an unreadable
     /// fanotify descriptor.
-    pub fn run(mut self, journal: &Journal, stop: &AtomicBool, read_interval: Duration, stats: &Stats) -> anyhow::Result<()> {
+    ///
+    /// The watermark advances only once `watermark_allowed` is set: until the
+    /// gap since the previous run is closed, a crash must leave the old
+    /// watermark in place.
+    pub fn run(mut self, journal: &Journal, stop: &AtomicBool, watermark_allowed: &AtomicBool, read_interval: Duration, stats: &Stats) -> anyhow::Result<()> {
         let mut buf = vec![0u8; READ_BUFFER];
         let mut changes = Vec::new();
+        let mut last_watermark_ms = 0;
         let mut pollfds: Vec<libc::pollfd> =
             self.filesystems.iter().map(|fs| libc::pollfd { fd: fs.group.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
         loop {
             let stopping = stop.load(Ordering::Relaxed);
             // SAFETY: `pollfds` is a valid array of `pollfd` for its length.
             unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, if stopping { 0 } else { 200 }) };
+            // Every change made before this instant is queued now (fsnotify
+            // queues in the syscall), so draining the queues makes it the
+            // new watermark.
+            let cycle_ms = now_ms();
             for fs in &mut self.filesystems {
                 loop {
                     let n = fs.group.read(&mut buf).context("reading the fanotify queue")?;
@@ -102,11 +113,15 @@ impl FanotifyCapture {
                     }
                 }
             }
-            while !changes.is_empty() {
-                match journal.append(&changes) {
+            let watermark = watermark_allowed.load(Ordering::Relaxed).then_some(cycle_ms);
+            let watermark_due = watermark.is_some() && (stopping || cycle_ms >= last_watermark_ms + WATERMARK_INTERVAL_MS);
+            while !changes.is_empty() || watermark_due {
+                match journal.append(&changes, watermark) {
                     Ok(_) => {
                         stats.journaled.fetch_add(changes.len() as u64, Ordering::Relaxed);
                         changes.clear();
+                        last_watermark_ms = cycle_ms;
+                        break;
                     }
                     Err(e) if !stop.load(Ordering::Relaxed) => {
                         tracing::error!(error = %format!("{e:#}"), held = changes.len(), "journal write failed; retrying");
@@ -156,7 +171,7 @@ impl Filesystem {
         if mask & (libc::FAN_RENAME | libc::FAN_MOVED_FROM) != 0 {
             if let Some(old) = event.old.as_ref().or(event.entry.as_ref().filter(|_| mask & libc::FAN_MOVED_FROM != 0)) {
                 if let Some((root, path)) = self.resolve(old, out, rescans) {
-                    out.push(Change { root, path, kind: ChangeKind::RenameFrom, recursive: false, ino: 0, pid });
+                    out.push(Change { root, path, kind: ChangeKind::RenameFrom, scope: Scope::Entry, ino: 0, pid });
                 }
             }
         }
@@ -192,7 +207,7 @@ impl Filesystem {
                 _ => {}
             }
         }
-        out.push(Change { root, path, kind, recursive: false, ino, pid });
+        out.push(Change { root, path, kind, scope: Scope::Entry, ino, pid });
     }
 
     /// The new side of a rename (or a MOVED_TO).
@@ -210,7 +225,7 @@ impl Filesystem {
             self.index.index_subtree(root, absolute, object.clone());
         }
         let ino = absolute.and_then(|p| std::fs::symlink_metadata(p).ok()).map_or(0, |m| m.ino());
-        out.push(Change { root, path, kind: ChangeKind::RenameTo, recursive: is_dir, ino, pid });
+        out.push(Change { root, path, kind: ChangeKind::RenameTo, scope: if is_dir { Scope::Subtree } else { Scope::Entry }, ino, pid });
     }
 
     /// Root and root-relative path of a directory entry; `None` outside every
@@ -246,7 +261,7 @@ impl Filesystem {
 
     fn rescan(&self, root: RootId, path: Vec<u8>, out: &mut Vec<Change>, rescans: &AtomicU64) {
         rescans.fetch_add(1, Ordering::Relaxed);
-        out.push(Change { root, path, kind: ChangeKind::Rescan, recursive: true, ino: 0, pid: 0 });
+        out.push(Change { root, path, kind: ChangeKind::Rescan, scope: Scope::Subtree, ino: 0, pid: 0 });
     }
 
     fn rescan_all(&mut self, out: &mut Vec<Change>, rescans: &AtomicU64) {

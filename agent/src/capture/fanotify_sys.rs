@@ -216,7 +216,7 @@ mod tests {
             body.extend_from_slice(name);
             body.push(0);
         }
-        while (body.len() + 4) % 4 != 0 {
+        while !(body.len() + 4).is_multiple_of(4) {
             body.push(0);
         }
         let mut record = vec![info_type, 0];

@@ -9,6 +9,7 @@
 
 mod dir_index;
 mod fanotify;
+mod gap;
 mod fanotify_sys;
 mod handle;
 
@@ -22,6 +23,8 @@ use anyhow::Context;
 
 use crate::config::{BackendChoice, CaptureConfig};
 use crate::journal::{Journal, RootId};
+
+pub use gap::{boot_id, close as close_gap};
 
 /// A tracked source tree.
 #[derive(Debug, Clone)]
@@ -50,6 +53,7 @@ pub struct Capture {
     /// Counters, shared with the agent's status reporting.
     pub stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
+    watermark_allowed: Arc<AtomicBool>,
     thread: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -67,13 +71,20 @@ impl Capture {
         let armed = fanotify::FanotifyCapture::arm(roots, config.max_queued_events)?;
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let watermark_allowed = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_millis(config.read_interval_ms);
-        let (thread_stats, thread_stop) = (stats.clone(), stop.clone());
+        let (thread_stats, thread_stop, thread_watermark) = (stats.clone(), stop.clone(), watermark_allowed.clone());
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || armed.run(&journal, &thread_stop, interval, &thread_stats))
+            .spawn(move || armed.run(&journal, &thread_stop, &thread_watermark, interval, &thread_stats))
             .context("cannot start the capture thread")?;
-        Ok(Capture { backend, stats, stop, thread })
+        Ok(Capture { backend, stats, stop, watermark_allowed, thread })
+    }
+
+    /// Lets capture advance the journal's watermark: call once the gap since
+    /// the previous watermark is closed (see [`close_gap`]).
+    pub fn allow_watermark(&self) {
+        self.watermark_allowed.store(true, Ordering::Relaxed);
     }
 
     /// True while the capture thread runs.

@@ -6,7 +6,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{display_path, JournalArgs};
-use crate::journal::{Journal, LogRecord, Seq};
+use crate::journal::{Journal, LogRecord, Scope, Seq};
 
 /// Records printed per journal read.
 const PAGE: usize = 10_000;
@@ -35,7 +35,7 @@ struct JsonRecord<'a> {
     root: &'a str,
     path: String,
     kind: &'static str,
-    recursive: bool,
+    scope: &'static str,
     ino: u64,
     pid: u32,
 }
@@ -44,11 +44,14 @@ fn print(seq: Seq, record: &LogRecord, roots: &[String], json: bool) -> anyhow::
     let root = roots.get(record.root as usize).map_or("?", String::as_str);
     let path = display_path(&record.path);
     if json {
-        let line = JsonRecord { seq, time_ms: record.time_ms, root, path, kind: record.kind().name(), recursive: record.recursive, ino: record.ino, pid: record.pid };
+        let line = JsonRecord { seq, time_ms: record.time_ms, root, path, kind: record.kind().name(), scope: record.scope.name(), ino: record.ino, pid: record.pid };
         println!("{}", serde_json::to_string(&line)?);
     } else {
-        let recursive = if record.recursive { " (recursive)" } else { "" };
-        println!("{seq:>10} {} {:<11} {root}/{path:?}{recursive} ino={} pid={}", record.time_ms, record.kind().name(), record.ino, record.pid);
+        let scope = match record.scope {
+            Scope::Entry => String::new(),
+            other => format!(" ({})", other.name()),
+        };
+        println!("{seq:>10} {} {:<11} {root}/{path:?}{scope} ino={} pid={}", record.time_ms, record.kind().name(), record.ino, record.pid);
     }
     Ok(())
 }

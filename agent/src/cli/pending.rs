@@ -23,7 +23,7 @@ struct JsonPending<'a> {
     target: &'a str,
     seq: u64,
     path: String,
-    recursive: bool,
+    scope: &'static str,
     time_ms: u64,
 }
 
@@ -41,10 +41,10 @@ pub fn run(args: PendingArgs) -> anyhow::Result<()> {
         for p in &batch.paths {
             let path = display_path(&p.path);
             if args.json {
-                let line = JsonPending { target: name, seq: p.seq, path, recursive: p.recursive, time_ms: p.time_ms };
+                let line = JsonPending { target: name, seq: p.seq, path, scope: p.scope.name(), time_ms: p.time_ms };
                 println!("{}", serde_json::to_string(&line)?);
             } else {
-                println!("{name}\t{}\t{path:?}{}", p.seq, if p.recursive { " (recursive)" } else { "" });
+                println!("{name}\t{}\t{:<8}\t{path:?}", p.seq, p.scope.name());
             }
         }
     }

@@ -5,7 +5,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{display_path, human_ms, JournalArgs};
-use crate::journal::{now_ms, Journal};
+use crate::journal::{now_ms, Journal, StartRecord, TargetState};
 
 /// Arguments of `fsjournal status`.
 #[derive(Debug, Args)]
@@ -42,37 +42,27 @@ pub struct Status {
     pub roots: Vec<String>,
     /// One entry per target.
     pub targets: Vec<TargetStatus>,
+    /// Capture watermark: changes before it are journaled (ms since the Unix epoch).
+    pub watermark_ms: Option<u64>,
+    /// How recent agent starts closed the gap while nothing captured, oldest first.
+    pub starts: Vec<StartRecord>,
 }
 
-/// One target in [`Status`].
+/// One target in [`Status`]: its stored state plus what is derived from the
+/// journal now.
 #[derive(Debug, Serialize)]
 pub struct TargetStatus {
     /// Sync name.
     pub name: String,
-    /// Target string.
-    pub target: String,
-    /// Source root.
-    pub root: String,
-    /// Acknowledged cursor.
-    pub cursor: u64,
+    /// Source root path.
+    pub root_path: String,
     /// Paths still to push.
     pub pending: u64,
     /// Age of the oldest unpushed change (ms), 0 when in sync.
     pub lag_ms: u64,
-    /// Time of the last push attempt (ms since the Unix epoch, 0 = never).
-    pub last_push_ms: u64,
-    /// Error of the last attempt, if it failed.
-    pub last_error: Option<String>,
-    /// Failed attempts in a row.
-    pub consecutive_failures: u32,
-    /// Why a full sync is owed, while it is.
-    pub full_sync_needed: Option<String>,
-    /// Full syncs done, ever.
-    pub full_syncs: u64,
-    /// Why the last full sync was done.
-    pub last_full_sync_reason: Option<String>,
-    /// Paths pushed incrementally, ever.
-    pub pushed_paths: u64,
+    /// Cursor, last push, errors, full syncs: see [`TargetState`].
+    #[serde(flatten)]
+    pub state: TargetState,
 }
 
 /// Reads the status document from a journal.
@@ -86,18 +76,10 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
         let (pending, oldest) = journal.pending_summary(state.root, state.cursor)?;
         targets.push(TargetStatus {
             name,
-            target: state.target,
-            root: roots.get(state.root as usize).map_or_else(String::new, |p| p.display().to_string()),
-            cursor: state.cursor,
+            root_path: roots.get(state.root as usize).map_or_else(String::new, |p| p.display().to_string()),
             pending,
             lag_ms: oldest.map_or(0, |t| now.saturating_sub(t)),
-            last_push_ms: state.last_push_ms,
-            last_error: state.last_error,
-            consecutive_failures: state.consecutive_failures,
-            full_sync_needed: state.full_sync_needed,
-            full_syncs: state.full_syncs,
-            last_full_sync_reason: state.last_full_sync_reason,
-            pushed_paths: state.pushed_paths,
+            state,
         });
     }
     Ok(Status {
@@ -110,6 +92,8 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
         backend: agent.backend,
         rescans: agent.rescans,
         uptime_ms: if agent_running { now.saturating_sub(agent.started_ms) } else { 0 },
+        watermark_ms: journal.watermark()?.map(|w| w.time_ms),
+        starts: journal.starts()?,
         roots: roots.iter().map(|p| display_path(p.as_os_str().as_encoded_bytes())).collect(),
         targets,
     })
@@ -137,18 +121,26 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     for root in &status.roots {
         println!("root      {root}");
     }
+    if let Some(watermark) = status.watermark_ms {
+        println!("watermark {} ago (capture complete up to then)", human_ms(now.saturating_sub(watermark)));
+    }
+    if let Some(start) = status.starts.last() {
+        let gap = start.gap_ms.map_or_else(|| "none (new journal)".to_string(), human_ms);
+        let reboot = if start.rebooted { ", after a reboot" } else { "" };
+        println!("last start {} ago: gap {gap}{reboot}, closed by {} ({} entries, {})", human_ms(now.saturating_sub(start.time_ms)), start.method, start.entries, human_ms(start.ms));
+    }
     for t in &status.targets {
-        println!("target    {} → {}", t.name, t.target);
-        println!("  cursor       {}   pending {} paths   lag {}", t.cursor, t.pending, human_ms(t.lag_ms));
-        let last = if t.last_push_ms == 0 { "never".to_string() } else { format!("{} ago", human_ms(now.saturating_sub(t.last_push_ms))) };
-        match &t.last_error {
+        println!("target    {} → {}", t.name, t.state.target);
+        println!("  cursor       {}   pending {} paths   lag {}", t.state.cursor, t.pending, human_ms(t.lag_ms));
+        let last = if t.state.last_push_ms == 0 { "never".to_string() } else { format!("{} ago", human_ms(now.saturating_sub(t.state.last_push_ms))) };
+        match &t.state.last_error {
             None => println!("  last push    {last}, ok"),
-            Some(e) => println!("  last push    {last}, FAILED ({} in a row): {e}", t.consecutive_failures),
+            Some(e) => println!("  last push    {last}, FAILED ({} in a row): {e}", t.state.consecutive_failures),
         }
-        if let Some(reason) = &t.full_sync_needed {
+        if let Some(reason) = &t.state.full_sync_needed {
             println!("  full sync    owed: {reason}");
         }
-        println!("  full syncs   {} (last: {})", t.full_syncs, t.last_full_sync_reason.as_deref().unwrap_or("-"));
+        println!("  full syncs   {} (last: {})", t.state.full_syncs, t.state.last_full_sync_reason.as_deref().unwrap_or("-"));
     }
     Ok(())
 }

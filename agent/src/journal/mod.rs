@@ -38,6 +38,11 @@ const META_JOURNAL_ID: &[u8] = b"journal_id";
 const META_NEXT_SEQ: &[u8] = b"next_seq";
 const META_ROOTS: &[u8] = b"roots";
 const META_AGENT: &[u8] = b"agent";
+const META_WATERMARK: &[u8] = b"watermark";
+const META_STARTS: &[u8] = b"starts";
+
+/// Start records kept in the journal.
+pub const STARTS_KEPT: usize = 20;
 
 /// Retention of the inspection log.
 #[derive(Debug, Clone, Copy)]
@@ -202,13 +207,16 @@ impl Journal {
 
     /// Appends changes in one durable batch: each gets the next sequence
     /// number and a log record, and replaces its path's pending entry
-    /// (coalescing; the recursive flag is kept once set).
+    /// (coalescing; the widest scope is kept).
+    ///
+    /// With `watermark_ms`, the capture watermark moves there in the same
+    /// batch: capture vouches that every change made before it is in.
     ///
     /// Returns the last sequence number assigned. Errors: the write failed
     /// (disk full, I/O error); nothing of the batch is then on disk.
-    pub fn append(&self, changes: &[Change]) -> anyhow::Result<Seq> {
+    pub fn append(&self, changes: &[Change], watermark_ms: Option<u64>) -> anyhow::Result<Seq> {
         let mut writer = self.writer.lock().expect("writer lock");
-        if changes.is_empty() {
+        if changes.is_empty() && watermark_ms.is_none() {
             return Ok(writer.next_seq - 1);
         }
         let now = now_ms();
@@ -222,7 +230,7 @@ impl Journal {
                 root: change.root,
                 path: change.path.clone(),
                 kind: change.kind as u8,
-                recursive: change.recursive,
+                scope: change.scope,
                 ino: change.ino,
                 pid: change.pid,
                 time_ms: now,
@@ -233,21 +241,25 @@ impl Journal {
                 Some(entry) => Some(entry.clone()),
                 None => self.db.get_cf(pending, &key)?.map(|b| decode::<PendingEntry>(&b, "pending entry")).transpose()?,
             };
-            let (mut recursive, mut time_ms) = (change.recursive, now);
+            let (mut scope, mut time_ms) = (change.scope, now);
             if let Some(previous) = previous {
                 batch.delete_cf(by_seq, seq_key(previous.seq));
-                recursive |= previous.recursive;
+                scope = scope.max(previous.scope);
                 // The oldest coalesced change dates the entry: a file written
                 // continuously must not keep postponing its own push.
                 time_ms = previous.time_ms;
             }
-            let entry = PendingEntry { seq, kind: change.kind as u8, recursive, time_ms };
+            let entry = PendingEntry { seq, kind: change.kind as u8, scope, time_ms };
             batch.put_cf(pending, &key, encode(&entry));
             batch.put_cf(by_seq, seq_key(seq), &key);
             in_batch.insert(key, entry);
             seq += 1;
         }
         batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, encode(&seq));
+        if let Some(time_ms) = watermark_ms {
+            let watermark = Watermark { time_ms, boot_id: crate::capture::boot_id() };
+            batch.put_cf(self.cf(CF_META), META_WATERMARK, encode(&watermark));
+        }
         self.write(batch)?;
         writer.next_seq = seq;
         drop(writer);
@@ -293,7 +305,7 @@ impl Journal {
             // newer sequence number, which then stays pending on its own.
             let Some(bytes) = self.db.get_cf(self.cf(CF_PENDING), &key)? else { continue };
             let entry: PendingEntry = decode(&bytes, "pending entry")?;
-            batch.paths.push(PendingPath { seq, path: path.to_vec(), recursive: entry.recursive, time_ms: entry.time_ms });
+            batch.paths.push(PendingPath { seq, path: path.to_vec(), scope: entry.scope, time_ms: entry.time_ms });
         }
         Ok(batch)
     }
@@ -401,6 +413,51 @@ impl Journal {
                 Ok((seq_from_key(&key), decode(&bytes, "log record")?))
             })
             .collect()
+    }
+
+    /// The capture watermark; `None` for a journal no capture ever wrote to.
+    pub fn watermark(&self) -> anyhow::Result<Option<Watermark>> {
+        self.db.get_cf(self.cf(CF_META), META_WATERMARK)?.map(|b| decode(&b, "watermark")).transpose()
+    }
+
+    /// The recorded filesystem identity of a root.
+    pub fn root_identity(&self, root: RootId) -> anyhow::Result<Option<FsIdentity>> {
+        let key = format!("identity/{root}");
+        self.db.get_cf(self.cf(CF_META), key)?.map(|b| decode(&b, "filesystem identity")).transpose()
+    }
+
+    /// Records a root's filesystem identity.
+    pub fn save_root_identity(&self, root: RootId, identity: &FsIdentity) -> anyhow::Result<()> {
+        Ok(self.db.put_cf(self.cf(CF_META), format!("identity/{root}"), encode(identity))?)
+    }
+
+    /// Marks every target of `root` as owing a full sync for `reason`;
+    /// returns how many targets that concerned.
+    pub fn require_full_sync(&self, root: RootId, reason: &str) -> anyhow::Result<usize> {
+        let mut count = 0;
+        for (name, mut state) in self.target_states()? {
+            if state.root == root {
+                state.full_sync_needed = Some(reason.to_string());
+                state.cursor = self.last_seq();
+                self.save_target(&name, &state)?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Appends a start record, keeping the last [`STARTS_KEPT`].
+    pub fn record_start(&self, record: &StartRecord) -> anyhow::Result<()> {
+        let mut starts = self.starts()?;
+        starts.push(record.clone());
+        let excess = starts.len().saturating_sub(STARTS_KEPT);
+        starts.drain(..excess);
+        Ok(self.db.put_cf(self.cf(CF_META), META_STARTS, encode(&starts))?)
+    }
+
+    /// The recorded starts, oldest first.
+    pub fn starts(&self) -> anyhow::Result<Vec<StartRecord>> {
+        Ok(self.db.get_cf(self.cf(CF_META), META_STARTS)?.map(|b| decode(&b, "start records")).transpose()?.unwrap_or_default())
     }
 
     /// Stores the running agent's self-description.

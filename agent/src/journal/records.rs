@@ -13,6 +13,33 @@ pub type Seq = u64;
 /// Index of a source root in the journal's root table (`meta/roots`).
 pub type RootId = u32;
 
+/// How much of a path the target must be brought in line with. Coalesced
+/// changes keep the widest scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    /// The entry itself: copied if it exists, deleted on the target if not.
+    #[default]
+    Entry,
+    /// The directory and its direct children, deleting children the source
+    /// no longer has (a directory whose entries changed while nothing
+    /// captured: rsync `-d --delete`).
+    Contents,
+    /// Everything below the path (a directory moved in, a rescan marker:
+    /// rsync `-r --delete`).
+    Subtree,
+}
+
+impl Scope {
+    /// Lower-case name for the CLI and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Entry => "entry",
+            Scope::Contents => "contents",
+            Scope::Subtree => "subtree",
+        }
+    }
+}
+
 /// One change as capture hands it to [`super::Journal::append`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -23,9 +50,8 @@ pub struct Change {
     pub path: Vec<u8>,
     /// What happened.
     pub kind: ChangeKind,
-    /// The target needs a recursive copy of this path (a directory moved in,
-    /// a rescan marker), not just the entry itself.
-    pub recursive: bool,
+    /// How much of the path the target needs.
+    pub scope: Scope,
     /// Inode number of the object, 0 when unknown (deletes, rescans).
     pub ino: u64,
     /// Process (tgid) that made the change, 0 when unknown.
@@ -41,8 +67,8 @@ pub struct LogRecord {
     pub path: Vec<u8>,
     /// [`ChangeKind`] as its on-disk byte.
     pub kind: u8,
-    /// Copied from [`Change::recursive`].
-    pub recursive: bool,
+    /// Copied from [`Change::scope`].
+    pub scope: Scope,
     /// Inode number, 0 when unknown.
     pub ino: u64,
     /// Writer's pid, 0 when unknown.
@@ -66,8 +92,8 @@ pub struct PendingEntry {
     pub seq: Seq,
     /// Kind of that latest change (its byte).
     pub kind: u8,
-    /// Any coalesced change asked for a recursive copy.
-    pub recursive: bool,
+    /// The widest scope of the coalesced changes.
+    pub scope: Scope,
     /// Time of the oldest change coalesced into this entry (ms since the
     /// Unix epoch): batch delay and lag are measured from it.
     pub time_ms: u64,
@@ -80,8 +106,8 @@ pub struct PendingPath {
     pub seq: Seq,
     /// Path relative to the root.
     pub path: Vec<u8>,
-    /// Needs a recursive copy.
-    pub recursive: bool,
+    /// How much of it to push.
+    pub scope: Scope,
     /// Time of the oldest change coalesced into it (ms since the Unix epoch).
     pub time_ms: u64,
 }
@@ -138,6 +164,47 @@ pub struct AgentInfo {
     pub rescans: u64,
     /// Agent version.
     pub version: String,
+}
+
+/// The capture watermark (meta key `watermark`): every change made before
+/// `time_ms` is in the journal. Written in the same batch as the changes it
+/// covers, about once a second while capture runs and at a clean stop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// Capture complete up to here (ms since the Unix epoch).
+    pub time_ms: u64,
+    /// `/proc/sys/kernel/random/boot_id` when it was written.
+    pub boot_id: String,
+}
+
+/// Identity of a root's filesystem (meta key `identity/<root>`): a
+/// mismatch means the gap since the watermark cannot be trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsIdentity {
+    /// `statvfs` f_fsid (derived from the filesystem UUID on ext4/xfs/btrfs).
+    pub fsid: u64,
+    /// Inode number of the root directory.
+    pub root_ino: u64,
+}
+
+/// How one agent start closed the gap since the previous watermark
+/// (meta key `starts`, the last [`super::STARTS_KEPT`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRecord {
+    /// Start time (ms since the Unix epoch).
+    pub time_ms: u64,
+    /// Boot id at start.
+    pub boot_id: String,
+    /// Time since the previous watermark (ms); `None` for a new journal.
+    pub gap_ms: Option<u64>,
+    /// The machine rebooted since the previous watermark.
+    pub rebooted: bool,
+    /// How the gap was closed: `ctime gap scan`, or `full sync (reason)`, per root.
+    pub method: String,
+    /// Entries the gap scan journaled.
+    pub entries: u64,
+    /// Time spent closing the gap (ms).
+    pub ms: u64,
 }
 
 /// Big-endian key of a sequence number.

@@ -24,7 +24,7 @@ use anyhow::Context;
 
 use self::rsync::{Mode, RsyncError};
 use crate::config::SyncConfig;
-use crate::journal::{now_ms, Batch, Journal, RootId, TargetState};
+use crate::journal::{now_ms, Batch, Journal, RootId, Scope, TargetState};
 
 /// First retry delay after a failed push (ms); doubles per failure up to
 /// the sync's `retry_max_ms`.
@@ -150,16 +150,31 @@ impl Pusher {
 
     fn push_batch(&self, batch: &Batch, state: &mut TargetState) -> anyhow::Result<()> {
         let started = Instant::now();
-        // The root's own entry keeps its attributes (mtime) in line: implied
-        // parents get theirs from rsync, the root is never implied.
-        let mut plain: Vec<&[u8]> = vec![b"."];
-        plain.extend(batch.paths.iter().filter(|p| !p.recursive && !p.path.is_empty()).map(|p| p.path.as_slice()));
-        let recursive: Vec<&[u8]> =
-            batch.paths.iter().filter(|p| p.recursive).map(|p| if p.path.is_empty() { &b"."[..] } else { &p.path }).collect();
+        let (mut entries, mut contents, mut subtrees) = (Vec::new(), Vec::new(), Vec::new());
+        // rsync gives implied parent directories their attributes, but never
+        // the root: list `.` when the root or an entry of it changed. (A
+        // listed `.` also compares the root's direct children: --files-from
+        // implies -d.)
+        if batch.paths.iter().any(|p| p.scope == Scope::Entry && !p.path.contains(&b'/')) {
+            entries.push(b".".to_vec());
+        }
+        for p in &batch.paths {
+            match p.scope {
+                Scope::Entry if p.path.is_empty() => {}
+                Scope::Entry => entries.push(p.path.clone()),
+                // `DIR/` makes `-d` take the directory's children.
+                Scope::Contents if p.path.is_empty() => contents.push(b".".to_vec()),
+                Scope::Contents => contents.push([p.path.as_slice(), b"/"].concat()),
+                Scope::Subtree if p.path.is_empty() => subtrees.push(b".".to_vec()),
+                Scope::Subtree => subtrees.push(p.path.clone()),
+            }
+        }
         self.retry(state, |pusher| {
-            rsync::run(rsync::command(&pusher.sync, &pusher.source, Mode::Incremental), &plain, &pusher.stop)?;
-            if !recursive.is_empty() {
-                rsync::run(rsync::command(&pusher.sync, &pusher.source, Mode::Recursive), &recursive, &pusher.stop)?;
+            for (mode, list) in [(Mode::Incremental, &entries), (Mode::Contents, &contents), (Mode::Subtree, &subtrees)] {
+                if !list.is_empty() {
+                    let list: Vec<&[u8]> = list.iter().map(Vec::as_slice).collect();
+                    rsync::run(rsync::command(&pusher.sync, &pusher.source, mode), &list, &pusher.stop)?;
+                }
             }
             Ok(())
         })?;
@@ -172,7 +187,8 @@ impl Pusher {
         tracing::info!(
             target = self.name(),
             paths = batch.paths.len(),
-            recursive = recursive.len(),
+            contents = contents.len(),
+            subtrees = subtrees.len(),
             cursor = state.cursor,
             ms = started.elapsed().as_millis() as u64,
             "pushed"

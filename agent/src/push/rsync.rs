@@ -2,11 +2,16 @@
 //!
 //! Three invocations (flags from rsync(1)):
 //! - incremental: `-a --from0 --files-from=- --delete-missing-args --force`.
-//!   `--files-from` implies `-R` but not `-r`, so each listed entry is sent
-//!   alone (its implied parent directories get their attributes too); a
+//!   `--files-from` implies `-R` and `-d` but not `-r`, so each listed entry
+//!   is sent alone (its implied parent directories get their attributes
+//!   too; a listed `.` or `DIR/` also sends the directory's children); a
 //!   listed path that no longer exists is deleted on the receiver, a whole
 //!   directory with `--force`.
-//! - recursive: the same list mode plus `-r --delete`, for directories that
+//! - contents: the same list mode plus `-d --delete`, for directories listed
+//!   as `DIR/`: their direct children are copied and children the source no
+//!   longer has are deleted, without recursing (entries removed while
+//!   nothing captured).
+//! - subtree: the same list mode plus `-r --delete`, for directories that
 //!   moved in and for rescan markers: the subtree is made equal.
 //! - full: `-a --delete --force SRC/ DEST/`, the whole root.
 //!
@@ -29,8 +34,10 @@ const STDERR_TAIL: usize = 2048;
 pub enum Mode {
     /// Listed entries only, non-recursive.
     Incremental,
+    /// Listed directories (`DIR/`) and their direct children, with `--delete`.
+    Contents,
     /// Listed entries and everything below them, with `--delete`.
-    Recursive,
+    Subtree,
     /// The whole root, with `--delete`.
     Full,
 }
@@ -79,7 +86,8 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
     cmd.arg("-a").arg("--numeric-ids");
     match mode {
         Mode::Incremental => cmd.args(["--from0", "--files-from=-", "--delete-missing-args", "--force"]),
-        Mode::Recursive => cmd.args(["-r", "--delete", "--from0", "--files-from=-", "--delete-missing-args", "--force"]),
+        Mode::Contents => cmd.args(["-d", "--delete", "--from0", "--files-from=-", "--delete-missing-args", "--force"]),
+        Mode::Subtree => cmd.args(["-r", "--delete", "--from0", "--files-from=-", "--delete-missing-args", "--force"]),
         Mode::Full => cmd.args(["--delete", "--force"]),
     };
     if sync.timeout_s > 0 {

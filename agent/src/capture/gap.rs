@@ -1,0 +1,168 @@
+//! Closing the gap while nothing captured: from the journal's durable
+//! capture watermark to the moment capture was armed again.
+//!
+//! fanotify keeps nothing across an agent stop, so every start finds what
+//! changed meanwhile with one metadata walk of the roots (lstat only, no file
+//! data read), comparing each entry's **ctime** with the watermark minus
+//! [`MARGIN_MS`]. ctime, unlike mtime, cannot be set from user space (utimes,
+//! `tar -x` and `rsync -t` set mtime only), and every change a backup cares
+//! about moves it: writes, truncation, chmod/chown, xattrs, link count,
+//! renames (of the renamed inode and of both parent directories).
+//!
+//! What an entry with a newer ctime becomes:
+//! - a file, symlink, device or fifo: pushed ([`Scope::Entry`]);
+//! - a directory whose parent is unchanged: its direct children are made
+//!   equal with deletion ([`Scope::Contents`]): entries deleted or renamed
+//!   away while down disappear from the target;
+//! - a directory whose parent changed too: it may have been created, renamed
+//!   or moved in while down, so its whole subtree is pushed
+//!   ([`Scope::Subtree`]) and not walked further.
+//!
+//! The gap cannot be trusted — and every target of the root gets a full
+//! sync, with the reason — when the journal has no watermark (new journal),
+//! the root's filesystem identity changed (reformatted, restored, another
+//! disk), or the watermark lies in the future (the clock moved back).
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use fsjournal_common::ChangeKind;
+
+use super::Root;
+use crate::journal::{now_ms, Change, FsIdentity, Journal, Scope, StartRecord};
+
+/// Timestamp granularity and clock-skew allowance (ms): entries whose ctime
+/// is at most this much older than the watermark are pushed too.
+pub const MARGIN_MS: u64 = 2_000;
+/// Changes appended to the journal per write during a scan.
+const APPEND_CHUNK: usize = 10_000;
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// The identity of the filesystem holding `root`: `statvfs` f_fsid (from the
+/// filesystem UUID on ext4/xfs/btrfs) and the root directory's inode.
+pub fn identity(root: &Path) -> anyhow::Result<FsIdentity> {
+    let c_path = std::ffi::CString::new(root.as_os_str().as_bytes())?;
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is NUL-terminated and `vfs` is a valid out-pointer.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut vfs) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("statvfs {}", root.display()));
+    }
+    let root_ino = std::fs::metadata(root).with_context(|| format!("stat {}", root.display()))?.ino();
+    Ok(FsIdentity { fsid: vfs.f_fsid as u64, root_ino })
+}
+
+/// Decides how the gap since the last watermark is closed for each root,
+/// closes it (a scan, or full syncs owed by the targets), records the
+/// filesystem identities and returns what was done. Call after capture is
+/// armed and before the pushers start.
+pub fn close(journal: &Journal, roots: &[Root]) -> anyhow::Result<StartRecord> {
+    let started = Instant::now();
+    let now = now_ms();
+    let watermark = journal.watermark()?;
+    let boot = boot_id();
+    let mut record = StartRecord { time_ms: now, boot_id: boot.clone(), ..StartRecord::default() };
+    if let Some(w) = &watermark {
+        record.gap_ms = Some(now.saturating_sub(w.time_ms));
+        record.rebooted = w.boot_id != boot;
+    }
+    let mut methods = Vec::new();
+    for root in roots {
+        let current = identity(&root.path)?;
+        let untrusted = match (&watermark, journal.root_identity(root.id)?) {
+            (None, _) => Some("new journal: no capture watermark".to_string()),
+            (Some(_), None) => Some("no filesystem identity recorded for this root".to_string()),
+            (Some(_), Some(stored)) if stored != current => {
+                Some(format!("filesystem identity changed ({stored:?} → {current:?}): reformatted, restored or another disk"))
+            }
+            (Some(w), _) if w.time_ms > now + MARGIN_MS => {
+                Some(format!("clock moved backwards: watermark is {} ms in the future", w.time_ms - now))
+            }
+            (Some(_), _) => None,
+        };
+        match (untrusted, &watermark) {
+            (Some(reason), _) => {
+                let targets = journal.require_full_sync(root.id, &reason)?;
+                tracing::warn!(root = %root.path.display(), %reason, targets, "gap cannot be trusted: full sync");
+                methods.push(format!("full sync ({reason})"));
+            }
+            (None, Some(w)) => {
+                let since = w.time_ms.saturating_sub(MARGIN_MS);
+                let found = scan(journal, root, since)?;
+                record.entries += found;
+                tracing::info!(root = %root.path.display(), entries = found, "gap scan done");
+                methods.push("ctime gap scan".to_string());
+            }
+            (None, None) => unreachable!("no watermark is untrusted"),
+        }
+        journal.save_root_identity(root.id, &current)?;
+    }
+    methods.dedup();
+    record.method = methods.join(", ");
+    record.ms = started.elapsed().as_millis() as u64;
+    tracing::info!(gap_ms = ?record.gap_ms, method = %record.method, entries = record.entries, ms = record.ms, "gap closed");
+    journal.record_start(&record)?;
+    Ok(record)
+}
+
+/// Walks `root` and journals every entry whose ctime is at or after
+/// `since_ms`; returns how many. Stays on the root's filesystem.
+fn scan(journal: &Journal, root: &Root, since_ms: u64) -> anyhow::Result<u64> {
+    let ctime_ms = |m: &std::fs::Metadata| (m.ctime().max(0) as u64) * 1000 + (m.ctime_nsec().max(0) as u64) / 1_000_000;
+    let root_meta = std::fs::symlink_metadata(&root.path)?;
+    let dev = root_meta.dev();
+    let mut changes = Vec::new();
+    let mut found = 0u64;
+    let mut push = |changes: &mut Vec<Change>, path: Vec<u8>, scope: Scope, ino: u64| -> anyhow::Result<()> {
+        changes.push(Change { root: root.id, path, kind: ChangeKind::Rescan, scope, ino, pid: 0 });
+        found += 1;
+        if changes.len() >= APPEND_CHUNK {
+            journal.append(changes, None)?;
+            changes.clear();
+        }
+        Ok(())
+    };
+    let root_new = ctime_ms(&root_meta) >= since_ms;
+    if root_new {
+        push(&mut changes, Vec::new(), Scope::Contents, root_meta.ino())?;
+    }
+    let mut stack: Vec<(PathBuf, Vec<u8>, bool)> = vec![(root.path.clone(), Vec::new(), root_new)];
+    while let Some((dir, rel, dir_new)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "gap scan cannot read a directory; pushing it whole");
+                push(&mut changes, rel, Scope::Subtree, 0)?;
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue }; // vanished: its parent's ctime covers it
+            let name = entry.file_name();
+            let child_rel = if rel.is_empty() { name.as_bytes().to_vec() } else { [&rel[..], b"/", name.as_bytes()].concat() };
+            let new = ctime_ms(&meta) >= since_ms;
+            if !meta.is_dir() {
+                if new {
+                    push(&mut changes, child_rel, Scope::Entry, meta.ino())?;
+                }
+            } else if meta.dev() != dev {
+                continue; // another filesystem mounted below the root
+            } else if new && dir_new {
+                push(&mut changes, child_rel, Scope::Subtree, meta.ino())?;
+            } else {
+                if new {
+                    push(&mut changes, child_rel.clone(), Scope::Contents, meta.ino())?;
+                }
+                stack.push((entry.path(), child_rel, new));
+            }
+        }
+    }
+    journal.append(&changes, None)?;
+    Ok(found)
+}
