@@ -6,56 +6,14 @@
 
 mod support;
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
 use support::*;
 
-/// A Jenkins-home-shaped starting tree.
-fn seed(src: &Path) {
-    for job in ["alpha", "beta", "doomed"] {
-        std::fs::create_dir_all(src.join(format!("jobs/{job}/builds/1/archive"))).unwrap();
-        std::fs::write(src.join(format!("jobs/{job}/config.xml")), format!("<project>{job}</project>\n")).unwrap();
-        std::fs::write(src.join(format!("jobs/{job}/builds/1/log")), "Started\n").unwrap();
-        std::fs::write(src.join(format!("jobs/{job}/builds/1/archive/app.jar")), vec![7u8; 10_000]).unwrap();
-        symlink("builds/1", src.join(format!("jobs/{job}/lastSuccessful"))).unwrap();
-    }
-}
-
-/// Every kind of change the issue lists; returns after the last syscall.
-fn churn(src: &Path) {
-    // create, append, overwrite, chmod
-    std::fs::write(src.join("jobs/alpha/builds/1/new.txt"), "fresh\n").unwrap();
-    append(&src.join("jobs/alpha/builds/1/log"), "Step 1\nStep 2\n");
-    std::fs::write(src.join("jobs/beta/builds/1/log"), "rewritten\n").unwrap();
-    std::fs::set_permissions(src.join("jobs/alpha/config.xml"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    // rename a file, rename a directory with contents
-    std::fs::rename(src.join("jobs/alpha/builds/1/new.txt"), src.join("jobs/alpha/builds/1/renamed.txt")).unwrap();
-    std::fs::rename(src.join("jobs/beta"), src.join("jobs/beta-renamed")).unwrap();
-    // rm -rf of a directory tree
-    std::fs::remove_dir_all(src.join("jobs/doomed")).unwrap();
-    // temp file + rename over the existing file, as Jenkins writes config.xml
-    let tmp = src.join("jobs/alpha/config.xml.tmp");
-    std::fs::write(&tmp, "<project>alpha v2</project>\n").unwrap();
-    std::fs::rename(&tmp, src.join("jobs/alpha/config.xml")).unwrap();
-    // names with a space, a newline and a non-UTF-8 byte
-    std::fs::write(src.join("jobs/alpha/with space.txt"), "s").unwrap();
-    std::fs::write(src.join("jobs/alpha/new\nline.txt"), "n").unwrap();
-    std::fs::write(src.join(OsStr::from_bytes(b"jobs/alpha/latin1-\xe9t\xe9.txt")), "l").unwrap();
-    // a new build: deep mkdir, files, a symlink repointed
-    std::fs::create_dir_all(src.join("jobs/alpha/builds/2/archive/deep/er")).unwrap();
-    std::fs::write(src.join("jobs/alpha/builds/2/archive/deep/er/x.bin"), vec![1u8; 4096]).unwrap();
-    std::fs::remove_file(src.join("jobs/alpha/lastSuccessful")).unwrap();
-    symlink("builds/2", src.join("jobs/alpha/lastSuccessful")).unwrap();
-    // a file in the root itself
-    std::fs::write(src.join("queue.xml"), "<queue/>\n").unwrap();
-}
-
 fn run_scenario(scratch: &Scratch, target: &str, password_file: Option<&Path>, extra_config: &str) {
-    seed(&scratch.src());
+    workload::seed(&scratch.src());
     let config = write_config(scratch, target, password_file, extra_config);
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
@@ -63,7 +21,7 @@ fn run_scenario(scratch: &Scratch, target: &str, password_file: Option<&Path>, e
     assert_eq!(first["targets"][0]["full_syncs"], 1, "{first:#}");
     assert_eq!(first["backend"], "fanotify");
 
-    churn(&scratch.src());
+    workload::churn(&scratch.src());
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
 
     let log = journal_log(scratch);
@@ -146,13 +104,13 @@ fn growing_log_coalesces_into_few_pushes() {
 fn unreachable_target_is_retried_and_nothing_is_lost() {
     let scratch = Scratch::tmpfs();
     let mut daemon = RsyncDaemon::start(&scratch.replica());
-    seed(&scratch.src());
+    workload::seed(&scratch.src());
     let config = write_config(&scratch, &daemon.url(), Some(&daemon.password_file()), "");
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
 
     daemon.pause();
-    churn(&scratch.src());
+    workload::churn(&scratch.src());
     wait_until(Duration::from_secs(30), "a failed push to show in status", || {
         let target = &status(&scratch)["targets"][0];
         target["consecutive_failures"].as_u64() >= Some(1) && target["pending"].as_u64() > Some(0)

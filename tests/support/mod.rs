@@ -5,6 +5,8 @@
 //! Needs root (mount, fanotify). Every resource is torn down on drop.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod workload;
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
