@@ -17,9 +17,9 @@ fn run_scenario(scratch: &Scratch, target: &str, password_file: Option<&Path>, e
     let config = write_config(scratch, target, password_file, extra_config);
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    let first = status(scratch);
-    assert_eq!(first["targets"][0]["full_syncs"], 1, "{first:#}");
-    assert_eq!(first["backend"], "fanotify");
+    // The target's state is saved right after rsync returns.
+    wait_until(Duration::from_secs(10), "the full sync to be recorded", || status(scratch)["targets"][0]["full_syncs"] == 1);
+    assert_eq!(status(scratch)["backend"], "fanotify");
 
     workload::churn(&scratch.src());
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
@@ -47,6 +47,7 @@ fn run_scenario(scratch: &Scratch, target: &str, password_file: Option<&Path>, e
     assert_eq!(renamed_dir["scope"], "subtree", "a directory moved in needs a recursive push");
     assert!(log.iter().all(|r| r["pid"] != 0 || r["kind"] == "rescan"), "every change names its writer");
 
+    wait_until(Duration::from_secs(10), "the last cursor to be saved", || status(scratch)["targets"][0]["pending"] == 0);
     let after = status(scratch);
     let target = &after["targets"][0];
     assert_eq!((target["full_syncs"].as_u64(), target["pending"].as_u64()), (Some(1), Some(0)), "{after:#}");
@@ -121,8 +122,39 @@ fn unreachable_target_is_retried_and_nothing_is_lost() {
 
     daemon.resume();
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_until(Duration::from_secs(10), "the success to be recorded", || status(&scratch)["targets"][0]["last_error"].is_null());
     let healed = status(&scratch);
-    assert!(healed["targets"][0]["last_error"].is_null(), "{healed:#}");
     assert_eq!(healed["targets"][0]["full_syncs"], 1, "recovery needs no full sync");
+    agent.stop();
+}
+
+#[test]
+fn excluded_paths_are_neither_journaled_nor_pushed() {
+    let scratch = Scratch::tmpfs();
+    let src = scratch.src();
+    workload::seed(&src);
+    std::fs::create_dir_all(src.join("jobs/alpha/workspace/src")).unwrap();
+    std::fs::write(src.join("jobs/alpha/workspace/src/main.c"), "int main;").unwrap();
+    let replica = scratch.replica().display().to_string();
+    let config = write_config(&scratch, &replica, None, "exclude = [\"workspace/**\", \"*.tmp\"]\n");
+    let agent = Agent::start(&config, &scratch);
+    let rules = ["--exclude=workspace/**", "--exclude=*.tmp"];
+    assert_converges_with(&src, &scratch.replica(), &agent, &rules);
+
+    workload::churn(&src);
+    std::fs::write(src.join("jobs/alpha/workspace/src/main.c"), "int main(void);").unwrap();
+    std::fs::create_dir_all(src.join("jobs/beta-renamed/workspace/out")).unwrap();
+    std::fs::write(src.join("jobs/beta-renamed/workspace/out/a.o"), "obj").unwrap();
+    std::fs::write(src.join("jobs/alpha/scratch.tmp"), "t").unwrap();
+    assert_converges_with(&src, &scratch.replica(), &agent, &rules);
+
+    assert!(!scratch.replica().join("jobs/alpha/workspace/src").exists(), "the full sync left the workspace out");
+    assert!(!scratch.replica().join("jobs/beta-renamed/workspace/out").exists());
+    assert!(!scratch.replica().join("jobs/alpha/scratch.tmp").exists());
+    assert_eq!(std::fs::read_to_string(scratch.replica().join("jobs/alpha/config.xml")).unwrap(), "<project>alpha v2</project>\n",
+        "a file written as *.tmp and renamed into place is pushed under its final name");
+    let log = journal_log(&scratch);
+    let leaked: Vec<_> = log.iter().filter_map(|r| r["path"].as_str()).filter(|p| p.contains("workspace/") || p.ends_with(".tmp")).collect();
+    assert!(leaked.is_empty(), "excluded paths were journaled: {leaked:?}");
     agent.stop();
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::filter::Excludes;
 use crate::push::target::Target;
 
 /// Default journal directory (RocksDB database).
@@ -128,6 +129,10 @@ pub struct SyncConfig {
     /// Extra arguments appended to every rsync run (e.g. `--bwlimit=10m`).
     #[serde(default)]
     pub rsync_args: Vec<String>,
+    /// rsync-style exclude patterns (`workspace/**`, `*.tmp`, `/cache`): not
+    /// journaled, not pushed, kept out of full syncs (see `filter.rs`).
+    #[serde(default)]
+    pub exclude: Option<Spanned<Vec<String>>>,
 }
 
 fn default_batch_max_files() -> usize {
@@ -157,7 +162,14 @@ impl SyncConfig {
             retry_max_ms: default_retry_max_ms(),
             timeout_s: default_timeout_s(),
             rsync_args: Vec::new(),
+            exclude: None,
         }
+    }
+
+    /// The compiled exclude list (validated at load time, so this cannot fail later).
+    pub fn excludes(&self) -> Excludes {
+        let patterns = self.exclude.as_ref().map_or(&[][..], |e| e.get_ref().as_slice());
+        Excludes::new(patterns).expect("excludes validated at load")
     }
 
     /// The parsed target (validated at load time, so this cannot fail later).
@@ -252,6 +264,9 @@ impl Config {
                     return Err((Some(sync.target.span()), key("target"), "a local target must not overlap its source".into()));
                 }
             }
+            if let Some(exclude) = &sync.exclude {
+                Excludes::new(exclude.get_ref()).map_err(|e| (Some(exclude.span()), key("exclude"), e))?;
+            }
             if sync.batch_max_files == 0 {
                 return Err((None, key("batch_max_files"), "expected a number of paths >= 1".into()));
             }
@@ -340,6 +355,14 @@ mod tests {
         assert!(err.message.contains("0644"), "{err}");
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         parse(&text).unwrap();
+    }
+
+    #[test]
+    fn bad_exclude_pattern_names_its_line() {
+        let err = parse("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nexclude = [\"*.tmp\", \"dir/\"]\n")
+            .unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (5, "sync[0].exclude"));
+        assert!(err.message.contains("dir/"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use anyhow::Context;
 
 use crate::capture::{Capture, Root};
 use crate::config::Config;
+use crate::filter::RootExcludes;
 use crate::journal::{now_ms, AgentInfo, Journal, Retention};
 use crate::push::Pusher;
 
@@ -36,9 +37,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .canonicalize()
             .with_context(|| format!("source {} of sync {}", sync.source.get_ref().display(), sync.name))?;
         let id = journal.register_root(&path)?;
-        if !roots.iter().any(|r| r.id == id) {
-            roots.push(Root { id, path: path.clone() });
-        }
+        let position = match roots.iter().position(|r| r.id == id) {
+            Some(position) => position,
+            None => {
+                roots.push(Root { id, path: path.clone(), excludes: RootExcludes::default() });
+                roots.len() - 1
+            }
+        };
+        roots[position].excludes.add(sync.excludes());
         let mut sync = sync.clone();
         *sync.source.get_mut() = path;
         syncs.push((sync, id));

@@ -4,6 +4,7 @@ mod capture;
 mod cli;
 mod config;
 mod daemon;
+mod filter;
 mod journal;
 mod push;
 

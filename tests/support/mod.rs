@@ -317,8 +317,14 @@ pub fn journaled(log: &[serde_json::Value], kind: &str, path: &str) -> bool {
 /// A push in progress can make a file vanish under the comparison (rsync
 /// exit 24): that counts as "not equal yet".
 pub fn differences(src: &Path, replica: &Path) -> String {
+    differences_with(src, replica, &[])
+}
+
+/// [`differences`] with extra rsync arguments (e.g. `--exclude=…`).
+pub fn differences_with(src: &Path, replica: &Path, extra: &[&str]) -> String {
     let out = Command::new("rsync")
         .args(["-anc", "--delete", "--numeric-ids", "--itemize-changes"])
+        .args(extra)
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", replica.display()))
         .output()
@@ -333,9 +339,14 @@ pub fn differences(src: &Path, replica: &Path) -> String {
 /// Waits until the replica equals the source; panics with the differences
 /// and the agent's log otherwise.
 pub fn assert_converges(src: &Path, replica: &Path, agent: &Agent) {
+    assert_converges_with(src, replica, agent, &[]);
+}
+
+/// [`assert_converges`], comparing with extra rsync arguments.
+pub fn assert_converges_with(src: &Path, replica: &Path, agent: &Agent, extra: &[&str]) {
     let start = Instant::now();
     loop {
-        let diff = differences(src, replica);
+        let diff = differences_with(src, replica, extra);
         if diff.is_empty() {
             return;
         }

@@ -18,6 +18,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use super::handle::{handle_of, FileHandle};
+use crate::filter::RootExcludes;
 use crate::journal::RootId;
 
 /// Where a directory hangs.
@@ -36,7 +37,15 @@ const MAX_DEPTH: usize = 4096;
 #[derive(Debug, Default)]
 pub struct DirIndex {
     entries: HashMap<FileHandle, Parent>,
-    roots: HashMap<RootId, (PathBuf, i32)>,
+    roots: HashMap<RootId, IndexedRoot>,
+}
+
+/// A root as the index knows it.
+#[derive(Debug)]
+struct IndexedRoot {
+    path: PathBuf,
+    mount_id: i32,
+    excludes: RootExcludes,
 }
 
 impl DirIndex {
@@ -44,12 +53,19 @@ impl DirIndex {
     ///
     /// Errors: the root's handle cannot be read (missing, or a filesystem
     /// without handle support).
-    pub fn add_root(&mut self, root: RootId, path: &Path) -> io::Result<()> {
+    /// Excluded directories are not indexed: their events resolve as
+    /// outside every root.
+    pub fn add_root(&mut self, root: RootId, path: &Path, excludes: RootExcludes) -> io::Result<()> {
         let (handle, mount_id) = handle_of(path)?;
-        self.roots.insert(root, (path.to_path_buf(), mount_id));
+        self.roots.insert(root, IndexedRoot { path: path.to_path_buf(), mount_id, excludes });
         self.entries.insert(handle.clone(), Parent::Root(root));
         self.index_subtree(root, path, handle);
         Ok(())
+    }
+
+    /// True when every sync of `root` excludes `path`.
+    pub fn is_excluded(&self, root: RootId, path: &[u8]) -> bool {
+        self.roots.get(&root).is_some_and(|r| r.excludes.is_excluded(path))
     }
 
     /// Number of directories indexed.
@@ -59,10 +75,11 @@ impl DirIndex {
 
     /// Re-reads every root from disk (after a queue overflow lost events).
     pub fn rebuild(&mut self) -> io::Result<()> {
-        let roots: Vec<(RootId, PathBuf)> = self.roots.iter().map(|(id, (p, _))| (*id, p.clone())).collect();
+        let roots: Vec<(RootId, PathBuf, RootExcludes)> =
+            self.roots.drain().map(|(id, r)| (id, r.path, r.excludes)).collect();
         self.entries.clear();
-        for (id, path) in roots {
-            self.add_root(id, &path)?;
+        for (id, path, excludes) in roots {
+            self.add_root(id, &path, excludes)?;
         }
         Ok(())
     }
@@ -71,7 +88,8 @@ impl DirIndex {
     /// staying on the root's mount. Unreadable directories are skipped with
     /// a warning (their events still resolve through their parent's entry).
     pub fn index_subtree(&mut self, root: RootId, path: &Path, handle: FileHandle) {
-        let mount_id = self.roots.get(&root).map_or(-1, |(_, m)| *m);
+        let Some(indexed) = self.roots.get(&root) else { return };
+        let (root_path, mount_id) = (indexed.path.clone(), indexed.mount_id);
         let mut stack = vec![(path.to_path_buf(), handle)];
         while let Some((dir, dir_handle)) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
@@ -86,6 +104,10 @@ impl DirIndex {
                     continue;
                 }
                 let child = entry.path();
+                let relative = child.strip_prefix(&root_path).map_or(&[][..], |r| r.as_os_str().as_bytes());
+                if self.is_excluded(root, relative) {
+                    continue;
+                }
                 match handle_of(&child) {
                     Ok((child_handle, child_mount)) if child_mount == mount_id => {
                         let name = entry.file_name().into_vec();
@@ -163,14 +185,14 @@ impl DirIndex {
     /// Root id and root-relative path of an absolute `path`, if it lies under
     /// a root.
     pub fn relative_to_root(&self, path: &Path) -> Option<(RootId, Vec<u8>)> {
-        self.roots.iter().find_map(|(id, (root, _))| {
-            path.strip_prefix(root).ok().map(|rel| (*id, rel.as_os_str().as_bytes().to_vec()))
+        self.roots.iter().find_map(|(id, root)| {
+            path.strip_prefix(&root.path).ok().map(|rel| (*id, rel.as_os_str().as_bytes().to_vec()))
         })
     }
 
     /// Absolute path of a root.
     pub fn root_path(&self, root: RootId) -> Option<&Path> {
-        self.roots.get(&root).map(|(p, _)| p.as_path())
+        self.roots.get(&root).map(|r| r.path.as_path())
     }
 
     /// Every root id in the index.
@@ -194,7 +216,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("jobs/a/builds/1")).unwrap();
         std::fs::write(dir.path().join("jobs/a/config.xml"), "x").unwrap();
         let mut index = DirIndex::default();
-        index.add_root(3, dir.path()).unwrap();
+        index.add_root(3, dir.path(), RootExcludes::default()).unwrap();
         (dir, index)
     }
 

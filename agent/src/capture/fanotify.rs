@@ -71,7 +71,7 @@ impl FanotifyCapture {
                 }
             };
             let index = &mut filesystems[position].1.index;
-            index.add_root(root.id, &root.path).with_context(|| format!("cannot index root {}", root.path.display()))?;
+            index.add_root(root.id, &root.path, root.excludes.clone()).with_context(|| format!("cannot index root {}", root.path.display()))?;
             tracing::info!(root = %root.path.display(), directories = index.len(), "root armed");
         }
         Ok(FanotifyCapture { filesystems: filesystems.into_iter().map(|(_, fs)| fs).collect(), self_pid: std::process::id() as i32 })
@@ -231,9 +231,10 @@ impl Filesystem {
     /// Root and root-relative path of a directory entry; `None` outside every
     /// root. A directory inside a root that the index did not know means
     /// events were missed: it is learnt and journaled as a rescan marker.
+    /// Excluded paths resolve as outside.
     fn resolve(&mut self, entry: &DirEntryName, out: &mut Vec<Change>, rescans: &AtomicU64) -> Option<(RootId, Vec<u8>)> {
-        if let Some(found) = self.index.entry_path(&entry.dir, &entry.name) {
-            return Some(found);
+        if let Some((root, path)) = self.index.entry_path(&entry.dir, &entry.name) {
+            return (!self.index.is_excluded(root, &path)).then_some((root, path));
         }
         if self.outside.contains(&entry.dir) {
             return None;
@@ -242,7 +243,7 @@ impl Filesystem {
             // Gone and never known: it was not under a root when it existed.
             return None;
         };
-        let Some((root, rel)) = self.index.relative_to_root(&dir_path) else {
+        let Some((root, rel)) = self.index.relative_to_root(&dir_path).filter(|(root, rel)| !self.index.is_excluded(*root, rel)) else {
             if self.outside.len() >= OUTSIDE_CACHE_MAX {
                 self.outside.clear();
             }
@@ -256,7 +257,7 @@ impl Filesystem {
         }
         self.index.index_subtree(root, &dir_path, entry.dir.clone());
         self.rescan(root, rel, out, rescans);
-        self.index.entry_path(&entry.dir, &entry.name)
+        self.index.entry_path(&entry.dir, &entry.name).filter(|(root, path)| !self.index.is_excluded(*root, path))
     }
 
     fn rescan(&self, root: RootId, path: Vec<u8>, out: &mut Vec<Change>, rescans: &AtomicU64) {

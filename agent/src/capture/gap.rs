@@ -18,6 +18,8 @@
 //!   or moved in while down, so its whole subtree is pushed
 //!   ([`Scope::Subtree`]) and not walked further.
 //!
+//! Excluded subtrees are not walked.
+//!
 //! The gap cannot be trusted — and every target of the root gets a full
 //! sync, with the reason — when the journal has no watermark (new journal),
 //! the root's filesystem identity changed (reformatted, restored, another
@@ -146,6 +148,9 @@ fn scan(journal: &Journal, root: &Root, since_ms: u64) -> anyhow::Result<u64> {
             let Ok(meta) = entry.metadata() else { continue }; // vanished: its parent's ctime covers it
             let name = entry.file_name();
             let child_rel = if rel.is_empty() { name.as_bytes().to_vec() } else { [&rel[..], b"/", name.as_bytes()].concat() };
+            if root.excludes.is_excluded(&child_rel) {
+                continue;
+            }
             let new = ctime_ms(&meta) >= since_ms;
             if !meta.is_dir() {
                 if new {

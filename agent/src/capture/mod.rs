@@ -22,6 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{BackendChoice, CaptureConfig};
+use crate::filter::RootExcludes;
 use crate::journal::{Journal, RootId};
 
 pub use gap::{boot_id, close as close_gap};
@@ -33,6 +34,8 @@ pub struct Root {
     pub id: RootId,
     /// Absolute, canonical path.
     pub path: PathBuf,
+    /// Paths every sync of this root excludes: never journaled.
+    pub excludes: RootExcludes,
 }
 
 /// Capture counters since start (events, changes).

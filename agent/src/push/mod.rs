@@ -24,6 +24,7 @@ use anyhow::Context;
 
 use self::rsync::{Mode, RsyncError};
 use crate::config::SyncConfig;
+use crate::filter::Excludes;
 use crate::journal::{now_ms, Batch, Journal, RootId, Scope, TargetState};
 
 /// First retry delay after a failed push (ms); doubles per failure up to
@@ -35,6 +36,7 @@ const TICK_MS: u64 = 100;
 /// One target's push loop.
 pub struct Pusher {
     sync: SyncConfig,
+    excludes: Excludes,
     root: RootId,
     source: PathBuf,
     journal: Arc<Journal>,
@@ -46,7 +48,8 @@ impl Pusher {
     /// `root`) on its own thread. Capture must already be armed.
     pub fn spawn(sync: SyncConfig, root: RootId, journal: Arc<Journal>, stop: Arc<AtomicBool>) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
         let source = sync.source.get_ref().clone();
-        let pusher = Pusher { sync, root, source, journal, stop };
+        let excludes = sync.excludes();
+        let pusher = Pusher { sync, excludes, root, source, journal, stop };
         std::thread::Builder::new()
             .name(format!("push-{}", pusher.sync.name))
             .spawn(move || pusher.run())
@@ -158,7 +161,8 @@ impl Pusher {
         if batch.paths.iter().any(|p| p.scope == Scope::Entry && !p.path.contains(&b'/')) {
             entries.push(b".".to_vec());
         }
-        for p in &batch.paths {
+        // Another sync of the same root may have journaled what this one excludes.
+        for p in batch.paths.iter().filter(|p| !self.excludes.is_excluded(&p.path)) {
             match p.scope {
                 Scope::Entry if p.path.is_empty() => {}
                 Scope::Entry => entries.push(p.path.clone()),
