@@ -158,3 +158,30 @@ fn excluded_paths_are_neither_journaled_nor_pushed() {
     assert!(leaked.is_empty(), "excluded paths were journaled: {leaked:?}");
     agent.stop();
 }
+
+#[test]
+fn a_dead_target_never_holds_back_a_live_one() {
+    let scratch = Scratch::tmpfs();
+    let src = scratch.src();
+    workload::seed(&src);
+    let live = scratch.replica().display().to_string();
+    // A second sync of the same source to a daemon port where nothing listens.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = write_config(&scratch, &live, None, "");
+    let second = format!(
+        "\n[[sync]]\nname = \"dead\"\nsource = \"{}\"\ntarget = \"rsync://fsj@127.0.0.1:{dead_port}/backup\"\nretry_max_ms = 2000\n",
+        src.display()
+    );
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + &second).unwrap();
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&src, &scratch.replica(), &agent);
+    workload::churn(&src);
+    assert_converges(&src, &scratch.replica(), &agent);
+
+    let dead = || status(&scratch)["targets"].as_array().unwrap().iter().find(|t| t["name"] == "dead").unwrap().clone();
+    wait_until(Duration::from_secs(10), "the dead target's error in status", || {
+        dead()["last_error"].as_str().is_some_and(|e| e.contains("rsync exit 10"))
+    });
+    assert!(dead()["full_sync_needed"].is_string(), "the dead target still owes its first sync");
+    agent.stop();
+}
