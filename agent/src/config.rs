@@ -35,6 +35,20 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Every problem found in one configuration, one per line when displayed.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+/// A semantic problem: the value's span, its dotted key, the message.
+type Problem = (Option<Range<usize>>, String, String);
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,27 +203,32 @@ impl Config {
         Ok(Config::parse(&text, &path.display().to_string())?)
     }
 
-    /// Parses and validates TOML text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let located = |span: Option<Range<usize>>, key: String, message: String| ConfigError {
+    /// Parses and validates TOML text; `file` names it in errors. A syntax
+    /// or type error stops parsing (one error); semantic checks report every
+    /// problem.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+        let located = |(span, key, message): Problem| ConfigError {
             file: file.to_string(),
             line: span.map_or(0, |s| line_of(text, s.start)),
             key,
             message,
         };
-        let deserializer =
-            toml::de::Deserializer::parse(text).map_err(|e| located(e.span(), String::new(), e.message().to_string()))?;
+        let deserializer = toml::de::Deserializer::parse(text)
+            .map_err(|e| ConfigErrors(vec![located((e.span(), String::new(), e.message().to_string()))]))?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            located(inner.span(), key, inner.message().to_string())
+            ConfigErrors(vec![located((inner.span(), key, inner.message().to_string()))])
         })?;
-        config.validate().map_err(|(span, key, message)| located(span, key, message))?;
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems.into_iter().map(located).collect()));
+        }
         Ok(config)
     }
 
     /// The configuration of `fsjournal run --source DIR --dest TARGET`.
-    pub fn from_command_line(source: PathBuf, dest: String, journal: Option<PathBuf>) -> Result<Config, ConfigError> {
+    pub fn from_command_line(source: PathBuf, dest: String, journal: Option<PathBuf>) -> Result<Config, ConfigErrors> {
         let mut config = Config {
             journal: JournalConfig::default(),
             capture: CaptureConfig::default(),
@@ -218,58 +237,66 @@ impl Config {
         if let Some(journal) = journal {
             config.journal.path = journal;
         }
-        config.validate().map_err(|(_, key, message)| ConfigError {
-            file: "<command line>".into(),
-            line: 0,
-            key: key.replace("sync[0].source", "--source").replace("sync[0].target", "--dest"),
-            message,
-        })?;
+        let problems = config.validate();
+        if !problems.is_empty() {
+            let errors = problems.into_iter().map(|(_, key, message)| ConfigError {
+                file: "<command line>".into(),
+                line: 0,
+                key: key.replace("sync[0].source", "--source").replace("sync[0].target", "--dest"),
+                message,
+            });
+            return Err(ConfigErrors(errors.collect()));
+        }
         Ok(config)
     }
 
-    /// Semantic checks; the error carries the value's span and dotted key.
-    fn validate(&self) -> Result<(), (Option<Range<usize>>, String, String)> {
+    /// Semantic checks: every problem, each with the value's span and dotted key.
+    fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
         if self.sync.is_empty() {
-            return Err((None, "sync".into(), "at least one [[sync]] table is required".into()));
+            problems.push((None, "sync".into(), "at least one [[sync]] table is required".into()));
         }
         let mut names = HashSet::new();
         for (i, sync) in self.sync.iter().enumerate() {
             let key = |k: &str| format!("sync[{i}].{k}");
             if sync.name.is_empty() || sync.name.contains(['/', '\0']) || !names.insert(sync.name.clone()) {
-                return Err((None, key("name"), format!("`{}` must be a unique, non-empty name without `/`", sync.name)));
+                problems.push((None, key("name"), format!("`{}` must be a unique, non-empty name without `/`", sync.name)));
             }
             let source = sync.source.get_ref();
-            if !source.is_absolute() {
-                return Err((Some(sync.source.span()), key("source"), "expected an absolute path".into()));
+            if let Err(message) = self.check_source(source) {
+                problems.push((Some(sync.source.span()), key("source"), message));
             }
-            match std::fs::metadata(source) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => return Err((Some(sync.source.span()), key("source"), "is not a directory".into())),
-                Err(e) => return Err((Some(sync.source.span()), key("source"), format!("{}: {e}", source.display()))),
-            }
-            if self.journal.path.starts_with(source) {
-                return Err((
-                    Some(sync.source.span()),
-                    key("source"),
-                    format!("contains the journal {}: the journal must live outside every source", self.journal.path.display()),
-                ));
-            }
-            let target = Target::parse(sync.target.get_ref()).map_err(|e| (Some(sync.target.span()), key("target"), e))?;
-            if let Some(password_file) = &sync.password_file {
-                check_private_file(password_file.get_ref())
-                    .map_err(|e| (Some(password_file.span()), key("password_file"), e))?;
-            }
-            if let Target::Local(dir) = &target {
-                if dir.starts_with(source) || source.starts_with(dir) {
-                    return Err((Some(sync.target.span()), key("target"), "a local target must not overlap its source".into()));
+            match Target::parse(sync.target.get_ref()) {
+                Err(message) => problems.push((Some(sync.target.span()), key("target"), message)),
+                Ok(Target::Local(dir)) if dir.starts_with(source) || source.starts_with(&dir) => {
+                    problems.push((Some(sync.target.span()), key("target"), "a local target must not overlap its source".into()));
                 }
+                Ok(_) => {}
             }
-            if let Some(exclude) = &sync.exclude {
-                Excludes::new(exclude.get_ref()).map_err(|e| (Some(exclude.span()), key("exclude"), e))?;
+            if let Some(Err(message)) = sync.password_file.as_ref().map(|f| check_private_file(f.get_ref())) {
+                problems.push((sync.password_file.as_ref().map(Spanned::span), key("password_file"), message));
+            }
+            if let Some(Err(message)) = sync.exclude.as_ref().map(|e| Excludes::new(e.get_ref())) {
+                problems.push((sync.exclude.as_ref().map(Spanned::span), key("exclude"), message));
             }
             if sync.batch_max_files == 0 {
-                return Err((None, key("batch_max_files"), "expected a number of paths >= 1".into()));
+                problems.push((None, key("batch_max_files"), "expected a number of paths >= 1".into()));
             }
+        }
+        problems
+    }
+
+    fn check_source(&self, source: &Path) -> Result<(), String> {
+        if !source.is_absolute() {
+            return Err("expected an absolute path".into());
+        }
+        match std::fs::metadata(source) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err("is not a directory".into()),
+            Err(e) => return Err(format!("{}: {e}", source.display())),
+        }
+        if self.journal.path.starts_with(source) {
+            return Err(format!("contains the journal {}: the journal must live outside every source", self.journal.path.display()));
         }
         Ok(())
     }
@@ -305,7 +332,12 @@ impl fmt::Display for BackendChoice {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, ConfigError> {
+    /// The first error of a configuration that must not parse.
+    fn parse_err(text: &str) -> ConfigError {
+        Config::parse(text, "test.toml").unwrap_err().0.remove(0)
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
         Config::parse(text, "test.toml")
     }
 
@@ -320,23 +352,23 @@ mod tests {
 
     #[test]
     fn mistyped_value_names_file_line_and_key() {
-        let err = parse("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nbatch_max_files = \"many\"\n")
-            .unwrap_err();
+        let err = parse_err("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nbatch_max_files = \"many\"\n")
+            ;
         assert_eq!((err.file.as_str(), err.line, err.key.as_str()), ("test.toml", 5, "sync[0].batch_max_files"));
         assert!(err.to_string().starts_with("test.toml:5: key `sync[0].batch_max_files`:"), "{err}");
     }
 
     #[test]
     fn unknown_key_is_refused_with_its_line() {
-        let err = parse("[journal]\npath = \"/var/lib/x\"\nretension = 3\n[[sync]]\nname=\"a\"\nsource=\"/tmp\"\ntarget=\"/srv\"\n")
-            .unwrap_err();
+        let err = parse_err("[journal]\npath = \"/var/lib/x\"\nretension = 3\n[[sync]]\nname=\"a\"\nsource=\"/tmp\"\ntarget=\"/srv\"\n")
+            ;
         assert_eq!(err.line, 3, "{err}");
         assert!(err.message.contains("retension"), "{err}");
     }
 
     #[test]
     fn missing_source_names_its_line() {
-        let err = parse("[[sync]]\nname = \"a\"\nsource = \"/does/not/exist\"\ntarget = \"/srv/x\"\n").unwrap_err();
+        let err = parse_err("[[sync]]\nname = \"a\"\nsource = \"/does/not/exist\"\ntarget = \"/srv/x\"\n");
         assert_eq!((err.line, err.key.as_str()), (3, "sync[0].source"));
     }
 
@@ -350,7 +382,7 @@ mod tests {
             "[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"rsync://u@h/m\"\npassword_file = \"{}\"\n",
             secret.display()
         );
-        let err = parse(&text).unwrap_err();
+        let err = parse_err(&text);
         assert_eq!((err.line, err.key.as_str()), (5, "sync[0].password_file"));
         assert!(err.message.contains("0644"), "{err}");
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -359,16 +391,24 @@ mod tests {
 
     #[test]
     fn bad_exclude_pattern_names_its_line() {
-        let err = parse("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nexclude = [\"*.tmp\", \"dir/\"]\n")
-            .unwrap_err();
+        let err = parse_err("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nexclude = [\"*.tmp\", \"dir/\"]\n")
+            ;
         assert_eq!((err.line, err.key.as_str()), (5, "sync[0].exclude"));
         assert!(err.message.contains("dir/"), "{err}");
     }
 
     #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let errors = parse("[[sync]]\nname = \"a\"\nsource = \"relative\"\ntarget = \"nowhere\"\nbatch_max_files = 0\n").unwrap_err();
+        let keys: Vec<_> = errors.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(keys, [(3, "sync[0].source"), (4, "sync[0].target"), (0, "sync[0].batch_max_files")]);
+        assert_eq!(errors.to_string().lines().count(), 3);
+    }
+
+    #[test]
     fn journal_inside_a_source_is_refused() {
-        let err = parse("[journal]\npath = \"/tmp/j\"\n[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n")
-            .unwrap_err();
+        let err = parse_err("[journal]\npath = \"/tmp/j\"\n[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n")
+            ;
         assert_eq!(err.key, "sync[0].source");
     }
 }

@@ -1,6 +1,7 @@
 //! The command line (clap). Every inspection command opens the journal as a
 //! read-only secondary instance, so it works while the agent runs.
 
+mod config_file;
 mod log;
 mod pending;
 mod status;
@@ -34,6 +35,9 @@ pub enum Command {
     Log(log::LogArgs),
     /// List the paths a target still has to receive.
     Pending(pending::PendingArgs),
+    /// Check a configuration file, or print an annotated example.
+    #[command(subcommand)]
+    Config(config_file::ConfigCommand),
 }
 
 /// `fsjournal run`.
@@ -99,6 +103,7 @@ pub fn inspect(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args),
         Command::Log(args) => log::run(args),
         Command::Pending(args) => pending::run(args),
+        Command::Config(command) => config_file::run(command),
         Command::Run(_) => unreachable!("run is not an inspection command"),
     }
 }
