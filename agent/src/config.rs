@@ -85,8 +85,10 @@ impl Default for JournalConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
-    /// Best available backend (today: fanotify).
+    /// Best available backend: eBPF, else fanotify.
     Auto,
+    /// eBPF programs on kernel tracepoints (the attach ladder's tracepoint rung).
+    Ebpf,
     /// fanotify with a filesystem-wide mark and FID reporting.
     Fanotify,
 }
@@ -103,11 +105,14 @@ pub struct CaptureConfig {
     /// Raise `/proc/sys/fs/fanotify/max_queued_events` to at least this many
     /// events before creating a group (0 = leave the kernel's value alone).
     pub max_queued_events: u64,
+    /// Size of the eBPF ring buffer (bytes, a power of two ≥ 4096): at
+    /// 40 bytes an event, 32 MiB holds about 800,000 events between drains.
+    pub ring_buffer_bytes: u32,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { backend: BackendChoice::Auto, read_interval_ms: 5, max_queued_events: 1 << 20 }
+        CaptureConfig { backend: BackendChoice::Auto, read_interval_ms: 5, max_queued_events: 1 << 20, ring_buffer_bytes: 32 << 20 }
     }
 }
 
@@ -323,6 +328,7 @@ impl fmt::Display for BackendChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             BackendChoice::Auto => "auto",
+            BackendChoice::Ebpf => "ebpf",
             BackendChoice::Fanotify => "fanotify",
         })
     }

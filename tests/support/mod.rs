@@ -70,8 +70,8 @@ impl Scratch {
         sh("mount", &["-o", "loop", image.to_str().unwrap(), staging.to_str().unwrap()]);
         std::fs::remove_dir(staging.join("lost+found")).unwrap();
         sh("cp", &["-a", &format!("{}/.", self.src().display()), staging.to_str().unwrap()]);
-        sh("umount", &[staging.to_str().unwrap()]);
-        sh("umount", &[self.src().to_str().unwrap()]);
+        unmount(&staging);
+        unmount(&self.src());
         sh("mount", &["-o", "loop", image.to_str().unwrap(), self.src().to_str().unwrap()]);
     }
 
@@ -106,6 +106,18 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.src()).status();
     }
+}
+
+/// Unmounts `path`, retrying while the kernel still calls it busy (a process
+/// that just exited may still be releasing its descriptors).
+fn unmount(path: &Path) {
+    for _ in 0..50 {
+        if Command::new("umount").arg(path).status().is_ok_and(|s| s.success()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sh("umount", &[path.to_str().unwrap()]);
 }
 
 fn nix_is_root() -> bool {
@@ -209,6 +221,13 @@ pub fn write_config(scratch: &Scratch, target: &str, password_file: Option<&Path
     let path = scratch.path().join("fsjournal.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Puts `[capture] backend = BACKEND` into a configuration written by
+/// [`write_config`].
+pub fn use_backend(config: &Path, backend: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, format!("[capture]\nbackend = \"{backend}\"\n\n{text}")).unwrap();
 }
 
 /// A running `fsjournal run --config …`, its log in `<scratch>/agent-N.log`.

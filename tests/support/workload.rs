@@ -22,8 +22,10 @@ pub fn seed(src: &Path) {
 /// Every kind of change a backup must carry: create, append, overwrite,
 /// truncate, chmod, rename of a file and of a directory with contents,
 /// `rm -rf`, temp-file-then-rename-over, odd names, deep mkdir, symlinks,
-/// hard links. Returns after the last syscall.
-pub fn churn(src: &Path) {
+/// hard links (unless `hard_link` is false: the eBPF tracepoint rung answers
+/// a hard-linked file with a full rescan, which would hide what capture
+/// missed). Returns after the last syscall.
+pub fn churn_with(src: &Path, hard_link: bool) {
     // create, append, overwrite, chmod
     std::fs::write(src.join("jobs/alpha/builds/1/new.txt"), "fresh\n").unwrap();
     append(&src.join("jobs/alpha/builds/1/log"), "Step 1\nStep 2\n");
@@ -49,6 +51,13 @@ pub fn churn(src: &Path) {
     std::fs::remove_file(src.join("jobs/alpha/lastSuccessful")).unwrap();
     symlink("builds/2", src.join("jobs/alpha/lastSuccessful")).unwrap();
     // a hard link, and a file in the root itself
-    std::fs::hard_link(src.join("jobs/alpha/builds/1/log"), src.join("jobs/alpha/log-link")).unwrap();
+    if hard_link {
+        std::fs::hard_link(src.join("jobs/alpha/builds/1/log"), src.join("jobs/alpha/log-link")).unwrap();
+    }
     std::fs::write(src.join("queue.xml"), "<queue/>\n").unwrap();
+}
+
+/// [`churn_with`] hard links.
+pub fn churn(src: &Path) {
+    churn_with(src, true);
 }

@@ -2,9 +2,13 @@
 //! nothing but Rust and these commands (the `xtask` convention:
 //! <https://github.com/matklad/cargo-xtask>).
 //!
-//! - `cargo xtask setup`: install the system packages the build and the tests
-//!   need (idempotent: packages already installed are not touched).
-//! - `cargo xtask test`: setup, then the whole test suite (`cargo test --workspace`).
+//! - `cargo xtask setup`: install the system packages, toolchain components
+//!   and tools the build and the tests need (idempotent: what is present is
+//!   not touched).
+//! - `cargo xtask build-ebpf`: build the kernel-side programs (`ebpf/programs`,
+//!   nightly, `-Z build-std=core`, bpf-linker) that the agent embeds.
+//! - `cargo xtask test`: setup, build-ebpf, then the whole test suite
+//!   (`cargo test --workspace`).
 //! - `cargo xtask demo`: setup, then a hot backup of a sample Jenkins-like tree
 //!   into a local replica, until Ctrl-C.
 
@@ -16,8 +20,12 @@ use clap::{Parser, Subcommand};
 
 /// Debian packages: rsync (the transport and the tests' daemon), libclang-dev
 /// (bindgen for the RocksDB bindings), e2fsprogs (mkfs.ext4 for the tests'
-/// loop-mounted filesystems).
-const PACKAGES: [&str; 3] = ["rsync", "libclang-dev", "e2fsprogs"];
+/// loop-mounted filesystems), llvm-22-dev (bpf-linker links against the
+/// system LLVM, whose major must equal the nightly rustc's: 22).
+const PACKAGES: [&str; 4] = ["rsync", "libclang-dev", "e2fsprogs", "llvm-22-dev"];
+
+/// bpf-linker, built against LLVM 22 (its default feature wants LLVM 23).
+const BPF_LINKER_VERSION: &str = "0.13.0";
 
 #[derive(Parser)]
 #[command(about = "fsjournal's development tasks")]
@@ -28,8 +36,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install the system packages the build and the tests need.
+    /// Install the system packages, toolchain components and tools the build and the tests need.
     Setup,
+    /// Build the kernel-side eBPF programs that the agent embeds.
+    BuildEbpf,
     /// Setup, then run every test (unit and end-to-end; needs root).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -47,12 +57,15 @@ enum Task {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup(),
+        Task::BuildEbpf => build_ebpf(),
         Task::Test { args } => {
             setup()?;
+            build_ebpf()?;
             run(Command::new(cargo()).args(["test", "--workspace"]).args(&args))
         }
         Task::Demo { dir } => {
             setup()?;
+            build_ebpf()?;
             demo(&dir)
         }
     }
@@ -79,15 +92,35 @@ fn installed(package: &str) -> bool {
 
 fn setup() -> anyhow::Result<()> {
     let missing: Vec<&str> = PACKAGES.into_iter().filter(|p| !installed(p)).collect();
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        eprintln!("xtask: installing {}", missing.join(" "));
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
-    eprintln!("xtask: installing {}", missing.join(" "));
-    run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    // The toolchain pinned in ebpf/programs/rust-toolchain.toml, with rust-src.
+    run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"]))?;
+    let linker_ok = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION));
+    if !linker_ok {
+        eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 2 minutes)");
+        run(Command::new(cargo())
+            .args(["install", "--locked", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
+    }
+    Ok(())
+}
+
+/// Builds `ebpf/programs` for bpfel-unknown-none; the agent's build script
+/// embeds the result.
+fn build_ebpf() -> anyhow::Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf/programs");
+    // The nightly cargo of rust-toolchain.toml, not the stable one running us.
+    run(Command::new("cargo").current_dir(&dir).args(["build", "--release", "--locked"]).env_remove("CARGO").env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO_TARGET_DIR"))
 }
 
 /// Seeds `<dir>/source` with a small Jenkins home and runs the agent.

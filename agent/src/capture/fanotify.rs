@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,13 +15,11 @@ use fsjournal_common::ChangeKind;
 use super::dir_index::DirIndex;
 use super::fanotify_sys::{self, parse_events, DirEntryName, Event, Group};
 use super::handle::{self, FileHandle};
-use super::{Root, Stats};
-use crate::journal::{now_ms, Change, Journal, RootId, Scope};
+use super::{Root, Source, Stats};
+use crate::journal::{Change, RootId, Scope};
 
 /// Size of one read(2) of the event queue (bytes).
 const READ_BUFFER: usize = 256 * 1024;
-/// The watermark is written at least this often while idle (ms).
-const WATERMARK_INTERVAL_MS: u64 = 1_000;
 /// Handles cached as "outside every root" before the cache is reset.
 const OUTSIDE_CACHE_MAX: usize = 65_536;
 
@@ -76,65 +74,31 @@ impl FanotifyCapture {
         }
         Ok(FanotifyCapture { filesystems: filesystems.into_iter().map(|(_, fs)| fs).collect(), self_pid: std::process::id() as i32 })
     }
+}
 
-    /// Reads events until `stop` is set, journaling them in batches every
-    /// `read_interval`; drains what is queued before returning.
-    ///
-    /// A failed journal write is retried (the changes stay in memory) until it
-    /// succeeds or `stop` is set; errors end the loop only for an unreadable
-    /// fanotify descriptor.
-    ///
-    /// The watermark advances only once `watermark_allowed` is set: until the
-    /// gap since the previous run is closed, a crash must leave the old
-    /// watermark in place.
-    pub fn run(mut self, journal: &Journal, stop: &AtomicBool, watermark_allowed: &AtomicBool, read_interval: Duration, stats: &Stats) -> anyhow::Result<()> {
-        let mut buf = vec![0u8; READ_BUFFER];
-        let mut changes = Vec::new();
-        let mut last_watermark_ms = 0;
+impl Source for FanotifyCapture {
+    fn wait(&mut self, timeout: Duration) {
         let mut pollfds: Vec<libc::pollfd> =
             self.filesystems.iter().map(|fs| libc::pollfd { fd: fs.group.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-        loop {
-            let stopping = stop.load(Ordering::Relaxed);
-            // SAFETY: `pollfds` is a valid array of `pollfd` for its length.
-            unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, if stopping { 0 } else { 200 }) };
-            // Every change made before this instant is queued now (fsnotify
-            // queues in the syscall), so draining the queues makes it the
-            // new watermark.
-            let cycle_ms = now_ms();
-            for fs in &mut self.filesystems {
-                loop {
-                    let n = fs.group.read(&mut buf).context("reading the fanotify queue")?;
-                    if n == 0 {
-                        break;
-                    }
-                    for event in parse_events(&buf[..n]) {
-                        stats.events.fetch_add(1, Ordering::Relaxed);
-                        fs.translate(&event, self.self_pid, &mut changes, &stats.rescans);
-                    }
+        // SAFETY: `pollfds` is a valid array of `pollfd` for its length.
+        unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout.as_millis() as libc::c_int) };
+    }
+
+    fn drain(&mut self, out: &mut Vec<Change>, stats: &Stats) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; READ_BUFFER];
+        for fs in &mut self.filesystems {
+            loop {
+                let n = fs.group.read(&mut buf).context("reading the fanotify queue")?;
+                if n == 0 {
+                    break;
+                }
+                for event in parse_events(&buf[..n]) {
+                    stats.events.fetch_add(1, Ordering::Relaxed);
+                    fs.translate(&event, self.self_pid, out, &stats.rescans);
                 }
             }
-            let watermark = watermark_allowed.load(Ordering::Relaxed).then_some(cycle_ms);
-            let watermark_due = watermark.is_some() && (stopping || cycle_ms >= last_watermark_ms + WATERMARK_INTERVAL_MS);
-            while !changes.is_empty() || watermark_due {
-                match journal.append(&changes, watermark) {
-                    Ok(_) => {
-                        stats.journaled.fetch_add(changes.len() as u64, Ordering::Relaxed);
-                        changes.clear();
-                        last_watermark_ms = cycle_ms;
-                        break;
-                    }
-                    Err(e) if !stop.load(Ordering::Relaxed) => {
-                        tracing::error!(error = %format!("{e:#}"), held = changes.len(), "journal write failed; retrying");
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
-                    Err(e) => return Err(e.context("journal write failed at shutdown")),
-                }
-            }
-            if stopping {
-                return Ok(());
-            }
-            std::thread::sleep(read_interval);
         }
+        Ok(())
     }
 }
 
@@ -239,7 +203,7 @@ impl Filesystem {
         if self.outside.contains(&entry.dir) {
             return None;
         }
-        let Ok(dir_path) = handle::current_path(&self.mount_fd, &entry.dir) else {
+        let Ok((dir_path, _)) = handle::current_path(&self.mount_fd, &entry.dir) else {
             // Gone and never known: it was not under a root when it existed.
             return None;
         };

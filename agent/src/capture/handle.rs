@@ -36,11 +36,13 @@ impl FileHandle {
         FileHandle(raw)
     }
 
-    fn handle_type(&self) -> i32 {
+    /// The handle type (`FILEID_*` in include/linux/exportfs.h).
+    pub fn handle_type(&self) -> i32 {
         i32::from_ne_bytes(self.0[..4].try_into().expect("handle has a type"))
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// The opaque bytes.
+    pub fn bytes(&self) -> &[u8] {
         &self.0[4..]
     }
 }
@@ -75,10 +77,11 @@ pub fn handle_of(path: &Path) -> io::Result<(FileHandle, i32)> {
 }
 
 /// Opens the object behind `handle` with `O_PATH` on the filesystem of
-/// `mount_fd` and returns its current path (from `/proc/self/fd`).
+/// `mount_fd` and returns its current path (from `/proc/self/fd`) and its
+/// metadata (`fstat`).
 ///
 /// Errors: `ESTALE` when the inode is gone; `ENOENT` if it has no path.
-pub fn current_path(mount_fd: &OwnedFd, handle: &FileHandle) -> io::Result<PathBuf> {
+pub fn current_path(mount_fd: &OwnedFd, handle: &FileHandle) -> io::Result<(PathBuf, std::fs::Metadata)> {
     let bytes = handle.bytes();
     let mut raw = vec![0u8; 8 + bytes.len()];
     raw[..4].copy_from_slice(&(bytes.len() as u32).to_ne_bytes());
@@ -98,7 +101,8 @@ pub fn current_path(mount_fd: &OwnedFd, handle: &FileHandle) -> io::Result<PathB
     if path.as_os_str().as_bytes().ends_with(b" (deleted)") {
         return Err(io::Error::from_raw_os_error(libc::ESTALE));
     }
-    Ok(path)
+    let meta = std::fs::File::from(fd).metadata()?;
+    Ok((path, meta))
 }
 
 /// Opens directory `path` read-only, for use as `mount_fd` (open_by_handle_at
@@ -127,7 +131,8 @@ mod tests {
         let b = dir.path().join("b");
         std::fs::rename(&a, &b).unwrap();
         let mount_fd = open_dir(dir.path()).unwrap();
-        assert_eq!(current_path(&mount_fd, &handle).unwrap(), b.canonicalize().unwrap());
+        let (path, meta) = current_path(&mount_fd, &handle).unwrap();
+        assert_eq!((path, meta.is_dir()), (b.canonicalize().unwrap(), true));
         assert_eq!(handle_of(&b).unwrap().0, handle);
     }
 }

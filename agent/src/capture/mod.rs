@@ -2,12 +2,14 @@
 //! journal [`Change`](crate::journal::Change)s. Data flows one way:
 //! kernel → capture → journal.
 //!
-//! Backends: fanotify (filesystem-wide mark, FID reporting) today; the eBPF
-//! backend joins behind the same [`Capture`] handle. Every loss a backend
+//! Backends, behind one [`Source`] trait driven by one loop: eBPF
+//! (tracepoints, `ebpf.rs`) and fanotify (filesystem-wide mark, FID
+//! reporting, `fanotify.rs`); `auto` tries them in that order. Every loss a backend
 //! knows of (queue overflow, an unresolvable event) becomes a *rescan marker*
 //! in the journal, never a silent drop.
 
 mod dir_index;
+mod ebpf;
 mod fanotify;
 mod gap;
 mod fanotify_sys;
@@ -23,7 +25,7 @@ use anyhow::Context;
 
 use crate::config::{BackendChoice, CaptureConfig};
 use crate::filter::RootExcludes;
-use crate::journal::{Journal, RootId};
+use crate::journal::{now_ms, Change, Journal, RootId};
 
 pub use gap::{boot_id, close as close_gap};
 
@@ -68,10 +70,17 @@ impl Capture {
     /// Errors: the backend cannot watch a root's filesystem (not root, an
     /// unsupported filesystem, a kernel without the needed fanotify flags).
     pub fn start(config: &CaptureConfig, roots: &[Root], journal: Arc<Journal>) -> anyhow::Result<Capture> {
-        let backend = match config.backend {
-            BackendChoice::Auto | BackendChoice::Fanotify => "fanotify",
+        let (backend, source): (&'static str, Box<dyn Source>) = match config.backend {
+            BackendChoice::Fanotify => ("fanotify", Box::new(fanotify::FanotifyCapture::arm(roots, config.max_queued_events)?)),
+            BackendChoice::Ebpf => ("ebpf", Box::new(ebpf::EbpfCapture::arm(roots, config)?)),
+            BackendChoice::Auto => match ebpf::EbpfCapture::arm(roots, config) {
+                Ok(capture) => ("ebpf", Box::new(capture)),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "eBPF capture unavailable; falling back to fanotify");
+                    ("fanotify", Box::new(fanotify::FanotifyCapture::arm(roots, config.max_queued_events)?))
+                }
+            },
         };
-        let armed = fanotify::FanotifyCapture::arm(roots, config.max_queued_events)?;
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let watermark_allowed = Arc::new(AtomicBool::new(false));
@@ -79,7 +88,7 @@ impl Capture {
         let (thread_stats, thread_stop, thread_watermark) = (stats.clone(), stop.clone(), watermark_allowed.clone());
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || armed.run(&journal, &thread_stop, &thread_watermark, interval, &thread_stats))
+            .spawn(move || run(source, &journal, &thread_stop, &thread_watermark, interval, &thread_stats))
             .context("cannot start the capture thread")?;
         Ok(Capture { backend, stats, stop, watermark_allowed, thread })
     }
@@ -99,5 +108,66 @@ impl Capture {
     pub fn stop(self) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))?
+    }
+}
+
+/// A capture backend, as the capture loop drives it.
+trait Source: Send {
+    /// Waits up to `timeout` for events (may return early, or not wait at all
+    /// for a backend that is drained on a schedule).
+    fn wait(&mut self, timeout: Duration);
+
+    /// Moves every event queued in the kernel into `out`. Every change made
+    /// before the call is in `out` when it returns: that is what makes the
+    /// call's start time a valid watermark.
+    fn drain(&mut self, out: &mut Vec<Change>, stats: &Stats) -> anyhow::Result<()>;
+}
+
+/// The watermark is written at least this often while idle (ms).
+const WATERMARK_INTERVAL_MS: u64 = 1_000;
+
+/// Drains `source` every `read_interval` into the journal until `stop` is
+/// set, then once more.
+///
+/// A failed journal write is retried (the changes stay in memory) until it
+/// succeeds or `stop` is set. The watermark advances only once
+/// `watermark_allowed` is set: until the gap since the previous run is
+/// closed, a crash must leave the old watermark in place.
+fn run(
+    mut source: Box<dyn Source>,
+    journal: &Journal,
+    stop: &AtomicBool,
+    watermark_allowed: &AtomicBool,
+    read_interval: Duration,
+    stats: &Stats,
+) -> anyhow::Result<()> {
+    let mut changes = Vec::new();
+    let mut last_watermark_ms = 0;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        source.wait(if stopping { Duration::ZERO } else { Duration::from_millis(200) });
+        let cycle_ms = now_ms();
+        source.drain(&mut changes, stats)?;
+        let watermark = watermark_allowed.load(Ordering::Relaxed).then_some(cycle_ms);
+        let watermark_due = watermark.is_some() && (stopping || cycle_ms >= last_watermark_ms + WATERMARK_INTERVAL_MS);
+        while !changes.is_empty() || watermark_due {
+            match journal.append(&changes, watermark) {
+                Ok(_) => {
+                    stats.journaled.fetch_add(changes.len() as u64, Ordering::Relaxed);
+                    changes.clear();
+                    last_watermark_ms = cycle_ms;
+                    break;
+                }
+                Err(e) if !stop.load(Ordering::Relaxed) => {
+                    tracing::error!(error = %format!("{e:#}"), held = changes.len(), "journal write failed; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e.context("journal write failed at shutdown")),
+            }
+        }
+        if stopping {
+            return Ok(());
+        }
+        std::thread::sleep(read_interval);
     }
 }

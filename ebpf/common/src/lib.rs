@@ -63,9 +63,56 @@ impl ChangeKind {
     }
 }
 
+/// One inode change seen by a kernel-side program, as written to the ring
+/// buffer `EVENTS` (40 bytes, native endian).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InodeEvent {
+    /// Inode number.
+    pub ino: u64,
+    /// Device in the kernel's encoding (`MAJOR << 20 | MINOR`, not `st_dev`).
+    pub dev: u32,
+    /// Inode generation: with `ino`, the file handle on ext4, xfs and tmpfs.
+    pub generation: u32,
+    /// Process (tgid) that made the change.
+    pub tgid: u32,
+    /// The hook that saw it: one of [`hook`].
+    pub hook: u32,
+    /// The task's `comm`, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+/// Values of [`InodeEvent::hook`].
+pub mod hook {
+    /// Tracepoint `timestamp:ctime_ns_xchg` (a multigrain ctime update).
+    pub const CTIME_NS_XCHG: u32 = 1;
+    /// Tracepoint `timestamp:ctime_xchg_skip` (a ctime update that raced another).
+    pub const CTIME_XCHG_SKIP: u32 = 2;
+}
+
+/// Indexes of the per-CPU `COUNTERS` array (events).
+pub mod counter {
+    /// Hook invocations.
+    pub const SEEN: u32 = 0;
+    /// Events written to the ring buffer.
+    pub const SENT: u32 = 1;
+    /// Events on an untracked device or by the agent itself.
+    pub const FILTERED: u32 = 2;
+    /// Events lost because the ring buffer was full.
+    pub const DROPPED: u32 = 3;
+    /// Number of counters.
+    pub const COUNT: u32 = 4;
+}
+
 #[cfg(test)]
 mod tests {
     use super::ChangeKind;
+
+    #[test]
+    fn inode_event_has_the_layout_the_ring_buffer_reader_expects() {
+        assert_eq!(core::mem::size_of::<super::InodeEvent>(), 40);
+        assert_eq!(core::mem::align_of::<super::InodeEvent>(), 8);
+    }
 
     #[test]
     fn every_kind_round_trips_through_its_byte() {

@@ -1,0 +1,328 @@
+//! The eBPF backend, tracepoint rung: programs on `timestamp:ctime_ns_xchg`
+//! and `timestamp:ctime_xchg_skip` (see `ebpf/programs`) report (dev, ino,
+//! generation) of every inode whose ctime moved; userspace turns that into a
+//! path with `open_by_handle_at`.
+//!
+//! The attach ladder (issue 3): rung 1, fexit on `vfs_*` / BPF-LSM hooks, is
+//! not built yet, and this machine's kernel refuses trampolines anyway
+//! (EPERM); rung 2 is this module; rung 3 is fanotify, which `auto` falls
+//! back to when this module cannot arm (programs not built, tracefs
+//! missing, a format file that disagrees with the compiled offsets, a
+//! filesystem whose file handles we cannot build — tmpfs among them: its
+//! handles decode only for inodes that were exported before).
+//!
+//! From inode to change: a file becomes an entry push. A directory's ctime
+//! moves when an entry in it is created, deleted or renamed. A directory
+//! still where the directory index (built by one walk at start, as for
+//! fanotify) last saw it becomes a *contents* push (`-d --delete`: deletions
+//! reach the target without knowing the deleted names); a directory found
+//! anywhere else was created, renamed or moved in and becomes a *subtree*
+//! push. An inode that is already gone (ESTALE) is skipped: its directory's
+//! ctime moved as well. A full ring buffer is counted by the programs and
+//! becomes a rescan of every root; so does a change to a hard-linked file,
+//! whose other names this rung cannot know.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+use fsjournal_common::{counter, ChangeKind, InodeEvent};
+
+use super::dir_index::DirIndex;
+use super::handle::{self, FileHandle};
+use super::{Root, Source, Stats};
+use crate::config::CaptureConfig;
+use crate::journal::{Change, RootId, Scope};
+
+/// The kernel-side object, embedded by build.rs (empty when not built).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fsjournal-ebpf.o"));
+
+/// The tracepoints of this rung and the record fields their programs read:
+/// (field, offset in bytes), as compiled into `ebpf/programs`.
+const TRACEPOINTS: [(&str, &str, [(&str, usize); 3]); 2] = [
+    ("timestamp", "ctime_ns_xchg", [("dev", 8), ("ino", 16), ("gen", 24)]),
+    ("timestamp", "ctime_xchg_skip", [("dev", 8), ("ino", 16), ("gen", 36)]),
+];
+
+/// How a filesystem lays out (ino, generation) in its file handles
+/// (`encode_fh` in each filesystem's export operations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HandleLayout {
+    /// `FILEID_INO32_GEN`: u32 ino, u32 generation (ext4, xfs with 32-bit inodes).
+    Ino32Gen,
+    /// u64 ino, u32 generation (xfs `FILEID_INO64_GEN`).
+    Ino64Gen,
+}
+
+impl HandleLayout {
+    /// Recognises the layout from a known inode's handle.
+    fn learn(handle: &FileHandle, ino: u64) -> Option<HandleLayout> {
+        let b = handle.bytes();
+        let u32_at = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
+        match b.len() {
+            8 if u32_at(0) == ino => Some(HandleLayout::Ino32Gen),
+            12 if u32_at(0) | (u32_at(4) << 32) == ino => Some(HandleLayout::Ino64Gen),
+            _ => None,
+        }
+    }
+
+    fn encode(self, handle_type: i32, ino: u64, generation: u32) -> FileHandle {
+        let (lo, hi, generation) = ((ino as u32).to_ne_bytes(), ((ino >> 32) as u32).to_ne_bytes(), generation.to_ne_bytes());
+        let bytes: Vec<u8> = match self {
+            HandleLayout::Ino32Gen => [lo, generation].concat(),
+            HandleLayout::Ino64Gen => [lo, hi, generation].concat(),
+        };
+        FileHandle::new(handle_type, &bytes)
+    }
+}
+
+/// One tracked filesystem.
+struct Filesystem {
+    /// Device in the kernel's encoding, as the programs report it.
+    kernel_dev: u32,
+    mount_fd: OwnedFd,
+    layout: HandleLayout,
+    handle_type: i32,
+    /// Where each known directory was last seen: a directory found elsewhere
+    /// was renamed or moved in, and needs a subtree push.
+    index: DirIndex,
+}
+
+/// Armed eBPF capture.
+pub struct EbpfCapture {
+    /// Owns the loaded programs and their links: dropping it detaches them.
+    _ebpf: Ebpf,
+    events: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    filesystems: Vec<Filesystem>,
+    dropped_seen: u64,
+}
+
+/// `st_dev` (userspace encoding) → the kernel's `MAJOR << 20 | MINOR`.
+fn kernel_dev(st_dev: u64) -> u32 {
+    (libc::major(st_dev) << 20) | libc::minor(st_dev)
+}
+
+/// Whether `path` lies on a tmpfs (`statfs` f_type `TMPFS_MAGIC`).
+fn is_tmpfs(path: &Path) -> anyhow::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: plain-old-data out-parameter, zeroed.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is NUL-terminated and `fs` a valid out-pointer.
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut fs) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("statfs {}", path.display()));
+    }
+    Ok(fs.f_type == libc::TMPFS_MAGIC)
+}
+
+/// Mounts a pseudo filesystem at `target` unless something is mounted there.
+fn ensure_mounted(fstype: &str, target: &str) -> anyhow::Result<()> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(target)) {
+        return Ok(());
+    }
+    let (source, target_c, fstype_c) = (std::ffi::CString::new(fstype)?, std::ffi::CString::new(target)?, std::ffi::CString::new(fstype)?);
+    // SAFETY: NUL-terminated strings that outlive the call; no mount data.
+    let rc = unsafe { libc::mount(source.as_ptr(), target_c.as_ptr(), fstype_c.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot mount {fstype} on {target}"));
+    }
+    tracing::info!(fstype, target, "mounted");
+    Ok(())
+}
+
+/// Checks the compiled field offsets against the running kernel's format file.
+fn check_format(category: &str, name: &str, fields: &[(&str, usize)]) -> anyhow::Result<()> {
+    let path = format!("/sys/kernel/tracing/events/{category}/{name}/format");
+    let format = std::fs::read_to_string(&path).with_context(|| format!("tracepoint {category}:{name} is not available ({path})"))?;
+    for (field, offset) in fields {
+        let expected = format!(" {field};\toffset:{offset};");
+        if !format.lines().any(|l| l.contains(&expected)) {
+            bail!("{path}: field `{field}` is not at offset {offset} as the compiled program expects; refusing this rung");
+        }
+    }
+    Ok(())
+}
+
+impl EbpfCapture {
+    /// Loads and attaches the tracepoint programs for `roots`.
+    ///
+    /// Errors (each makes `auto` fall back to fanotify): the programs were
+    /// not built (`cargo xtask build-ebpf`), bpffs/tracefs cannot be
+    /// mounted, a tracepoint is missing or its format differs, the kernel
+    /// refuses the programs, or a root's filesystem has file handles of a
+    /// layout we do not know.
+    pub fn arm(roots: &[Root], config: &CaptureConfig) -> anyhow::Result<EbpfCapture> {
+        if OBJECT.is_empty() {
+            bail!("the eBPF programs were not built into this binary: run `cargo xtask build-ebpf`, then rebuild");
+        }
+        ensure_mounted("bpf", "/sys/fs/bpf")?;
+        ensure_mounted("tracefs", "/sys/kernel/tracing")?;
+        for (category, name, fields) in &TRACEPOINTS {
+            check_format(category, name, fields)?;
+        }
+        let mut filesystems: Vec<Filesystem> = Vec::new();
+        for root in roots {
+            let meta = std::fs::metadata(&root.path).with_context(|| format!("cannot stat root {}", root.path.display()))?;
+            let kernel_dev = kernel_dev(meta.dev());
+            if let Some(fs) = filesystems.iter_mut().find(|fs| fs.kernel_dev == kernel_dev) {
+                fs.index.add_root(root.id, &root.path, root.excludes.clone())?;
+                continue;
+            }
+            if is_tmpfs(&root.path)? {
+                bail!(
+                    "{} is on tmpfs, whose file handles decode only after they were exported (shmem_fh_to_dentry): \
+                     the tracepoint rung cannot name its inodes",
+                    root.path.display()
+                );
+            }
+            let (root_handle, _) = handle::handle_of(&root.path).with_context(|| format!("cannot read the file handle of {}", root.path.display()))?;
+            let layout = HandleLayout::learn(&root_handle, meta.ino())
+                .with_context(|| format!("unknown file-handle layout on the filesystem of {} ({root_handle:?})", root.path.display()))?;
+            let mount_fd = handle::open_dir(&root.path)?;
+            let mut index = DirIndex::default();
+            index.add_root(root.id, &root.path, root.excludes.clone())?;
+            filesystems.push(Filesystem { kernel_dev, mount_fd, layout, handle_type: root_handle.handle_type(), index });
+        }
+        let self_tgid = std::process::id();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("SELF_TGID", &self_tgid, true)
+            .map_max_entries("EVENTS", config.ring_buffer_bytes)
+            .load(OBJECT)
+            .context("the kernel refused the eBPF object")?;
+        let mut devs: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(ebpf.map_mut("DEVS").context("map DEVS")?)?;
+        for fs in &filesystems {
+            devs.insert(fs.kernel_dev, 1, 0)?;
+        }
+        for (category, name, _) in &TRACEPOINTS {
+            let program: &mut TracePoint = ebpf.program_mut(name).with_context(|| format!("program {name}"))?.try_into()?;
+            program.load().with_context(|| format!("loading {name}"))?;
+            program.attach(category, name).with_context(|| format!("attaching {category}:{name}"))?;
+        }
+        let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
+        let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
+        tracing::info!(
+            rung = "tracepoint",
+            refused = "fexit/LSM rung not built (this kernel refuses trampolines: EPERM)",
+            filesystems = filesystems.len(),
+            ring_buffer_bytes = config.ring_buffer_bytes,
+            "eBPF capture attached"
+        );
+        Ok(EbpfCapture { _ebpf: ebpf, events, counters, filesystems, dropped_seen: 0 })
+    }
+
+    /// Events lost to a full ring buffer since load (sum over CPUs).
+    fn dropped(&self) -> u64 {
+        self.counters.get(&counter::DROPPED, 0).map_or(0, |values| values.iter().sum())
+    }
+}
+
+impl Source for EbpfCapture {
+    fn wait(&mut self, _timeout: Duration) {
+        // Programs write without wake-ups (BPF_RB_NO_WAKEUP): the capture
+        // loop's read interval is the schedule.
+    }
+
+    fn drain(&mut self, out: &mut Vec<Change>, stats: &Stats) -> anyhow::Result<()> {
+        let mut inodes: HashMap<(u32, u64), (u32, u32)> = HashMap::new();
+        while let Some(item) = self.events.next() {
+            if item.len() < std::mem::size_of::<InodeEvent>() {
+                continue;
+            }
+            // SAFETY: the programs write whole `InodeEvent`s; read_unaligned
+            // copes with the ring buffer's 8-byte record alignment.
+            let event: InodeEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            stats.events.fetch_add(1, Ordering::Relaxed);
+            inodes.insert((event.dev, event.ino), (event.generation, event.tgid));
+        }
+        let dropped = self.dropped();
+        let mut rescan = dropped > self.dropped_seen;
+        if rescan {
+            tracing::warn!(lost = dropped - self.dropped_seen, "eBPF ring buffer was full: events were lost; rescanning every root");
+            self.dropped_seen = dropped;
+        }
+        for fs in &mut self.filesystems {
+            let mut found = Vec::new();
+            for ((dev, ino), (generation, tgid)) in inodes.iter().filter(|((dev, _), _)| *dev == fs.kernel_dev) {
+                let handle = fs.layout.encode(fs.handle_type, *ino, *generation);
+                match handle::current_path(&fs.mount_fd, &handle) {
+                    Ok((path, meta)) => found.push((path, meta, handle, *tgid)),
+                    // Gone (ESTALE): its directory's ctime moved too and covers it.
+                    Err(e) => tracing::trace!(dev, ino, generation, error = %e, "inode not resolved"),
+                }
+            }
+            // Parents first, so a renamed directory is re-linked before its children are judged.
+            found.sort_by_key(|(path, ..)| path.as_os_str().len());
+            for (path, meta, handle, tgid) in found {
+                let Some((root, rel)) = fs.index.relative_to_root(&path).filter(|(root, rel)| !fs.index.is_excluded(*root, rel)) else {
+                    continue;
+                };
+                let scope = if meta.is_dir() {
+                    fs.directory_scope(root, &rel, &path, handle)
+                } else {
+                    if meta.nlink() > 1 && !rescan {
+                        tracing::warn!(path = %path.display(), "a hard-linked file changed: its other names are unknown here; rescanning every root");
+                        rescan = true;
+                    }
+                    Scope::Entry
+                };
+                out.push(Change { root, path: rel, kind: ChangeKind::Modify, scope, ino: meta.ino(), pid: tgid });
+            }
+        }
+        if rescan {
+            for root in self.filesystems.iter().flat_map(|fs| fs.index.root_ids()) {
+                stats.rescans.fetch_add(1, Ordering::Relaxed);
+                out.push(Change { root, path: Vec::new(), kind: ChangeKind::Rescan, scope: Scope::Subtree, ino: 0, pid: 0 });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Filesystem {
+    /// A directory whose ctime moved: where the index last saw it, its
+    /// entries changed (a contents pass); anywhere else it was created,
+    /// renamed or moved in (a subtree push), and the index learns its place.
+    fn directory_scope(&mut self, root: RootId, rel: &[u8], path: &Path, handle: FileHandle) -> Scope {
+        let known = self.index.dir_path(&handle);
+        if known.as_ref().is_some_and(|(r, p)| *r == root && p == rel) {
+            return Scope::Contents;
+        }
+        if let (Some(parent), Some(name)) = (path.parent().and_then(|p| handle::handle_of(p).ok()), path.file_name()) {
+            use std::os::unix::ffi::OsStrExt;
+            self.index.link(handle.clone(), &parent.0, name.as_bytes());
+        }
+        if known.is_none() {
+            self.index.index_subtree(root, path, handle);
+        }
+        Scope::Subtree
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_layouts_round_trip() {
+        for layout in [HandleLayout::Ino32Gen, HandleLayout::Ino64Gen] {
+            let ino = if layout == HandleLayout::Ino32Gen { 1234 } else { (7 << 32) | 1234 };
+            let handle = layout.encode(1, ino, 99);
+            assert_eq!(HandleLayout::learn(&handle, ino), Some(layout), "{layout:?}");
+        }
+    }
+
+    #[test]
+    fn kernel_dev_encoding_matches_the_tracepoints() {
+        // 254:0 is st_dev 0xfe00 and the kernel's 0x0fe00000 (docs/ebpf-research.md).
+        assert_eq!(kernel_dev(0xfe00), 0x0fe0_0000);
+    }
+}
