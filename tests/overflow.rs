@@ -37,3 +37,24 @@ fn queue_overflow_becomes_a_rescan_marker_and_the_replica_converges() {
     wait_until(Duration::from_secs(10), "status to count the rescan", || status(&scratch)["rescans"].as_u64() >= Some(1));
     agent.stop();
 }
+
+#[test]
+fn ebpf_ring_buffer_drops_become_a_rescan_and_the_replica_converges() {
+    let scratch = Scratch::ext4();
+    std::fs::create_dir(scratch.src().join("burst")).unwrap();
+    let replica = scratch.replica().display().to_string();
+    let config = write_config(&scratch, &replica, None, "");
+    // One page of ring buffer (about 100 events) drained every 3 s.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("[capture]\nbackend = \"ebpf\"\nread_interval_ms = 3000\nring_buffer_bytes = 4096\n\n{text}")).unwrap();
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+
+    for i in 0..2000 {
+        std::fs::write(scratch.src().join(format!("burst/{i}")), i.to_string()).unwrap();
+    }
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    assert!(journaled(&journal_log(&scratch), "rescan", "."), "the drops are journaled as a rescan of the root");
+    wait_until(Duration::from_secs(10), "status to count the rescan", || status(&scratch)["rescans"].as_u64() >= Some(1));
+    agent.stop();
+}

@@ -261,6 +261,10 @@ impl Config {
         if self.sync.is_empty() {
             problems.push((None, "sync".into(), "at least one [[sync]] table is required".into()));
         }
+        let ring = self.capture.ring_buffer_bytes;
+        if ring < 4096 || !ring.is_power_of_two() {
+            problems.push((None, "capture.ring_buffer_bytes".into(), format!("{ring}: expected a power of two >= 4096 (bytes)")));
+        }
         let mut names = HashSet::new();
         for (i, sync) in self.sync.iter().enumerate() {
             let key = |k: &str| format!("sync[{i}].{k}");

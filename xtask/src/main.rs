@@ -100,8 +100,10 @@ fn setup() -> anyhow::Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
-    // The toolchain pinned in ebpf/programs/rust-toolchain.toml, with rust-src.
-    run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"]))?;
+    // rust-src for the nightly of ebpf/programs/rust-toolchain.toml (`-Z
+    // build-std=core`). Not `rustup toolchain install`: that would try to
+    // update the nightly, whose LLVM must stay the one bpf-linker uses.
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     let linker_ok = Command::new("bpf-linker")
         .arg("--version")
         .output()
