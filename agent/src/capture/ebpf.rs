@@ -44,11 +44,17 @@ use crate::journal::{Change, RootId, Scope};
 /// The kernel-side object, embedded by build.rs (empty when not built).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fsjournal-ebpf.o"));
 
-/// The tracepoints of this rung and the record fields their programs read:
-/// (field, offset in bytes), as compiled into `ebpf/programs`.
-const TRACEPOINTS: [(&str, &str, [(&str, usize); 3]); 2] = [
-    ("timestamp", "ctime_ns_xchg", [("dev", 8), ("ino", 16), ("gen", 24)]),
-    ("timestamp", "ctime_xchg_skip", [("dev", 8), ("ino", 16), ("gen", 36)]),
+/// A tracepoint of this rung: category, name, and the record fields its
+/// program reads as (field, offset in bytes), as compiled into `ebpf/programs`.
+struct Tracepoint {
+    category: &'static str,
+    name: &'static str,
+    fields: [(&'static str, usize); 3],
+}
+
+const TRACEPOINTS: [Tracepoint; 2] = [
+    Tracepoint { category: "timestamp", name: "ctime_ns_xchg", fields: [("dev", 8), ("ino", 16), ("gen", 24)] },
+    Tracepoint { category: "timestamp", name: "ctime_xchg_skip", fields: [("dev", 8), ("ino", 16), ("gen", 36)] },
 ];
 
 /// How a filesystem lays out (ino, generation) in its file handles
@@ -166,8 +172,8 @@ impl EbpfCapture {
         }
         ensure_mounted("bpf", "/sys/fs/bpf")?;
         ensure_mounted("tracefs", "/sys/kernel/tracing")?;
-        for (category, name, fields) in &TRACEPOINTS {
-            check_format(category, name, fields)?;
+        for tp in &TRACEPOINTS {
+            check_format(tp.category, tp.name, &tp.fields)?;
         }
         let mut filesystems: Vec<Filesystem> = Vec::new();
         for root in roots {
@@ -202,7 +208,7 @@ impl EbpfCapture {
         for fs in &filesystems {
             devs.insert(fs.kernel_dev, 1, 0)?;
         }
-        for (category, name, _) in &TRACEPOINTS {
+        for Tracepoint { category, name, .. } in &TRACEPOINTS {
             let program: &mut TracePoint = ebpf.program_mut(name).with_context(|| format!("program {name}"))?.try_into()?;
             program.load().with_context(|| format!("loading {name}"))?;
             program.attach(category, name).with_context(|| format!("attaching {category}:{name}"))?;

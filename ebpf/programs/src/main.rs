@@ -75,7 +75,7 @@ fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
     // SAFETY: offsets inside the tracepoint record, checked by the agent.
     let Ok(dev) = (unsafe { ctx.read_at::<u32>(DEV_OFFSET) }) else { return 0 };
     // SAFETY: a map lookup; the value is not kept.
-    if unsafe { DEVS.get(&dev) }.is_none() {
+    if unsafe { DEVS.get(dev) }.is_none() {
         bump(counter::FILTERED);
         return 0;
     }
