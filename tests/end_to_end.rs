@@ -69,12 +69,14 @@ fn assert_fanotify_journal(log: &[serde_json::Value]) {
 
 /// The tracepoint rung sees inodes, not names: the journal holds the
 /// current path of every changed inode, and directories whose entries
-/// changed (deletions travel as a contents pass of the directory).
+/// changed (deletions travel as a contents pass of the directory). A path is
+/// resolved when it is drained, so a file changed just before its directory
+/// was renamed may be journaled under either name: only names that are
+/// stable in the workload are asserted.
 fn assert_ebpf_journal(log: &[serde_json::Value]) {
     let has = |path: &str, scope: &str| log.iter().any(|r| r["path"] == path && r["scope"] == scope);
     for path in [
         "jobs/alpha/builds/1/renamed.txt",
-        "jobs/beta-renamed/builds/1/log",
         "jobs/alpha/config.xml",
         "jobs/alpha/new\nline.txt",
         "jobs/alpha/latin1-\\xe9t\\xe9.txt",

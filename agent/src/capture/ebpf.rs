@@ -238,7 +238,7 @@ impl Source for EbpfCapture {
     }
 
     fn drain(&mut self, out: &mut Vec<Change>, stats: &Stats) -> anyhow::Result<()> {
-        let mut inodes: HashMap<(u32, u64), (u32, u32)> = HashMap::new();
+        let mut inodes: HashMap<(u32, u64), (u32, u32, [u8; 16])> = HashMap::new();
         while let Some(item) = self.events.next() {
             if item.len() < std::mem::size_of::<InodeEvent>() {
                 continue;
@@ -247,7 +247,7 @@ impl Source for EbpfCapture {
             // copes with the ring buffer's 8-byte record alignment.
             let event: InodeEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             stats.events.fetch_add(1, Ordering::Relaxed);
-            inodes.insert((event.dev, event.ino), (event.generation, event.tgid));
+            inodes.insert((event.dev, event.ino), (event.generation, event.tgid, event.comm));
         }
         let dropped = self.dropped();
         let mut rescan = dropped > self.dropped_seen;
@@ -257,17 +257,18 @@ impl Source for EbpfCapture {
         }
         for fs in &mut self.filesystems {
             let mut found = Vec::new();
-            for ((dev, ino), (generation, tgid)) in inodes.iter().filter(|((dev, _), _)| *dev == fs.kernel_dev) {
+            for ((dev, ino), (generation, tgid, comm)) in inodes.iter().filter(|((dev, _), _)| *dev == fs.kernel_dev) {
                 let handle = fs.layout.encode(fs.handle_type, *ino, *generation);
+                let comm = String::from_utf8_lossy(comm.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
                 match handle::current_path(&fs.mount_fd, &handle) {
-                    Ok((path, meta)) => found.push((path, meta, handle, *tgid)),
+                    Ok((path, meta)) => found.push((path, meta, handle, *tgid, comm)),
                     // Gone (ESTALE): its directory's ctime moved too and covers it.
                     Err(e) => tracing::trace!(dev, ino, generation, error = %e, "inode not resolved"),
                 }
             }
             // Parents first, so a renamed directory is re-linked before its children are judged.
             found.sort_by_key(|(path, ..)| path.as_os_str().len());
-            for (path, meta, handle, tgid) in found {
+            for (path, meta, handle, tgid, comm) in found {
                 let Some((root, rel)) = fs.index.relative_to_root(&path).filter(|(root, rel)| !fs.index.is_excluded(*root, rel)) else {
                     continue;
                 };
@@ -280,13 +281,13 @@ impl Source for EbpfCapture {
                     }
                     Scope::Entry
                 };
-                out.push(Change { root, path: rel, kind: ChangeKind::Modify, scope, ino: meta.ino(), pid: tgid });
+                out.push(Change { root, path: rel, kind: ChangeKind::Modify, scope, ino: meta.ino(), pid: tgid, comm });
             }
         }
         if rescan {
             for root in self.filesystems.iter().flat_map(|fs| fs.index.root_ids()) {
                 stats.rescans.fetch_add(1, Ordering::Relaxed);
-                out.push(Change { root, path: Vec::new(), kind: ChangeKind::Rescan, scope: Scope::Subtree, ino: 0, pid: 0 });
+                out.push(Change { root, path: Vec::new(), kind: ChangeKind::Rescan, scope: Scope::Subtree, ino: 0, pid: 0, comm: String::new() });
             }
         }
         Ok(())

@@ -135,7 +135,7 @@ impl Filesystem {
         if mask & (libc::FAN_RENAME | libc::FAN_MOVED_FROM) != 0 {
             if let Some(old) = event.old.as_ref().or(event.entry.as_ref().filter(|_| mask & libc::FAN_MOVED_FROM != 0)) {
                 if let Some((root, path)) = self.resolve(old, out, rescans) {
-                    out.push(Change { root, path, kind: ChangeKind::RenameFrom, scope: Scope::Entry, ino: 0, pid });
+                    out.push(Change { root, path, kind: ChangeKind::RenameFrom, scope: Scope::Entry, ino: 0, pid, comm: String::new() });
                 }
             }
         }
@@ -171,7 +171,7 @@ impl Filesystem {
                 _ => {}
             }
         }
-        out.push(Change { root, path, kind, scope: Scope::Entry, ino, pid });
+        out.push(Change { root, path, kind, scope: Scope::Entry, ino, pid, comm: String::new() });
     }
 
     /// The new side of a rename (or a MOVED_TO).
@@ -189,7 +189,7 @@ impl Filesystem {
             self.index.index_subtree(root, absolute, object.clone());
         }
         let ino = absolute.and_then(|p| std::fs::symlink_metadata(p).ok()).map_or(0, |m| m.ino());
-        out.push(Change { root, path, kind: ChangeKind::RenameTo, scope: if is_dir { Scope::Subtree } else { Scope::Entry }, ino, pid });
+        out.push(Change { root, path, kind: ChangeKind::RenameTo, scope: if is_dir { Scope::Subtree } else { Scope::Entry }, ino, pid, comm: String::new() });
     }
 
     /// Root and root-relative path of a directory entry; `None` outside every
@@ -226,7 +226,7 @@ impl Filesystem {
 
     fn rescan(&self, root: RootId, path: Vec<u8>, out: &mut Vec<Change>, rescans: &AtomicU64) {
         rescans.fetch_add(1, Ordering::Relaxed);
-        out.push(Change { root, path, kind: ChangeKind::Rescan, scope: Scope::Subtree, ino: 0, pid: 0 });
+        out.push(Change { root, path, kind: ChangeKind::Rescan, scope: Scope::Subtree, ino: 0, pid: 0, comm: String::new() });
     }
 
     fn rescan_all(&mut self, out: &mut Vec<Change>, rescans: &AtomicU64) {

@@ -122,7 +122,7 @@ fn scan(journal: &Journal, root: &Root, since_ms: u64) -> anyhow::Result<u64> {
     let mut changes = Vec::new();
     let mut found = 0u64;
     let mut push = |changes: &mut Vec<Change>, path: Vec<u8>, scope: Scope, ino: u64| -> anyhow::Result<()> {
-        changes.push(Change { root: root.id, path, kind: ChangeKind::Rescan, scope, ino, pid: 0 });
+        changes.push(Change { root: root.id, path, kind: ChangeKind::Rescan, scope, ino, pid: 0, comm: String::new() });
         found += 1;
         if changes.len() >= APPEND_CHUNK {
             journal.append(changes, None)?;

@@ -38,20 +38,21 @@ struct JsonRecord<'a> {
     scope: &'static str,
     ino: u64,
     pid: u32,
+    comm: &'a str,
 }
 
 fn print(seq: Seq, record: &LogRecord, roots: &[String], json: bool) -> anyhow::Result<()> {
     let root = roots.get(record.root as usize).map_or("?", String::as_str);
     let path = display_path(&record.path);
     if json {
-        let line = JsonRecord { seq, time_ms: record.time_ms, root, path, kind: record.kind().name(), scope: record.scope.name(), ino: record.ino, pid: record.pid };
+        let line = JsonRecord { seq, time_ms: record.time_ms, root, path, kind: record.kind().name(), scope: record.scope.name(), ino: record.ino, pid: record.pid, comm: &record.comm };
         println!("{}", serde_json::to_string(&line)?);
     } else {
         let scope = match record.scope {
             Scope::Entry => String::new(),
             other => format!(" ({})", other.name()),
         };
-        println!("{seq:>10} {} {:<11} {root}/{path:?}{scope} ino={} pid={}", record.time_ms, record.kind().name(), record.ino, record.pid);
+        println!("{seq:>10} {} {:<11} {root}/{path:?}{scope} ino={} pid={} comm={}", record.time_ms, record.kind().name(), record.ino, record.pid, record.comm);
     }
     Ok(())
 }

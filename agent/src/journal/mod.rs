@@ -233,6 +233,7 @@ impl Journal {
                 scope: change.scope,
                 ino: change.ino,
                 pid: change.pid,
+                comm: change.comm.clone(),
                 time_ms: now,
             };
             batch.put_cf(log, seq_key(seq), encode(&record));

@@ -56,6 +56,8 @@ pub struct Change {
     pub ino: u64,
     /// Process (tgid) that made the change, 0 when unknown.
     pub pid: u32,
+    /// That process's `comm`, empty when unknown (fanotify does not say).
+    pub comm: String,
 }
 
 /// One entry of the sequence-ordered inspection log (column family `log`).
@@ -73,6 +75,8 @@ pub struct LogRecord {
     pub ino: u64,
     /// Writer's pid, 0 when unknown.
     pub pid: u32,
+    /// Writer's `comm`, empty when unknown.
+    pub comm: String,
     /// When the agent journaled it (ms since the Unix epoch).
     pub time_ms: u64,
 }

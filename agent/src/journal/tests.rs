@@ -5,7 +5,7 @@ use fsjournal_common::ChangeKind;
 use super::*;
 
 fn change(path: &str, kind: ChangeKind) -> Change {
-    Change { root: 0, path: path.as_bytes().to_vec(), kind, scope: Scope::Entry, ino: 7, pid: 42 }
+    Change { root: 0, path: path.as_bytes().to_vec(), kind, scope: Scope::Entry, ino: 7, pid: 42, comm: String::new() }
 }
 
 fn paths(batch: &Batch) -> Vec<String> {
