@@ -1,9 +1,13 @@
-//! No change lost while the agent is down (fanotify): a restart closes the
-//! gap since the journal's watermark with a ctime scan instead of a full
-//! resync, and says so; an untrusted gap gets a full sync with its reason.
+//! No change lost while the agent is down: fanotify closes the gap since the
+//! journal's watermark with a ctime scan; pinned eBPF programs keep capturing
+//! and their backlog closes it (with the writers' comm). Neither needs a full
+//! resync, and both say how they closed the gap; an untrusted gap gets a full
+//! sync with its reason.
 
 mod support;
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -12,11 +16,17 @@ fn last_start(scratch: &Scratch) -> serde_json::Value {
     status(scratch)["starts"].as_array().unwrap().last().unwrap().clone()
 }
 
-fn converge_after_downtime(scratch: &Scratch, kill: bool) {
+/// How the restart must close the gap, per backend.
+fn expected_method(backend: &str) -> &'static str {
+    if backend == "ebpf" { "pinned eBPF backlog" } else { "ctime gap scan" }
+}
+
+fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
     let daemon = RsyncDaemon::start(&scratch.replica());
     workload::seed(&scratch.src());
     let extra = if kill { "rsync_args = [\"--bwlimit=2000\"]\n" } else { "" };
     let config = write_config(scratch, &daemon.url(), Some(&daemon.password_file()), extra);
+    use_backend(&config, backend);
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     assert_eq!(last_start(scratch)["method"], "full sync (new journal: no capture watermark)");
@@ -31,26 +41,75 @@ fn converge_after_downtime(scratch: &Scratch, kill: bool) {
     } else {
         agent.stop();
     }
-    workload::churn(&scratch.src());
+    workload::churn_with(&scratch.src(), backend == "fanotify");
+    written_by_a_shell(&scratch.src().join("jobs/alpha/written-while-down"));
 
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let start = last_start(scratch);
-    assert_eq!(start["method"], "ctime gap scan", "{start:#}");
-    assert!(start["entries"].as_u64() > Some(0) && start["gap_ms"].as_u64().is_some(), "{start:#}");
+    assert_eq!(start["method"], expected_method(backend), "{start:#}");
+    assert!(start["gap_ms"].as_u64().is_some(), "{start:#}");
+    if backend == "ebpf" {
+        let log = journal_log(scratch);
+        assert!(
+            log.iter().any(|r| r["path"] == "jobs/alpha/written-while-down" && r["comm"] == "sh"),
+            "the pinned programs journaled the change made while down, with its writer: {log:#?}"
+        );
+    } else {
+        assert!(start["entries"].as_u64() > Some(0), "{start:#}");
+    }
     let after = status(scratch);
     assert_eq!(after["targets"][0]["full_syncs"], 1, "no full resync: {after:#}");
     agent.stop();
 }
 
+/// Creates `path` from a `sh` process (its comm is `sh`).
+fn written_by_a_shell(path: &Path) {
+    let status = Command::new("sh").arg("-c").arg("echo written > \"$1\"").arg("sh").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
 #[test]
 fn changes_made_while_the_agent_was_stopped_converge_without_a_full_resync() {
-    converge_after_downtime(&Scratch::tmpfs(), false);
+    converge_after_downtime(&Scratch::tmpfs(), "fanotify", false);
 }
 
 #[test]
 fn changes_made_after_a_kill9_mid_push_converge_without_a_full_resync() {
-    converge_after_downtime(&Scratch::ext4(), true);
+    converge_after_downtime(&Scratch::ext4(), "fanotify", true);
+}
+
+#[test]
+fn ebpf_pinned_programs_capture_while_the_agent_is_stopped() {
+    converge_after_downtime(&Scratch::ext4(), "ebpf", false);
+}
+
+#[test]
+fn ebpf_pinned_programs_capture_after_a_kill9_mid_push() {
+    converge_after_downtime(&Scratch::ext4(), "ebpf", true);
+}
+
+#[test]
+fn ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan() {
+    let scratch = Scratch::ext4();
+    std::fs::create_dir(scratch.src().join("burst")).unwrap();
+    let replica = scratch.replica().display().to_string();
+    let config = write_config(&scratch, &replica, None, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("[capture]\nbackend = \"ebpf\"\nring_buffer_bytes = 4096\n\n{text}")).unwrap();
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    agent.stop();
+    // About 100 events fit in one page: 2000 files overflow it while no agent drains.
+    for i in 0..2000 {
+        std::fs::write(scratch.src().join(format!("burst/{i}")), i.to_string()).unwrap();
+    }
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let start = last_start(&scratch);
+    assert_eq!(start["method"], "ctime gap scan", "an incomplete backlog is not trusted: {start:#}");
+    assert!(agent.log_text().contains("lost_while_down="), "{}", agent.log_text());
+    agent.stop();
 }
 
 #[test]

@@ -64,7 +64,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         last_seq = journal.last_seq(),
         "capture armed"
     );
-    crate::capture::close_gap(&journal, &roots)?;
+    crate::capture::close_gap(&journal, &roots, capture.backlog_complete)?;
     capture.allow_watermark();
     let mut info = AgentInfo {
         pid: std::process::id(),

@@ -104,6 +104,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // Pinned eBPF programs outlive their agent by design: detach them.
+        if self.journal().exists() {
+            let _ = Command::new(env!("CARGO_BIN_EXE_fsjournal")).arg("unpin").arg("--journal").arg(self.journal()).output();
+        }
         let _ = Command::new("umount").arg("-l").arg(self.src()).status();
     }
 }

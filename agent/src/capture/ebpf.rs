@@ -22,15 +22,16 @@
 //! becomes a rescan of every root; so does a change to a hard-linked file,
 //! whose other names this rung cannot know.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 use fsjournal_common::{counter, ChangeKind, InodeEvent};
@@ -51,6 +52,10 @@ struct Tracepoint {
     name: &'static str,
     fields: [(&'static str, usize); 3],
 }
+
+/// Maps pinned in bpffs, so that what the programs record while no agent
+/// runs survives until the next one.
+const PINNED_MAPS: [&str; 3] = ["EVENTS", "DEVS", "COUNTERS"];
 
 const TRACEPOINTS: [Tracepoint; 2] = [
     Tracepoint { category: "timestamp", name: "ctime_ns_xchg", fields: [("dev", 8), ("ino", 16), ("gen", 24)] },
@@ -109,6 +114,40 @@ pub struct EbpfCapture {
     counters: PerCpuArray<MapData, u64>,
     filesystems: Vec<Filesystem>,
     dropped_seen: u64,
+    backlog_complete: bool,
+    /// The next drain holds the adopted programs' backlog.
+    backlog_pending: bool,
+}
+
+/// Loads the object, reusing the maps pinned in `pin_dir` (or pinning new ones).
+fn load(pin_dir: &Path, config: &CaptureConfig) -> anyhow::Result<Ebpf> {
+    std::fs::create_dir_all(pin_dir).with_context(|| format!("cannot create {}", pin_dir.display()))?;
+    let self_tgid = std::process::id();
+    let mut loader = EbpfLoader::new();
+    loader.override_global("SELF_TGID", &self_tgid, true).map_max_entries("EVENTS", config.ring_buffer_bytes);
+    for map in PINNED_MAPS {
+        loader.map_pin_path(map, pin_dir.join(map));
+    }
+    loader.load(OBJECT).context("the kernel refused the eBPF object")
+}
+
+/// Where the link of tracepoint `name` is pinned.
+fn link_pin(pin_dir: &Path, name: &str) -> PathBuf {
+    pin_dir.join(format!("link-{name}"))
+}
+
+/// Detaches pinned programs and frees pinned maps: removes `pin_dir`.
+/// Nothing is captured afterwards until an agent starts.
+pub fn unpin(pin_dir: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(pin_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("cannot remove {}", pin_dir.display())),
+        _ => Ok(()),
+    }
+}
+
+/// The bpffs directory of a journal's pinned programs and maps.
+pub fn pin_dir(journal_id: u64) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/fsjournal/{journal_id:016x}"))
 }
 
 /// `st_dev` (userspace encoding) → the kernel's `MAJOR << 20 | MINOR`.
@@ -166,7 +205,10 @@ impl EbpfCapture {
     /// mounted, a tracepoint is missing or its format differs, the kernel
     /// refuses the programs, or a root's filesystem has file handles of a
     /// layout we do not know.
-    pub fn arm(roots: &[Root], config: &CaptureConfig) -> anyhow::Result<EbpfCapture> {
+    /// Maps and links are pinned under `pin_dir` (one directory per
+    /// journal), so the programs keep capturing into the ring buffer while no
+    /// agent runs; a later `arm` adopts them (see [`EbpfCapture::backlog_complete`]).
+    pub fn arm(roots: &[Root], config: &CaptureConfig, pin_dir: &Path) -> anyhow::Result<EbpfCapture> {
         if OBJECT.is_empty() {
             bail!("the eBPF programs were not built into this binary: run `cargo xtask build-ebpf`, then rebuild");
         }
@@ -198,31 +240,64 @@ impl EbpfCapture {
             index.add_root(root.id, &root.path, root.excludes.clone())?;
             filesystems.push(Filesystem { kernel_dev, mount_fd, layout, handle_type: root_handle.handle_type(), index });
         }
-        let self_tgid = std::process::id();
-        let mut ebpf = EbpfLoader::new()
-            .override_global("SELF_TGID", &self_tgid, true)
-            .map_max_entries("EVENTS", config.ring_buffer_bytes)
-            .load(OBJECT)
-            .context("the kernel refused the eBPF object")?;
+        // Programs of a previous agent still attached: their maps hold what
+        // happened while no agent ran.
+        let adopted = TRACEPOINTS.iter().all(|tp| link_pin(pin_dir, tp.name).exists());
+        let mut ebpf = match load(pin_dir, config) {
+            Ok(ebpf) => ebpf,
+            Err(e) if pin_dir.exists() => {
+                tracing::warn!(error = %format!("{e:#}"), pins = %pin_dir.display(), "pinned eBPF state unusable; starting afresh");
+                unpin(pin_dir)?;
+                return EbpfCapture::arm(roots, config, pin_dir);
+            }
+            Err(e) => return Err(e),
+        };
         let mut devs: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(ebpf.map_mut("DEVS").context("map DEVS")?)?;
+        let stale: Vec<u32> = devs.keys().filter_map(Result::ok).collect();
+        for dev in stale {
+            devs.remove(&dev)?;
+        }
         for fs in &filesystems {
             devs.insert(fs.kernel_dev, 1, 0)?;
         }
+        let mut counters: PerCpuArray<MapData, u64> = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
+        let lost_while_down = counters.get(&counter::DROPPED, 0).map_or(0, |v| v.iter().sum::<u64>());
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        counters.set(counter::DROPPED, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+        // New programs attach before the old ones detach: no instant without capture.
         for Tracepoint { category, name, .. } in &TRACEPOINTS {
             let program: &mut TracePoint = ebpf.program_mut(name).with_context(|| format!("program {name}"))?.try_into()?;
             program.load().with_context(|| format!("loading {name}"))?;
-            program.attach(category, name).with_context(|| format!("attaching {category}:{name}"))?;
+            let link_id = program.attach(category, name).with_context(|| format!("attaching {category}:{name}"))?;
+            let link: FdLink = program.take_link(link_id)?.try_into().context("this kernel has no BPF perf links to pin")?;
+            let (pin, fresh) = (link_pin(pin_dir, name), pin_dir.join(format!("link-{name}-new"))); // bpffs refuses dots in names
+            let _ = std::fs::remove_file(&fresh);
+            link.pin(&fresh).with_context(|| format!("pinning {}", fresh.display()))?;
+            if pin.exists() {
+                drop(PinnedLink::from_pin(&pin)?.unpin()?);
+            }
+            std::fs::rename(&fresh, &pin).with_context(|| format!("renaming {} in bpffs", fresh.display()))?;
         }
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
-        let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
+        let backlog_complete = adopted && lost_while_down == 0;
         tracing::info!(
             rung = "tracepoint",
             refused = "fexit/LSM rung not built (this kernel refuses trampolines: EPERM)",
             filesystems = filesystems.len(),
             ring_buffer_bytes = config.ring_buffer_bytes,
+            pins = %pin_dir.display(),
+            adopted,
+            lost_while_down,
             "eBPF capture attached"
         );
-        Ok(EbpfCapture { _ebpf: ebpf, events, counters, filesystems, dropped_seen: 0 })
+        Ok(EbpfCapture { _ebpf: ebpf, events, counters, filesystems, dropped_seen: 0, backlog_complete, backlog_pending: adopted })
+    }
+
+    /// True when programs pinned by a previous agent were found still
+    /// attached and lost nothing while no agent ran: their ring buffer holds
+    /// every change since, and no gap scan is needed.
+    pub fn backlog_complete(&self) -> bool {
+        self.backlog_complete
     }
 
     /// Events lost to a full ring buffer since load (sum over CPUs).
@@ -268,11 +343,20 @@ impl Source for EbpfCapture {
             }
             // Parents first, so a renamed directory is re-linked before its children are judged.
             found.sort_by_key(|(path, ..)| path.as_os_str().len());
+            // The backlog of pinned programs happened before this agent's
+            // index walk, which already saw its renames: judge its
+            // directories like the gap scan does (a directory whose parent
+            // changed too may have been renamed or created: push it whole).
+            let changed_dirs: HashSet<PathBuf> =
+                if self.backlog_pending { found.iter().filter(|(_, meta, ..)| meta.is_dir()).map(|(p, ..)| p.clone()).collect() } else { HashSet::new() };
             for (path, meta, handle, tgid, comm) in found {
                 let Some((root, rel)) = fs.index.relative_to_root(&path).filter(|(root, rel)| !fs.index.is_excluded(*root, rel)) else {
                     continue;
                 };
-                let scope = if meta.is_dir() {
+                let scope = if meta.is_dir() && self.backlog_pending {
+                    let parent_changed = !rel.is_empty() && path.parent().is_some_and(|p| changed_dirs.contains(p));
+                    if parent_changed { Scope::Subtree } else { Scope::Contents }
+                } else if meta.is_dir() {
                     fs.directory_scope(root, &rel, &path, handle)
                 } else {
                     if meta.nlink() > 1 && !rescan {
@@ -284,6 +368,7 @@ impl Source for EbpfCapture {
                 out.push(Change { root, path: rel, kind: ChangeKind::Modify, scope, ino: meta.ino(), pid: tgid, comm });
             }
         }
+        self.backlog_pending = false;
         if rescan {
             for root in self.filesystems.iter().flat_map(|fs| fs.index.root_ids()) {
                 stats.rescans.fetch_add(1, Ordering::Relaxed);

@@ -64,7 +64,11 @@ pub fn identity(root: &Path) -> anyhow::Result<FsIdentity> {
 /// closes it (a scan, or full syncs owed by the targets), records the
 /// filesystem identities and returns what was done. Call after capture is
 /// armed and before the pushers start.
-pub fn close(journal: &Journal, roots: &[Root]) -> anyhow::Result<StartRecord> {
+///
+/// With `backlog_complete` (pinned eBPF programs kept capturing while no
+/// agent ran and lost nothing), a trusted gap needs no scan: the backlog in
+/// their ring buffer is journaled by the capture loop.
+pub fn close(journal: &Journal, roots: &[Root], backlog_complete: bool) -> anyhow::Result<StartRecord> {
     let started = Instant::now();
     let now = now_ms();
     let watermark = journal.watermark()?;
@@ -93,6 +97,10 @@ pub fn close(journal: &Journal, roots: &[Root]) -> anyhow::Result<StartRecord> {
                 let targets = journal.require_full_sync(root.id, &reason)?;
                 tracing::warn!(root = %root.path.display(), %reason, targets, "gap cannot be trusted: full sync");
                 methods.push(format!("full sync ({reason})"));
+            }
+            (None, Some(_)) if backlog_complete => {
+                tracing::info!(root = %root.path.display(), "gap covered by the pinned eBPF programs' backlog");
+                methods.push("pinned eBPF backlog".to_string());
             }
             (None, Some(w)) => {
                 let since = w.time_ms.saturating_sub(MARGIN_MS);

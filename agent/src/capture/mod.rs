@@ -27,6 +27,7 @@ use crate::config::{BackendChoice, CaptureConfig};
 use crate::filter::RootExcludes;
 use crate::journal::{now_ms, Change, Journal, RootId};
 
+pub use ebpf::{pin_dir, unpin};
 pub use gap::{boot_id, close as close_gap};
 
 /// A tracked source tree.
@@ -55,6 +56,9 @@ pub struct Stats {
 pub struct Capture {
     /// Backend name, for status and logs.
     pub backend: &'static str,
+    /// The backend holds every change made since the previous agent's last
+    /// watermark (pinned eBPF programs that lost nothing): no gap scan needed.
+    pub backlog_complete: bool,
     /// Counters, shared with the agent's status reporting.
     pub stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
@@ -70,16 +74,18 @@ impl Capture {
     /// Errors: the backend cannot watch a root's filesystem (not root, an
     /// unsupported filesystem, a kernel without the needed fanotify flags).
     pub fn start(config: &CaptureConfig, roots: &[Root], journal: Arc<Journal>) -> anyhow::Result<Capture> {
-        let (backend, source): (&'static str, Box<dyn Source>) = match config.backend {
-            BackendChoice::Fanotify => ("fanotify", Box::new(fanotify::FanotifyCapture::arm(roots, config.max_queued_events)?)),
-            BackendChoice::Ebpf => ("ebpf", Box::new(ebpf::EbpfCapture::arm(roots, config)?)),
-            BackendChoice::Auto => match ebpf::EbpfCapture::arm(roots, config) {
-                Ok(capture) => ("ebpf", Box::new(capture)),
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "eBPF capture unavailable; falling back to fanotify");
-                    ("fanotify", Box::new(fanotify::FanotifyCapture::arm(roots, config.max_queued_events)?))
-                }
-            },
+        let pin_dir = ebpf::pin_dir(journal.journal_id());
+        let fanotify = || fanotify::FanotifyCapture::arm(roots, config.max_queued_events);
+        let ebpf = match config.backend {
+            BackendChoice::Fanotify => None,
+            BackendChoice::Ebpf => Some(ebpf::EbpfCapture::arm(roots, config, &pin_dir)?),
+            BackendChoice::Auto => ebpf::EbpfCapture::arm(roots, config, &pin_dir)
+                .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "eBPF capture unavailable; falling back to fanotify"))
+                .ok(),
+        };
+        let (backend, backlog_complete, source): (&'static str, bool, Box<dyn Source>) = match ebpf {
+            Some(capture) => ("ebpf", capture.backlog_complete(), Box::new(capture)),
+            None => ("fanotify", false, Box::new(fanotify()?)),
         };
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -90,7 +96,7 @@ impl Capture {
             .name("capture".into())
             .spawn(move || run(source, &journal, &thread_stop, &thread_watermark, interval, &thread_stats))
             .context("cannot start the capture thread")?;
-        Ok(Capture { backend, stats, stop, watermark_allowed, thread })
+        Ok(Capture { backend, backlog_complete, stats, stop, watermark_allowed, thread })
     }
 
     /// Lets capture advance the journal's watermark: call once the gap since

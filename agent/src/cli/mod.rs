@@ -38,6 +38,9 @@ pub enum Command {
     /// Check a configuration file, or print an annotated example.
     #[command(subcommand)]
     Config(config_file::ConfigCommand),
+    /// Detach the eBPF programs a stopped agent left pinned (they keep
+    /// capturing while no agent runs, until this or a reboot).
+    Unpin(JournalArgs),
 }
 
 /// `fsjournal run`.
@@ -104,6 +107,12 @@ pub fn inspect(command: Command) -> anyhow::Result<()> {
         Command::Log(args) => log::run(args),
         Command::Pending(args) => pending::run(args),
         Command::Config(command) => config_file::run(command),
+        Command::Unpin(args) => {
+            let pins = crate::capture::pin_dir(args.open()?.journal_id());
+            crate::capture::unpin(&pins)?;
+            println!("unpinned {}: nothing is captured until an agent starts", pins.display());
+            Ok(())
+        }
         Command::Run(_) => unreachable!("run is not an inspection command"),
     }
 }
