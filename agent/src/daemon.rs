@@ -70,7 +70,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         pid: std::process::id(),
         started_ms: now_ms(),
         backend: capture.backend.to_string(),
+        capture_detail: capture.detail.clone(),
         rescans: 0,
+        kernel_events: [0; 4],
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     journal.save_agent_info(&info)?;
@@ -95,6 +97,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             tracing::error!(error = %format!("{e:#}"), "journal retention failed");
         }
         info.rescans = capture.stats.rescans.load(Ordering::Relaxed);
+        info.kernel_events = std::array::from_fn(|i| capture.stats.kernel[i].load(Ordering::Relaxed));
         journal.save_agent_info(&info)?;
         let stopping = stop.load(Ordering::Relaxed);
         if !stopping && (!capture.is_running() || pushers.iter().any(|p| p.is_finished())) {

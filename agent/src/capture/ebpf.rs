@@ -42,6 +42,9 @@ use super::{Root, Source, Stats};
 use crate::config::CaptureConfig;
 use crate::journal::{Change, RootId, Scope};
 
+/// The attach ladder's outcome when this module armed.
+pub const LADDER: &str = "eBPF tracepoint rung; fexit/LSM rung not built (this kernel refuses trampolines: EPERM)";
+
 /// The kernel-side object, embedded by build.rs (empty when not built).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fsjournal-ebpf.o"));
 
@@ -282,7 +285,7 @@ impl EbpfCapture {
         let backlog_complete = adopted && lost_while_down == 0;
         tracing::info!(
             rung = "tracepoint",
-            refused = "fexit/LSM rung not built (this kernel refuses trampolines: EPERM)",
+            ladder = LADDER,
             filesystems = filesystems.len(),
             ring_buffer_bytes = config.ring_buffer_bytes,
             pins = %pin_dir.display(),
@@ -300,9 +303,9 @@ impl EbpfCapture {
         self.backlog_complete
     }
 
-    /// Events lost to a full ring buffer since load (sum over CPUs).
-    fn dropped(&self) -> u64 {
-        self.counters.get(&counter::DROPPED, 0).map_or(0, |values| values.iter().sum())
+    /// A `COUNTERS` entry since load, summed over CPUs (events).
+    fn counter(&self, index: u32) -> u64 {
+        self.counters.get(&index, 0).map_or(0, |values| values.iter().sum())
     }
 }
 
@@ -324,7 +327,10 @@ impl Source for EbpfCapture {
             stats.events.fetch_add(1, Ordering::Relaxed);
             inodes.insert((event.dev, event.ino), (event.generation, event.tgid, event.comm));
         }
-        let dropped = self.dropped();
+        for (index, total) in stats.kernel.iter().enumerate() {
+            total.store(self.counter(index as u32), Ordering::Relaxed);
+        }
+        let dropped = self.counter(counter::DROPPED);
         let mut rescan = dropped > self.dropped_seen;
         if rescan {
             tracing::warn!(lost = dropped - self.dropped_seen, "eBPF ring buffer was full: events were lost; rescanning every root");

@@ -50,12 +50,17 @@ pub struct Stats {
     pub journaled: AtomicU64,
     /// Rescan markers written (overflows, unresolvable events).
     pub rescans: AtomicU64,
+    /// eBPF programs' counters (summed over CPUs), by
+    /// `fsjournal_common::counter` index: seen, sent, filtered, dropped.
+    pub kernel: [AtomicU64; fsjournal_common::counter::COUNT as usize],
 }
 
 /// A running capture backend.
 pub struct Capture {
     /// Backend name, for status and logs.
     pub backend: &'static str,
+    /// The attach ladder's outcome: the rung in use and why better ones were refused.
+    pub detail: String,
     /// The backend holds every change made since the previous agent's last
     /// watermark (pinned eBPF programs that lost nothing): no gap scan needed.
     pub backlog_complete: bool,
@@ -77,15 +82,16 @@ impl Capture {
         let pin_dir = ebpf::pin_dir(journal.journal_id());
         let fanotify = || fanotify::FanotifyCapture::arm(roots, config.max_queued_events);
         let ebpf = match config.backend {
-            BackendChoice::Fanotify => None,
-            BackendChoice::Ebpf => Some(ebpf::EbpfCapture::arm(roots, config, &pin_dir)?),
-            BackendChoice::Auto => ebpf::EbpfCapture::arm(roots, config, &pin_dir)
-                .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "eBPF capture unavailable; falling back to fanotify"))
-                .ok(),
+            BackendChoice::Fanotify => Err("not chosen (--backend fanotify)".to_string()),
+            BackendChoice::Ebpf => Ok(ebpf::EbpfCapture::arm(roots, config, &pin_dir)?),
+            BackendChoice::Auto => ebpf::EbpfCapture::arm(roots, config, &pin_dir).map_err(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "eBPF capture unavailable; falling back to fanotify");
+                format!("{e:#}")
+            }),
         };
-        let (backend, backlog_complete, source): (&'static str, bool, Box<dyn Source>) = match ebpf {
-            Some(capture) => ("ebpf", capture.backlog_complete(), Box::new(capture)),
-            None => ("fanotify", false, Box::new(fanotify()?)),
+        let (backend, detail, backlog_complete, source): (&'static str, String, bool, Box<dyn Source>) = match ebpf {
+            Ok(capture) => ("ebpf", ebpf::LADDER.to_string(), capture.backlog_complete(), Box::new(capture)),
+            Err(refused) => ("fanotify", format!("fanotify; eBPF refused: {refused}"), false, Box::new(fanotify()?)),
         };
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -96,7 +102,7 @@ impl Capture {
             .name("capture".into())
             .spawn(move || run(source, &journal, &thread_stop, &thread_watermark, interval, &thread_stats))
             .context("cannot start the capture thread")?;
-        Ok(Capture { backend, backlog_complete, stats, stop, watermark_allowed, thread })
+        Ok(Capture { backend, detail, backlog_complete, stats, stop, watermark_allowed, thread })
     }
 
     /// Lets capture advance the journal's watermark: call once the gap since

@@ -34,8 +34,12 @@ pub struct Status {
     pub agent_pid: u32,
     /// Capture backend of the last agent.
     pub backend: String,
+    /// The attach ladder's outcome: the rung in use, and why better rungs were refused.
+    pub capture_detail: String,
     /// Rescan markers written by the last agent since its start.
     pub rescans: u64,
+    /// eBPF programs' event counters: seen, sent, filtered, dropped.
+    pub kernel_events: [u64; 4],
     /// Agent uptime (ms), 0 when not running.
     pub uptime_ms: u64,
     /// Source roots.
@@ -90,7 +94,9 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
         agent_running,
         agent_pid: agent.pid,
         backend: agent.backend,
+        capture_detail: agent.capture_detail,
         rescans: agent.rescans,
+        kernel_events: agent.kernel_events,
         uptime_ms: if agent_running { now.saturating_sub(agent.started_ms) } else { 0 },
         watermark_ms: journal.watermark()?.map(|w| w.time_ms),
         starts: journal.starts()?,
@@ -115,6 +121,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     println!("journal   {} (id {}, last seq {}, log from {})", status.journal, status.journal_id, status.last_seq, status.log_first_seq);
     if status.agent_running {
         println!("agent     running, pid {}, backend {}, up {}, rescans {}", status.agent_pid, status.backend, human_ms(status.uptime_ms), status.rescans);
+        println!("capture   {}", status.capture_detail);
+        if status.backend == "ebpf" {
+            let [seen, sent, filtered, dropped] = status.kernel_events;
+            println!("kernel    events seen {seen}, sent {sent}, filtered {filtered}, dropped {dropped}");
+        }
     } else {
         println!("agent     not running");
     }

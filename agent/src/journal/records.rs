@@ -162,10 +162,16 @@ pub struct AgentInfo {
     pub pid: u32,
     /// Start time (ms since the Unix epoch).
     pub started_ms: u64,
-    /// Capture backend in use (`fanotify`).
+    /// Capture backend in use (`ebpf`, `fanotify`).
     pub backend: String,
+    /// The attach ladder's outcome: the rung in use, and why better rungs were refused.
+    pub capture_detail: String,
     /// fanotify queue overflows and other capture losses turned into rescans since start.
     pub rescans: u64,
+    /// eBPF programs' counters since they were loaded: events seen, sent to
+    /// the ring buffer, filtered (other devices, the agent itself), dropped
+    /// (ring buffer full). Zero with fanotify.
+    pub kernel_events: [u64; 4],
     /// Agent version.
     pub version: String,
 }
