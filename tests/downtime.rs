@@ -29,6 +29,7 @@ fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
     use_backend(&config, backend);
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(scratch, 1);
     assert_eq!(last_start(scratch)["method"], "full sync (new journal: no capture watermark)");
 
     if kill {
@@ -99,6 +100,7 @@ fn ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan() {
     std::fs::write(&config, format!("[capture]\nbackend = \"ebpf\"\nring_buffer_bytes = 4096\n\n{text}")).unwrap();
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(&scratch, 1);
     agent.stop();
     // About 100 events fit in one page: 2000 files overflow it while no agent drains.
     for i in 0..2000 {
@@ -120,6 +122,7 @@ fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason() {
     let config = write_config(&scratch, &replica, None, "");
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(&scratch, 1);
     agent.stop();
 
     scratch.move_source_to_fresh_ext4();
@@ -128,7 +131,11 @@ fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason() {
 
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_until(Duration::from_secs(10), "the second full sync to be recorded", || status(&scratch)["targets"][0]["full_syncs"] == 2);
+    let recorded = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        status(&scratch)["targets"][0]["full_syncs"] == 2
+    });
+    assert!(recorded, "no second full sync recorded: {:#}\n{}", status(&scratch), agent.log_text());
     let after = status(&scratch);
     let target = &after["targets"][0];
     assert!(target["last_full_sync_reason"].as_str().unwrap().contains("filesystem identity changed"), "{after:#}");

@@ -18,8 +18,7 @@ fn run_scenario(scratch: &Scratch, backend: &str, target: &str, password_file: O
     use_backend(&config, backend);
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    // The target's state is saved right after rsync returns.
-    wait_until(Duration::from_secs(10), "the full sync to be recorded", || status(scratch)["targets"][0]["full_syncs"] == 1);
+    wait_for_full_syncs(scratch, 1);
     assert_eq!(status(scratch)["backend"], backend);
 
     workload::churn_with(&scratch.src(), backend == "fanotify");

@@ -329,6 +329,13 @@ pub fn journal_log(scratch: &Scratch) -> Vec<serde_json::Value> {
     out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// Waits until the first target has recorded `n` full syncs. A replica can
+/// equal the source a moment before rsync exits and the agent records it;
+/// stopping the agent in that moment rightly leaves the full sync owed.
+pub fn wait_for_full_syncs(scratch: &Scratch, n: u64) {
+    wait_until(Duration::from_secs(10), "the full sync to be recorded", || status(scratch)["targets"][0]["full_syncs"] == n);
+}
+
 /// Whether the journal holds a record of `kind` for `path`.
 pub fn journaled(log: &[serde_json::Value], kind: &str, path: &str) -> bool {
     log.iter().any(|r| r["kind"] == kind && r["path"] == path)

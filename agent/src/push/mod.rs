@@ -140,8 +140,7 @@ impl Pusher {
         let reason = state.full_sync_needed.clone().unwrap_or_default();
         tracing::warn!(target = self.name(), source = %self.source.display(), %reason, "full sync of the whole root");
         let started = Instant::now();
-        self.retry(state, |pusher| rsync::run(rsync::command(&pusher.sync, &pusher.source, Mode::Full), &[], &pusher.stop))?;
-        if self.stopping() {
+        if !self.retry(state, |pusher| rsync::run(rsync::command(&pusher.sync, &pusher.source, Mode::Full), &[], &pusher.stop))? {
             return Ok(());
         }
         state.full_syncs += 1;
@@ -173,7 +172,7 @@ impl Pusher {
                 Scope::Subtree => subtrees.push(p.path.clone()),
             }
         }
-        self.retry(state, |pusher| {
+        let pushed = self.retry(state, |pusher| {
             for (mode, list) in [(Mode::Incremental, &entries), (Mode::Contents, &contents), (Mode::Subtree, &subtrees)] {
                 if !list.is_empty() {
                     let list: Vec<&[u8]> = list.iter().map(Vec::as_slice).collect();
@@ -182,7 +181,7 @@ impl Pusher {
             }
             Ok(())
         })?;
-        if self.stopping() {
+        if !pushed {
             return Ok(());
         }
         state.cursor = batch.high_seq;
@@ -200,10 +199,12 @@ impl Pusher {
         Ok(())
     }
 
-    /// Runs `attempt` until it succeeds or shutdown, recording each result in
-    /// the target's state and backing off exponentially (with jitter)
-    /// between failures. The journal keeps every pending path meanwhile.
-    fn retry(&self, state: &mut TargetState, mut attempt: impl FnMut(&Pusher) -> Result<(), RsyncError>) -> anyhow::Result<()> {
+    /// Runs `attempt` until it succeeds (true) or shutdown interrupts it
+    /// (false), recording each result in the target's state and backing off
+    /// exponentially (with jitter) between failures. The journal keeps every
+    /// pending path meanwhile. A success is reported even when shutdown was
+    /// requested meanwhile, so that it is recorded, not repeated.
+    fn retry(&self, state: &mut TargetState, mut attempt: impl FnMut(&Pusher) -> Result<(), RsyncError>) -> anyhow::Result<bool> {
         loop {
             let result = attempt(self);
             state.last_push_ms = now_ms();
@@ -211,9 +212,9 @@ impl Pusher {
                 Ok(()) => {
                     state.last_error = None;
                     state.consecutive_failures = 0;
-                    return Ok(());
+                    return Ok(true);
                 }
-                Err(RsyncError::Interrupted) if self.stopping() => return Ok(()),
+                Err(RsyncError::Interrupted) if self.stopping() => return Ok(false),
                 Err(e) => {
                     state.consecutive_failures += 1;
                     state.last_error = Some(e.to_string());
@@ -222,7 +223,7 @@ impl Pusher {
                     tracing::error!(target = self.name(), error = %e, failures = state.consecutive_failures, retry_in_ms = delay, "push failed");
                     self.sleep(delay);
                     if self.stopping() {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }
