@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => {
             setup()?;
             build_ebpf()?;
-            run(Command::new(cargo()).args(["test", "--workspace"]).args(&args))
+            test(&args)
         }
         Task::Demo { dir } => {
             setup()?;
@@ -79,6 +79,38 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// `cargo test --workspace`, echoing its output, then one closing line
+/// that adds up every test binary's `test result:` line (cargo's own last
+/// line is that of a crate without tests).
+fn test(args: &[String]) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut child = Command::new(cargo())
+        .args(["test", "--workspace"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(counts) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                counts.split(['.', ';']).find_map(|part| part.trim().strip_suffix(word)).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+            ignored += count(" ignored");
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed: {status}");
     }
     Ok(())
 }
