@@ -90,28 +90,43 @@ fn ebpf_pinned_programs_capture_after_a_kill9_mid_push() {
     converge_after_downtime(&Scratch::ext4(), "ebpf", true);
 }
 
-#[test]
-fn ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan() {
+/// Starts an eBPF agent with a one-page ring buffer and `dirty_inodes`
+/// spill slots, stops it, creates 2000 files while it is down (about 100
+/// events fit in the page), restarts it; returns the restart's record.
+fn burst_while_down(dirty_inodes: u32) -> (Scratch, serde_json::Value) {
     let scratch = Scratch::ext4();
     std::fs::create_dir(scratch.src().join("burst")).unwrap();
     let replica = scratch.replica().display().to_string();
     let config = write_config(&scratch, &replica, None, "");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("[capture]\nbackend = \"ebpf\"\nring_buffer_bytes = 4096\n\n{text}")).unwrap();
+    let capture = format!("[capture]\nbackend = \"ebpf\"\nring_buffer_bytes = 4096\ndirty_inodes = {dirty_inodes}\n");
+    std::fs::write(&config, format!("{capture}\n{text}")).unwrap();
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_for_full_syncs(&scratch, 1);
     agent.stop();
-    // About 100 events fit in one page: 2000 files overflow it while no agent drains.
     for i in 0..2000 {
         std::fs::write(scratch.src().join(format!("burst/{i}")), i.to_string()).unwrap();
     }
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let start = last_start(&scratch);
-    assert_eq!(start["method"], "ctime gap scan", "an incomplete backlog is not trusted: {start:#}");
-    assert!(agent.log_text().contains("lost_while_down="), "{}", agent.log_text());
     agent.stop();
+    (scratch, start)
+}
+
+#[test]
+fn ebpf_backlog_spilled_while_down_is_complete_without_a_scan() {
+    let (scratch, start) = burst_while_down(1 << 16);
+    assert_eq!(start["method"], "pinned eBPF backlog", "the spill map kept what the ring buffer could not: {start:#}");
+    let spilled = status(&scratch)["kernel_events"][4].as_u64().unwrap();
+    assert!(spilled > 1000, "most of the burst was spilled: {spilled}");
+}
+
+#[test]
+fn ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan() {
+    let (_scratch, start) = burst_while_down(1);
+    assert_eq!(start["method"], "ctime gap scan", "an incomplete backlog is not trusted: {start:#}");
 }
 
 #[test]

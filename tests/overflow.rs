@@ -44,9 +44,10 @@ fn ebpf_ring_buffer_drops_become_a_rescan_and_the_replica_converges() {
     std::fs::create_dir(scratch.src().join("burst")).unwrap();
     let replica = scratch.replica().display().to_string();
     let config = write_config(&scratch, &replica, None, "");
-    // One page of ring buffer (about 100 events) drained every 3 s.
+    // One page of ring buffer (about 100 events) and one spill slot, drained every 3 s.
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("[capture]\nbackend = \"ebpf\"\nread_interval_ms = 3000\nring_buffer_bytes = 4096\n\n{text}")).unwrap();
+    let capture = "[capture]\nbackend = \"ebpf\"\nread_interval_ms = 3000\nring_buffer_bytes = 4096\ndirty_inodes = 1\n";
+    std::fs::write(&config, format!("{capture}\n{text}")).unwrap();
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
 

@@ -108,11 +108,15 @@ pub struct CaptureConfig {
     /// Size of the eBPF ring buffer (bytes, a power of two ≥ 4096): at
     /// 40 bytes an event, 32 MiB holds about 800,000 events between drains.
     pub ring_buffer_bytes: u32,
+    /// Inodes the eBPF programs can hold when the ring buffer is full
+    /// (entries, about 40 bytes of kernel memory each); only when these are
+    /// full too is an event lost (and a rescan needed).
+    pub dirty_inodes: u32,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { backend: BackendChoice::Auto, read_interval_ms: 5, max_queued_events: 1 << 20, ring_buffer_bytes: 32 << 20 }
+        CaptureConfig { backend: BackendChoice::Auto, read_interval_ms: 5, max_queued_events: 1 << 20, ring_buffer_bytes: 32 << 20, dirty_inodes: 1 << 16 }
     }
 }
 
@@ -264,6 +268,9 @@ impl Config {
         let ring = self.capture.ring_buffer_bytes;
         if ring < 4096 || !ring.is_power_of_two() {
             problems.push((None, "capture.ring_buffer_bytes".into(), format!("{ring}: expected a power of two >= 4096 (bytes)")));
+        }
+        if self.capture.dirty_inodes == 0 {
+            problems.push((None, "capture.dirty_inodes".into(), "expected a number of inodes >= 1".into()));
         }
         let mut names = HashSet::new();
         for (i, sync) in self.sync.iter().enumerate() {

@@ -72,7 +72,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         backend: capture.backend.to_string(),
         capture_detail: capture.detail.clone(),
         rescans: 0,
-        kernel_events: [0; 4],
+        kernel_events: [0; 5],
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     journal.save_agent_info(&info)?;

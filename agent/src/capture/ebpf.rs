@@ -18,8 +18,10 @@
 //! reach the target without knowing the deleted names); a directory found
 //! anywhere else was created, renamed or moved in and becomes a *subtree*
 //! push. An inode that is already gone (ESTALE) is skipped: its directory's
-//! ctime moved as well. A full ring buffer is counted by the programs and
-//! becomes a rescan of every root; so does a change to a hard-linked file,
+//! ctime moved as well. When the ring buffer is full, the programs keep the
+//! inode in a bounded hash map (`capture.dirty_inodes`) that is drained with
+//! it; only when that is full too is an event lost, counted, and turned into
+//! a rescan of every root; so does a change to a hard-linked file,
 //! whose other names this rung cannot know.
 
 use std::collections::{HashMap, HashSet};
@@ -34,7 +36,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
-use fsjournal_common::{counter, ChangeKind, InodeEvent};
+use fsjournal_common::{counter, ChangeKind, DirtyKey, InodeEvent};
 
 use super::dir_index::DirIndex;
 use super::handle::{self, FileHandle};
@@ -58,7 +60,7 @@ struct Tracepoint {
 
 /// Maps pinned in bpffs, so that what the programs record while no agent
 /// runs survives until the next one.
-const PINNED_MAPS: [&str; 3] = ["EVENTS", "DEVS", "COUNTERS"];
+const PINNED_MAPS: [&str; 4] = ["EVENTS", "DIRTY", "DEVS", "COUNTERS"];
 
 const TRACEPOINTS: [Tracepoint; 2] = [
     Tracepoint { category: "timestamp", name: "ctime_ns_xchg", fields: [("dev", 8), ("ino", 16), ("gen", 24)] },
@@ -114,6 +116,8 @@ pub struct EbpfCapture {
     /// Owns the loaded programs and their links: dropping it detaches them.
     _ebpf: Ebpf,
     events: RingBuf<MapData>,
+    /// Inodes spilled by the programs when the ring buffer was full.
+    dirty: BpfHashMap<MapData, DirtyKey, u32>,
     counters: PerCpuArray<MapData, u64>,
     filesystems: Vec<Filesystem>,
     dropped_seen: u64,
@@ -127,7 +131,10 @@ fn load(pin_dir: &Path, config: &CaptureConfig) -> anyhow::Result<Ebpf> {
     std::fs::create_dir_all(pin_dir).with_context(|| format!("cannot create {}", pin_dir.display()))?;
     let self_tgid = std::process::id();
     let mut loader = EbpfLoader::new();
-    loader.override_global("SELF_TGID", &self_tgid, true).map_max_entries("EVENTS", config.ring_buffer_bytes);
+    loader
+        .override_global("SELF_TGID", &self_tgid, true)
+        .map_max_entries("EVENTS", config.ring_buffer_bytes)
+        .map_max_entries("DIRTY", config.dirty_inodes);
     for map in PINNED_MAPS {
         loader.map_pin_path(map, pin_dir.join(map));
     }
@@ -282,6 +289,7 @@ impl EbpfCapture {
             std::fs::rename(&fresh, &pin).with_context(|| format!("renaming {} in bpffs", fresh.display()))?;
         }
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
+        let dirty = BpfHashMap::try_from(ebpf.take_map("DIRTY").context("map DIRTY")?)?;
         let backlog_complete = adopted && lost_while_down == 0;
         tracing::info!(
             rung = "tracepoint",
@@ -293,7 +301,7 @@ impl EbpfCapture {
             lost_while_down,
             "eBPF capture attached"
         );
-        Ok(EbpfCapture { _ebpf: ebpf, events, counters, filesystems, dropped_seen: 0, backlog_complete, backlog_pending: adopted })
+        Ok(EbpfCapture { _ebpf: ebpf, events, dirty, counters, filesystems, dropped_seen: 0, backlog_complete, backlog_pending: adopted })
     }
 
     /// True when programs pinned by a previous agent were found still
@@ -326,6 +334,15 @@ impl Source for EbpfCapture {
             let event: InodeEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             stats.events.fetch_add(1, Ordering::Relaxed);
             inodes.insert((event.dev, event.ino), (event.generation, event.tgid, event.comm));
+        }
+        // Read each spilled inode, then delete it: a program that spills it
+        // again in between re-adds it, and it is resolved now either way.
+        let spilled: Vec<DirtyKey> = self.dirty.keys().filter_map(Result::ok).collect();
+        for key in spilled {
+            if let Ok(generation) = self.dirty.get(&key, 0) {
+                inodes.entry((key[1] as u32, key[0])).or_insert((generation, 0, [0; 16]));
+            }
+            let _ = self.dirty.remove(&key);
         }
         for (index, total) in stats.kernel.iter().enumerate() {
             total.store(self.counter(index as u32), Ordering::Relaxed);

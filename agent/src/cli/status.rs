@@ -38,8 +38,8 @@ pub struct Status {
     pub capture_detail: String,
     /// Rescan markers written by the last agent since its start.
     pub rescans: u64,
-    /// eBPF programs' event counters: seen, sent, filtered, dropped.
-    pub kernel_events: [u64; 4],
+    /// eBPF programs' event counters: seen, sent, filtered, dropped, spilled.
+    pub kernel_events: [u64; 5],
     /// Agent uptime (ms), 0 when not running.
     pub uptime_ms: u64,
     /// Source roots.
@@ -123,8 +123,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         println!("agent     running, pid {}, backend {}, up {}, rescans {}", status.agent_pid, status.backend, human_ms(status.uptime_ms), status.rescans);
         println!("capture   {}", status.capture_detail);
         if status.backend == "ebpf" {
-            let [seen, sent, filtered, dropped] = status.kernel_events;
-            println!("kernel    events seen {seen}, sent {sent}, filtered {filtered}, dropped {dropped}");
+            let [seen, sent, filtered, dropped, spilled] = status.kernel_events;
+            println!("kernel    events seen {seen}, sent {sent}, filtered {filtered}, spilled {spilled}, dropped {dropped}");
         }
     } else {
         println!("agent     not running");

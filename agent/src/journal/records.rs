@@ -170,8 +170,9 @@ pub struct AgentInfo {
     pub rescans: u64,
     /// eBPF programs' counters since they were loaded: events seen, sent to
     /// the ring buffer, filtered (other devices, the agent itself), dropped
-    /// (ring buffer full). Zero with fanotify.
-    pub kernel_events: [u64; 4],
+    /// (ring buffer and spill map full), spilled (kept in the spill map).
+    /// Zero with fanotify.
+    pub kernel_events: [u64; 5],
     /// Agent version.
     pub version: String,
 }

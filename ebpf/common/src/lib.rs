@@ -98,11 +98,18 @@ pub mod counter {
     pub const SENT: u32 = 1;
     /// Events on an untracked device or by the agent itself.
     pub const FILTERED: u32 = 2;
-    /// Events lost because the ring buffer was full.
+    /// Events lost because the ring buffer was full and so was `DIRTY`.
     pub const DROPPED: u32 = 3;
+    /// Events that did not fit in the ring buffer and were kept in `DIRTY`.
+    pub const SPILLED: u32 = 4;
     /// Number of counters.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 5;
 }
+
+/// Key of the `DIRTY` map (the inodes whose events did not fit in the ring
+/// buffer): `[ino, dev]`, dev in the kernel's encoding; the value is the
+/// inode's generation.
+pub type DirtyKey = [u64; 2];
 
 #[cfg(test)]
 mod tests {

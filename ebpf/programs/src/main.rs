@@ -12,9 +12,10 @@
 //!
 //! Filtering happens here: only devices in `DEVS` pass, never the agent's
 //! own process. Events go to the `EVENTS` ring buffer without a wake-up
-//! (`BPF_RB_NO_WAKEUP`): the agent drains it on its own schedule. A full
-//! ring buffer is counted in `COUNTERS[DROPPED]`, which the agent turns
-//! into a rescan.
+//! (`BPF_RB_NO_WAKEUP`): the agent drains it on its own schedule. When the
+//! ring buffer is full the inode goes to the `DIRTY` hash map instead
+//! (`COUNTERS[SPILLED]`); only when that is full too is the event lost
+//! (`COUNTERS[DROPPED]`), which the agent turns into a rescan.
 #![no_std]
 #![no_main]
 
@@ -22,7 +23,7 @@ use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
 use aya_ebpf::macros::{map, tracepoint};
 use aya_ebpf::maps::{HashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::TracePointContext;
-use fsjournal_common::{counter, hook, InodeEvent};
+use fsjournal_common::{counter, hook, DirtyKey, InodeEvent};
 
 /// `BPF_RB_NO_WAKEUP` from `include/uapi/linux/bpf.h`.
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -42,6 +43,12 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 25, 0);
 /// Tracked devices (kernel dev_t encoding) → 1.
 #[map]
 static DEVS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
+
+/// Inodes whose events did not fit in the ring buffer (set by the agent at
+/// load time): a bounded spill-over, drained with the ring buffer, so a burst
+/// or a long stop loses nothing until this fills up too.
+#[map]
+static DIRTY: HashMap<DirtyKey, u32> = HashMap::with_max_entries(1 << 16, 0);
 
 /// Per-CPU counters, indexed by `fsjournal_common::counter`.
 #[map]
@@ -92,7 +99,10 @@ fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
     let event = InodeEvent { ino, dev, generation, tgid, hook, comm: bpf_get_current_comm().unwrap_or([0; 16]) };
     match EVENTS.output::<InodeEvent>(&event, BPF_RB_NO_WAKEUP) {
         Ok(()) => bump(counter::SENT),
-        Err(_) => bump(counter::DROPPED),
+        Err(_) => match DIRTY.insert(&[ino, dev as u64], &generation, 0) {
+            Ok(()) => bump(counter::SPILLED),
+            Err(_) => bump(counter::DROPPED),
+        },
     }
     0
 }
