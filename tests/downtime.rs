@@ -50,6 +50,8 @@ fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
     let start = last_start(scratch);
     assert_eq!(start["method"], expected_method(backend), "{start:#}");
     assert!(start["gap_ms"].as_u64().is_some(), "{start:#}");
+    let starts_in_log: Vec<_> = journal_log(scratch).into_iter().filter_map(|r| r["start"]["method"].as_str().map(String::from)).collect();
+    assert_eq!(starts_in_log, ["full sync (new journal: no capture watermark)", expected_method(backend)], "`fsjournal log` shows each start");
     if backend == "ebpf" {
         let log = journal_log(scratch);
         assert!(

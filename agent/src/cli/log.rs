@@ -5,8 +5,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::{display_path, JournalArgs};
-use crate::journal::{Journal, LogRecord, Scope, Seq};
+use super::{display_path, human_ms, JournalArgs};
+use crate::journal::{Journal, LogRecord, Scope, Seq, StartRecord};
 
 /// Records printed per journal read.
 const PAGE: usize = 10_000;
@@ -57,20 +57,48 @@ fn print(seq: Seq, record: &LogRecord, roots: &[String], json: bool) -> anyhow::
     Ok(())
 }
 
-/// Runs `fsjournal log`.
+/// Prints an agent start: how it closed the gap while nothing captured.
+fn print_start(start: &StartRecord, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::json!({ "start": start }));
+    } else {
+        let gap = start.gap_ms.map_or_else(|| "none (new journal)".to_string(), human_ms);
+        let reboot = if start.rebooted { ", after a reboot" } else { "" };
+        println!("     start {} gap {gap}{reboot}, closed by {} ({} entries, {})", start.time_ms, start.method, start.entries, human_ms(start.ms));
+    }
+    Ok(())
+}
+
+/// Runs `fsjournal log`: records in sequence order, with each agent start
+/// (the gap it closed and how) where it falls in time.
 pub fn run(args: LogArgs) -> anyhow::Result<()> {
     let mut journal: Journal = args.journal.open()?;
     let mut next = args.since + 1;
+    // Starts at or after this time are still to print; with --since, from
+    // the first record printed on.
+    let mut starts_from: Option<u64> = (args.since == 0).then_some(0);
     loop {
         let roots: Vec<String> = journal.roots()?.iter().map(|p| p.display().to_string()).collect();
+        let starts = journal.starts()?;
         loop {
             let records = journal.log_from(next, PAGE)?;
             for (seq, record) in &records {
+                let from = *starts_from.get_or_insert(record.time_ms);
+                for start in starts.iter().filter(|s| s.time_ms >= from && s.time_ms <= record.time_ms) {
+                    print_start(start, args.json)?;
+                }
+                starts_from = Some(from.max(record.time_ms + 1));
                 print(*seq, record, &roots, args.json)?;
                 next = seq + 1;
             }
             if records.len() < PAGE {
                 break;
+            }
+        }
+        if let Some(from) = starts_from {
+            for start in starts.iter().filter(|s| s.time_ms >= from) {
+                print_start(start, args.json)?;
+                starts_from = Some(start.time_ms + 1);
             }
         }
         if !args.follow {
