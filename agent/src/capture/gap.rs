@@ -39,6 +39,8 @@ use crate::journal::{now_ms, Change, FsIdentity, Journal, Scope, StartRecord};
 /// Timestamp granularity and clock-skew allowance (ms): entries whose ctime
 /// is at most this much older than the watermark are pushed too.
 pub const MARGIN_MS: u64 = 2_000;
+/// How often a scan in progress updates its start record (status shows it).
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Changes appended to the journal per write during a scan.
 const APPEND_CHUNK: usize = 10_000;
 
@@ -104,8 +106,15 @@ pub fn close(journal: &Journal, roots: &[Root], backlog_complete: bool) -> anyho
             }
             (None, Some(w)) => {
                 let since = w.time_ms.saturating_sub(MARGIN_MS);
-                let found = scan(journal, root, since)?;
-                record.entries += found;
+                let (before_walked, before_found) = (record.walked, record.entries);
+                let found = scan(journal, root, since, &mut |walked, found| {
+                    record.in_progress = true;
+                    record.method = "ctime gap scan".into();
+                    (record.walked, record.entries) = (before_walked + walked, before_found + found);
+                    record.ms = started.elapsed().as_millis() as u64;
+                    journal.record_start(&record)
+                })?;
+                record.entries = before_found + found;
                 tracing::info!(root = %root.path.display(), entries = found, "gap scan done");
                 methods.push("ctime gap scan".to_string());
             }
@@ -114,6 +123,7 @@ pub fn close(journal: &Journal, roots: &[Root], backlog_complete: bool) -> anyho
         journal.save_root_identity(root.id, &current)?;
     }
     methods.dedup();
+    record.in_progress = false;
     record.method = methods.join(", ");
     record.ms = started.elapsed().as_millis() as u64;
     tracing::info!(gap_ms = ?record.gap_ms, method = %record.method, entries = record.entries, ms = record.ms, "gap closed");
@@ -122,16 +132,24 @@ pub fn close(journal: &Journal, roots: &[Root], backlog_complete: bool) -> anyho
 }
 
 /// Walks `root` and journals every entry whose ctime is at or after
-/// `since_ms`; returns how many. Stays on the root's filesystem.
-fn scan(journal: &Journal, root: &Root, since_ms: u64) -> anyhow::Result<u64> {
+/// `since_ms`; returns how many. Stays on the root's filesystem. About once
+/// a second, `progress(walked, found)` reports how far it got.
+fn scan(
+    journal: &Journal,
+    root: &Root,
+    since_ms: u64,
+    progress: &mut dyn FnMut(u64, u64) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut last_report = Instant::now();
+    let mut walked = 0u64;
     let ctime_ms = |m: &std::fs::Metadata| (m.ctime().max(0) as u64) * 1000 + (m.ctime_nsec().max(0) as u64) / 1_000_000;
     let root_meta = std::fs::symlink_metadata(&root.path)?;
     let dev = root_meta.dev();
     let mut changes = Vec::new();
-    let mut found = 0u64;
-    let mut push = |changes: &mut Vec<Change>, path: Vec<u8>, scope: Scope, ino: u64| -> anyhow::Result<()> {
+    let found = std::cell::Cell::new(0u64);
+    let push = |changes: &mut Vec<Change>, path: Vec<u8>, scope: Scope, ino: u64| -> anyhow::Result<()> {
         changes.push(Change { root: root.id, path, kind: ChangeKind::Rescan, scope, ino, pid: 0, comm: String::new() });
-        found += 1;
+        found.set(found.get() + 1);
         if changes.len() >= APPEND_CHUNK {
             journal.append(changes, None)?;
             changes.clear();
@@ -153,6 +171,11 @@ fn scan(journal: &Journal, root: &Root, since_ms: u64) -> anyhow::Result<u64> {
             }
         };
         for entry in entries.flatten() {
+            walked += 1;
+            if walked % 4096 == 0 && last_report.elapsed() >= PROGRESS_INTERVAL {
+                progress(walked, found.get())?;
+                last_report = Instant::now();
+            }
             let Ok(meta) = entry.metadata() else { continue }; // vanished: its parent's ctime covers it
             let name = entry.file_name();
             let child_rel = if rel.is_empty() { name.as_bytes().to_vec() } else { [&rel[..], b"/", name.as_bytes()].concat() };
@@ -177,5 +200,5 @@ fn scan(journal: &Journal, root: &Root, since_ms: u64) -> anyhow::Result<u64> {
         }
     }
     journal.append(&changes, None)?;
-    Ok(found)
+    Ok(found.get())
 }

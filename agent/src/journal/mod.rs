@@ -447,9 +447,13 @@ impl Journal {
         Ok(count)
     }
 
-    /// Appends a start record, keeping the last [`STARTS_KEPT`].
+    /// Appends a start record, keeping the last [`STARTS_KEPT`]; a record
+    /// with the same start time as the last one replaces it (progress).
     pub fn record_start(&self, record: &StartRecord) -> anyhow::Result<()> {
         let mut starts = self.starts()?;
+        if starts.last().is_some_and(|last| last.time_ms == record.time_ms) {
+            starts.pop();
+        }
         starts.push(record.clone());
         let excess = starts.len().saturating_sub(STARTS_KEPT);
         starts.drain(..excess);

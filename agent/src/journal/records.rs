@@ -214,6 +214,10 @@ pub struct StartRecord {
     pub method: String,
     /// Entries the gap scan journaled.
     pub entries: u64,
+    /// Entries the gap scan examined (lstat'ed).
+    pub walked: u64,
+    /// The gap is still being closed (a scan in progress).
+    pub in_progress: bool,
     /// Time spent closing the gap (ms).
     pub ms: u64,
 }
