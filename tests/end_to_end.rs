@@ -221,6 +221,16 @@ fn excluded_paths_are_neither_journaled_nor_pushed() {
     let log = journal_log(&scratch);
     let leaked: Vec<_> = log.iter().filter_map(|r| r["path"].as_str()).filter(|p| p.contains("workspace/") || p.ends_with(".tmp")).collect();
     assert!(leaked.is_empty(), "excluded paths were journaled: {leaked:?}");
+    wait_for_full_syncs(&scratch, 1);
+    agent.stop();
+
+    // Content excluded so far was never journaled: dropping an exclude needs a full sync.
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("\"workspace/**\", ", "")).unwrap();
+    let agent = Agent::start(&config, &scratch);
+    assert_converges_with(&src, &scratch.replica(), &agent, &["--exclude=*.tmp"]);
+    wait_for_full_syncs(&scratch, 2);
+    let reason = status(&scratch)["targets"][0]["last_full_sync_reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("exclude patterns changed"), "{reason}");
     agent.stop();
 }
 

@@ -98,7 +98,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
         info.rescans = capture.stats.rescans.load(Ordering::Relaxed);
         info.kernel_events = std::array::from_fn(|i| capture.stats.kernel[i].load(Ordering::Relaxed));
-        journal.save_agent_info(&info)?;
+        if let Err(e) = journal.save_agent_info(&info) {
+            tracing::error!(error = %format!("{e:#}"), "cannot update the agent's status in the journal");
+        }
         let stopping = stop.load(Ordering::Relaxed);
         if !stopping && (!capture.is_running() || pushers.iter().any(|p| p.is_finished())) {
             unexpected = true;

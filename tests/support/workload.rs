@@ -16,6 +16,7 @@ pub fn seed(src: &Path) {
         std::fs::write(src.join(format!("jobs/{job}/builds/1/log")), "Started\n").unwrap();
         std::fs::write(src.join(format!("jobs/{job}/builds/1/archive/app.jar")), vec![7u8; 10_000]).unwrap();
         symlink("builds/1", src.join(format!("jobs/{job}/lastSuccessful"))).unwrap();
+        std::fs::write(src.join(format!("jobs/{job}/nextBuildNumber")), "2\n").unwrap();
     }
 }
 
@@ -50,6 +51,12 @@ pub fn churn_with(src: &Path, hard_link: bool) {
     std::fs::write(src.join("jobs/alpha/builds/2/archive/deep/er/x.bin"), vec![1u8; 4096]).unwrap();
     std::fs::remove_file(src.join("jobs/alpha/lastSuccessful")).unwrap();
     symlink("builds/2", src.join("jobs/alpha/lastSuccessful")).unwrap();
+    // same size, mtime set back (as `touch -r`, `cp -p` or `tar -x` leave it):
+    // rsync's quick check alone would miss it
+    let counter = src.join("jobs/alpha/nextBuildNumber");
+    let mtime = std::fs::metadata(&counter).unwrap().modified().unwrap();
+    std::fs::write(&counter, "3\n").unwrap();
+    std::fs::File::options().write(true).open(&counter).unwrap().set_modified(mtime).unwrap();
     // a hard link, and a file in the root itself
     if hard_link {
         std::fs::hard_link(src.join("jobs/alpha/builds/1/log"), src.join("jobs/alpha/log-link")).unwrap();

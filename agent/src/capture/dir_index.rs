@@ -74,14 +74,19 @@ impl DirIndex {
     }
 
     /// Re-reads every root from disk (after a queue overflow lost events).
+    /// A root that cannot be read is kept (its paths still resolve by
+    /// prefix) and reported; the others are re-indexed regardless.
     pub fn rebuild(&mut self) -> io::Result<()> {
         let roots: Vec<(RootId, PathBuf, RootExcludes)> =
-            self.roots.drain().map(|(id, r)| (id, r.path, r.excludes)).collect();
+            self.roots.iter().map(|(id, r)| (*id, r.path.clone(), r.excludes.clone())).collect();
         self.entries.clear();
+        let mut first_error = None;
         for (id, path, excludes) in roots {
-            self.add_root(id, &path, excludes)?;
+            if let Err(e) = self.add_root(id, &path, excludes) {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Indexes the directories below `path` (whose handle is `handle`),

@@ -263,13 +263,18 @@ impl EbpfCapture {
             Err(e) => return Err(e),
         };
         let mut devs: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(ebpf.map_mut("DEVS").context("map DEVS")?)?;
-        let stale: Vec<u32> = devs.keys().filter_map(Result::ok).collect();
-        for dev in stale {
-            devs.remove(&dev)?;
+        // Devices the adopted programs were tracking: only their roots'
+        // backlog can be complete. Devices still wanted stay in the map
+        // throughout, so the old programs never filter them meanwhile.
+        let tracked: HashSet<u32> = devs.keys().filter_map(Result::ok).collect();
+        let wanted: HashSet<u32> = filesystems.iter().map(|fs| fs.kernel_dev).collect();
+        for dev in tracked.difference(&wanted) {
+            devs.remove(dev)?;
         }
-        for fs in &filesystems {
-            devs.insert(fs.kernel_dev, 1, 0)?;
+        for dev in wanted.difference(&tracked) {
+            devs.insert(dev, 1, 0)?;
         }
+        let every_root_tracked = wanted.is_subset(&tracked);
         let mut counters: PerCpuArray<MapData, u64> = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
         let lost_while_down = counters.get(&counter::DROPPED, 0).map_or(0, |v| v.iter().sum::<u64>());
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
@@ -290,7 +295,7 @@ impl EbpfCapture {
         }
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
         let dirty = BpfHashMap::try_from(ebpf.take_map("DIRTY").context("map DIRTY")?)?;
-        let backlog_complete = adopted && lost_while_down == 0;
+        let backlog_complete = adopted && lost_while_down == 0 && every_root_tracked;
         tracing::info!(
             rung = "tracepoint",
             ladder = LADDER,

@@ -68,8 +68,10 @@ pub fn identity(root: &Path) -> anyhow::Result<FsIdentity> {
 /// armed and before the pushers start.
 ///
 /// With `backlog_complete` (pinned eBPF programs kept capturing while no
-/// agent ran and lost nothing), a trusted gap needs no scan: the backlog in
-/// their ring buffer is journaled by the capture loop.
+/// agent ran and lost nothing) after a clean stop, a trusted gap needs no
+/// scan: the backlog in their ring buffer is journaled by the capture loop.
+/// After a crash it is not enough: what the dead agent had drained but not
+/// journaled is gone from the ring buffer, so the scan runs too.
 pub fn close(journal: &Journal, roots: &[Root], backlog_complete: bool) -> anyhow::Result<StartRecord> {
     let started = Instant::now();
     let now = now_ms();
@@ -100,7 +102,7 @@ pub fn close(journal: &Journal, roots: &[Root], backlog_complete: bool) -> anyho
                 tracing::warn!(root = %root.path.display(), %reason, targets, "gap cannot be trusted: full sync");
                 methods.push(format!("full sync ({reason})"));
             }
-            (None, Some(_)) if backlog_complete => {
+            (None, Some(w)) if backlog_complete && w.clean_stop => {
                 tracing::info!(root = %root.path.display(), "gap covered by the pinned eBPF programs' backlog");
                 methods.push("pinned eBPF backlog".to_string());
             }
@@ -151,7 +153,7 @@ fn scan(
         changes.push(Change { root: root.id, path, kind: ChangeKind::Rescan, scope, ino, pid: 0, comm: String::new() });
         found.set(found.get() + 1);
         if changes.len() >= APPEND_CHUNK {
-            journal.append(changes, None)?;
+            journal.append(changes, None, false)?;
             changes.clear();
         }
         Ok(())
@@ -199,6 +201,6 @@ fn scan(
             }
         }
     }
-    journal.append(&changes, None)?;
+    journal.append(&changes, None, false)?;
     Ok(found.get())
 }

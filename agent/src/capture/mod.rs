@@ -163,7 +163,7 @@ fn run(
         let watermark = watermark_allowed.load(Ordering::Relaxed).then_some(cycle_ms);
         let watermark_due = watermark.is_some() && (stopping || cycle_ms >= last_watermark_ms + WATERMARK_INTERVAL_MS);
         while !changes.is_empty() || watermark_due {
-            match journal.append(&changes, watermark) {
+            match journal.append(&changes, watermark, stopping && watermark.is_some()) {
                 Ok(_) => {
                     stats.journaled.fetch_add(changes.len() as u64, Ordering::Relaxed);
                     changes.clear();

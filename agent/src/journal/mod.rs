@@ -211,10 +211,12 @@ impl Journal {
     ///
     /// With `watermark_ms`, the capture watermark moves there in the same
     /// batch: capture vouches that every change made before it is in.
+    /// `clean_stop` marks the last append of a clean stop (see
+    /// [`Watermark::clean_stop`]).
     ///
     /// Returns the last sequence number assigned. Errors: the write failed
     /// (disk full, I/O error); nothing of the batch is then on disk.
-    pub fn append(&self, changes: &[Change], watermark_ms: Option<u64>) -> anyhow::Result<Seq> {
+    pub fn append(&self, changes: &[Change], watermark_ms: Option<u64>, clean_stop: bool) -> anyhow::Result<Seq> {
         let mut writer = self.writer.lock().expect("writer lock");
         if changes.is_empty() && watermark_ms.is_none() {
             return Ok(writer.next_seq - 1);
@@ -258,7 +260,7 @@ impl Journal {
         }
         batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, encode(&seq));
         if let Some(time_ms) = watermark_ms {
-            let watermark = Watermark { time_ms, boot_id: crate::capture::boot_id() };
+            let watermark = Watermark { time_ms, boot_id: crate::capture::boot_id(), clean_stop };
             batch.put_cf(self.cf(CF_META), META_WATERMARK, encode(&watermark));
         }
         self.write(batch)?;

@@ -137,6 +137,9 @@ pub struct TargetState {
     pub target: String,
     /// [`super::Journal::journal_id`] the cursor belongs to.
     pub journal_id: u64,
+    /// The exclude patterns in force when the cursor was valid: content
+    /// excluded then was never journaled, so a change means a full sync.
+    pub excludes: Vec<String>,
     /// Highest sequence number whose changes the target has confirmed.
     pub cursor: Seq,
     /// Set while a full sync is owed (the reason); cleared when it succeeded.
@@ -186,6 +189,9 @@ pub struct Watermark {
     pub time_ms: u64,
     /// `/proc/sys/kernel/random/boot_id` when it was written.
     pub boot_id: String,
+    /// Written by a clean stop, after the last drain was journaled: nothing
+    /// taken from the kernel was left unjournaled. False after a crash.
+    pub clean_stop: bool,
 }
 
 /// Identity of a root's filesystem (meta key `identity/<root>`): a

@@ -22,9 +22,9 @@ fn open() -> (tempfile::TempDir, Journal) {
 #[test]
 fn repeated_writes_to_one_path_coalesce_into_one_pending_entry() {
     let (_dir, journal) = open();
-    journal.append(&[change("log", ChangeKind::Create), change("other", ChangeKind::Create)], None).unwrap();
-    journal.append(&[change("log", ChangeKind::Modify)], None).unwrap();
-    let last = journal.append(&[change("log", ChangeKind::Modify)], None).unwrap();
+    journal.append(&[change("log", ChangeKind::Create), change("other", ChangeKind::Create)], None, false).unwrap();
+    journal.append(&[change("log", ChangeKind::Modify)], None, false).unwrap();
+    let last = journal.append(&[change("log", ChangeKind::Modify)], None, false).unwrap();
     assert_eq!(last, 4);
     let batch = journal.pending_batch(0, 0, 100).unwrap();
     assert_eq!(paths(&batch), ["other", "log"]);
@@ -38,9 +38,9 @@ fn repeated_writes_to_one_path_coalesce_into_one_pending_entry() {
 #[test]
 fn a_path_changed_while_its_batch_is_in_flight_stays_pending() {
     let (_dir, journal) = open();
-    journal.append(&[change("a", ChangeKind::Create), change("b", ChangeKind::Create)], None).unwrap();
+    journal.append(&[change("a", ChangeKind::Create), change("b", ChangeKind::Create)], None, false).unwrap();
     let in_flight = journal.pending_batch(0, 0, 100).unwrap();
-    journal.append(&[change("a", ChangeKind::Modify)], None).unwrap();
+    journal.append(&[change("a", ChangeKind::Modify)], None, false).unwrap();
     let state = TargetState { cursor: in_flight.high_seq, ..TargetState::default() };
     journal.save_target("t", &state).unwrap();
     assert_eq!(paths(&journal.pending_batch(0, state.cursor, 100).unwrap()), ["a"]);
@@ -49,7 +49,7 @@ fn a_path_changed_while_its_batch_is_in_flight_stays_pending() {
 #[test]
 fn entries_are_trimmed_only_when_every_target_acknowledged_them() {
     let (_dir, journal) = open();
-    journal.append(&[change("a", ChangeKind::Create), change("b", ChangeKind::Create)], None).unwrap();
+    journal.append(&[change("a", ChangeKind::Create), change("b", ChangeKind::Create)], None, false).unwrap();
     journal.save_target("slow", &TargetState::default()).unwrap();
     journal.save_target("fast", &TargetState { cursor: 2, ..TargetState::default() }).unwrap();
     assert_eq!(paths(&journal.pending_batch(0, 0, 100).unwrap()), ["a", "b"], "slow still needs both");
@@ -65,7 +65,7 @@ fn widest_scope_survives_coalescing_with_a_plain_change() {
     let (_dir, journal) = open();
     let mut moved_in = change("dir", ChangeKind::RenameTo);
     moved_in.scope = Scope::Subtree;
-    journal.append(&[moved_in, change("dir", ChangeKind::Attrib)], None).unwrap();
+    journal.append(&[moved_in, change("dir", ChangeKind::Attrib)], None, false).unwrap();
     let batch = journal.pending_batch(0, 0, 100).unwrap();
     assert_eq!(paths(&batch), ["dir"]);
     assert_eq!(batch.paths[0].scope, Scope::Subtree);
@@ -77,7 +77,7 @@ fn batches_are_bounded_and_skip_other_roots_without_missing_them() {
     journal.register_root(Path::new("/other")).unwrap();
     let mut other = change("x", ChangeKind::Create);
     other.root = 1;
-    journal.append(&[change("a", ChangeKind::Create), other, change("b", ChangeKind::Create), change("c", ChangeKind::Create)], None).unwrap();
+    journal.append(&[change("a", ChangeKind::Create), other, change("b", ChangeKind::Create), change("c", ChangeKind::Create)], None, false).unwrap();
     let first = journal.pending_batch(0, 0, 2).unwrap();
     assert_eq!((paths(&first), first.high_seq, first.truncated), (vec!["a".into(), "b".into()], 3, true));
     let second = journal.pending_batch(0, first.high_seq, 2).unwrap();
@@ -92,13 +92,13 @@ fn journal_survives_reopen_and_readers_see_the_writer() {
     let id = {
         let journal = Journal::open(&path).unwrap();
         journal.register_root(Path::new("/src")).unwrap();
-        journal.append(&[change("a", ChangeKind::Create)], None).unwrap();
+        journal.append(&[change("a", ChangeKind::Create)], None, false).unwrap();
         journal.journal_id()
     };
     let journal = Journal::open(&path).unwrap();
     assert_eq!((journal.journal_id(), journal.last_seq()), (id, 1));
     let mut reader = Journal::open_reader(&path).unwrap();
-    journal.append(&[change("b", ChangeKind::Create)], None).unwrap();
+    journal.append(&[change("b", ChangeKind::Create)], None, false).unwrap();
     reader.catch_up().unwrap();
     assert_eq!(reader.last_seq(), 2);
     assert_eq!(reader.roots().unwrap(), [PathBuf::from("/src")]);
@@ -109,7 +109,7 @@ fn journal_survives_reopen_and_readers_see_the_writer() {
 fn retention_trims_the_log_but_never_pending_entries() {
     let (_dir, journal) = open();
     for name in ["a", "b", "c", "d"] {
-        journal.append(&[change(name, ChangeKind::Create)], None).unwrap();
+        journal.append(&[change(name, ChangeKind::Create)], None, false).unwrap();
     }
     journal.apply_retention(Retention { records: 2, max_age_ms: u64::MAX }).unwrap();
     assert_eq!(journal.log_first_seq(), 3);

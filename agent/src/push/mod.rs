@@ -107,12 +107,14 @@ impl Pusher {
     /// during the full sync repeats it.
     fn validated_state(&self) -> anyhow::Result<TargetState> {
         let target = self.sync.target.get_ref().clone();
+        let excludes: Vec<String> = self.sync.exclude.as_ref().map_or_else(Vec::new, |e| e.get_ref().clone());
         let stored = self.journal.target_state(self.name())?;
         let reason = match &stored {
             None => Some("first sync of this target: no cursor in the journal".to_string()),
             Some(s) if s.full_sync_needed.is_some() => s.full_sync_needed.clone(),
             Some(s) if s.target != target => Some(format!("target changed from {} to {target}", s.target)),
             Some(s) if s.root != self.root => Some("source changed".to_string()),
+            Some(s) if s.excludes != excludes => Some(format!("exclude patterns changed from {:?} to {excludes:?}", s.excludes)),
             Some(s) if s.journal_id != self.journal.journal_id() => Some("cursor belongs to another journal".to_string()),
             Some(s) if s.cursor > self.journal.last_seq() => {
                 Some(format!("cursor {} is ahead of the journal's last record {}", s.cursor, self.journal.last_seq()))
@@ -125,6 +127,7 @@ impl Pusher {
             state.target = target;
             state.root = self.root;
             state.journal_id = self.journal.journal_id();
+            state.excludes = excludes;
             // Everything journaled so far is covered by the full sync, which
             // starts after this point (capture is already armed).
             state.cursor = self.journal.last_seq();

@@ -1,7 +1,7 @@
 //! Runs the real `rsync` binary: we never re-implement its transfer.
 //!
 //! Three invocations (flags from rsync(1)):
-//! - incremental: `-a --from0 --files-from=- --delete-missing-args --force`.
+//! - incremental: `-a --ignore-times --from0 --files-from=- --delete-missing-args --force`.
 //!   `--files-from` implies `-R` and `-d` but not `-r`, so each listed entry
 //!   is sent alone (its implied parent directories get their attributes
 //!   too; a listed `.` or `DIR/` also sends the directory's children); a
@@ -85,7 +85,11 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
     let mut cmd = Command::new("rsync");
     cmd.arg("-a").arg("--numeric-ids");
     match mode {
-        Mode::Incremental => cmd.args(["--from0", "--files-from=-", "--delete-missing-args", "--force"]),
+        // --ignore-times: capture saw each listed file change; rsync's quick
+        // check (size + mtime) would skip a same-size change whose mtime was
+        // set back (touch -r, cp -p, tar -x). The delta algorithm still sends
+        // only what differs.
+        Mode::Incremental => cmd.args(["--ignore-times", "--from0", "--files-from=-", "--delete-missing-args", "--force"]),
         Mode::Contents => cmd.args(["-d", "--delete", "--from0", "--files-from=-", "--delete-missing-args", "--force"]),
         Mode::Subtree => cmd.args(["-r", "--delete", "--from0", "--files-from=-", "--delete-missing-args", "--force"]),
         Mode::Full => cmd.args(["--delete", "--force"]),
