@@ -379,6 +379,14 @@ impl Source for EbpfCapture {
                 if self.backlog_pending { found.iter().filter(|(_, meta, ..)| meta.is_dir()).map(|(p, ..)| p.clone()).collect() } else { HashSet::new() };
             for (path, meta, handle, tgid, comm) in found {
                 let Some((root, rel)) = fs.index.relative_to_root(&path).filter(|(root, rel)| !fs.index.is_excluded(*root, rel)) else {
+                    // A file opened by handle may come back with a
+                    // disconnected dentry (its path reads as "/" or a stale
+                    // name): then it cannot be placed, and may lie in a root.
+                    let placed = std::fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == meta.ino() && m.dev() == meta.dev());
+                    if !placed && !rescan {
+                        tracing::warn!(ino = meta.ino(), path = %path.display(), "a changed inode has no usable path; rescanning every root");
+                        rescan = true;
+                    }
                     continue;
                 };
                 let scope = if meta.is_dir() && self.backlog_pending {

@@ -16,7 +16,9 @@
 //!   away while down disappear from the target;
 //! - a directory whose parent changed too: it may have been created, renamed
 //!   or moved in while down, so its whole subtree is pushed
-//!   ([`Scope::Subtree`]) and not walked further.
+//!   ([`Scope::Subtree`]); the walk goes on below it only to push files with
+//!   a newer ctime as entries (a subtree push compares by size and mtime,
+//!   which a same-size change with its mtime set back would pass).
 //!
 //! Excluded subtrees are not walked.
 //!
@@ -162,8 +164,10 @@ fn scan(
     if root_new {
         push(&mut changes, Vec::new(), Scope::Contents, root_meta.ino())?;
     }
-    let mut stack: Vec<(PathBuf, Vec<u8>, bool)> = vec![(root.path.clone(), Vec::new(), root_new)];
-    while let Some((dir, rel, dir_new)) = stack.pop() {
+    // (directory, its root-relative path, its ctime is new, it lies in a
+    // subtree already pushed whole)
+    let mut stack: Vec<(PathBuf, Vec<u8>, bool, bool)> = vec![(root.path.clone(), Vec::new(), root_new, false)];
+    while let Some((dir, rel, dir_new, covered)) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) => {
@@ -186,19 +190,23 @@ fn scan(
             }
             let new = ctime_ms(&meta) >= since_ms;
             if !meta.is_dir() {
+                // Also inside a subtree push: that one compares by size and
+                // mtime, an entry push by content.
                 if new {
                     push(&mut changes, child_rel, Scope::Entry, meta.ino())?;
                 }
-            } else if meta.dev() != dev {
-                continue; // another filesystem mounted below the root
-            } else if new && dir_new {
-                push(&mut changes, child_rel, Scope::Subtree, meta.ino())?;
-            } else {
-                if new {
-                    push(&mut changes, child_rel.clone(), Scope::Contents, meta.ino())?;
-                }
-                stack.push((entry.path(), child_rel, new));
+                continue;
             }
+            if meta.dev() != dev {
+                continue; // another filesystem mounted below the root
+            }
+            let subtree = !covered && new && dir_new;
+            if subtree {
+                push(&mut changes, child_rel.clone(), Scope::Subtree, meta.ino())?;
+            } else if !covered && new {
+                push(&mut changes, child_rel.clone(), Scope::Contents, meta.ino())?;
+            }
+            stack.push((entry.path(), child_rel, new, covered || subtree));
         }
     }
     journal.append(&changes, None, false)?;
