@@ -178,7 +178,7 @@ fn scan(
         };
         for entry in entries.flatten() {
             walked += 1;
-            if walked % 4096 == 0 && last_report.elapsed() >= PROGRESS_INTERVAL {
+            if walked.is_multiple_of(4096) && last_report.elapsed() >= PROGRESS_INTERVAL {
                 progress(walked, found.get())?;
                 last_report = Instant::now();
             }
