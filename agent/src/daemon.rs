@@ -71,6 +71,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         started_ms: now_ms(),
         backend: capture.backend.to_string(),
         capture_detail: capture.detail.clone(),
+        events: 0,
+        journaled: 0,
         rescans: 0,
         kernel_events: [0; 5],
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -96,6 +98,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         if let Err(e) = journal.apply_retention(retention) {
             tracing::error!(error = %format!("{e:#}"), "journal retention failed");
         }
+        info.events = capture.stats.events.load(Ordering::Relaxed);
+        info.journaled = capture.stats.journaled.load(Ordering::Relaxed);
         info.rescans = capture.stats.rescans.load(Ordering::Relaxed);
         info.kernel_events = std::array::from_fn(|i| capture.stats.kernel[i].load(Ordering::Relaxed));
         if let Err(e) = journal.save_agent_info(&info) {

@@ -36,6 +36,10 @@ pub struct Status {
     pub backend: String,
     /// The attach ladder's outcome: the rung in use, and why better rungs were refused.
     pub capture_detail: String,
+    /// Kernel events the last agent read since its start.
+    pub events: u64,
+    /// Changes it journaled since its start.
+    pub journaled: u64,
     /// Rescan markers written by the last agent since its start.
     pub rescans: u64,
     /// eBPF programs' event counters: seen, sent, filtered, dropped, spilled.
@@ -95,6 +99,8 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
         agent_pid: agent.pid,
         backend: agent.backend,
         capture_detail: agent.capture_detail,
+        events: agent.events,
+        journaled: agent.journaled,
         rescans: agent.rescans,
         kernel_events: agent.kernel_events,
         uptime_ms: if agent_running { now.saturating_sub(agent.started_ms) } else { 0 },
@@ -121,7 +127,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     println!("journal   {} (id {}, last seq {}, log from {})", status.journal, status.journal_id, status.last_seq, status.log_first_seq);
     if status.agent_running {
         println!("agent     running, pid {}, backend {}, up {}, rescans {}", status.agent_pid, status.backend, human_ms(status.uptime_ms), status.rescans);
-        println!("capture   {}", status.capture_detail);
+        println!("capture   {}; {} events read, {} changes journaled", status.capture_detail, status.events, status.journaled);
         if status.backend == "ebpf" {
             let [seen, sent, filtered, dropped, spilled] = status.kernel_events;
             println!("kernel    events seen {seen}, sent {sent}, filtered {filtered}, spilled {spilled}, dropped {dropped}");

@@ -169,6 +169,11 @@ pub struct AgentInfo {
     pub backend: String,
     /// The attach ladder's outcome: the rung in use, and why better rungs were refused.
     pub capture_detail: String,
+    /// Kernel events the backend read since start (events).
+    pub events: u64,
+    /// Changes it journaled since start (changes; fewer than events: merged
+    /// and coalesced events, paths outside the roots).
+    pub journaled: u64,
     /// fanotify queue overflows and other capture losses turned into rescans since start.
     pub rescans: u64,
     /// eBPF programs' counters since they were loaded: events seen, sent to
