@@ -39,6 +39,12 @@ const META_NEXT_SEQ: &[u8] = b"next_seq";
 const META_ROOTS: &[u8] = b"roots";
 const META_AGENT: &[u8] = b"agent";
 const META_WATERMARK: &[u8] = b"watermark";
+const META_FORMAT: &[u8] = b"format";
+
+/// Version of the on-disk format (records.rs). Values are positional
+/// (postcard): any change to a record's fields must bump it, and an agent
+/// refuses a journal of another version rather than misread it.
+pub const JOURNAL_FORMAT: u32 = 1;
 const META_STARTS: &[u8] = b"starts";
 
 /// Start records kept in the journal.
@@ -121,6 +127,23 @@ impl Journal {
 
     fn load_meta(&mut self, writable: bool) -> anyhow::Result<()> {
         let meta = self.cf(CF_META);
+        let is_new = self.db.get_cf(meta, META_JOURNAL_ID)?.is_none();
+        let format: u32 = match self.db.get_cf(meta, META_FORMAT)? {
+            Some(bytes) => decode(&bytes, "format version")?,
+            None if is_new && writable => {
+                self.db.put_cf(meta, META_FORMAT, encode(&JOURNAL_FORMAT))?;
+                JOURNAL_FORMAT
+            }
+            None if is_new => JOURNAL_FORMAT,
+            None => 0,
+        };
+        if format != JOURNAL_FORMAT {
+            bail!(
+                "journal {} has format version {format}, this fsjournal reads version {JOURNAL_FORMAT}: \
+                 move the journal away and start again (each target then gets one full sync)",
+                self.path.display()
+            );
+        }
         let journal_id = match self.db.get_cf(meta, META_JOURNAL_ID)? {
             Some(bytes) => decode(&bytes, "journal id")?,
             None if writable => {

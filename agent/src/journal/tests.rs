@@ -116,3 +116,16 @@ fn retention_trims_the_log_but_never_pending_entries() {
     assert_eq!(journal.log_from(0, 10).unwrap().len(), 2);
     assert_eq!(journal.pending_batch(0, 0, 10).unwrap().paths.len(), 4);
 }
+
+#[test]
+fn a_journal_of_another_format_version_is_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    {
+        let journal = Journal::open(&path).unwrap();
+        journal.db.put_cf(journal.cf(CF_META), META_FORMAT, encode(&(JOURNAL_FORMAT + 1))).unwrap();
+    }
+    let err = Journal::open(&path).err().expect("refused").to_string();
+    assert!(err.contains("format version") && err.contains("move the journal away"), "{err}");
+    assert!(Journal::open_reader(&path).is_err());
+}
