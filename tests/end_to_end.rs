@@ -260,3 +260,25 @@ fn a_dead_target_never_holds_back_a_live_one() {
     assert!(dead()["full_sync_needed"].is_string(), "the dead target still owes its first sync");
     agent.stop();
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let scratch = Scratch::tmpfs();
+    let log = scratch.path().join("json.log");
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_fsjournal"))
+        .args(["--log-format", "json", "run", "--source"])
+        .arg(scratch.src())
+        .arg("--dest")
+        .arg(scratch.replica())
+        .arg("--journal")
+        .arg(scratch.journal())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the full sync in the log", || std::fs::read_to_string(&log).unwrap().contains("full sync done"));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).expect("a JSON object per line")).collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "capture armed" && l["level"] == "INFO"), "{lines:#?}");
+}

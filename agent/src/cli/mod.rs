@@ -20,8 +20,20 @@ pub struct Cli {
     /// Log filter for the agent's logs (tracing EnvFilter syntax; also RUST_LOG).
     #[arg(long, global = true, default_value = "info", env = "FSJOURNAL_LOG")]
     pub log: String,
+    /// Log format: `text` (colours on a terminal) or `json` (one object per line, for journald or a collector).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How the agent writes its logs (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 /// The subcommands.
