@@ -349,10 +349,11 @@ impl Source for EbpfCapture {
             }
             let _ = self.dirty.remove(&key);
         }
-        for (index, total) in stats.kernel.iter().enumerate() {
-            total.store(self.counter(index as u32), Ordering::Relaxed);
+        let counts: [u64; counter::COUNT as usize] = std::array::from_fn(|index| self.counter(index as u32));
+        for (total, count) in stats.kernel.iter().zip(counts) {
+            total.store(count, Ordering::Relaxed);
         }
-        let dropped = self.counter(counter::DROPPED);
+        let dropped = counts[counter::DROPPED as usize];
         let mut rescan = dropped > self.dropped_seen;
         if rescan {
             tracing::warn!(lost = dropped - self.dropped_seen, "eBPF ring buffer was full: events were lost; rescanning every root");
