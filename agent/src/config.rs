@@ -189,10 +189,14 @@ impl SyncConfig {
         }
     }
 
+    /// The exclude patterns as written (empty when none).
+    pub fn exclude_patterns(&self) -> &[String] {
+        self.exclude.as_ref().map_or(&[][..], |e| e.get_ref().as_slice())
+    }
+
     /// The compiled exclude list (validated at load time, so this cannot fail later).
     pub fn excludes(&self) -> Excludes {
-        let patterns = self.exclude.as_ref().map_or(&[][..], |e| e.get_ref().as_slice());
-        Excludes::new(patterns).expect("excludes validated at load")
+        Excludes::new(self.exclude_patterns()).expect("excludes validated at load")
     }
 
     /// The parsed target (validated at load time, so this cannot fail later).
@@ -335,16 +339,6 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
-impl fmt::Display for BackendChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendChoice::Auto => "auto",
-            BackendChoice::Ebpf => "ebpf",
-            BackendChoice::Fanotify => "fanotify",
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,16 +363,14 @@ mod tests {
 
     #[test]
     fn mistyped_value_names_file_line_and_key() {
-        let err = parse_err("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nbatch_max_files = \"many\"\n")
-            ;
+        let err = parse_err("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nbatch_max_files = \"many\"\n");
         assert_eq!((err.file.as_str(), err.line, err.key.as_str()), ("test.toml", 5, "sync[0].batch_max_files"));
         assert!(err.to_string().starts_with("test.toml:5: key `sync[0].batch_max_files`:"), "{err}");
     }
 
     #[test]
     fn unknown_key_is_refused_with_its_line() {
-        let err = parse_err("[journal]\npath = \"/var/lib/x\"\nretension = 3\n[[sync]]\nname=\"a\"\nsource=\"/tmp\"\ntarget=\"/srv\"\n")
-            ;
+        let err = parse_err("[journal]\npath = \"/var/lib/x\"\nretension = 3\n[[sync]]\nname=\"a\"\nsource=\"/tmp\"\ntarget=\"/srv\"\n");
         assert_eq!(err.line, 3, "{err}");
         assert!(err.message.contains("retension"), "{err}");
     }
@@ -408,8 +400,7 @@ mod tests {
 
     #[test]
     fn bad_exclude_pattern_names_its_line() {
-        let err = parse_err("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nexclude = [\"*.tmp\", \"dir/\"]\n")
-            ;
+        let err = parse_err("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nexclude = [\"*.tmp\", \"dir/\"]\n");
         assert_eq!((err.line, err.key.as_str()), (5, "sync[0].exclude"));
         assert!(err.message.contains("dir/"), "{err}");
     }
@@ -424,8 +415,7 @@ mod tests {
 
     #[test]
     fn journal_inside_a_source_is_refused() {
-        let err = parse_err("[journal]\npath = \"/tmp/j\"\n[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n")
-            ;
+        let err = parse_err("[journal]\npath = \"/tmp/j\"\n[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n");
         assert_eq!(err.key, "sync[0].source");
     }
 }

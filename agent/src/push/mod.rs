@@ -107,7 +107,7 @@ impl Pusher {
     /// during the full sync repeats it.
     fn validated_state(&self) -> anyhow::Result<TargetState> {
         let target = self.sync.target.get_ref().clone();
-        let excludes: Vec<String> = self.sync.exclude.as_ref().map_or_else(Vec::new, |e| e.get_ref().clone());
+        let excludes = self.sync.exclude_patterns().to_vec();
         let stored = self.journal.target_state(self.name())?;
         let reason = match &stored {
             None => Some("first sync of this target: no cursor in the journal".to_string()),

@@ -104,7 +104,7 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
         cmd.arg("-e").arg(ssh);
     }
     // The very patterns capture filters with (see filter.rs).
-    cmd.args(sync.exclude.iter().flat_map(|e| e.get_ref()).map(|p| format!("--exclude={p}")));
+    cmd.args(sync.exclude_patterns().iter().map(|p| format!("--exclude={p}")));
     cmd.args(&sync.rsync_args);
     let mut source_arg = source.as_os_str().to_owned();
     source_arg.push("/");
