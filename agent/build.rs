@@ -13,9 +13,11 @@
 use std::path::PathBuf;
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let object = manifest.join("../ebpf/programs/target/bpfel-unknown-none/release/fsjournal-ebpf");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("fsjournal-ebpf.o");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("fsjournal-ebpf.o");
     println!("cargo:rerun-if-changed={}", object.display());
     match std::fs::read(&object) {
         Ok(bytes) => std::fs::write(&out, bytes).expect("write the embedded eBPF object"),

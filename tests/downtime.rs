@@ -13,32 +13,54 @@ use std::time::Duration;
 use support::*;
 
 fn last_start(scratch: &Scratch) -> serde_json::Value {
-    status(scratch)["starts"].as_array().unwrap().last().unwrap().clone()
+    status(scratch)["starts"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone()
 }
 
 /// How the restart must close the gap: the pinned backlog suffices after a
 /// clean eBPF stop; after a crash, what the dead agent had drained but not
 /// journaled is gone, so the scan runs (the backlog is journaled too).
 fn expected_method(backend: &str, killed: bool) -> &'static str {
-    if backend == "ebpf" && !killed { "pinned eBPF backlog" } else { "ctime gap scan" }
+    if backend == "ebpf" && !killed {
+        "pinned eBPF backlog"
+    } else {
+        "ctime gap scan"
+    }
 }
 
 fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
     let daemon = RsyncDaemon::start(&scratch.replica());
     workload::seed(&scratch.src());
-    let extra = if kill { "rsync_args = [\"--bwlimit=2000\"]\n" } else { "" };
+    let extra = if kill {
+        "rsync_args = [\"--bwlimit=2000\"]\n"
+    } else {
+        ""
+    };
     let config = write_config(scratch, &daemon.url(), Some(&daemon.password_file()), extra);
     use_backend(&config, backend);
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_for_full_syncs(scratch, 1);
-    assert_eq!(last_start(scratch)["method"], "full sync (new journal: no capture watermark)");
+    assert_eq!(
+        last_start(scratch)["method"],
+        "full sync (new journal: no capture watermark)"
+    );
 
     if kill {
-        std::fs::write(scratch.src().join("jobs/alpha/builds/1/big.bin"), vec![9u8; 8 << 20]).unwrap();
+        std::fs::write(
+            scratch.src().join("jobs/alpha/builds/1/big.bin"),
+            vec![9u8; 8 << 20],
+        )
+        .unwrap();
         let pid = agent.pid();
         wait_until(Duration::from_secs(30), "a push in flight", || {
-            children_with_cmdline(pid).iter().any(|(_, cmd)| cmd.contains("--files-from"))
+            children_with_cmdline(pid)
+                .iter()
+                .any(|(_, cmd)| cmd.contains("--files-from"))
         });
         agent.kill9();
     } else {
@@ -52,12 +74,23 @@ fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
     let start = last_start(scratch);
     assert_eq!(start["method"], expected_method(backend, kill), "{start:#}");
     assert!(start["gap_ms"].as_u64().is_some(), "{start:#}");
-    let starts_in_log: Vec<_> = journal_log(scratch).into_iter().filter_map(|r| r["start"]["method"].as_str().map(String::from)).collect();
-    assert_eq!(starts_in_log, ["full sync (new journal: no capture watermark)", expected_method(backend, kill)], "`fsjournal log` shows each start");
+    let starts_in_log: Vec<_> = journal_log(scratch)
+        .into_iter()
+        .filter_map(|r| r["start"]["method"].as_str().map(String::from))
+        .collect();
+    assert_eq!(
+        starts_in_log,
+        [
+            "full sync (new journal: no capture watermark)",
+            expected_method(backend, kill)
+        ],
+        "`fsjournal log` shows each start"
+    );
     if backend == "ebpf" {
         let log = journal_log(scratch);
         assert!(
-            log.iter().any(|r| r["path"] == "jobs/alpha/written-while-down" && r["comm"] == "sh"),
+            log.iter()
+                .any(|r| r["path"] == "jobs/alpha/written-while-down" && r["comm"] == "sh"),
             "the pinned programs journaled the change made while down, with its writer: {log:#?}"
         );
     }
@@ -65,13 +98,22 @@ fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
         assert!(start["entries"].as_u64() > Some(0), "{start:#}");
     }
     let after = status(scratch);
-    assert_eq!(after["targets"][0]["full_syncs"], 1, "no full resync: {after:#}");
+    assert_eq!(
+        after["targets"][0]["full_syncs"], 1,
+        "no full resync: {after:#}"
+    );
     agent.stop();
 }
 
 /// Creates `path` from a `sh` process (its comm is `sh`).
 fn written_by_a_shell(path: &Path) {
-    let status = Command::new("sh").arg("-c").arg("echo written > \"$1\"").arg("sh").arg(path).status().unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("echo written > \"$1\"")
+        .arg("sh")
+        .arg(path)
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -104,7 +146,9 @@ fn burst_while_down(dirty_inodes: u32) -> (Scratch, serde_json::Value) {
     let replica = scratch.replica().display().to_string();
     let config = write_config(&scratch, &replica, None, "");
     let text = std::fs::read_to_string(&config).unwrap();
-    let capture = format!("[capture]\nbackend = \"ebpf\"\nring_buffer_bytes = 4096\ndirty_inodes = {dirty_inodes}\n");
+    let capture = format!(
+        "[capture]\nbackend = \"ebpf\"\nring_buffer_bytes = 4096\ndirty_inodes = {dirty_inodes}\n"
+    );
     std::fs::write(&config, format!("{capture}\n{text}")).unwrap();
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
@@ -123,7 +167,10 @@ fn burst_while_down(dirty_inodes: u32) -> (Scratch, serde_json::Value) {
 #[test]
 fn ebpf_backlog_spilled_while_down_is_complete_without_a_scan() {
     let (scratch, start) = burst_while_down(1 << 16);
-    assert_eq!(start["method"], "pinned eBPF backlog", "the spill map kept what the ring buffer could not: {start:#}");
+    assert_eq!(
+        start["method"], "pinned eBPF backlog",
+        "the spill map kept what the ring buffer could not: {start:#}"
+    );
     let spilled = status(&scratch)["kernel_events"][4].as_u64().unwrap();
     assert!(spilled > 1000, "most of the burst was spilled: {spilled}");
 }
@@ -131,7 +178,10 @@ fn ebpf_backlog_spilled_while_down_is_complete_without_a_scan() {
 #[test]
 fn ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan() {
     let (_scratch, start) = burst_while_down(1);
-    assert_eq!(start["method"], "ctime gap scan", "an incomplete backlog is not trusted: {start:#}");
+    assert_eq!(
+        start["method"], "ctime gap scan",
+        "an incomplete backlog is not trusted: {start:#}"
+    );
 }
 
 #[test]
@@ -155,9 +205,20 @@ fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason() {
         std::thread::sleep(Duration::from_millis(100));
         status(&scratch)["targets"][0]["full_syncs"] == 2
     });
-    assert!(recorded, "no second full sync recorded: {:#}\n{}", status(&scratch), agent.log_text());
+    assert!(
+        recorded,
+        "no second full sync recorded: {:#}\n{}",
+        status(&scratch),
+        agent.log_text()
+    );
     let after = status(&scratch);
     let target = &after["targets"][0];
-    assert!(target["last_full_sync_reason"].as_str().unwrap().contains("filesystem identity changed"), "{after:#}");
+    assert!(
+        target["last_full_sync_reason"]
+            .as_str()
+            .unwrap()
+            .contains("filesystem identity changed"),
+        "{after:#}"
+    );
     agent.stop();
 }

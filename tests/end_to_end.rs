@@ -12,7 +12,13 @@ use std::time::Duration;
 
 use support::*;
 
-fn run_scenario(scratch: &Scratch, backend: &str, target: &str, password_file: Option<&Path>, extra_config: &str) {
+fn run_scenario(
+    scratch: &Scratch,
+    backend: &str,
+    target: &str,
+    password_file: Option<&Path>,
+    extra_config: &str,
+) {
     workload::seed(&scratch.src());
     let config = write_config(scratch, target, password_file, extra_config);
     use_backend(&config, backend);
@@ -30,14 +36,28 @@ fn run_scenario(scratch: &Scratch, backend: &str, target: &str, password_file: O
     } else {
         assert_ebpf_journal(&log);
     }
-    assert!(log.iter().all(|r| r["pid"] != 0 || r["kind"] == "rescan"), "every change names its writer");
+    assert!(
+        log.iter().all(|r| r["pid"] != 0 || r["kind"] == "rescan"),
+        "every change names its writer"
+    );
 
-    wait_until(Duration::from_secs(10), "the last cursor to be saved", || status(scratch)["targets"][0]["pending"] == 0);
+    wait_until(
+        Duration::from_secs(10),
+        "the last cursor to be saved",
+        || status(scratch)["targets"][0]["pending"] == 0,
+    );
     let after = status(scratch);
     let target = &after["targets"][0];
-    assert_eq!((target["full_syncs"].as_u64(), target["pending"].as_u64()), (Some(1), Some(0)), "{after:#}");
+    assert_eq!(
+        (target["full_syncs"].as_u64(), target["pending"].as_u64()),
+        (Some(1), Some(0)),
+        "{after:#}"
+    );
     assert!(target["last_error"].is_null(), "{after:#}");
-    assert_eq!(after["rescans"], 0, "nothing was lost, nothing needed a rescan");
+    assert_eq!(
+        after["rescans"], 0,
+        "nothing was lost, nothing needed a rescan"
+    );
     agent.stop();
 }
 
@@ -60,10 +80,19 @@ fn assert_fanotify_journal(log: &[serde_json::Value]) {
         ("create", "jobs/alpha/builds/2/archive/deep/er/x.bin"),
         ("create", "queue.xml"),
     ] {
-        assert!(journaled(log, kind, path), "journal lacks {kind} {path:?}:\n{log:#?}");
+        assert!(
+            journaled(log, kind, path),
+            "journal lacks {kind} {path:?}:\n{log:#?}"
+        );
     }
-    let renamed_dir = log.iter().find(|r| r["kind"] == "rename-to" && r["path"] == "jobs/beta-renamed").unwrap();
-    assert_eq!(renamed_dir["scope"], "subtree", "a directory moved in needs a recursive push");
+    let renamed_dir = log
+        .iter()
+        .find(|r| r["kind"] == "rename-to" && r["path"] == "jobs/beta-renamed")
+        .unwrap();
+    assert_eq!(
+        renamed_dir["scope"], "subtree",
+        "a directory moved in needs a recursive push"
+    );
 }
 
 /// The tracepoint rung sees inodes, not names: the journal holds the
@@ -73,7 +102,8 @@ fn assert_fanotify_journal(log: &[serde_json::Value]) {
 /// was renamed may be journaled under either name: only names that are
 /// stable in the workload are asserted.
 fn assert_ebpf_journal(log: &[serde_json::Value]) {
-    let has = |path: &str, scope: &str| log.iter().any(|r| r["path"] == path && r["scope"] == scope);
+    let has =
+        |path: &str, scope: &str| log.iter().any(|r| r["path"] == path && r["scope"] == scope);
     for path in [
         "jobs/alpha/builds/1/renamed.txt",
         "jobs/alpha/config.xml",
@@ -84,9 +114,18 @@ fn assert_ebpf_journal(log: &[serde_json::Value]) {
     ] {
         assert!(has(path, "entry"), "journal lacks {path:?}:\n{log:#?}");
     }
-    assert!(has("jobs", "contents"), "the directory that lost jobs/doomed gets a contents pass:\n{log:#?}");
-    assert!(has("jobs/beta-renamed", "subtree"), "a renamed directory is pushed whole:\n{log:#?}");
-    assert!(!has("jobs/alpha", "subtree"), "a directory that only changed entries is not pushed whole:\n{log:#?}");
+    assert!(
+        has("jobs", "contents"),
+        "the directory that lost jobs/doomed gets a contents pass:\n{log:#?}"
+    );
+    assert!(
+        has("jobs/beta-renamed", "subtree"),
+        "a renamed directory is pushed whole:\n{log:#?}"
+    );
+    assert!(
+        !has("jobs/alpha", "subtree"),
+        "a directory that only changed entries is not pushed whole:\n{log:#?}"
+    );
 }
 
 #[test]
@@ -98,11 +137,21 @@ fn ebpf_answers_a_changed_hard_link_with_a_rescan() {
     use_backend(&config, "ebpf");
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    std::fs::hard_link(scratch.src().join("jobs/alpha/builds/1/log"), scratch.src().join("jobs/alpha/log-link")).unwrap();
+    std::fs::hard_link(
+        scratch.src().join("jobs/alpha/builds/1/log"),
+        scratch.src().join("jobs/alpha/log-link"),
+    )
+    .unwrap();
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    append(&scratch.src().join("jobs/alpha/builds/1/log"), "through one name\n");
+    append(
+        &scratch.src().join("jobs/alpha/builds/1/log"),
+        "through one name\n",
+    );
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    assert!(journaled(&journal_log(&scratch), "rescan", "."), "a hard-linked file's other names are unknown: rescan");
+    assert!(
+        journaled(&journal_log(&scratch), "rescan", "."),
+        "a hard-linked file's other names are unknown: rescan"
+    );
     agent.stop();
 }
 
@@ -110,7 +159,13 @@ fn ebpf_answers_a_changed_hard_link_with_a_rescan() {
 fn replica_follows_every_kind_of_change_through_an_rsync_daemon() {
     let scratch = Scratch::tmpfs();
     let daemon = RsyncDaemon::start(&scratch.replica());
-    run_scenario(&scratch, "fanotify", &daemon.url(), Some(&daemon.password_file()), "");
+    run_scenario(
+        &scratch,
+        "fanotify",
+        &daemon.url(),
+        Some(&daemon.password_file()),
+        "",
+    );
 }
 
 #[test]
@@ -118,7 +173,13 @@ fn ebpf_replica_follows_every_kind_of_change_through_an_rsync_daemon() {
     // ext4: the tracepoint rung refuses tmpfs (see capture/ebpf.rs).
     let scratch = Scratch::ext4();
     let daemon = RsyncDaemon::start(&scratch.replica());
-    run_scenario(&scratch, "ebpf", &daemon.url(), Some(&daemon.password_file()), "");
+    run_scenario(
+        &scratch,
+        "ebpf",
+        &daemon.url(),
+        Some(&daemon.password_file()),
+        "",
+    );
 }
 
 #[test]
@@ -143,10 +204,20 @@ fn replica_follows_every_kind_of_change_over_a_remote_shell_target() {
     // only the network hop is not (no sshd here).
     let shell = scratch.path().join("local-shell");
     // rsync calls it as `SHELL -l USER HOST rsync --server …`.
-    std::fs::write(&shell, "#!/bin/sh\n[ \"$1\" = -l ] && shift 2\nshift\nexec \"$@\"\n").unwrap();
+    std::fs::write(
+        &shell,
+        "#!/bin/sh\n[ \"$1\" = -l ] && shift 2\nshift\nexec \"$@\"\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&shell, std::fs::Permissions::from_mode(0o755)).unwrap();
     let target = format!("backup@standby:{}", scratch.replica().display());
-    run_scenario(&scratch, "fanotify", &target, None, &format!("ssh_command = \"{}\"\n", shell.display()));
+    run_scenario(
+        &scratch,
+        "fanotify",
+        &target,
+        None,
+        &format!("ssh_command = \"{}\"\n", shell.display()),
+    );
 }
 
 #[test]
@@ -161,8 +232,13 @@ fn growing_log_coalesces_into_few_pushes() {
         append(&scratch.src().join("build.log"), &format!("line {i}\n"));
     }
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    let pushed = status(&scratch)["targets"][0]["pushed_paths"].as_u64().unwrap();
-    assert!(pushed < 20, "500 appends to one file became {pushed} pushed paths; they must coalesce");
+    let pushed = status(&scratch)["targets"][0]["pushed_paths"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        pushed < 20,
+        "500 appends to one file became {pushed} pushed paths; they must coalesce"
+    );
     agent.stop();
 }
 
@@ -177,19 +253,37 @@ fn unreachable_target_is_retried_and_nothing_is_lost() {
 
     daemon.pause();
     workload::churn(&scratch.src());
-    wait_until(Duration::from_secs(30), "a failed push to show in status", || {
-        let target = &status(&scratch)["targets"][0];
-        target["consecutive_failures"].as_u64() >= Some(1) && target["pending"].as_u64() > Some(0)
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "a failed push to show in status",
+        || {
+            let target = &status(&scratch)["targets"][0];
+            target["consecutive_failures"].as_u64() >= Some(1)
+                && target["pending"].as_u64() > Some(0)
+        },
+    );
     let failed = status(&scratch);
-    let error = failed["targets"][0]["last_error"].as_str().unwrap().to_string();
-    assert!(error.contains("rsync exit 10"), "the error names rsync's socket failure: {error}");
+    let error = failed["targets"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("rsync exit 10"),
+        "the error names rsync's socket failure: {error}"
+    );
 
     daemon.resume();
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_until(Duration::from_secs(10), "the success to be recorded", || status(&scratch)["targets"][0]["last_error"].is_null());
+    wait_until(
+        Duration::from_secs(10),
+        "the success to be recorded",
+        || status(&scratch)["targets"][0]["last_error"].is_null(),
+    );
     let healed = status(&scratch);
-    assert_eq!(healed["targets"][0]["full_syncs"], 1, "recovery needs no full sync");
+    assert_eq!(
+        healed["targets"][0]["full_syncs"], 1,
+        "recovery needs no full sync"
+    );
     agent.stop();
 }
 
@@ -201,35 +295,69 @@ fn excluded_paths_are_neither_journaled_nor_pushed() {
     std::fs::create_dir_all(src.join("jobs/alpha/workspace/src")).unwrap();
     std::fs::write(src.join("jobs/alpha/workspace/src/main.c"), "int main;").unwrap();
     let replica = scratch.replica().display().to_string();
-    let config = write_config(&scratch, &replica, None, "exclude = [\"workspace/**\", \"*.tmp\"]\n");
+    let config = write_config(
+        &scratch,
+        &replica,
+        None,
+        "exclude = [\"workspace/**\", \"*.tmp\"]\n",
+    );
     let agent = Agent::start(&config, &scratch);
     let rules = ["--exclude=workspace/**", "--exclude=*.tmp"];
     assert_converges_with(&src, &scratch.replica(), &agent, &rules);
 
     workload::churn(&src);
-    std::fs::write(src.join("jobs/alpha/workspace/src/main.c"), "int main(void);").unwrap();
+    std::fs::write(
+        src.join("jobs/alpha/workspace/src/main.c"),
+        "int main(void);",
+    )
+    .unwrap();
     std::fs::create_dir_all(src.join("jobs/beta-renamed/workspace/out")).unwrap();
     std::fs::write(src.join("jobs/beta-renamed/workspace/out/a.o"), "obj").unwrap();
     std::fs::write(src.join("jobs/alpha/scratch.tmp"), "t").unwrap();
     assert_converges_with(&src, &scratch.replica(), &agent, &rules);
 
-    assert!(!scratch.replica().join("jobs/alpha/workspace/src").exists(), "the full sync left the workspace out");
-    assert!(!scratch.replica().join("jobs/beta-renamed/workspace/out").exists());
+    assert!(
+        !scratch.replica().join("jobs/alpha/workspace/src").exists(),
+        "the full sync left the workspace out"
+    );
+    assert!(!scratch
+        .replica()
+        .join("jobs/beta-renamed/workspace/out")
+        .exists());
     assert!(!scratch.replica().join("jobs/alpha/scratch.tmp").exists());
-    assert_eq!(std::fs::read_to_string(scratch.replica().join("jobs/alpha/config.xml")).unwrap(), "<project>alpha v2</project>\n",
-        "a file written as *.tmp and renamed into place is pushed under its final name");
+    assert_eq!(
+        std::fs::read_to_string(scratch.replica().join("jobs/alpha/config.xml")).unwrap(),
+        "<project>alpha v2</project>\n",
+        "a file written as *.tmp and renamed into place is pushed under its final name"
+    );
     let log = journal_log(&scratch);
-    let leaked: Vec<_> = log.iter().filter_map(|r| r["path"].as_str()).filter(|p| p.contains("workspace/") || p.ends_with(".tmp")).collect();
-    assert!(leaked.is_empty(), "excluded paths were journaled: {leaked:?}");
+    let leaked: Vec<_> = log
+        .iter()
+        .filter_map(|r| r["path"].as_str())
+        .filter(|p| p.contains("workspace/") || p.ends_with(".tmp"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "excluded paths were journaled: {leaked:?}"
+    );
     wait_for_full_syncs(&scratch, 1);
     agent.stop();
 
     // Content excluded so far was never journaled: dropping an exclude needs a full sync.
-    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace("\"workspace/**\", ", "")).unwrap();
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("\"workspace/**\", ", ""),
+    )
+    .unwrap();
     let agent = Agent::start(&config, &scratch);
     assert_converges_with(&src, &scratch.replica(), &agent, &["--exclude=*.tmp"]);
     wait_for_full_syncs(&scratch, 2);
-    let reason = status(&scratch)["targets"][0]["last_full_sync_reason"].as_str().unwrap().to_string();
+    let reason = status(&scratch)["targets"][0]["last_full_sync_reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(reason.contains("exclude patterns changed"), "{reason}");
     agent.stop();
 }
@@ -241,7 +369,11 @@ fn a_dead_target_never_holds_back_a_live_one() {
     workload::seed(&src);
     let live = scratch.replica().display().to_string();
     // A second sync of the same source to a daemon port where nothing listens.
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = write_config(&scratch, &live, None, "");
     let second = format!(
         "\n[[sync]]\nname = \"dead\"\nsource = \"{}\"\ntarget = \"rsync://fsj@127.0.0.1:{dead_port}/backup\"\nretry_max_ms = 2000\n",
@@ -253,11 +385,28 @@ fn a_dead_target_never_holds_back_a_live_one() {
     workload::churn(&src);
     assert_converges(&src, &scratch.replica(), &agent);
 
-    let dead = || status(&scratch)["targets"].as_array().unwrap().iter().find(|t| t["name"] == "dead").unwrap().clone();
-    wait_until(Duration::from_secs(10), "the dead target's error in status", || {
-        dead()["last_error"].as_str().is_some_and(|e| e.contains("rsync exit 10"))
-    });
-    assert!(dead()["full_sync_needed"].is_string(), "the dead target still owes its first sync");
+    let dead = || {
+        status(&scratch)["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "dead")
+            .unwrap()
+            .clone()
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the dead target's error in status",
+        || {
+            dead()["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("rsync exit 10"))
+        },
+    );
+    assert!(
+        dead()["full_sync_needed"].is_string(),
+        "the dead target still owes its first sync"
+    );
     agent.stop();
 }
 
@@ -275,10 +424,22 @@ fn json_logs_are_one_object_per_line() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    wait_until(Duration::from_secs(30), "the full sync in the log", || std::fs::read_to_string(&log).unwrap().contains("full sync done"));
+    wait_until(Duration::from_secs(30), "the full sync in the log", || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("full sync done")
+    });
     agent.kill().unwrap();
     agent.wait().unwrap();
-    let lines: Vec<serde_json::Value> =
-        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).expect("a JSON object per line")).collect();
-    assert!(lines.iter().any(|l| l["fields"]["message"] == "capture armed" && l["level"] == "INFO"), "{lines:#?}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "capture armed" && l["level"] == "INFO"),
+        "{lines:#?}"
+    );
 }

@@ -19,7 +19,10 @@ fn queue_overflow_becomes_a_rescan_marker_and_the_replica_converges() {
     std::fs::create_dir(scratch.src().join("burst")).unwrap();
     // A slow reader and the kernel's limit left at 128 events.
     let config = write_config(&scratch, &replica, None, "");
-    let text = std::fs::read_to_string(&config).unwrap().replace("[[sync]]", "[capture]\nread_interval_ms = 3000\nmax_queued_events = 0\n\n[[sync]]");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[[sync]]",
+        "[capture]\nread_interval_ms = 3000\nmax_queued_events = 0\n\n[[sync]]",
+    );
     std::fs::write(&config, text).unwrap();
     let saved = std::fs::read_to_string(KNOB).unwrap();
     std::fs::write(KNOB, "128").unwrap();
@@ -32,9 +35,17 @@ fn queue_overflow_becomes_a_rescan_marker_and_the_replica_converges() {
     }
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let log = journal_log(&scratch);
-    assert!(journaled(&log, "rescan", "."), "the overflow is journaled as a rescan of the root:\n{log:#?}\n{}", agent.log_text());
+    assert!(
+        journaled(&log, "rescan", "."),
+        "the overflow is journaled as a rescan of the root:\n{log:#?}\n{}",
+        agent.log_text()
+    );
     // The agent refreshes its counters in the journal once a second.
-    wait_until(Duration::from_secs(10), "status to count the rescan", || status(&scratch)["rescans"].as_u64() >= Some(1));
+    wait_until(
+        Duration::from_secs(10),
+        "status to count the rescan",
+        || status(&scratch)["rescans"].as_u64() >= Some(1),
+    );
     agent.stop();
 }
 
@@ -55,7 +66,14 @@ fn ebpf_ring_buffer_drops_become_a_rescan_and_the_replica_converges() {
         std::fs::write(scratch.src().join(format!("burst/{i}")), i.to_string()).unwrap();
     }
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    assert!(journaled(&journal_log(&scratch), "rescan", "."), "the drops are journaled as a rescan of the root");
-    wait_until(Duration::from_secs(10), "status to count the rescan", || status(&scratch)["rescans"].as_u64() >= Some(1));
+    assert!(
+        journaled(&journal_log(&scratch), "rescan", "."),
+        "the drops are journaled as a rescan of the root"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "status to count the rescan",
+        || status(&scratch)["rescans"].as_u64() >= Some(1),
+    );
     agent.stop();
 }

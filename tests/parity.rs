@@ -29,9 +29,17 @@ fn ebpf_and_fanotify_journal_the_same_changed_files() {
     let fanotify = Scratch::tmpfs();
     let config_ebpf = write_config(&ebpf, &ebpf.replica().display().to_string(), None, "");
     use_backend(&config_ebpf, "ebpf");
-    let text = std::fs::read_to_string(&config_ebpf).unwrap().replace("backend = \"ebpf\"", "backend = \"fanotify\"")
-        .replace(&ebpf.journal().display().to_string(), &fanotify.journal().display().to_string())
-        .replace(&ebpf.replica().display().to_string(), &fanotify.replica().display().to_string());
+    let text = std::fs::read_to_string(&config_ebpf)
+        .unwrap()
+        .replace("backend = \"ebpf\"", "backend = \"fanotify\"")
+        .replace(
+            &ebpf.journal().display().to_string(),
+            &fanotify.journal().display().to_string(),
+        )
+        .replace(
+            &ebpf.replica().display().to_string(),
+            &fanotify.replica().display().to_string(),
+        );
     let config_fanotify = fanotify.path().join("fanotify.toml");
     std::fs::write(&config_fanotify, text).unwrap();
     let agent_ebpf = Agent::start(&config_ebpf, &ebpf);
@@ -41,10 +49,18 @@ fn ebpf_and_fanotify_journal_the_same_changed_files() {
 
     for job in ["alpha", "beta"] {
         for i in 0..10 {
-            std::fs::write(src.join(format!("jobs/{job}/builds/1/new-{i}")), format!("{i}\n")).unwrap();
+            std::fs::write(
+                src.join(format!("jobs/{job}/builds/1/new-{i}")),
+                format!("{i}\n"),
+            )
+            .unwrap();
         }
         append(&src.join(format!("jobs/{job}/builds/1/log")), "Finished\n");
-        std::fs::set_permissions(src.join(format!("jobs/{job}/config.xml")), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::set_permissions(
+            src.join(format!("jobs/{job}/config.xml")),
+            std::fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
     }
     std::fs::write(src.join("jobs/doomed/builds/1/archive/app.jar"), "rebuilt").unwrap();
     assert_converges(&src, &ebpf.replica(), &agent_ebpf);

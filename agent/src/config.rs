@@ -77,7 +77,11 @@ pub struct JournalConfig {
 
 impl Default for JournalConfig {
     fn default() -> Self {
-        JournalConfig { path: PathBuf::from(DEFAULT_JOURNAL_DIR), retention_records: 1_000_000, retention_hours: 24 * 7 }
+        JournalConfig {
+            path: PathBuf::from(DEFAULT_JOURNAL_DIR),
+            retention_records: 1_000_000,
+            retention_hours: 24 * 7,
+        }
     }
 }
 
@@ -116,7 +120,13 @@ pub struct CaptureConfig {
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { backend: BackendChoice::Auto, read_interval_ms: 5, max_queued_events: 1 << 20, ring_buffer_bytes: 32 << 20, dirty_inodes: 1 << 16 }
+        CaptureConfig {
+            backend: BackendChoice::Auto,
+            read_interval_ms: 5,
+            max_queued_events: 1 << 20,
+            ring_buffer_bytes: 32 << 20,
+            dirty_inodes: 1 << 16,
+        }
     }
 }
 
@@ -191,7 +201,9 @@ impl SyncConfig {
 
     /// The exclude patterns as written (empty when none).
     pub fn exclude_patterns(&self) -> &[String] {
-        self.exclude.as_ref().map_or(&[][..], |e| e.get_ref().as_slice())
+        self.exclude
+            .as_ref()
+            .map_or(&[][..], |e| e.get_ref().as_slice())
     }
 
     /// The compiled exclude list (validated at load time, so this cannot fail later).
@@ -226,12 +238,21 @@ impl Config {
             key,
             message,
         };
-        let deserializer = toml::de::Deserializer::parse(text)
-            .map_err(|e| ConfigErrors(vec![located((e.span(), String::new(), e.message().to_string()))]))?;
+        let deserializer = toml::de::Deserializer::parse(text).map_err(|e| {
+            ConfigErrors(vec![located((
+                e.span(),
+                String::new(),
+                e.message().to_string(),
+            ))])
+        })?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            ConfigErrors(vec![located((inner.span(), key, inner.message().to_string()))])
+            ConfigErrors(vec![located((
+                inner.span(),
+                key,
+                inner.message().to_string(),
+            ))])
         })?;
         let problems = config.validate();
         if !problems.is_empty() {
@@ -241,7 +262,11 @@ impl Config {
     }
 
     /// The configuration of `fsjournal run --source DIR --dest TARGET`.
-    pub fn from_command_line(source: PathBuf, dest: String, journal: Option<PathBuf>) -> Result<Config, ConfigErrors> {
+    pub fn from_command_line(
+        source: PathBuf,
+        dest: String,
+        journal: Option<PathBuf>,
+    ) -> Result<Config, ConfigErrors> {
         let mut config = Config {
             journal: JournalConfig::default(),
             capture: CaptureConfig::default(),
@@ -255,7 +280,9 @@ impl Config {
             let errors = problems.into_iter().map(|(_, key, message)| ConfigError {
                 file: "<command line>".into(),
                 line: 0,
-                key: key.replace("sync[0].source", "--source").replace("sync[0].target", "--dest"),
+                key: key
+                    .replace("sync[0].source", "--source")
+                    .replace("sync[0].target", "--dest"),
                 message,
             });
             return Err(ConfigErrors(errors.collect()));
@@ -267,20 +294,42 @@ impl Config {
     fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         if self.sync.is_empty() {
-            problems.push((None, "sync".into(), "at least one [[sync]] table is required".into()));
+            problems.push((
+                None,
+                "sync".into(),
+                "at least one [[sync]] table is required".into(),
+            ));
         }
         let ring = self.capture.ring_buffer_bytes;
         if ring < 4096 || !ring.is_power_of_two() {
-            problems.push((None, "capture.ring_buffer_bytes".into(), format!("{ring}: expected a power of two >= 4096 (bytes)")));
+            problems.push((
+                None,
+                "capture.ring_buffer_bytes".into(),
+                format!("{ring}: expected a power of two >= 4096 (bytes)"),
+            ));
         }
         if self.capture.dirty_inodes == 0 {
-            problems.push((None, "capture.dirty_inodes".into(), "expected a number of inodes >= 1".into()));
+            problems.push((
+                None,
+                "capture.dirty_inodes".into(),
+                "expected a number of inodes >= 1".into(),
+            ));
         }
         let mut names = HashSet::new();
         for (i, sync) in self.sync.iter().enumerate() {
             let key = |k: &str| format!("sync[{i}].{k}");
-            if sync.name.is_empty() || sync.name.contains(['/', '\0']) || !names.insert(sync.name.clone()) {
-                problems.push((None, key("name"), format!("`{}` must be a unique, non-empty name without `/`", sync.name)));
+            if sync.name.is_empty()
+                || sync.name.contains(['/', '\0'])
+                || !names.insert(sync.name.clone())
+            {
+                problems.push((
+                    None,
+                    key("name"),
+                    format!(
+                        "`{}` must be a unique, non-empty name without `/`",
+                        sync.name
+                    ),
+                ));
             }
             let source = sync.source.get_ref();
             if let Err(message) = self.check_source(source) {
@@ -289,18 +338,38 @@ impl Config {
             match Target::parse(sync.target.get_ref()) {
                 Err(message) => problems.push((Some(sync.target.span()), key("target"), message)),
                 Ok(Target::Local(dir)) if dir.starts_with(source) || source.starts_with(&dir) => {
-                    problems.push((Some(sync.target.span()), key("target"), "a local target must not overlap its source".into()));
+                    problems.push((
+                        Some(sync.target.span()),
+                        key("target"),
+                        "a local target must not overlap its source".into(),
+                    ));
                 }
                 Ok(_) => {}
             }
-            if let Some(Err(message)) = sync.password_file.as_ref().map(|f| check_private_file(f.get_ref())) {
-                problems.push((sync.password_file.as_ref().map(Spanned::span), key("password_file"), message));
+            if let Some(Err(message)) = sync
+                .password_file
+                .as_ref()
+                .map(|f| check_private_file(f.get_ref()))
+            {
+                problems.push((
+                    sync.password_file.as_ref().map(Spanned::span),
+                    key("password_file"),
+                    message,
+                ));
             }
             if let Some(Err(message)) = sync.exclude.as_ref().map(|e| Excludes::new(e.get_ref())) {
-                problems.push((sync.exclude.as_ref().map(Spanned::span), key("exclude"), message));
+                problems.push((
+                    sync.exclude.as_ref().map(Spanned::span),
+                    key("exclude"),
+                    message,
+                ));
             }
             if sync.batch_max_files == 0 {
-                problems.push((None, key("batch_max_files"), "expected a number of paths >= 1".into()));
+                problems.push((
+                    None,
+                    key("batch_max_files"),
+                    "expected a number of paths >= 1".into(),
+                ));
             }
         }
         problems
@@ -316,7 +385,10 @@ impl Config {
             Err(e) => return Err(format!("{}: {e}", source.display())),
         }
         if self.journal.path.starts_with(source) {
-            return Err(format!("contains the journal {}: the journal must live outside every source", self.journal.path.display()));
+            return Err(format!(
+                "contains the journal {}: the journal must live outside every source",
+                self.journal.path.display()
+            ));
         }
         Ok(())
     }
@@ -328,7 +400,10 @@ fn check_private_file(path: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!("{} has mode {mode:04o}; expected 0600 or stricter (chmod 600)", path.display()));
+        return Err(format!(
+            "{} has mode {mode:04o}; expected 0600 or stricter (chmod 600)",
+            path.display()
+        ));
     }
     std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
@@ -336,7 +411,11 @@ fn check_private_file(path: &Path) -> Result<(), String> {
 
 /// 1-based line number of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]
@@ -354,7 +433,10 @@ mod tests {
 
     #[test]
     fn minimal_file_gets_defaults() {
-        let config = parse("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"rsync://u@127.0.0.1:873/m/p\"\n").unwrap();
+        let config = parse(
+            "[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"rsync://u@127.0.0.1:873/m/p\"\n",
+        )
+        .unwrap();
         assert_eq!(config.journal.path, PathBuf::from(DEFAULT_JOURNAL_DIR));
         assert_eq!(config.sync[0].batch_max_files, 10_000);
         assert_eq!(config.sync[0].batch_delay_ms, 1_000);
@@ -364,8 +446,15 @@ mod tests {
     #[test]
     fn mistyped_value_names_file_line_and_key() {
         let err = parse_err("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nbatch_max_files = \"many\"\n");
-        assert_eq!((err.file.as_str(), err.line, err.key.as_str()), ("test.toml", 5, "sync[0].batch_max_files"));
-        assert!(err.to_string().starts_with("test.toml:5: key `sync[0].batch_max_files`:"), "{err}");
+        assert_eq!(
+            (err.file.as_str(), err.line, err.key.as_str()),
+            ("test.toml", 5, "sync[0].batch_max_files")
+        );
+        assert!(
+            err.to_string()
+                .starts_with("test.toml:5: key `sync[0].batch_max_files`:"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -377,7 +466,9 @@ mod tests {
 
     #[test]
     fn missing_source_names_its_line() {
-        let err = parse_err("[[sync]]\nname = \"a\"\nsource = \"/does/not/exist\"\ntarget = \"/srv/x\"\n");
+        let err = parse_err(
+            "[[sync]]\nname = \"a\"\nsource = \"/does/not/exist\"\ntarget = \"/srv/x\"\n",
+        );
         assert_eq!((err.line, err.key.as_str()), (3, "sync[0].source"));
     }
 
@@ -409,7 +500,14 @@ mod tests {
     fn every_semantic_problem_is_reported_at_once() {
         let errors = parse("[[sync]]\nname = \"a\"\nsource = \"relative\"\ntarget = \"nowhere\"\nbatch_max_files = 0\n").unwrap_err();
         let keys: Vec<_> = errors.0.iter().map(|e| (e.line, e.key.as_str())).collect();
-        assert_eq!(keys, [(3, "sync[0].source"), (4, "sync[0].target"), (0, "sync[0].batch_max_files")]);
+        assert_eq!(
+            keys,
+            [
+                (3, "sync[0].source"),
+                (4, "sync[0].target"),
+                (0, "sync[0].batch_max_files")
+            ]
+        );
         assert_eq!(errors.to_string().lines().count(), 3);
     }
 

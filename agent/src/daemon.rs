@@ -31,16 +31,22 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut roots: Vec<Root> = Vec::new();
     let mut syncs = Vec::new();
     for sync in &config.sync {
-        let path: PathBuf = sync
-            .source
-            .get_ref()
-            .canonicalize()
-            .with_context(|| format!("source {} of sync {}", sync.source.get_ref().display(), sync.name))?;
+        let path: PathBuf = sync.source.get_ref().canonicalize().with_context(|| {
+            format!(
+                "source {} of sync {}",
+                sync.source.get_ref().display(),
+                sync.name
+            )
+        })?;
         let id = journal.register_root(&path)?;
         let position = match roots.iter().position(|r| r.id == id) {
             Some(position) => position,
             None => {
-                roots.push(Root { id, path: path.clone(), excludes: RootExcludes::default() });
+                roots.push(Root {
+                    id,
+                    path: path.clone(),
+                    excludes: RootExcludes::default(),
+                });
                 roots.len() - 1
             }
         };
@@ -81,7 +87,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
+        signal_hook::flag::register(signal, stop.clone())
+            .context("cannot install signal handlers")?;
     }
     let mut pushers = Vec::new();
     for (sync, root) in syncs {
@@ -101,7 +108,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         info.events = capture.stats.events.load(Ordering::Relaxed);
         info.journaled = capture.stats.journaled.load(Ordering::Relaxed);
         info.rescans = capture.stats.rescans.load(Ordering::Relaxed);
-        info.kernel_events = std::array::from_fn(|i| capture.stats.kernel[i].load(Ordering::Relaxed));
+        info.kernel_events =
+            std::array::from_fn(|i| capture.stats.kernel[i].load(Ordering::Relaxed));
         if let Err(e) = journal.save_agent_info(&info) {
             tracing::error!(error = %format!("{e:#}"), "cannot update the agent's status in the journal");
         }
@@ -116,7 +124,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     journal.wake_waiters();
     let mut failure = None;
     for pusher in pushers {
-        if let Err(e) = pusher.join().map_err(|_| anyhow::anyhow!("pusher panicked")).and_then(|r| r) {
+        if let Err(e) = pusher
+            .join()
+            .map_err(|_| anyhow::anyhow!("pusher panicked"))
+            .and_then(|r| r)
+        {
             failure.get_or_insert(e);
         }
     }
@@ -124,7 +136,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         failure.get_or_insert(e);
     }
     if unexpected && failure.is_none() {
-        failure = Some(anyhow::anyhow!("a capture or push thread stopped unexpectedly"));
+        failure = Some(anyhow::anyhow!(
+            "a capture or push thread stopped unexpectedly"
+        ));
     }
     match failure {
         Some(e) => Err(e),
@@ -141,7 +155,11 @@ fn check_roots_disjoint(roots: &[Root]) -> anyhow::Result<()> {
     for a in roots {
         for b in roots {
             if a.id != b.id && b.path.starts_with(&a.path) {
-                anyhow::bail!("source {} lies inside source {}: sources must not nest", b.path.display(), a.path.display());
+                anyhow::bail!(
+                    "source {} lies inside source {}: sources must not nest",
+                    b.path.display(),
+                    a.path.display()
+                );
             }
         }
     }

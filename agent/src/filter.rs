@@ -27,18 +27,28 @@ impl Excludes {
     pub fn new(patterns: &[String]) -> Result<Excludes, String> {
         let mut builder = GlobSetBuilder::new();
         for pattern in patterns {
-            if pattern.is_empty() || pattern.starts_with("+ ") || pattern.starts_with("- ") || pattern.ends_with('/') {
+            if pattern.is_empty()
+                || pattern.starts_with("+ ")
+                || pattern.starts_with("- ")
+                || pattern.ends_with('/')
+            {
                 return Err(format!("`{pattern}`: expected a non-empty rsync exclude pattern without `+ `/`- ` prefix or trailing `/`"));
             }
             let glob = match pattern.strip_prefix('/') {
                 Some(anchored) => anchored.to_string(),
                 None => format!("**/{pattern}"),
             };
-            let compiled = GlobBuilder::new(&glob).literal_separator(true).backslash_escape(true).build();
+            let compiled = GlobBuilder::new(&glob)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build();
             builder.add(compiled.map_err(|e| format!("`{pattern}`: {e}"))?);
         }
         let set = builder.build().map_err(|e| e.to_string())?;
-        Ok(Excludes { patterns: patterns.to_vec(), set })
+        Ok(Excludes {
+            patterns: patterns.to_vec(),
+            set,
+        })
     }
 
     /// True when `path` (root-relative) or one of its parent directories is
@@ -47,8 +57,15 @@ impl Excludes {
         if self.patterns.is_empty() || path.is_empty() {
             return false;
         }
-        let prefixes = path.iter().enumerate().filter(|(_, b)| **b == b'/').map(|(i, _)| &path[..i]);
-        prefixes.chain(std::iter::once(path)).any(|prefix| self.set.is_match(Path::new(std::ffi::OsStr::from_bytes(prefix))))
+        let prefixes = path
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .map(|(i, _)| &path[..i]);
+        prefixes.chain(std::iter::once(path)).any(|prefix| {
+            self.set
+                .is_match(Path::new(std::ffi::OsStr::from_bytes(prefix)))
+        })
     }
 }
 
@@ -85,7 +102,10 @@ mod tests {
         assert!(e.is_excluded(b"jobs/a/config.xml.tmp"));
         assert!(e.is_excluded(b"jobs/a/workspace/src/main.c"));
         assert!(e.is_excluded(b"jobs/a/builds/7/archive/app.jar"));
-        assert!(!e.is_excluded(b"jobs/a/workspace"), "rsync's `workspace/**` keeps the directory itself");
+        assert!(
+            !e.is_excluded(b"jobs/a/workspace"),
+            "rsync's `workspace/**` keeps the directory itself"
+        );
         assert!(!e.is_excluded(b"jobs/a/config.xml"));
         assert!(!e.is_excluded(b"jobs/a/builds/7/log"));
         assert!(!e.is_excluded(b"jobs/a/tmp"));
@@ -113,7 +133,10 @@ mod tests {
         root.add(excludes(&["*.tmp", "workspace/**"]));
         root.add(excludes(&["*.tmp"]));
         assert!(root.is_excluded(b"a.tmp"));
-        assert!(!root.is_excluded(b"jobs/x/workspace/f"), "the second sync wants the workspace");
+        assert!(
+            !root.is_excluded(b"jobs/x/workspace/f"),
+            "the second sync wants the workspace"
+        );
         assert!(!RootExcludes::default().is_excluded(b"a.tmp"));
     }
 

@@ -19,8 +19,15 @@ pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs a command to completion, panicking with its output on failure.
 pub fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -28,7 +35,10 @@ pub fn sh(program: &str, args: &[&str]) -> String {
 pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -42,7 +52,17 @@ impl Scratch {
     /// A tmpfs mounted at `<scratch>/src`.
     pub fn tmpfs() -> Scratch {
         let scratch = Scratch::empty();
-        sh("mount", &["-t", "tmpfs", "-o", "size=512m", "fsjournal-test", scratch.src().to_str().unwrap()]);
+        sh(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=512m",
+                "fsjournal-test",
+                scratch.src().to_str().unwrap(),
+            ],
+        );
         scratch
     }
 
@@ -50,9 +70,20 @@ impl Scratch {
     pub fn ext4() -> Scratch {
         let scratch = Scratch::empty();
         let image = scratch.path().join("ext4.img");
-        std::fs::File::create(&image).unwrap().set_len(256 << 20).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
         sh("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
-        sh("mount", &["-o", "loop", image.to_str().unwrap(), scratch.src().to_str().unwrap()]);
+        sh(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                image.to_str().unwrap(),
+                scratch.src().to_str().unwrap(),
+            ],
+        );
         std::fs::remove_dir(scratch.src().join("lost+found")).unwrap();
         scratch
     }
@@ -61,23 +92,57 @@ impl Scratch {
     /// the same path (a restore onto another disk: same paths, same content,
     /// new filesystem identity).
     pub fn move_source_to_fresh_ext4(&self) {
-        let n = (0..).find(|n| !self.path().join(format!("ext4-{n}.img")).exists()).unwrap();
+        let n = (0..)
+            .find(|n| !self.path().join(format!("ext4-{n}.img")).exists())
+            .unwrap();
         let image = self.path().join(format!("ext4-{n}.img"));
-        std::fs::File::create(&image).unwrap().set_len(256 << 20).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
         sh("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
         let staging = self.path().join(format!("staging-{n}"));
         std::fs::create_dir(&staging).unwrap();
-        sh("mount", &["-o", "loop", image.to_str().unwrap(), staging.to_str().unwrap()]);
+        sh(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                image.to_str().unwrap(),
+                staging.to_str().unwrap(),
+            ],
+        );
         std::fs::remove_dir(staging.join("lost+found")).unwrap();
-        sh("cp", &["-a", &format!("{}/.", self.src().display()), staging.to_str().unwrap()]);
+        sh(
+            "cp",
+            &[
+                "-a",
+                &format!("{}/.", self.src().display()),
+                staging.to_str().unwrap(),
+            ],
+        );
         unmount(&staging);
         unmount(&self.src());
-        sh("mount", &["-o", "loop", image.to_str().unwrap(), self.src().to_str().unwrap()]);
+        sh(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                image.to_str().unwrap(),
+                self.src().to_str().unwrap(),
+            ],
+        );
     }
 
     fn empty() -> Scratch {
-        assert!(nix_is_root(), "end-to-end tests need root (mount, fanotify)");
-        let dir = tempfile::Builder::new().prefix("fsjournal-e2e").tempdir().unwrap();
+        assert!(
+            nix_is_root(),
+            "end-to-end tests need root (mount, fanotify)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("fsjournal-e2e")
+            .tempdir()
+            .unwrap();
         for sub in ["src", "replica", "journal-parent"] {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
         }
@@ -106,7 +171,11 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         // Pinned eBPF programs outlive their agent by design: detach them.
         if self.journal().exists() {
-            let _ = Command::new(env!("CARGO_BIN_EXE_fsjournal")).arg("unpin").arg("--journal").arg(self.journal()).output();
+            let _ = Command::new(env!("CARGO_BIN_EXE_fsjournal"))
+                .arg("unpin")
+                .arg("--journal")
+                .arg(self.journal())
+                .output();
         }
         let _ = Command::new("umount").arg("-l").arg(self.src()).status();
     }
@@ -116,7 +185,11 @@ impl Drop for Scratch {
 /// that just exited may still be releasing its descriptors).
 fn unmount(path: &Path) {
     for _ in 0..50 {
-        if Command::new("umount").arg(path).status().is_ok_and(|s| s.success()) {
+        if Command::new("umount")
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -126,12 +199,19 @@ fn unmount(path: &Path) {
 
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A real `rsync --daemon` on 127.0.0.1 serving module `backup` (writable,
@@ -146,7 +226,10 @@ pub struct RsyncDaemon {
 impl RsyncDaemon {
     /// Starts a daemon whose module `backup` is `module_dir`.
     pub fn start(module_dir: &Path) -> RsyncDaemon {
-        let dir = tempfile::Builder::new().prefix("fsjournal-rsyncd").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("fsjournal-rsyncd")
+            .tempdir()
+            .unwrap();
         let secrets = dir.path().join("secrets");
         write_private(&secrets, "fsj:s3cret\n");
         write_private(&dir.path().join("password"), "s3cret\n");
@@ -157,7 +240,11 @@ impl RsyncDaemon {
             s = secrets.display()
         );
         std::fs::write(dir.path().join("rsyncd.conf"), conf).unwrap();
-        let mut daemon = RsyncDaemon { child: None, dir, port: free_port() };
+        let mut daemon = RsyncDaemon {
+            child: None,
+            dir,
+            port: free_port(),
+        };
         daemon.resume();
         daemon
     }
@@ -175,16 +262,26 @@ impl RsyncDaemon {
         let child = Command::new("rsync")
             .arg("--daemon")
             .arg("--no-detach")
-            .arg(format!("--config={}", self.dir.path().join("rsyncd.conf").display()))
+            .arg(format!(
+                "--config={}",
+                self.dir.path().join("rsyncd.conf").display()
+            ))
             .arg(format!("--port={}", self.port))
             .arg("--address=127.0.0.1")
-            .arg(format!("--log-file={}", self.dir.path().join("rsyncd.log").display()))
+            .arg(format!(
+                "--log-file={}",
+                self.dir.path().join("rsyncd.log").display()
+            ))
             .stdin(Stdio::null())
             .spawn()
             .expect("rsync must be installed (apt-get install rsync)");
         self.child = Some(child);
         let port = self.port;
-        wait_until(Duration::from_secs(10), "the rsync daemon to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        wait_until(
+            Duration::from_secs(10),
+            "the rsync daemon to listen",
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
     }
 
     /// The target URL of the module.
@@ -211,7 +308,12 @@ fn write_private(path: &Path, text: &str) {
 
 /// Writes a configuration for one sync from `scratch.src()` to `target`.
 /// `extra` is appended inside the `[[sync]]` table (TOML lines).
-pub fn write_config(scratch: &Scratch, target: &str, password_file: Option<&Path>, extra: &str) -> PathBuf {
+pub fn write_config(
+    scratch: &Scratch,
+    target: &str,
+    password_file: Option<&Path>,
+    extra: &str,
+) -> PathBuf {
     let mut text = format!(
         "[journal]\npath = \"{}\"\n\n[[sync]]\nname = \"standby\"\nsource = \"{}\"\ntarget = \"{}\"\nbatch_delay_ms = 200\nretry_max_ms = 2000\n",
         scratch.journal().display(),
@@ -219,7 +321,10 @@ pub fn write_config(scratch: &Scratch, target: &str, password_file: Option<&Path
         target
     );
     if let Some(password_file) = password_file {
-        text.push_str(&format!("password_file = \"{}\"\n", password_file.display()));
+        text.push_str(&format!(
+            "password_file = \"{}\"\n",
+            password_file.display()
+        ));
     }
     text.push_str(extra);
     let path = scratch.path().join("fsjournal.toml");
@@ -231,7 +336,11 @@ pub fn write_config(scratch: &Scratch, target: &str, password_file: Option<&Path
 /// [`write_config`].
 pub fn use_backend(config: &Path, backend: &str) {
     let text = std::fs::read_to_string(config).unwrap();
-    std::fs::write(config, format!("[capture]\nbackend = \"{backend}\"\n\n{text}")).unwrap();
+    std::fs::write(
+        config,
+        format!("[capture]\nbackend = \"{backend}\"\n\n{text}"),
+    )
+    .unwrap();
 }
 
 /// A running `fsjournal run --config …`, its log in `<scratch>/agent-N.log`.
@@ -244,7 +353,9 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent and waits until capture is armed.
     pub fn start(config: &Path, scratch: &Scratch) -> Agent {
-        let n = (0..).find(|n| !scratch.path().join(format!("agent-{n}.log")).exists()).unwrap();
+        let n = (0..)
+            .find(|n| !scratch.path().join(format!("agent-{n}.log")).exists())
+            .unwrap();
         let log = scratch.path().join(format!("agent-{n}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_fsjournal"))
             .args(["--log", "debug", "run", "--config"])
@@ -256,7 +367,11 @@ impl Agent {
             .unwrap();
         let mut agent = Agent { child, log };
         wait_until(Duration::from_secs(30), "the agent to arm capture", || {
-            assert!(agent.child.try_wait().unwrap().is_none(), "agent exited early:\n{}", agent.log_text());
+            assert!(
+                agent.child.try_wait().unwrap().is_none(),
+                "agent exited early:\n{}",
+                agent.log_text()
+            );
             agent.log_text().contains("capture armed")
         });
         agent
@@ -276,7 +391,11 @@ impl Agent {
     pub fn stop(mut self) {
         sh("kill", &["-TERM", &self.pid().to_string()]);
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "agent exit {status}:\n{}", self.log_text());
+        assert!(
+            status.success(),
+            "agent exit {status}:\n{}",
+            self.log_text()
+        );
     }
 
     /// SIGKILL of the agent and of its rsync children (as systemd's
@@ -286,7 +405,9 @@ impl Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
         for child in children {
-            let _ = Command::new("kill").args(["-KILL", &child.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &child.to_string()])
+                .status();
         }
     }
 }
@@ -302,9 +423,17 @@ impl Drop for Agent {
 pub fn children_with_cmdline(pid: u32) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
-        let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(pid) {
             let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
             found.push((child, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
@@ -314,26 +443,51 @@ pub fn children_with_cmdline(pid: u32) -> Vec<(u32, String)> {
 }
 
 fn children_of(pid: u32) -> Vec<u32> {
-    children_with_cmdline(pid).into_iter().map(|(p, _)| p).collect()
+    children_with_cmdline(pid)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// `fsjournal status --json` of the scratch's journal.
 pub fn status(scratch: &Scratch) -> serde_json::Value {
-    let out = sh(env!("CARGO_BIN_EXE_fsjournal"), &["status", "--json", "--journal", scratch.journal().to_str().unwrap()]);
+    let out = sh(
+        env!("CARGO_BIN_EXE_fsjournal"),
+        &[
+            "status",
+            "--json",
+            "--journal",
+            scratch.journal().to_str().unwrap(),
+        ],
+    );
     serde_json::from_str(&out).unwrap()
 }
 
 /// `fsjournal log --json` of the scratch's journal, one value per record.
 pub fn journal_log(scratch: &Scratch) -> Vec<serde_json::Value> {
-    let out = sh(env!("CARGO_BIN_EXE_fsjournal"), &["log", "--json", "--journal", scratch.journal().to_str().unwrap()]);
-    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    let out = sh(
+        env!("CARGO_BIN_EXE_fsjournal"),
+        &[
+            "log",
+            "--json",
+            "--journal",
+            scratch.journal().to_str().unwrap(),
+        ],
+    );
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Waits until the first target has recorded `n` full syncs. A replica can
 /// equal the source a moment before rsync exits and the agent records it;
 /// stopping the agent in that moment rightly leaves the full sync owed.
 pub fn wait_for_full_syncs(scratch: &Scratch, n: u64) {
-    wait_until(Duration::from_secs(10), "the full sync to be recorded", || status(scratch)["targets"][0]["full_syncs"] == n);
+    wait_until(
+        Duration::from_secs(10),
+        "the full sync to be recorded",
+        || status(scratch)["targets"][0]["full_syncs"] == n,
+    );
 }
 
 /// Whether the journal holds a record of `kind` for `path`.
@@ -361,8 +515,14 @@ pub fn differences_with(src: &Path, replica: &Path, extra: &[&str]) -> String {
         .expect("rsync must be installed");
     match out.status.code() {
         Some(0) => String::from_utf8_lossy(&out.stdout).into_owned(),
-        Some(24) => format!("(files vanished during the comparison)\n{}", String::from_utf8_lossy(&out.stdout)),
-        _ => panic!("comparison failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Some(24) => format!(
+            "(files vanished during the comparison)\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        _ => panic!(
+            "comparison failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
 
@@ -381,7 +541,10 @@ pub fn assert_converges_with(src: &Path, replica: &Path, agent: &Agent, extra: &
             return;
         }
         if start.elapsed() > CONVERGE_TIMEOUT {
-            panic!("replica did not converge:\n{diff}\nagent log:\n{}", agent.log_text());
+            panic!(
+                "replica did not converge:\n{diff}\nagent log:\n{}",
+                agent.log_text()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -389,5 +552,10 @@ pub fn assert_converges_with(src: &Path, replica: &Path, agent: &Agent, extra: &
 
 /// Appends `text` to a file.
 pub fn append(path: &Path, text: &str) {
-    std::fs::OpenOptions::new().append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
 }

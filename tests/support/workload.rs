@@ -12,9 +12,17 @@ use super::append;
 pub fn seed(src: &Path) {
     for job in ["alpha", "beta", "doomed"] {
         std::fs::create_dir_all(src.join(format!("jobs/{job}/builds/1/archive"))).unwrap();
-        std::fs::write(src.join(format!("jobs/{job}/config.xml")), format!("<project>{job}</project>\n")).unwrap();
+        std::fs::write(
+            src.join(format!("jobs/{job}/config.xml")),
+            format!("<project>{job}</project>\n"),
+        )
+        .unwrap();
         std::fs::write(src.join(format!("jobs/{job}/builds/1/log")), "Started\n").unwrap();
-        std::fs::write(src.join(format!("jobs/{job}/builds/1/archive/app.jar")), vec![7u8; 10_000]).unwrap();
+        std::fs::write(
+            src.join(format!("jobs/{job}/builds/1/archive/app.jar")),
+            vec![7u8; 10_000],
+        )
+        .unwrap();
         symlink("builds/1", src.join(format!("jobs/{job}/lastSuccessful"))).unwrap();
         std::fs::write(src.join(format!("jobs/{job}/nextBuildNumber")), "2\n").unwrap();
     }
@@ -31,10 +39,23 @@ pub fn churn_with(src: &Path, hard_link: bool) {
     std::fs::write(src.join("jobs/alpha/builds/1/new.txt"), "fresh\n").unwrap();
     append(&src.join("jobs/alpha/builds/1/log"), "Step 1\nStep 2\n");
     std::fs::write(src.join("jobs/beta/builds/1/log"), "rewritten\n").unwrap();
-    std::fs::set_permissions(src.join("jobs/alpha/config.xml"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::OpenOptions::new().write(true).open(src.join("jobs/alpha/builds/1/archive/app.jar")).unwrap().set_len(100).unwrap();
+    std::fs::set_permissions(
+        src.join("jobs/alpha/config.xml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(src.join("jobs/alpha/builds/1/archive/app.jar"))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
     // rename a file, rename a directory with contents
-    std::fs::rename(src.join("jobs/alpha/builds/1/new.txt"), src.join("jobs/alpha/builds/1/renamed.txt")).unwrap();
+    std::fs::rename(
+        src.join("jobs/alpha/builds/1/new.txt"),
+        src.join("jobs/alpha/builds/1/renamed.txt"),
+    )
+    .unwrap();
     std::fs::rename(src.join("jobs/beta"), src.join("jobs/beta-renamed")).unwrap();
     // rm -rf of a directory tree
     std::fs::remove_dir_all(src.join("jobs/doomed")).unwrap();
@@ -45,10 +66,18 @@ pub fn churn_with(src: &Path, hard_link: bool) {
     // names with a space, a newline and a non-UTF-8 byte
     std::fs::write(src.join("jobs/alpha/with space.txt"), "s").unwrap();
     std::fs::write(src.join("jobs/alpha/new\nline.txt"), "n").unwrap();
-    std::fs::write(src.join(OsStr::from_bytes(b"jobs/alpha/latin1-\xe9t\xe9.txt")), "l").unwrap();
+    std::fs::write(
+        src.join(OsStr::from_bytes(b"jobs/alpha/latin1-\xe9t\xe9.txt")),
+        "l",
+    )
+    .unwrap();
     // a new build: deep mkdir, files, a symlink repointed
     std::fs::create_dir_all(src.join("jobs/alpha/builds/2/archive/deep/er")).unwrap();
-    std::fs::write(src.join("jobs/alpha/builds/2/archive/deep/er/x.bin"), vec![1u8; 4096]).unwrap();
+    std::fs::write(
+        src.join("jobs/alpha/builds/2/archive/deep/er/x.bin"),
+        vec![1u8; 4096],
+    )
+    .unwrap();
     std::fs::remove_file(src.join("jobs/alpha/lastSuccessful")).unwrap();
     symlink("builds/2", src.join("jobs/alpha/lastSuccessful")).unwrap();
     // same size, mtime set back (as `touch -r`, `cp -p` or `tar -x` leave it):
@@ -56,10 +85,19 @@ pub fn churn_with(src: &Path, hard_link: bool) {
     let counter = src.join("jobs/alpha/nextBuildNumber");
     let mtime = std::fs::metadata(&counter).unwrap().modified().unwrap();
     std::fs::write(&counter, "3\n").unwrap();
-    std::fs::File::options().write(true).open(&counter).unwrap().set_modified(mtime).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&counter)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     // a hard link, and a file in the root itself
     if hard_link {
-        std::fs::hard_link(src.join("jobs/alpha/builds/1/log"), src.join("jobs/alpha/log-link")).unwrap();
+        std::fs::hard_link(
+            src.join("jobs/alpha/builds/1/log"),
+            src.join("jobs/alpha/log-link"),
+        )
+        .unwrap();
     }
     std::fs::write(src.join("queue.xml"), "<queue/>\n").unwrap();
 }

@@ -76,7 +76,9 @@ fn cargo() -> String {
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -100,7 +102,11 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         println!("{line}");
         if let Some(counts) = line.strip_prefix("test result: ") {
             let count = |word: &str| {
-                counts.split(['.', ';']).find_map(|part| part.trim().strip_suffix(word)).and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0)
+                counts
+                    .split(['.', ';'])
+                    .find_map(|part| part.trim().strip_suffix(word))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
             };
             passed += count(" passed");
             failed += count(" failed");
@@ -141,9 +147,20 @@ fn setup() -> anyhow::Result<()> {
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION));
     if !linker_ok {
-        eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 2 minutes)");
+        eprintln!(
+            "xtask: installing bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 2 minutes)"
+        );
         run(Command::new(cargo())
-            .args(["install", "--locked", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features", "--features", "llvm-22"])
+            .args([
+                "install",
+                "--locked",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
     }
     Ok(())
@@ -154,7 +171,12 @@ fn setup() -> anyhow::Result<()> {
 fn build_ebpf() -> anyhow::Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf/programs");
     // The nightly cargo of rust-toolchain.toml, not the stable one running us.
-    run(Command::new("cargo").current_dir(&dir).args(["build", "--release", "--locked"]).env_remove("CARGO").env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO_TARGET_DIR"))
+    run(Command::new("cargo")
+        .current_dir(&dir)
+        .args(["build", "--release", "--locked"])
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO_TARGET_DIR"))
 }
 
 /// Seeds `<dir>/source` with a small Jenkins home and runs the agent.
@@ -165,12 +187,21 @@ fn demo(dir: &Path) -> anyhow::Result<()> {
         for job in 0..20 {
             let job_dir = source.join(format!("jobs/job-{job:02}"));
             std::fs::create_dir_all(&job_dir)?;
-            std::fs::write(job_dir.join("config.xml"), format!("<project><name>job-{job:02}</name></project>\n"))?;
+            std::fs::write(
+                job_dir.join("config.xml"),
+                format!("<project><name>job-{job:02}</name></project>\n"),
+            )?;
             for build in 1..=10 {
                 let build_dir = job_dir.join(format!("builds/{build}"));
                 std::fs::create_dir_all(build_dir.join("archive"))?;
-                std::fs::write(build_dir.join("build.xml"), format!("<build><number>{build}</number></build>\n"))?;
-                std::fs::write(build_dir.join("log"), "Started by timer\nFinished: SUCCESS\n".repeat(build))?;
+                std::fs::write(
+                    build_dir.join("build.xml"),
+                    format!("<build><number>{build}</number></build>\n"),
+                )?;
+                std::fs::write(
+                    build_dir.join("log"),
+                    "Started by timer\nFinished: SUCCESS\n".repeat(build),
+                )?;
             }
         }
     }

@@ -55,9 +55,21 @@ impl DirIndex {
     /// without handle support).
     /// Excluded directories are not indexed: their events resolve as
     /// outside every root.
-    pub fn add_root(&mut self, root: RootId, path: &Path, excludes: RootExcludes) -> io::Result<()> {
+    pub fn add_root(
+        &mut self,
+        root: RootId,
+        path: &Path,
+        excludes: RootExcludes,
+    ) -> io::Result<()> {
         let (handle, mount_id) = handle_of(path)?;
-        self.roots.insert(root, IndexedRoot { path: path.to_path_buf(), mount_id, excludes });
+        self.roots.insert(
+            root,
+            IndexedRoot {
+                path: path.to_path_buf(),
+                mount_id,
+                excludes,
+            },
+        );
         self.entries.insert(handle.clone(), Parent::Root(root));
         self.index_subtree(root, path, handle);
         Ok(())
@@ -65,7 +77,9 @@ impl DirIndex {
 
     /// True when every sync of `root` excludes `path`.
     pub fn is_excluded(&self, root: RootId, path: &[u8]) -> bool {
-        self.roots.get(&root).is_some_and(|r| r.excludes.is_excluded(path))
+        self.roots
+            .get(&root)
+            .is_some_and(|r| r.excludes.is_excluded(path))
     }
 
     /// Number of directories indexed.
@@ -77,8 +91,11 @@ impl DirIndex {
     /// A root that cannot be read is kept (its paths still resolve by
     /// prefix) and reported; the others are re-indexed regardless.
     pub fn rebuild(&mut self) -> io::Result<()> {
-        let roots: Vec<(RootId, PathBuf, RootExcludes)> =
-            self.roots.iter().map(|(id, r)| (*id, r.path.clone(), r.excludes.clone())).collect();
+        let roots: Vec<(RootId, PathBuf, RootExcludes)> = self
+            .roots
+            .iter()
+            .map(|(id, r)| (*id, r.path.clone(), r.excludes.clone()))
+            .collect();
         self.entries.clear();
         let mut first_error = None;
         for (id, path, excludes) in roots {
@@ -93,7 +110,9 @@ impl DirIndex {
     /// staying on the root's mount. Unreadable directories are skipped with
     /// a warning (their events still resolve through their parent's entry).
     pub fn index_subtree(&mut self, root: RootId, path: &Path, handle: FileHandle) {
-        let Some(indexed) = self.roots.get(&root) else { return };
+        let Some(indexed) = self.roots.get(&root) else {
+            return;
+        };
         let (root_path, mount_id) = (indexed.path.clone(), indexed.mount_id);
         let mut stack = vec![(path.to_path_buf(), handle)];
         while let Some((dir, dir_handle)) = stack.pop() {
@@ -109,18 +128,25 @@ impl DirIndex {
                     continue;
                 }
                 let child = entry.path();
-                let relative = child.strip_prefix(&root_path).map_or(&[][..], |r| r.as_os_str().as_bytes());
+                let relative = child
+                    .strip_prefix(&root_path)
+                    .map_or(&[][..], |r| r.as_os_str().as_bytes());
                 if self.is_excluded(root, relative) {
                     continue;
                 }
                 match handle_of(&child) {
                     Ok((child_handle, child_mount)) if child_mount == mount_id => {
                         let name = entry.file_name().into_vec();
-                        self.entries.insert(child_handle.clone(), Parent::Dir(dir_handle.clone(), name));
+                        self.entries
+                            .insert(child_handle.clone(), Parent::Dir(dir_handle.clone(), name));
                         stack.push((child, child_handle));
                     }
-                    Ok(_) => tracing::info!(dir = %child.display(), "not following a mount point below a root"),
-                    Err(e) => tracing::warn!(dir = %child.display(), error = %e, "cannot read directory handle"),
+                    Ok(_) => {
+                        tracing::info!(dir = %child.display(), "not following a mount point below a root")
+                    }
+                    Err(e) => {
+                        tracing::warn!(dir = %child.display(), error = %e, "cannot read directory handle")
+                    }
                 }
             }
         }
@@ -131,7 +157,8 @@ impl DirIndex {
     /// directory was created or moved outside every root.
     pub fn link(&mut self, dir: FileHandle, parent: &FileHandle, name: &[u8]) -> bool {
         if self.entries.contains_key(parent) {
-            self.entries.insert(dir, Parent::Dir(parent.clone(), name.to_vec()));
+            self.entries
+                .insert(dir, Parent::Dir(parent.clone(), name.to_vec()));
             true
         } else {
             self.entries.remove(&dir);
@@ -191,7 +218,9 @@ impl DirIndex {
     /// a root.
     pub fn relative_to_root(&self, path: &Path) -> Option<(RootId, Vec<u8>)> {
         self.roots.iter().find_map(|(id, root)| {
-            path.strip_prefix(&root.path).ok().map(|rel| (*id, rel.as_os_str().as_bytes().to_vec()))
+            path.strip_prefix(&root.path)
+                .ok()
+                .map(|rel| (*id, rel.as_os_str().as_bytes().to_vec()))
         })
     }
 
@@ -208,7 +237,11 @@ impl DirIndex {
     /// Absolute path of a root-relative path.
     pub fn absolute(&self, root: RootId, rel: &[u8]) -> Option<PathBuf> {
         let base = self.root_path(root)?;
-        Some(if rel.is_empty() { base.to_path_buf() } else { base.join(std::ffi::OsStr::from_bytes(rel)) })
+        Some(if rel.is_empty() {
+            base.to_path_buf()
+        } else {
+            base.join(std::ffi::OsStr::from_bytes(rel))
+        })
     }
 }
 
@@ -221,7 +254,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("jobs/a/builds/1")).unwrap();
         std::fs::write(dir.path().join("jobs/a/config.xml"), "x").unwrap();
         let mut index = DirIndex::default();
-        index.add_root(3, dir.path(), RootExcludes::default()).unwrap();
+        index
+            .add_root(3, dir.path(), RootExcludes::default())
+            .unwrap();
         (dir, index)
     }
 
@@ -236,12 +271,21 @@ mod tests {
         let (dir, mut index) = tree();
         let (builds, _) = handle_of(&dir.path().join("jobs/a/builds")).unwrap();
         let (one, _) = handle_of(&dir.path().join("jobs/a/builds/1")).unwrap();
-        assert_eq!(index.entry_path(&one, b"log"), Some((3, b"jobs/a/builds/1/log".to_vec())));
-        assert_eq!(index.entry_path(&builds, b"."), Some((3, b"jobs/a/builds".to_vec())));
+        assert_eq!(
+            index.entry_path(&one, b"log"),
+            Some((3, b"jobs/a/builds/1/log".to_vec()))
+        );
+        assert_eq!(
+            index.entry_path(&builds, b"."),
+            Some((3, b"jobs/a/builds".to_vec()))
+        );
         let (jobs, _) = handle_of(&dir.path().join("jobs")).unwrap();
         let (a, _) = handle_of(&dir.path().join("jobs/a")).unwrap();
         assert!(index.link(a, &jobs, b"renamed"));
-        assert_eq!(index.entry_path(&one, b"log"), Some((3, b"jobs/renamed/builds/1/log".to_vec())));
+        assert_eq!(
+            index.entry_path(&one, b"log"),
+            Some((3, b"jobs/renamed/builds/1/log".to_vec()))
+        );
     }
 
     #[test]

@@ -45,7 +45,8 @@ use crate::config::CaptureConfig;
 use crate::journal::{Change, RootId, Scope};
 
 /// The attach ladder's outcome when this module armed.
-pub const LADDER: &str = "eBPF tracepoint rung; fexit/LSM rung not built (this kernel refuses trampolines: EPERM)";
+pub const LADDER: &str =
+    "eBPF tracepoint rung; fexit/LSM rung not built (this kernel refuses trampolines: EPERM)";
 
 /// The kernel-side object, embedded by build.rs (empty when not built).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fsjournal-ebpf.o"));
@@ -63,8 +64,16 @@ struct Tracepoint {
 const PINNED_MAPS: [&str; 4] = ["EVENTS", "DIRTY", "DEVS", "COUNTERS"];
 
 const TRACEPOINTS: [Tracepoint; 2] = [
-    Tracepoint { category: "timestamp", name: "ctime_ns_xchg", fields: [("dev", 8), ("ino", 16), ("gen", 24)] },
-    Tracepoint { category: "timestamp", name: "ctime_xchg_skip", fields: [("dev", 8), ("ino", 16), ("gen", 36)] },
+    Tracepoint {
+        category: "timestamp",
+        name: "ctime_ns_xchg",
+        fields: [("dev", 8), ("ino", 16), ("gen", 24)],
+    },
+    Tracepoint {
+        category: "timestamp",
+        name: "ctime_xchg_skip",
+        fields: [("dev", 8), ("ino", 16), ("gen", 36)],
+    },
 ];
 
 /// How a filesystem lays out (ino, generation) in its file handles
@@ -90,7 +99,11 @@ impl HandleLayout {
     }
 
     fn encode(self, handle_type: i32, ino: u64, generation: u32) -> FileHandle {
-        let (lo, hi, generation) = ((ino as u32).to_ne_bytes(), ((ino >> 32) as u32).to_ne_bytes(), generation.to_ne_bytes());
+        let (lo, hi, generation) = (
+            (ino as u32).to_ne_bytes(),
+            ((ino >> 32) as u32).to_ne_bytes(),
+            generation.to_ne_bytes(),
+        );
         let bytes: Vec<u8> = match self {
             HandleLayout::Ino32Gen => [lo, generation].concat(),
             HandleLayout::Ino64Gen => [lo, hi, generation].concat(),
@@ -128,7 +141,8 @@ pub struct EbpfCapture {
 
 /// Loads the object, reusing the maps pinned in `pin_dir` (or pinning new ones).
 fn load(pin_dir: &Path, config: &CaptureConfig) -> anyhow::Result<Ebpf> {
-    std::fs::create_dir_all(pin_dir).with_context(|| format!("cannot create {}", pin_dir.display()))?;
+    std::fs::create_dir_all(pin_dir)
+        .with_context(|| format!("cannot create {}", pin_dir.display()))?;
     let self_tgid = std::process::id();
     let mut loader = EbpfLoader::new();
     loader
@@ -138,7 +152,9 @@ fn load(pin_dir: &Path, config: &CaptureConfig) -> anyhow::Result<Ebpf> {
     for map in PINNED_MAPS {
         loader.map_pin_path(map, pin_dir.join(map));
     }
-    loader.load(OBJECT).context("the kernel refused the eBPF object")
+    loader
+        .load(OBJECT)
+        .context("the kernel refused the eBPF object")
 }
 
 /// Where the link of tracepoint `name` is pinned.
@@ -150,7 +166,9 @@ fn link_pin(pin_dir: &Path, name: &str) -> PathBuf {
 /// Nothing is captured afterwards until an agent starts.
 pub fn unpin(pin_dir: &Path) -> anyhow::Result<()> {
     match std::fs::remove_dir_all(pin_dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("cannot remove {}", pin_dir.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", pin_dir.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -173,7 +191,8 @@ fn is_tmpfs(path: &Path) -> anyhow::Result<bool> {
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c_path` is NUL-terminated and `fs` a valid out-pointer.
     if unsafe { libc::statfs(c_path.as_ptr(), &mut fs) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("statfs {}", path.display()));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statfs {}", path.display()));
     }
     Ok(fs.f_type == libc::TMPFS_MAGIC)
 }
@@ -181,14 +200,30 @@ fn is_tmpfs(path: &Path) -> anyhow::Result<bool> {
 /// Mounts a pseudo filesystem at `target` unless something is mounted there.
 fn ensure_mounted(fstype: &str, target: &str) -> anyhow::Result<()> {
     let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(target)) {
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(target))
+    {
         return Ok(());
     }
-    let (source, target_c, fstype_c) = (std::ffi::CString::new(fstype)?, std::ffi::CString::new(target)?, std::ffi::CString::new(fstype)?);
+    let (source, target_c, fstype_c) = (
+        std::ffi::CString::new(fstype)?,
+        std::ffi::CString::new(target)?,
+        std::ffi::CString::new(fstype)?,
+    );
     // SAFETY: NUL-terminated strings that outlive the call; no mount data.
-    let rc = unsafe { libc::mount(source.as_ptr(), target_c.as_ptr(), fstype_c.as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target_c.as_ptr(),
+            fstype_c.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot mount {fstype} on {target}"));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot mount {fstype} on {target}"));
     }
     tracing::info!(fstype, target, "mounted");
     Ok(())
@@ -197,7 +232,8 @@ fn ensure_mounted(fstype: &str, target: &str) -> anyhow::Result<()> {
 /// Checks the compiled field offsets against the running kernel's format file.
 fn check_format(category: &str, name: &str, fields: &[(&str, usize)]) -> anyhow::Result<()> {
     let path = format!("/sys/kernel/tracing/events/{category}/{name}/format");
-    let format = std::fs::read_to_string(&path).with_context(|| format!("tracepoint {category}:{name} is not available ({path})"))?;
+    let format = std::fs::read_to_string(&path)
+        .with_context(|| format!("tracepoint {category}:{name} is not available ({path})"))?;
     for (field, offset) in fields {
         let expected = format!(" {field};\toffset:{offset};");
         if !format.lines().any(|l| l.contains(&expected)) {
@@ -218,7 +254,11 @@ impl EbpfCapture {
     /// Maps and links are pinned under `pin_dir` (one directory per
     /// journal), so the programs keep capturing into the ring buffer while no
     /// agent runs; a later `arm` adopts them (see [`EbpfCapture::backlog_complete`]).
-    pub fn arm(roots: &[Root], config: &CaptureConfig, pin_dir: &Path) -> anyhow::Result<EbpfCapture> {
+    pub fn arm(
+        roots: &[Root],
+        config: &CaptureConfig,
+        pin_dir: &Path,
+    ) -> anyhow::Result<EbpfCapture> {
         if OBJECT.is_empty() {
             bail!("the eBPF programs were not built into this binary: run `cargo xtask build-ebpf`, then rebuild");
         }
@@ -229,10 +269,15 @@ impl EbpfCapture {
         }
         let mut filesystems: Vec<Filesystem> = Vec::new();
         for root in roots {
-            let meta = std::fs::metadata(&root.path).with_context(|| format!("cannot stat root {}", root.path.display()))?;
+            let meta = std::fs::metadata(&root.path)
+                .with_context(|| format!("cannot stat root {}", root.path.display()))?;
             let kernel_dev = kernel_dev(meta.dev());
-            if let Some(fs) = filesystems.iter_mut().find(|fs| fs.kernel_dev == kernel_dev) {
-                fs.index.add_root(root.id, &root.path, root.excludes.clone())?;
+            if let Some(fs) = filesystems
+                .iter_mut()
+                .find(|fs| fs.kernel_dev == kernel_dev)
+            {
+                fs.index
+                    .add_root(root.id, &root.path, root.excludes.clone())?;
                 continue;
             }
             if is_tmpfs(&root.path)? {
@@ -242,17 +287,31 @@ impl EbpfCapture {
                     root.path.display()
                 );
             }
-            let (root_handle, _) = handle::handle_of(&root.path).with_context(|| format!("cannot read the file handle of {}", root.path.display()))?;
-            let layout = HandleLayout::learn(&root_handle, meta.ino())
-                .with_context(|| format!("unknown file-handle layout on the filesystem of {} ({root_handle:?})", root.path.display()))?;
+            let (root_handle, _) = handle::handle_of(&root.path).with_context(|| {
+                format!("cannot read the file handle of {}", root.path.display())
+            })?;
+            let layout = HandleLayout::learn(&root_handle, meta.ino()).with_context(|| {
+                format!(
+                    "unknown file-handle layout on the filesystem of {} ({root_handle:?})",
+                    root.path.display()
+                )
+            })?;
             let mount_fd = handle::open_dir(&root.path)?;
             let mut index = DirIndex::default();
             index.add_root(root.id, &root.path, root.excludes.clone())?;
-            filesystems.push(Filesystem { kernel_dev, mount_fd, layout, handle_type: root_handle.handle_type(), index });
+            filesystems.push(Filesystem {
+                kernel_dev,
+                mount_fd,
+                layout,
+                handle_type: root_handle.handle_type(),
+                index,
+            });
         }
         // Programs of a previous agent still attached: their maps hold what
         // happened while no agent ran.
-        let adopted = TRACEPOINTS.iter().all(|tp| link_pin(pin_dir, tp.name).exists());
+        let adopted = TRACEPOINTS
+            .iter()
+            .all(|tp| link_pin(pin_dir, tp.name).exists());
         let mut ebpf = match load(pin_dir, config) {
             Ok(ebpf) => ebpf,
             Err(e) if pin_dir.exists() => {
@@ -262,7 +321,8 @@ impl EbpfCapture {
             }
             Err(e) => return Err(e),
         };
-        let mut devs: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(ebpf.map_mut("DEVS").context("map DEVS")?)?;
+        let mut devs: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(ebpf.map_mut("DEVS").context("map DEVS")?)?;
         // Devices the adopted programs were tracking: only their roots'
         // backlog can be complete. Devices still wanted stay in the map
         // throughout, so the old programs never filter them meanwhile.
@@ -275,23 +335,43 @@ impl EbpfCapture {
             devs.insert(dev, 1, 0)?;
         }
         let every_root_tracked = wanted.is_subset(&tracked);
-        let mut counters: PerCpuArray<MapData, u64> = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
-        let lost_while_down = counters.get(&counter::DROPPED, 0).map_or(0, |v| v.iter().sum::<u64>());
+        let mut counters: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
+        let lost_while_down = counters
+            .get(&counter::DROPPED, 0)
+            .map_or(0, |v| v.iter().sum::<u64>());
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-        counters.set(counter::DROPPED, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+        counters.set(
+            counter::DROPPED,
+            aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?,
+            0,
+        )?;
         // New programs attach before the old ones detach: no instant without capture.
         for Tracepoint { category, name, .. } in &TRACEPOINTS {
-            let program: &mut TracePoint = ebpf.program_mut(name).with_context(|| format!("program {name}"))?.try_into()?;
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name}"))?
+                .try_into()?;
             program.load().with_context(|| format!("loading {name}"))?;
-            let link_id = program.attach(category, name).with_context(|| format!("attaching {category}:{name}"))?;
-            let link: FdLink = program.take_link(link_id)?.try_into().context("this kernel has no BPF perf links to pin")?;
-            let (pin, fresh) = (link_pin(pin_dir, name), pin_dir.join(format!("link-{name}-new"))); // bpffs refuses dots in names
+            let link_id = program
+                .attach(category, name)
+                .with_context(|| format!("attaching {category}:{name}"))?;
+            let link: FdLink = program
+                .take_link(link_id)?
+                .try_into()
+                .context("this kernel has no BPF perf links to pin")?;
+            let (pin, fresh) = (
+                link_pin(pin_dir, name),
+                pin_dir.join(format!("link-{name}-new")),
+            ); // bpffs refuses dots in names
             let _ = std::fs::remove_file(&fresh);
-            link.pin(&fresh).with_context(|| format!("pinning {}", fresh.display()))?;
+            link.pin(&fresh)
+                .with_context(|| format!("pinning {}", fresh.display()))?;
             if pin.exists() {
                 drop(PinnedLink::from_pin(&pin)?.unpin()?);
             }
-            std::fs::rename(&fresh, &pin).with_context(|| format!("renaming {} in bpffs", fresh.display()))?;
+            std::fs::rename(&fresh, &pin)
+                .with_context(|| format!("renaming {} in bpffs", fresh.display()))?;
         }
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
         let dirty = BpfHashMap::try_from(ebpf.take_map("DIRTY").context("map DIRTY")?)?;
@@ -306,7 +386,16 @@ impl EbpfCapture {
             lost_while_down,
             "eBPF capture attached"
         );
-        Ok(EbpfCapture { _ebpf: ebpf, events, dirty, counters, filesystems, dropped_seen: 0, backlog_complete, backlog_pending: adopted })
+        Ok(EbpfCapture {
+            _ebpf: ebpf,
+            events,
+            dirty,
+            counters,
+            filesystems,
+            dropped_seen: 0,
+            backlog_complete,
+            backlog_pending: adopted,
+        })
     }
 
     /// True when programs pinned by a previous agent were found still
@@ -318,7 +407,9 @@ impl EbpfCapture {
 
     /// A `COUNTERS` entry since load, summed over CPUs (events).
     fn counter(&self, index: u32) -> u64 {
-        self.counters.get(&index, 0).map_or(0, |values| values.iter().sum())
+        self.counters
+            .get(&index, 0)
+            .map_or(0, |values| values.iter().sum())
     }
 }
 
@@ -338,36 +429,51 @@ impl Source for EbpfCapture {
             // copes with the ring buffer's 8-byte record alignment.
             let event: InodeEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             stats.events.fetch_add(1, Ordering::Relaxed);
-            inodes.insert((event.dev, event.ino), (event.generation, event.tgid, event.comm));
+            inodes.insert(
+                (event.dev, event.ino),
+                (event.generation, event.tgid, event.comm),
+            );
         }
         // Read each spilled inode, then delete it: a program that spills it
         // again in between re-adds it, and it is resolved now either way.
         let spilled: Vec<DirtyKey> = self.dirty.keys().filter_map(Result::ok).collect();
         for key in spilled {
             if let Ok(generation) = self.dirty.get(&key, 0) {
-                inodes.entry((key[1] as u32, key[0])).or_insert((generation, 0, [0; 16]));
+                inodes
+                    .entry((key[1] as u32, key[0]))
+                    .or_insert((generation, 0, [0; 16]));
             }
             let _ = self.dirty.remove(&key);
         }
-        let counts: [u64; counter::COUNT as usize] = std::array::from_fn(|index| self.counter(index as u32));
+        let counts: [u64; counter::COUNT as usize] =
+            std::array::from_fn(|index| self.counter(index as u32));
         for (total, count) in stats.kernel.iter().zip(counts) {
             total.store(count, Ordering::Relaxed);
         }
         let dropped = counts[counter::DROPPED as usize];
         let mut rescan = dropped > self.dropped_seen;
         if rescan {
-            tracing::warn!(lost = dropped - self.dropped_seen, "eBPF ring buffer was full: events were lost; rescanning every root");
+            tracing::warn!(
+                lost = dropped - self.dropped_seen,
+                "eBPF ring buffer was full: events were lost; rescanning every root"
+            );
             self.dropped_seen = dropped;
         }
         for fs in &mut self.filesystems {
             let mut found = Vec::new();
-            for ((dev, ino), (generation, tgid, comm)) in inodes.iter().filter(|((dev, _), _)| *dev == fs.kernel_dev) {
+            for ((dev, ino), (generation, tgid, comm)) in
+                inodes.iter().filter(|((dev, _), _)| *dev == fs.kernel_dev)
+            {
                 let handle = fs.layout.encode(fs.handle_type, *ino, *generation);
-                let comm = String::from_utf8_lossy(comm.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
+                let comm =
+                    String::from_utf8_lossy(comm.split(|&b| b == 0).next().unwrap_or_default())
+                        .into_owned();
                 match handle::current_path(&fs.mount_fd, &handle) {
                     Ok((path, meta)) => found.push((path, meta, handle, *tgid, comm)),
                     // Gone (ESTALE): its directory's ctime moved too and covers it.
-                    Err(e) => tracing::trace!(dev, ino, generation, error = %e, "inode not resolved"),
+                    Err(e) => {
+                        tracing::trace!(dev, ino, generation, error = %e, "inode not resolved")
+                    }
                 }
             }
             // Parents first, so a renamed directory is re-linked before its children are judged.
@@ -376,14 +482,26 @@ impl Source for EbpfCapture {
             // index walk, which already saw its renames: judge its
             // directories like the gap scan does (a directory whose parent
             // changed too may have been renamed or created: push it whole).
-            let changed_dirs: HashSet<PathBuf> =
-                if self.backlog_pending { found.iter().filter(|(_, meta, ..)| meta.is_dir()).map(|(p, ..)| p.clone()).collect() } else { HashSet::new() };
+            let changed_dirs: HashSet<PathBuf> = if self.backlog_pending {
+                found
+                    .iter()
+                    .filter(|(_, meta, ..)| meta.is_dir())
+                    .map(|(p, ..)| p.clone())
+                    .collect()
+            } else {
+                HashSet::new()
+            };
             for (path, meta, handle, tgid, comm) in found {
-                let Some((root, rel)) = fs.index.relative_to_root(&path).filter(|(root, rel)| !fs.index.is_excluded(*root, rel)) else {
+                let Some((root, rel)) = fs
+                    .index
+                    .relative_to_root(&path)
+                    .filter(|(root, rel)| !fs.index.is_excluded(*root, rel))
+                else {
                     // A file opened by handle may come back with a
                     // disconnected dentry (its path reads as "/" or a stale
                     // name): then it cannot be placed, and may lie in a root.
-                    let placed = std::fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == meta.ino() && m.dev() == meta.dev());
+                    let placed = std::fs::symlink_metadata(&path)
+                        .is_ok_and(|m| m.ino() == meta.ino() && m.dev() == meta.dev());
                     if !placed && !rescan {
                         tracing::warn!(ino = meta.ino(), path = %path.display(), "a changed inode has no usable path; rescanning every root");
                         rescan = true;
@@ -391,8 +509,13 @@ impl Source for EbpfCapture {
                     continue;
                 };
                 let scope = if meta.is_dir() && self.backlog_pending {
-                    let parent_changed = !rel.is_empty() && path.parent().is_some_and(|p| changed_dirs.contains(p));
-                    if parent_changed { Scope::Subtree } else { Scope::Contents }
+                    let parent_changed =
+                        !rel.is_empty() && path.parent().is_some_and(|p| changed_dirs.contains(p));
+                    if parent_changed {
+                        Scope::Subtree
+                    } else {
+                        Scope::Contents
+                    }
                 } else if meta.is_dir() {
                     fs.directory_scope(root, &rel, &path, handle)
                 } else {
@@ -402,14 +525,30 @@ impl Source for EbpfCapture {
                     }
                     Scope::Entry
                 };
-                out.push(Change { root, path: rel, kind: ChangeKind::Modify, scope, ino: meta.ino(), pid: tgid, comm });
+                out.push(Change {
+                    root,
+                    path: rel,
+                    kind: ChangeKind::Modify,
+                    scope,
+                    ino: meta.ino(),
+                    pid: tgid,
+                    comm,
+                });
             }
         }
         self.backlog_pending = false;
         if rescan {
             for root in self.filesystems.iter().flat_map(|fs| fs.index.root_ids()) {
                 stats.rescans.fetch_add(1, Ordering::Relaxed);
-                out.push(Change { root, path: Vec::new(), kind: ChangeKind::Rescan, scope: Scope::Subtree, ino: 0, pid: 0, comm: String::new() });
+                out.push(Change {
+                    root,
+                    path: Vec::new(),
+                    kind: ChangeKind::Rescan,
+                    scope: Scope::Subtree,
+                    ino: 0,
+                    pid: 0,
+                    comm: String::new(),
+                });
             }
         }
         Ok(())
@@ -420,12 +559,21 @@ impl Filesystem {
     /// A directory whose ctime moved: where the index last saw it, its
     /// entries changed (a contents pass); anywhere else it was created,
     /// renamed or moved in (a subtree push), and the index learns its place.
-    fn directory_scope(&mut self, root: RootId, rel: &[u8], path: &Path, handle: FileHandle) -> Scope {
+    fn directory_scope(
+        &mut self,
+        root: RootId,
+        rel: &[u8],
+        path: &Path,
+        handle: FileHandle,
+    ) -> Scope {
         let known = self.index.dir_path(&handle);
         if known.as_ref().is_some_and(|(r, p)| *r == root && p == rel) {
             return Scope::Contents;
         }
-        if let (Some(parent), Some(name)) = (path.parent().and_then(|p| handle::handle_of(p).ok()), path.file_name()) {
+        if let (Some(parent), Some(name)) = (
+            path.parent().and_then(|p| handle::handle_of(p).ok()),
+            path.file_name(),
+        ) {
             use std::os::unix::ffi::OsStrExt;
             self.index.link(handle.clone(), &parent.0, name.as_bytes());
         }
@@ -443,9 +591,17 @@ mod tests {
     #[test]
     fn handle_layouts_round_trip() {
         for layout in [HandleLayout::Ino32Gen, HandleLayout::Ino64Gen] {
-            let ino = if layout == HandleLayout::Ino32Gen { 1234 } else { (7 << 32) | 1234 };
+            let ino = if layout == HandleLayout::Ino32Gen {
+                1234
+            } else {
+                (7 << 32) | 1234
+            };
             let handle = layout.encode(1, ino, 99);
-            assert_eq!(HandleLayout::learn(&handle, ino), Some(layout), "{layout:?}");
+            assert_eq!(
+                HandleLayout::learn(&handle, ino),
+                Some(layout),
+                "{layout:?}"
+            );
         }
     }
 

@@ -54,41 +54,77 @@ impl FanotifyCapture {
         }
         let mut filesystems: Vec<(u64, Filesystem)> = Vec::new();
         for root in roots {
-            let dev = std::fs::metadata(&root.path).with_context(|| format!("cannot stat root {}", root.path.display()))?.dev();
+            let dev = std::fs::metadata(&root.path)
+                .with_context(|| format!("cannot stat root {}", root.path.display()))?
+                .dev();
             let position = match filesystems.iter().position(|(d, _)| *d == dev) {
                 Some(position) => position,
                 None => {
-                    let group = Group::watch_filesystem(&root.path)
-                        .with_context(|| format!("fanotify cannot watch the filesystem of {}", root.path.display()))?;
-                    let renames = if group.mask & fanotify_sys::RENAME_MASK != 0 { "FAN_RENAME" } else { "FAN_MOVED_FROM/TO" };
+                    let group = Group::watch_filesystem(&root.path).with_context(|| {
+                        format!(
+                            "fanotify cannot watch the filesystem of {}",
+                            root.path.display()
+                        )
+                    })?;
+                    let renames = if group.mask & fanotify_sys::RENAME_MASK != 0 {
+                        "FAN_RENAME"
+                    } else {
+                        "FAN_MOVED_FROM/TO"
+                    };
                     tracing::info!(root = %root.path.display(), renames, "fanotify filesystem mark placed");
                     let mount_fd = handle::open_dir(&root.path)?;
-                    let fs = Filesystem { group, index: DirIndex::default(), mount_fd, outside: HashSet::new() };
+                    let fs = Filesystem {
+                        group,
+                        index: DirIndex::default(),
+                        mount_fd,
+                        outside: HashSet::new(),
+                    };
                     filesystems.push((dev, fs));
                     filesystems.len() - 1
                 }
             };
             let index = &mut filesystems[position].1.index;
-            index.add_root(root.id, &root.path, root.excludes.clone()).with_context(|| format!("cannot index root {}", root.path.display()))?;
+            index
+                .add_root(root.id, &root.path, root.excludes.clone())
+                .with_context(|| format!("cannot index root {}", root.path.display()))?;
             tracing::info!(root = %root.path.display(), directories = index.len(), "root armed");
         }
-        Ok(FanotifyCapture { filesystems: filesystems.into_iter().map(|(_, fs)| fs).collect(), self_pid: std::process::id() as i32 })
+        Ok(FanotifyCapture {
+            filesystems: filesystems.into_iter().map(|(_, fs)| fs).collect(),
+            self_pid: std::process::id() as i32,
+        })
     }
 }
 
 impl Source for FanotifyCapture {
     fn wait(&mut self, timeout: Duration) {
-        let mut pollfds: Vec<libc::pollfd> =
-            self.filesystems.iter().map(|fs| libc::pollfd { fd: fs.group.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        let mut pollfds: Vec<libc::pollfd> = self
+            .filesystems
+            .iter()
+            .map(|fs| libc::pollfd {
+                fd: fs.group.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         // SAFETY: `pollfds` is a valid array of `pollfd` for its length.
-        unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout.as_millis() as libc::c_int) };
+        unsafe {
+            libc::poll(
+                pollfds.as_mut_ptr(),
+                pollfds.len() as libc::nfds_t,
+                timeout.as_millis() as libc::c_int,
+            )
+        };
     }
 
     fn drain(&mut self, out: &mut Vec<Change>, stats: &Stats) -> anyhow::Result<()> {
         let mut buf = vec![0u8; READ_BUFFER];
         for fs in &mut self.filesystems {
             loop {
-                let n = fs.group.read(&mut buf).context("reading the fanotify queue")?;
+                let n = fs
+                    .group
+                    .read(&mut buf)
+                    .context("reading the fanotify queue")?;
                 if n == 0 {
                     break;
                 }
@@ -108,7 +144,11 @@ fn entry_kind(mask: u64, exists: impl FnOnce() -> bool) -> Option<ChangeKind> {
     Some(match () {
         // Merged events lose their order: the file system decides.
         _ if create && delete => {
-            if exists() { ChangeKind::Create } else { ChangeKind::Delete }
+            if exists() {
+                ChangeKind::Create
+            } else {
+                ChangeKind::Delete
+            }
         }
         _ if create => ChangeKind::Create,
         _ if delete => ChangeKind::Delete,
@@ -120,7 +160,13 @@ fn entry_kind(mask: u64, exists: impl FnOnce() -> bool) -> Option<ChangeKind> {
 
 impl Filesystem {
     /// Turns one event into journal changes, keeping the index current.
-    fn translate(&mut self, event: &Event, self_pid: i32, out: &mut Vec<Change>, rescans: &AtomicU64) {
+    fn translate(
+        &mut self,
+        event: &Event,
+        self_pid: i32,
+        out: &mut Vec<Change>,
+        rescans: &AtomicU64,
+    ) {
         let mask = event.mask;
         if mask & libc::FAN_Q_OVERFLOW != 0 {
             tracing::warn!("fanotify queue overflow: events were lost; rescanning every root of this filesystem");
@@ -133,14 +179,30 @@ impl Filesystem {
         let pid = event.pid.max(0) as u32;
         let is_dir = mask & libc::FAN_ONDIR != 0;
         if mask & (libc::FAN_RENAME | libc::FAN_MOVED_FROM) != 0 {
-            if let Some(old) = event.old.as_ref().or(event.entry.as_ref().filter(|_| mask & libc::FAN_MOVED_FROM != 0)) {
+            if let Some(old) = event.old.as_ref().or(event
+                .entry
+                .as_ref()
+                .filter(|_| mask & libc::FAN_MOVED_FROM != 0))
+            {
                 if let Some((root, path)) = self.resolve(old, out, rescans) {
-                    out.push(Change { root, path, kind: ChangeKind::RenameFrom, scope: Scope::Entry, ino: 0, pid, comm: String::new() });
+                    out.push(Change {
+                        root,
+                        path,
+                        kind: ChangeKind::RenameFrom,
+                        scope: Scope::Entry,
+                        ino: 0,
+                        pid,
+                        comm: String::new(),
+                    });
                 }
             }
         }
         if mask & (libc::FAN_RENAME | libc::FAN_MOVED_TO) != 0 {
-            if let Some(new) = event.new.as_ref().or(event.entry.as_ref().filter(|_| mask & libc::FAN_MOVED_TO != 0)) {
+            if let Some(new) = event.new.as_ref().or(event
+                .entry
+                .as_ref()
+                .filter(|_| mask & libc::FAN_MOVED_TO != 0))
+            {
                 self.moved_to(new, event.object.as_ref(), is_dir, pid, out, rescans);
             }
         }
@@ -148,7 +210,11 @@ impl Filesystem {
             self.entry_changed(entry, event, is_dir, pid, out, rescans);
         }
         if mask & (libc::FAN_DELETE_SELF | libc::FAN_MOVE_SELF) != 0 {
-            if let Some(root) = event.object.as_ref().and_then(|h| self.index.root_of_handle(h)) {
+            if let Some(root) = event
+                .object
+                .as_ref()
+                .and_then(|h| self.index.root_of_handle(h))
+            {
                 tracing::error!(root = %self.index.root_path(root).map_or_else(String::new, |p| p.display().to_string()),
                     "a root directory itself was deleted or moved; its target will be brought in line with it");
                 self.rescan(root, Vec::new(), out, rescans);
@@ -157,11 +223,26 @@ impl Filesystem {
     }
 
     /// CREATE / DELETE / MODIFY / CLOSE_WRITE / ATTRIB on `entry`.
-    fn entry_changed(&mut self, entry: &DirEntryName, event: &Event, is_dir: bool, pid: u32, out: &mut Vec<Change>, rescans: &AtomicU64) {
-        let Some((root, path)) = self.resolve(entry, out, rescans) else { return };
+    fn entry_changed(
+        &mut self,
+        entry: &DirEntryName,
+        event: &Event,
+        is_dir: bool,
+        pid: u32,
+        out: &mut Vec<Change>,
+        rescans: &AtomicU64,
+    ) {
+        let Some((root, path)) = self.resolve(entry, out, rescans) else {
+            return;
+        };
         let absolute = self.index.absolute(root, &path);
-        let ino = absolute.as_deref().and_then(|p| std::fs::symlink_metadata(p).ok()).map_or(0, |m| m.ino());
-        let Some(kind) = entry_kind(event.mask, || ino != 0) else { return };
+        let ino = absolute
+            .as_deref()
+            .and_then(|p| std::fs::symlink_metadata(p).ok())
+            .map_or(0, |m| m.ino());
+        let Some(kind) = entry_kind(event.mask, || ino != 0) else {
+            return;
+        };
         if let Some(object) = &event.object {
             match kind {
                 ChangeKind::Create if is_dir => {
@@ -171,32 +252,65 @@ impl Filesystem {
                 _ => {}
             }
         }
-        out.push(Change { root, path, kind, scope: Scope::Entry, ino, pid, comm: String::new() });
+        out.push(Change {
+            root,
+            path,
+            kind,
+            scope: Scope::Entry,
+            ino,
+            pid,
+            comm: String::new(),
+        });
     }
 
     /// The new side of a rename (or a MOVED_TO).
-    fn moved_to(&mut self, new: &DirEntryName, object: Option<&FileHandle>, is_dir: bool, pid: u32, out: &mut Vec<Change>, rescans: &AtomicU64) {
+    fn moved_to(
+        &mut self,
+        new: &DirEntryName,
+        object: Option<&FileHandle>,
+        is_dir: bool,
+        pid: u32,
+        out: &mut Vec<Change>,
+        rescans: &AtomicU64,
+    ) {
         let mut moved_in = false;
         if let (true, Some(object)) = (is_dir, object) {
             self.outside.remove(object);
             moved_in = self.index.dir_path(object).is_none();
             self.index.link(object.clone(), &new.dir, &new.name);
         }
-        let Some((root, path)) = self.resolve(new, out, rescans) else { return };
+        let Some((root, path)) = self.resolve(new, out, rescans) else {
+            return;
+        };
         let absolute = self.index.absolute(root, &path);
         if let (true, Some(object), Some(absolute)) = (moved_in, object, &absolute) {
             // Its subdirectories were never indexed: learn them now.
             self.index.index_subtree(root, absolute, object.clone());
         }
-        let ino = absolute.and_then(|p| std::fs::symlink_metadata(p).ok()).map_or(0, |m| m.ino());
-        out.push(Change { root, path, kind: ChangeKind::RenameTo, scope: if is_dir { Scope::Subtree } else { Scope::Entry }, ino, pid, comm: String::new() });
+        let ino = absolute
+            .and_then(|p| std::fs::symlink_metadata(p).ok())
+            .map_or(0, |m| m.ino());
+        out.push(Change {
+            root,
+            path,
+            kind: ChangeKind::RenameTo,
+            scope: if is_dir { Scope::Subtree } else { Scope::Entry },
+            ino,
+            pid,
+            comm: String::new(),
+        });
     }
 
     /// Root and root-relative path of a directory entry; `None` outside every
     /// root. A directory inside a root that the index did not know means
     /// events were missed: it is learnt and journaled as a rescan marker.
     /// Excluded paths resolve as outside.
-    fn resolve(&mut self, entry: &DirEntryName, out: &mut Vec<Change>, rescans: &AtomicU64) -> Option<(RootId, Vec<u8>)> {
+    fn resolve(
+        &mut self,
+        entry: &DirEntryName,
+        out: &mut Vec<Change>,
+        rescans: &AtomicU64,
+    ) -> Option<(RootId, Vec<u8>)> {
         if let Some((root, path)) = self.index.entry_path(&entry.dir, &entry.name) {
             return (!self.index.is_excluded(root, &path)).then_some((root, path));
         }
@@ -207,7 +321,11 @@ impl Filesystem {
             // Gone and never known: it was not under a root when it existed.
             return None;
         };
-        let Some((root, rel)) = self.index.relative_to_root(&dir_path).filter(|(root, rel)| !self.index.is_excluded(*root, rel)) else {
+        let Some((root, rel)) = self
+            .index
+            .relative_to_root(&dir_path)
+            .filter(|(root, rel)| !self.index.is_excluded(*root, rel))
+        else {
             if self.outside.len() >= OUTSIDE_CACHE_MAX {
                 self.outside.clear();
             }
@@ -216,17 +334,29 @@ impl Filesystem {
         };
         tracing::warn!(dir = %dir_path.display(), "event in a directory the index did not know; rescanning it");
         if let Some((parent, _)) = dir_path.parent().and_then(|p| handle::handle_of(p).ok()) {
-            let name = dir_path.file_name().map_or(&[][..], |n| std::os::unix::ffi::OsStrExt::as_bytes(n));
+            let name = dir_path
+                .file_name()
+                .map_or(&[][..], |n| std::os::unix::ffi::OsStrExt::as_bytes(n));
             self.index.link(entry.dir.clone(), &parent, name);
         }
         self.index.index_subtree(root, &dir_path, entry.dir.clone());
         self.rescan(root, rel, out, rescans);
-        self.index.entry_path(&entry.dir, &entry.name).filter(|(root, path)| !self.index.is_excluded(*root, path))
+        self.index
+            .entry_path(&entry.dir, &entry.name)
+            .filter(|(root, path)| !self.index.is_excluded(*root, path))
     }
 
     fn rescan(&self, root: RootId, path: Vec<u8>, out: &mut Vec<Change>, rescans: &AtomicU64) {
         rescans.fetch_add(1, Ordering::Relaxed);
-        out.push(Change { root, path, kind: ChangeKind::Rescan, scope: Scope::Subtree, ino: 0, pid: 0, comm: String::new() });
+        out.push(Change {
+            root,
+            path,
+            kind: ChangeKind::Rescan,
+            scope: Scope::Subtree,
+            ino: 0,
+            pid: 0,
+            comm: String::new(),
+        });
     }
 
     fn rescan_all(&mut self, out: &mut Vec<Change>, rescans: &AtomicU64) {
@@ -246,10 +376,22 @@ mod tests {
 
     #[test]
     fn merged_create_and_delete_ask_the_file_system() {
-        assert_eq!(entry_kind(libc::FAN_CREATE | libc::FAN_DELETE, || true), Some(ChangeKind::Create));
-        assert_eq!(entry_kind(libc::FAN_CREATE | libc::FAN_DELETE, || false), Some(ChangeKind::Delete));
-        assert_eq!(entry_kind(libc::FAN_MODIFY | libc::FAN_ATTRIB, || unreachable!()), Some(ChangeKind::Modify));
-        assert_eq!(entry_kind(libc::FAN_CLOSE_WRITE, || unreachable!()), Some(ChangeKind::Modify));
+        assert_eq!(
+            entry_kind(libc::FAN_CREATE | libc::FAN_DELETE, || true),
+            Some(ChangeKind::Create)
+        );
+        assert_eq!(
+            entry_kind(libc::FAN_CREATE | libc::FAN_DELETE, || false),
+            Some(ChangeKind::Delete)
+        );
+        assert_eq!(
+            entry_kind(libc::FAN_MODIFY | libc::FAN_ATTRIB, || unreachable!()),
+            Some(ChangeKind::Modify)
+        );
+        assert_eq!(
+            entry_kind(libc::FAN_CLOSE_WRITE, || unreachable!()),
+            Some(ChangeKind::Modify)
+        );
         assert_eq!(entry_kind(libc::FAN_DELETE_SELF, || unreachable!()), None);
     }
 }

@@ -15,7 +15,10 @@ use super::handle::FileHandle;
 /// Group flags: notification class, FID reporting with directory handle +
 /// name and the child's handle on directory-entry events
 /// (`FAN_REPORT_DFID_NAME_TARGET`, Linux ≥ 5.17).
-const INIT_FLAGS: u32 = libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK | libc::FAN_REPORT_DFID_NAME_TARGET;
+const INIT_FLAGS: u32 = libc::FAN_CLASS_NOTIF
+    | libc::FAN_CLOEXEC
+    | libc::FAN_NONBLOCK
+    | libc::FAN_REPORT_DFID_NAME_TARGET;
 
 /// Events every backup needs, for files and (`FAN_ONDIR`) directories.
 const BASE_MASK: u64 = libc::FAN_CREATE
@@ -79,20 +82,32 @@ impl Group {
     /// cannot encode file handles.
     pub fn watch_filesystem(path: &Path) -> io::Result<Group> {
         // SAFETY: plain syscall with constant flags.
-        let fd = unsafe { libc::fanotify_init(INIT_FLAGS, (libc::O_RDONLY | libc::O_LARGEFILE) as u32) };
+        let fd =
+            unsafe { libc::fanotify_init(INIT_FLAGS, (libc::O_RDONLY | libc::O_LARGEFILE) as u32) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: fanotify_init returned a new descriptor that we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let c_path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+        let c_path =
+            std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
         let mark = |mask: u64| {
             // SAFETY: `fd` is a fanotify group and `c_path` is NUL-terminated.
             let rc = unsafe {
-                libc::fanotify_mark(fd.as_raw_fd(), libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM, mask, libc::AT_FDCWD, c_path.as_ptr())
+                libc::fanotify_mark(
+                    fd.as_raw_fd(),
+                    libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
+                    mask,
+                    libc::AT_FDCWD,
+                    c_path.as_ptr(),
+                )
             };
-            if rc == 0 { Ok(mask) } else { Err(io::Error::last_os_error()) }
+            if rc == 0 {
+                Ok(mask)
+            } else {
+                Err(io::Error::last_os_error())
+            }
         };
         let mask = match mark(BASE_MASK | RENAME_MASK) {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => mark(BASE_MASK | MOVED_MASK)?,
@@ -110,7 +125,11 @@ impl Group {
             return Ok(n as usize);
         }
         let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(err) }
+        if err.kind() == io::ErrorKind::WouldBlock {
+            Ok(0)
+        } else {
+            Err(err)
+        }
     }
 
     /// The descriptor, for poll(2).
@@ -186,7 +205,9 @@ fn decode_info(event: &mut Event, info_type: u8, body: &[u8]) {
     }
     let handle_bytes = read_u32(body, 8) as usize;
     let handle_type = read_u32(body, 12) as i32;
-    let Some(bytes) = body.get(16..16 + handle_bytes) else { return };
+    let Some(bytes) = body.get(16..16 + handle_bytes) else {
+        return;
+    };
     let handle = FileHandle::new(handle_type, bytes);
     let name = || {
         let rest = &body[16 + handle_bytes..];
@@ -194,10 +215,30 @@ fn decode_info(event: &mut Event, info_type: u8, body: &[u8]) {
     };
     match info_type {
         libc::FAN_EVENT_INFO_TYPE_FID => event.object = Some(handle),
-        libc::FAN_EVENT_INFO_TYPE_DFID_NAME => event.entry = Some(DirEntryName { dir: handle, name: name() }),
-        libc::FAN_EVENT_INFO_TYPE_DFID => event.entry = Some(DirEntryName { dir: handle, name: Vec::new() }),
-        libc::FAN_EVENT_INFO_TYPE_OLD_DFID_NAME => event.old = Some(DirEntryName { dir: handle, name: name() }),
-        libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME => event.new = Some(DirEntryName { dir: handle, name: name() }),
+        libc::FAN_EVENT_INFO_TYPE_DFID_NAME => {
+            event.entry = Some(DirEntryName {
+                dir: handle,
+                name: name(),
+            })
+        }
+        libc::FAN_EVENT_INFO_TYPE_DFID => {
+            event.entry = Some(DirEntryName {
+                dir: handle,
+                name: Vec::new(),
+            })
+        }
+        libc::FAN_EVENT_INFO_TYPE_OLD_DFID_NAME => {
+            event.old = Some(DirEntryName {
+                dir: handle,
+                name: name(),
+            })
+        }
+        libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME => {
+            event.new = Some(DirEntryName {
+                dir: handle,
+                name: name(),
+            })
+        }
         _ => {}
     }
 }
@@ -244,29 +285,55 @@ mod tests {
     fn decodes_variable_length_events_with_names_and_renames() {
         let mut buf = event(
             libc::FAN_CREATE,
-            &[info(libc::FAN_EVENT_INFO_TYPE_DFID_NAME, b"dirA", Some(b"new file")), info(libc::FAN_EVENT_INFO_TYPE_FID, b"obj1", None)],
+            &[
+                info(
+                    libc::FAN_EVENT_INFO_TYPE_DFID_NAME,
+                    b"dirA",
+                    Some(b"new file"),
+                ),
+                info(libc::FAN_EVENT_INFO_TYPE_FID, b"obj1", None),
+            ],
         );
         buf.extend(event(
             libc::FAN_RENAME | libc::FAN_ONDIR,
             &[
                 info(libc::FAN_EVENT_INFO_TYPE_OLD_DFID_NAME, b"dirA", Some(b"a")),
-                info(libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME, b"dirBBBBB", Some(b"b\xff")),
+                info(
+                    libc::FAN_EVENT_INFO_TYPE_NEW_DFID_NAME,
+                    b"dirBBBBB",
+                    Some(b"b\xff"),
+                ),
                 info(libc::FAN_EVENT_INFO_TYPE_FID, b"obj2", None),
             ],
         ));
         let events = parse_events(&buf);
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].pid, 77);
-        assert_eq!(events[0].entry, Some(DirEntryName { dir: FileHandle::new(1, b"dirA"), name: b"new file".to_vec() }));
+        assert_eq!(
+            events[0].entry,
+            Some(DirEntryName {
+                dir: FileHandle::new(1, b"dirA"),
+                name: b"new file".to_vec()
+            })
+        );
         assert_eq!(events[0].object, Some(FileHandle::new(1, b"obj1")));
         assert_eq!(events[1].mask, libc::FAN_RENAME | libc::FAN_ONDIR);
         assert_eq!(events[1].old.as_ref().unwrap().name, b"a");
-        assert_eq!(events[1].new.as_ref().unwrap(), &DirEntryName { dir: FileHandle::new(1, b"dirBBBBB"), name: b"b\xff".to_vec() });
+        assert_eq!(
+            events[1].new.as_ref().unwrap(),
+            &DirEntryName {
+                dir: FileHandle::new(1, b"dirBBBBB"),
+                name: b"b\xff".to_vec()
+            }
+        );
     }
 
     #[test]
     fn a_truncated_buffer_yields_only_whole_events() {
-        let whole = event(libc::FAN_MODIFY, &[info(libc::FAN_EVENT_INFO_TYPE_DFID_NAME, b"d", Some(b"f"))]);
+        let whole = event(
+            libc::FAN_MODIFY,
+            &[info(libc::FAN_EVENT_INFO_TYPE_DFID_NAME, b"d", Some(b"f"))],
+        );
         let mut buf = whole.clone();
         buf.extend_from_slice(&whole[..whole.len() - 3]);
         assert_eq!(parse_events(&buf).len(), 1);

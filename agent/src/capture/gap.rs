@@ -48,7 +48,9 @@ const APPEND_CHUNK: usize = 10_000;
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The identity of the filesystem holding `root`: `statvfs` f_fsid (from the
@@ -58,10 +60,16 @@ pub fn identity(root: &Path) -> anyhow::Result<FsIdentity> {
     let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c_path` is NUL-terminated and `vfs` is a valid out-pointer.
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut vfs) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("statvfs {}", root.display()));
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statvfs {}", root.display()));
     }
-    let root_ino = std::fs::metadata(root).with_context(|| format!("stat {}", root.display()))?.ino();
-    Ok(FsIdentity { fsid: vfs.f_fsid as u64, root_ino })
+    let root_ino = std::fs::metadata(root)
+        .with_context(|| format!("stat {}", root.display()))?
+        .ino();
+    Ok(FsIdentity {
+        fsid: vfs.f_fsid as u64,
+        root_ino,
+    })
 }
 
 /// Decides how the gap since the last watermark is closed for each root,
@@ -74,12 +82,20 @@ pub fn identity(root: &Path) -> anyhow::Result<FsIdentity> {
 /// scan: the backlog in their ring buffer is journaled by the capture loop.
 /// After a crash it is not enough: what the dead agent had drained but not
 /// journaled is gone from the ring buffer, so the scan runs too.
-pub fn close(journal: &Journal, roots: &[Root], backlog_complete: bool) -> anyhow::Result<StartRecord> {
+pub fn close(
+    journal: &Journal,
+    roots: &[Root],
+    backlog_complete: bool,
+) -> anyhow::Result<StartRecord> {
     let started = Instant::now();
     let now = now_ms();
     let watermark = journal.watermark()?;
     let boot = boot_id();
-    let mut record = StartRecord { time_ms: now, boot_id: boot.clone(), ..StartRecord::default() };
+    let mut record = StartRecord {
+        time_ms: now,
+        boot_id: boot.clone(),
+        ..StartRecord::default()
+    };
     if let Some(w) = &watermark {
         record.gap_ms = Some(now.saturating_sub(w.time_ms));
         record.rebooted = w.boot_id != boot;
@@ -114,7 +130,8 @@ pub fn close(journal: &Journal, roots: &[Root], backlog_complete: bool) -> anyho
                 let found = scan(journal, root, since, &mut |walked, found| {
                     record.in_progress = true;
                     record.method = "ctime gap scan".into();
-                    (record.walked, record.entries) = (before_walked + walked, before_found + found);
+                    (record.walked, record.entries) =
+                        (before_walked + walked, before_found + found);
                     record.ms = started.elapsed().as_millis() as u64;
                     journal.record_start(&record)
                 })?;
@@ -146,27 +163,39 @@ fn scan(
 ) -> anyhow::Result<u64> {
     let mut last_report = Instant::now();
     let mut walked = 0u64;
-    let ctime_ms = |m: &std::fs::Metadata| (m.ctime().max(0) as u64) * 1000 + (m.ctime_nsec().max(0) as u64) / 1_000_000;
+    let ctime_ms = |m: &std::fs::Metadata| {
+        (m.ctime().max(0) as u64) * 1000 + (m.ctime_nsec().max(0) as u64) / 1_000_000
+    };
     let root_meta = std::fs::symlink_metadata(&root.path)?;
     let dev = root_meta.dev();
     let mut changes = Vec::new();
     let found = std::cell::Cell::new(0u64);
-    let push = |changes: &mut Vec<Change>, path: Vec<u8>, scope: Scope, ino: u64| -> anyhow::Result<()> {
-        changes.push(Change { root: root.id, path, kind: ChangeKind::Rescan, scope, ino, pid: 0, comm: String::new() });
-        found.set(found.get() + 1);
-        if changes.len() >= APPEND_CHUNK {
-            journal.append(changes, None, false)?;
-            changes.clear();
-        }
-        Ok(())
-    };
+    let push =
+        |changes: &mut Vec<Change>, path: Vec<u8>, scope: Scope, ino: u64| -> anyhow::Result<()> {
+            changes.push(Change {
+                root: root.id,
+                path,
+                kind: ChangeKind::Rescan,
+                scope,
+                ino,
+                pid: 0,
+                comm: String::new(),
+            });
+            found.set(found.get() + 1);
+            if changes.len() >= APPEND_CHUNK {
+                journal.append(changes, None, false)?;
+                changes.clear();
+            }
+            Ok(())
+        };
     let root_new = ctime_ms(&root_meta) >= since_ms;
     if root_new {
         push(&mut changes, Vec::new(), Scope::Contents, root_meta.ino())?;
     }
     // (directory, its root-relative path, its ctime is new, it lies in a
     // subtree already pushed whole)
-    let mut stack: Vec<(PathBuf, Vec<u8>, bool, bool)> = vec![(root.path.clone(), Vec::new(), root_new, false)];
+    let mut stack: Vec<(PathBuf, Vec<u8>, bool, bool)> =
+        vec![(root.path.clone(), Vec::new(), root_new, false)];
     while let Some((dir, rel, dir_new, covered)) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -184,7 +213,11 @@ fn scan(
             }
             let Ok(meta) = entry.metadata() else { continue }; // vanished: its parent's ctime covers it
             let name = entry.file_name();
-            let child_rel = if rel.is_empty() { name.as_bytes().to_vec() } else { [&rel[..], b"/", name.as_bytes()].concat() };
+            let child_rel = if rel.is_empty() {
+                name.as_bytes().to_vec()
+            } else {
+                [&rel[..], b"/", name.as_bytes()].concat()
+            };
             if root.excludes.is_excluded(&child_rel) {
                 continue;
             }

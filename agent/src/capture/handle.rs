@@ -48,7 +48,8 @@ impl FileHandle {
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
 }
 
 /// The handle and mount id of `path` (not following a final symlink).
@@ -63,17 +64,30 @@ pub fn handle_of(path: &Path) -> io::Result<(FileHandle, i32)> {
         f_handle: [u8; MAX_HANDLE_SZ],
     }
     let path = c_path(path)?;
-    let mut raw = RawHandle { handle_bytes: MAX_HANDLE_SZ as u32, handle_type: 0, f_handle: [0; MAX_HANDLE_SZ] };
+    let mut raw = RawHandle {
+        handle_bytes: MAX_HANDLE_SZ as u32,
+        handle_type: 0,
+        f_handle: [0; MAX_HANDLE_SZ],
+    };
     let mut mount_id: libc::c_int = 0;
     // SAFETY: `raw` is a file_handle with room for MAX_HANDLE_SZ bytes and
     // `path` is NUL-terminated; both outlive the call.
     let rc = unsafe {
-        libc::name_to_handle_at(libc::AT_FDCWD, path.as_ptr(), (&mut raw as *mut RawHandle).cast(), &mut mount_id, 0)
+        libc::name_to_handle_at(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            (&mut raw as *mut RawHandle).cast(),
+            &mut mount_id,
+            0,
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok((FileHandle::new(raw.handle_type, &raw.f_handle[..raw.handle_bytes as usize]), mount_id))
+    Ok((
+        FileHandle::new(raw.handle_type, &raw.f_handle[..raw.handle_bytes as usize]),
+        mount_id,
+    ))
 }
 
 /// Opens the object behind `handle` with `O_PATH` on the filesystem of
@@ -81,7 +95,10 @@ pub fn handle_of(path: &Path) -> io::Result<(FileHandle, i32)> {
 /// metadata (`fstat`).
 ///
 /// Errors: `ESTALE` when the inode is gone; `ENOENT` if it has no path.
-pub fn current_path(mount_fd: &OwnedFd, handle: &FileHandle) -> io::Result<(PathBuf, std::fs::Metadata)> {
+pub fn current_path(
+    mount_fd: &OwnedFd,
+    handle: &FileHandle,
+) -> io::Result<(PathBuf, std::fs::Metadata)> {
     let bytes = handle.bytes();
     let mut raw = vec![0u8; 8 + bytes.len()];
     raw[..4].copy_from_slice(&(bytes.len() as u32).to_ne_bytes());
@@ -90,7 +107,11 @@ pub fn current_path(mount_fd: &OwnedFd, handle: &FileHandle) -> io::Result<(Path
     // SAFETY: `raw` is laid out as struct file_handle with handle_bytes set
     // to the length of the trailing bytes; it outlives the call.
     let fd = unsafe {
-        libc::open_by_handle_at(mount_fd.as_raw_fd(), raw.as_mut_ptr().cast(), libc::O_PATH | libc::O_CLOEXEC)
+        libc::open_by_handle_at(
+            mount_fd.as_raw_fd(),
+            raw.as_mut_ptr().cast(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -110,7 +131,12 @@ pub fn current_path(mount_fd: &OwnedFd, handle: &FileHandle) -> io::Result<(Path
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let path = c_path(path)?;
     // SAFETY: `path` is NUL-terminated and outlives the call.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -11,8 +11,8 @@
 mod dir_index;
 mod ebpf;
 mod fanotify;
-mod gap;
 mod fanotify_sys;
+mod gap;
 mod handle;
 
 use std::path::PathBuf;
@@ -78,7 +78,11 @@ impl Capture {
     ///
     /// Errors: the backend cannot watch a root's filesystem (not root, an
     /// unsupported filesystem, a kernel without the needed fanotify flags).
-    pub fn start(config: &CaptureConfig, roots: &[Root], journal: Arc<Journal>) -> anyhow::Result<Capture> {
+    pub fn start(
+        config: &CaptureConfig,
+        roots: &[Root],
+        journal: Arc<Journal>,
+    ) -> anyhow::Result<Capture> {
         let pin_dir = ebpf::pin_dir(journal.journal_id());
         let fanotify = || fanotify::FanotifyCapture::arm(roots, config.max_queued_events);
         let ebpf = match config.backend {
@@ -89,20 +93,53 @@ impl Capture {
                 format!("{e:#}")
             }),
         };
-        let (backend, detail, backlog_complete, source): (&'static str, String, bool, Box<dyn Source>) = match ebpf {
-            Ok(capture) => ("ebpf", ebpf::LADDER.to_string(), capture.backlog_complete(), Box::new(capture)),
-            Err(refused) => ("fanotify", format!("fanotify; eBPF refused: {refused}"), false, Box::new(fanotify()?)),
+        let (backend, detail, backlog_complete, source): (
+            &'static str,
+            String,
+            bool,
+            Box<dyn Source>,
+        ) = match ebpf {
+            Ok(capture) => (
+                "ebpf",
+                ebpf::LADDER.to_string(),
+                capture.backlog_complete(),
+                Box::new(capture),
+            ),
+            Err(refused) => (
+                "fanotify",
+                format!("fanotify; eBPF refused: {refused}"),
+                false,
+                Box::new(fanotify()?),
+            ),
         };
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let watermark_allowed = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_millis(config.read_interval_ms);
-        let (thread_stats, thread_stop, thread_watermark) = (stats.clone(), stop.clone(), watermark_allowed.clone());
+        let (thread_stats, thread_stop, thread_watermark) =
+            (stats.clone(), stop.clone(), watermark_allowed.clone());
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || run(source, &journal, &thread_stop, &thread_watermark, interval, &thread_stats))
+            .spawn(move || {
+                run(
+                    source,
+                    &journal,
+                    &thread_stop,
+                    &thread_watermark,
+                    interval,
+                    &thread_stats,
+                )
+            })
             .context("cannot start the capture thread")?;
-        Ok(Capture { backend, detail, backlog_complete, stats, stop, watermark_allowed, thread })
+        Ok(Capture {
+            backend,
+            detail,
+            backlog_complete,
+            stats,
+            stop,
+            watermark_allowed,
+            thread,
+        })
     }
 
     /// Lets capture advance the journal's watermark: call once the gap since
@@ -119,7 +156,9 @@ impl Capture {
     /// Stops capture after journaling what is already queued.
     pub fn stop(self) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))?
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("capture thread panicked"))?
     }
 }
 
@@ -157,15 +196,24 @@ fn run(
     let mut last_watermark_ms = 0;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        source.wait(if stopping { Duration::ZERO } else { Duration::from_millis(200) });
+        source.wait(if stopping {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(200)
+        });
         let cycle_ms = now_ms();
         source.drain(&mut changes, stats)?;
-        let watermark = watermark_allowed.load(Ordering::Relaxed).then_some(cycle_ms);
-        let watermark_due = watermark.is_some() && (stopping || cycle_ms >= last_watermark_ms + WATERMARK_INTERVAL_MS);
+        let watermark = watermark_allowed
+            .load(Ordering::Relaxed)
+            .then_some(cycle_ms);
+        let watermark_due = watermark.is_some()
+            && (stopping || cycle_ms >= last_watermark_ms + WATERMARK_INTERVAL_MS);
         while !changes.is_empty() || watermark_due {
             match journal.append(&changes, watermark, stopping && watermark.is_some()) {
                 Ok(_) => {
-                    stats.journaled.fetch_add(changes.len() as u64, Ordering::Relaxed);
+                    stats
+                        .journaled
+                        .fetch_add(changes.len() as u64, Ordering::Relaxed);
                     changes.clear();
                     last_watermark_ms = cycle_ms;
                     break;

@@ -28,9 +28,18 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
         ConfigCommand::Example => print!("{EXAMPLE}"),
         ConfigCommand::Check { file } => {
             let config = Config::load(&file)?;
-            println!("{}: ok, journal {}", file.display(), config.journal.path.display());
+            println!(
+                "{}: ok, journal {}",
+                file.display(),
+                config.journal.path.display()
+            );
             for sync in &config.sync {
-                println!("  sync {}: {} → {}", sync.name, sync.source.get_ref().display(), sync.target.get_ref());
+                println!(
+                    "  sync {}: {} → {}",
+                    sync.name,
+                    sync.source.get_ref().display(),
+                    sync.target.get_ref()
+                );
             }
         }
     }

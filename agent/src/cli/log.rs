@@ -45,14 +45,31 @@ fn print(seq: Seq, record: &LogRecord, roots: &[String], json: bool) -> anyhow::
     let root = roots.get(record.root as usize).map_or("?", String::as_str);
     let path = display_path(&record.path);
     if json {
-        let line = JsonRecord { seq, time_ms: record.time_ms, root, path, kind: record.kind().name(), scope: record.scope.name(), ino: record.ino, pid: record.pid, comm: &record.comm };
+        let line = JsonRecord {
+            seq,
+            time_ms: record.time_ms,
+            root,
+            path,
+            kind: record.kind().name(),
+            scope: record.scope.name(),
+            ino: record.ino,
+            pid: record.pid,
+            comm: &record.comm,
+        };
         println!("{}", serde_json::to_string(&line)?);
     } else {
         let scope = match record.scope {
             Scope::Entry => String::new(),
             other => format!(" ({})", other.name()),
         };
-        println!("{seq:>10} {} {:<11} {root}/{path:?}{scope} ino={} pid={} comm={}", record.time_ms, record.kind().name(), record.ino, record.pid, record.comm);
+        println!(
+            "{seq:>10} {} {:<11} {root}/{path:?}{scope} ino={} pid={} comm={}",
+            record.time_ms,
+            record.kind().name(),
+            record.ino,
+            record.pid,
+            record.comm
+        );
     }
     Ok(())
 }
@@ -62,9 +79,21 @@ fn print_start(start: &StartRecord, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::json!({ "start": start }));
     } else {
-        let gap = start.gap_ms.map_or_else(|| "none (new journal)".to_string(), human_ms);
-        let reboot = if start.rebooted { ", after a reboot" } else { "" };
-        println!("     start {} gap {gap}{reboot}, closed by {} ({} entries, {})", start.time_ms, start.method, start.entries, human_ms(start.ms));
+        let gap = start
+            .gap_ms
+            .map_or_else(|| "none (new journal)".to_string(), human_ms);
+        let reboot = if start.rebooted {
+            ", after a reboot"
+        } else {
+            ""
+        };
+        println!(
+            "     start {} gap {gap}{reboot}, closed by {} ({} entries, {})",
+            start.time_ms,
+            start.method,
+            start.entries,
+            human_ms(start.ms)
+        );
     }
     Ok(())
 }
@@ -78,13 +107,20 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
     // the first record printed on.
     let mut starts_from: Option<u64> = (args.since == 0).then_some(0);
     loop {
-        let roots: Vec<String> = journal.roots()?.iter().map(|p| p.display().to_string()).collect();
+        let roots: Vec<String> = journal
+            .roots()?
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let starts = journal.starts()?;
         loop {
             let records = journal.log_from(next, PAGE)?;
             for (seq, record) in &records {
                 let from = *starts_from.get_or_insert(record.time_ms);
-                for start in starts.iter().filter(|s| s.time_ms >= from && s.time_ms <= record.time_ms) {
+                for start in starts
+                    .iter()
+                    .filter(|s| s.time_ms >= from && s.time_ms <= record.time_ms)
+                {
                     print_start(start, args.json)?;
                 }
                 starts_from = Some(from.max(record.time_ms + 1));

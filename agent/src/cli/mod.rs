@@ -80,7 +80,9 @@ impl RunArgs {
     pub fn config(&self) -> anyhow::Result<Config> {
         let mut config = match (&self.config, &self.source, &self.dest) {
             (Some(file), _, _) => Config::load(file)?,
-            (None, Some(source), Some(dest)) => Config::from_command_line(source.clone(), dest.clone(), self.journal.clone())?,
+            (None, Some(source), Some(dest)) => {
+                Config::from_command_line(source.clone(), dest.clone(), self.journal.clone())?
+            }
             _ => anyhow::bail!("give --config FILE, or --source DIR --dest TARGET"),
         };
         if let Some(backend) = self.backend {
@@ -122,7 +124,10 @@ pub fn inspect(command: Command) -> anyhow::Result<()> {
         Command::Unpin(args) => {
             let pins = crate::capture::pin_dir(args.open()?.journal_id());
             crate::capture::unpin(&pins)?;
-            println!("unpinned {}: nothing is captured until an agent starts", pins.display());
+            println!(
+                "unpinned {}: nothing is captured until an agent starts",
+                pins.display()
+            );
             Ok(())
         }
         Command::Run(_) => unreachable!("run is not an inspection command"),

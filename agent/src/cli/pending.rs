@@ -36,12 +36,21 @@ pub fn run(args: PendingArgs) -> anyhow::Result<()> {
             anyhow::bail!("no target named {name} in {}", journal.path().display());
         }
     }
-    for (name, state) in states.iter().filter(|(n, _)| args.target.as_ref().is_none_or(|t| t == n)) {
+    for (name, state) in states
+        .iter()
+        .filter(|(n, _)| args.target.as_ref().is_none_or(|t| t == n))
+    {
         let batch = journal.pending_batch(state.root, state.cursor, usize::MAX)?;
         for p in &batch.paths {
             let path = display_path(&p.path);
             if args.json {
-                let line = JsonPending { target: name, seq: p.seq, path, scope: p.scope.name(), time_ms: p.time_ms };
+                let line = JsonPending {
+                    target: name,
+                    seq: p.seq,
+                    path,
+                    scope: p.scope.name(),
+                    time_ms: p.time_ms,
+                };
                 println!("{}", serde_json::to_string(&line)?);
             } else {
                 println!("{name}\t{}\t{:<8}\t{path:?}", p.seq, p.scope.name());

@@ -84,7 +84,9 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
         let (pending, oldest) = journal.pending_summary(state.root, state.cursor)?;
         targets.push(TargetStatus {
             name,
-            root_path: roots.get(state.root as usize).map_or_else(String::new, |p| p.display().to_string()),
+            root_path: roots
+                .get(state.root as usize)
+                .map_or_else(String::new, |p| p.display().to_string()),
             pending,
             lag_ms: oldest.map_or(0, |t| now.saturating_sub(t)),
             state,
@@ -103,17 +105,25 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
         journaled: agent.journaled,
         rescans: agent.rescans,
         kernel_events: agent.kernel_events,
-        uptime_ms: if agent_running { now.saturating_sub(agent.started_ms) } else { 0 },
+        uptime_ms: if agent_running {
+            now.saturating_sub(agent.started_ms)
+        } else {
+            0
+        },
         watermark_ms: journal.watermark()?.map(|w| w.time_ms),
         starts: journal.starts()?,
-        roots: roots.iter().map(|p| display_path(p.as_os_str().as_encoded_bytes())).collect(),
+        roots: roots
+            .iter()
+            .map(|p| display_path(p.as_os_str().as_encoded_bytes()))
+            .collect(),
         targets,
     })
 }
 
 /// A pid is ours if `/proc/PID/comm` says `fsjournal` (pids get reused).
 fn process_is_fsjournal(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "fsjournal")
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim() == "fsjournal")
 }
 
 /// Runs `fsjournal status`.
@@ -124,10 +134,22 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = now_ms();
-    println!("journal   {} (id {}, last seq {}, log from {})", status.journal, status.journal_id, status.last_seq, status.log_first_seq);
+    println!(
+        "journal   {} (id {}, last seq {}, log from {})",
+        status.journal, status.journal_id, status.last_seq, status.log_first_seq
+    );
     if status.agent_running {
-        println!("agent     running, pid {}, backend {}, up {}, rescans {}", status.agent_pid, status.backend, human_ms(status.uptime_ms), status.rescans);
-        println!("capture   {}; {} events read, {} changes journaled", status.capture_detail, status.events, status.journaled);
+        println!(
+            "agent     running, pid {}, backend {}, up {}, rescans {}",
+            status.agent_pid,
+            status.backend,
+            human_ms(status.uptime_ms),
+            status.rescans
+        );
+        println!(
+            "capture   {}; {} events read, {} changes journaled",
+            status.capture_detail, status.events, status.journaled
+        );
         if status.backend == "ebpf" {
             let [seen, sent, filtered, dropped, spilled] = status.kernel_events;
             println!("kernel    events seen {seen}, sent {sent}, filtered {filtered}, spilled {spilled}, dropped {dropped}");
@@ -139,29 +161,60 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         println!("root      {root}");
     }
     if let Some(watermark) = status.watermark_ms {
-        println!("watermark {} ago (capture complete up to then)", human_ms(now.saturating_sub(watermark)));
+        println!(
+            "watermark {} ago (capture complete up to then)",
+            human_ms(now.saturating_sub(watermark))
+        );
     }
     if let Some(start) = status.starts.last() {
-        let gap = start.gap_ms.map_or_else(|| "none (new journal)".to_string(), human_ms);
-        let reboot = if start.rebooted { ", after a reboot" } else { "" };
+        let gap = start
+            .gap_ms
+            .map_or_else(|| "none (new journal)".to_string(), human_ms);
+        let reboot = if start.rebooted {
+            ", after a reboot"
+        } else {
+            ""
+        };
         if start.in_progress {
             println!("last start {} ago: gap {gap}{reboot}, {} in progress: {} entries walked, {} found so far", human_ms(now.saturating_sub(start.time_ms)), start.method, start.walked, start.entries);
         } else {
-            println!("last start {} ago: gap {gap}{reboot}, closed by {} ({} entries, {})", human_ms(now.saturating_sub(start.time_ms)), start.method, start.entries, human_ms(start.ms));
+            println!(
+                "last start {} ago: gap {gap}{reboot}, closed by {} ({} entries, {})",
+                human_ms(now.saturating_sub(start.time_ms)),
+                start.method,
+                start.entries,
+                human_ms(start.ms)
+            );
         }
     }
     for t in &status.targets {
         println!("target    {} → {}", t.name, t.state.target);
-        println!("  cursor       {}   pending {} paths   lag {}", t.state.cursor, t.pending, human_ms(t.lag_ms));
-        let last = if t.state.last_push_ms == 0 { "never".to_string() } else { format!("{} ago", human_ms(now.saturating_sub(t.state.last_push_ms))) };
+        println!(
+            "  cursor       {}   pending {} paths   lag {}",
+            t.state.cursor,
+            t.pending,
+            human_ms(t.lag_ms)
+        );
+        let last = if t.state.last_push_ms == 0 {
+            "never".to_string()
+        } else {
+            format!("{} ago", human_ms(now.saturating_sub(t.state.last_push_ms)))
+        };
         match &t.state.last_error {
             None => println!("  last push    {last}, ok"),
-            Some(e) => println!("  last push    {last}, FAILED ({} in a row): {e}", t.state.consecutive_failures),
+            Some(e) => println!(
+                "  last push    {last}, FAILED ({} in a row): {e}",
+                t.state.consecutive_failures
+            ),
         }
         if let Some(reason) = &t.state.full_sync_needed {
             println!("  full sync    owed: {reason}");
         }
-        println!("  full syncs   {} (last: {})", t.state.full_syncs, t.state.last_full_sync_reason.as_deref().unwrap_or("-"));
+        println!(
+            "  full syncs   {} (last: {})",
+            t.state.full_syncs,
+            t.state.last_full_sync_reason.as_deref().unwrap_or("-")
+        );
     }
     Ok(())
 }

@@ -23,7 +23,9 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 
 pub use records::*;
 
@@ -87,15 +89,22 @@ impl Journal {
     /// Errors: the directory cannot be created, another agent holds it, or
     /// the database is corrupt.
     pub fn open(path: &Path) -> anyhow::Result<Journal> {
-        std::fs::create_dir_all(path).with_context(|| format!("cannot create journal directory {}", path.display()))?;
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create journal directory {}", path.display()))?;
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = COLUMN_FAMILIES.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        let db = DB::open_cf_descriptors(&opts, path, cfs)
-            .with_context(|| format!("cannot open journal {} (is another agent running?)", path.display()))?;
+        let cfs = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).with_context(|| {
+            format!(
+                "cannot open journal {} (is another agent running?)",
+                path.display()
+            )
+        })?;
         Journal::from_db(db, path, None, true)
     }
 
@@ -104,20 +113,35 @@ impl Journal {
     /// to see newer writes.
     pub fn open_reader(path: &Path) -> anyhow::Result<Journal> {
         if !path.join("CURRENT").exists() {
-            bail!("no journal at {} (has `fsjournal run` ever run with this journal path?)", path.display());
+            bail!(
+                "no journal at {} (has `fsjournal run` ever run with this journal path?)",
+                path.display()
+            );
         }
-        let secondary = tempfile::Builder::new().prefix("fsjournal-reader").tempdir()?;
-        let db = DB::open_cf_as_secondary(&Options::default(), path, secondary.path(), COLUMN_FAMILIES)
-            .with_context(|| format!("cannot read journal {}", path.display()))?;
+        let secondary = tempfile::Builder::new()
+            .prefix("fsjournal-reader")
+            .tempdir()?;
+        let db =
+            DB::open_cf_as_secondary(&Options::default(), path, secondary.path(), COLUMN_FAMILIES)
+                .with_context(|| format!("cannot read journal {}", path.display()))?;
         Journal::from_db(db, path, Some(secondary), false)
     }
 
-    fn from_db(db: DB, path: &Path, secondary: Option<tempfile::TempDir>, writable: bool) -> anyhow::Result<Journal> {
+    fn from_db(
+        db: DB,
+        path: &Path,
+        secondary: Option<tempfile::TempDir>,
+        writable: bool,
+    ) -> anyhow::Result<Journal> {
         let mut journal = Journal {
             db,
             path: path.to_path_buf(),
             journal_id: 0,
-            writer: Mutex::new(Writer { next_seq: 1, log_first: 1, trimmed_through: 0 }),
+            writer: Mutex::new(Writer {
+                next_seq: 1,
+                log_first: 1,
+                trimmed_through: 0,
+            }),
             appended: Condvar::new(),
             _secondary: secondary,
         };
@@ -159,7 +183,11 @@ impl Journal {
         };
         let log_first = self.first_key(CF_LOG).unwrap_or(next_seq);
         self.journal_id = journal_id;
-        *self.writer.get_mut().expect("writer lock") = Writer { next_seq, log_first, trimmed_through: 0 };
+        *self.writer.get_mut().expect("writer lock") = Writer {
+            next_seq,
+            log_first,
+            trimmed_through: 0,
+        };
         Ok(())
     }
 
@@ -191,17 +219,25 @@ impl Journal {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     fn first_key(&self, cf: &str) -> Option<Seq> {
-        self.db.iterator_cf(self.cf(cf), IteratorMode::Start).next().and_then(Result::ok).map(|(k, _)| seq_from_key(&k))
+        self.db
+            .iterator_cf(self.cf(cf), IteratorMode::Start)
+            .next()
+            .and_then(Result::ok)
+            .map(|(k, _)| seq_from_key(&k))
     }
 
     fn write(&self, batch: WriteBatch) -> anyhow::Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db.write_opt(batch, &opts).with_context(|| format!("journal write to {} failed", self.path.display()))
+        self.db
+            .write_opt(batch, &opts)
+            .with_context(|| format!("journal write to {} failed", self.path.display()))
     }
 
     /// The root table: index = [`RootId`], value = absolute path.
@@ -211,7 +247,10 @@ impl Journal {
             Some(bytes) => decode(&bytes, "root table")?,
             None => Vec::new(),
         };
-        Ok(raw.into_iter().map(|p| PathBuf::from(std::ffi::OsString::from_vec(p))).collect())
+        Ok(raw
+            .into_iter()
+            .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)))
+            .collect())
     }
 
     /// The id of `root`, adding it to the root table when new.
@@ -239,7 +278,12 @@ impl Journal {
     ///
     /// Returns the last sequence number assigned. Errors: the write failed
     /// (disk full, I/O error); nothing of the batch is then on disk.
-    pub fn append(&self, changes: &[Change], watermark_ms: Option<u64>, clean_stop: bool) -> anyhow::Result<Seq> {
+    pub fn append(
+        &self,
+        changes: &[Change],
+        watermark_ms: Option<u64>,
+        clean_stop: bool,
+    ) -> anyhow::Result<Seq> {
         let mut writer = self.writer.lock().expect("writer lock");
         if changes.is_empty() && watermark_ms.is_none() {
             return Ok(writer.next_seq - 1);
@@ -248,7 +292,8 @@ impl Journal {
         let (log, pending, by_seq) = (self.cf(CF_LOG), self.cf(CF_PENDING), self.cf(CF_BY_SEQ));
         let mut batch = WriteBatch::default();
         // Entries re-keyed earlier in this batch are not yet visible in the DB.
-        let mut in_batch: std::collections::HashMap<Vec<u8>, PendingEntry> = std::collections::HashMap::new();
+        let mut in_batch: std::collections::HashMap<Vec<u8>, PendingEntry> =
+            std::collections::HashMap::new();
         let mut seq = writer.next_seq;
         for change in changes {
             let record = LogRecord {
@@ -265,7 +310,11 @@ impl Journal {
             let key = pending_key(change.root, &change.path);
             let previous = match in_batch.get(&key) {
                 Some(entry) => Some(entry.clone()),
-                None => self.db.get_cf(pending, &key)?.map(|b| decode::<PendingEntry>(&b, "pending entry")).transpose()?,
+                None => self
+                    .db
+                    .get_cf(pending, &key)?
+                    .map(|b| decode::<PendingEntry>(&b, "pending entry"))
+                    .transpose()?,
             };
             let (mut scope, mut time_ms) = (change.scope, now);
             if let Some(previous) = previous {
@@ -275,7 +324,12 @@ impl Journal {
                 // continuously must not keep postponing its own push.
                 time_ms = previous.time_ms;
             }
-            let entry = PendingEntry { seq, kind: change.kind as u8, scope, time_ms };
+            let entry = PendingEntry {
+                seq,
+                kind: change.kind as u8,
+                scope,
+                time_ms,
+            };
             batch.put_cf(pending, &key, encode(&entry));
             batch.put_cf(by_seq, seq_key(seq), &key);
             in_batch.insert(key, entry);
@@ -283,7 +337,11 @@ impl Journal {
         }
         batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, encode(&seq));
         if let Some(time_ms) = watermark_ms {
-            let watermark = Watermark { time_ms, boot_id: crate::capture::boot_id(), clean_stop };
+            let watermark = Watermark {
+                time_ms,
+                boot_id: crate::capture::boot_id(),
+                clean_stop,
+            };
             batch.put_cf(self.cf(CF_META), META_WATERMARK, encode(&watermark));
         }
         self.write(batch)?;
@@ -313,9 +371,15 @@ impl Journal {
     /// Up to `max` pending paths of `root` with sequence numbers after
     /// `cursor`, oldest first.
     pub fn pending_batch(&self, root: RootId, cursor: Seq, max: usize) -> anyhow::Result<Batch> {
-        let mut batch = Batch { high_seq: cursor, ..Batch::default() };
+        let mut batch = Batch {
+            high_seq: cursor,
+            ..Batch::default()
+        };
         let start = seq_key(cursor + 1);
-        for item in self.db.iterator_cf(self.cf(CF_BY_SEQ), IteratorMode::From(&start, Direction::Forward)) {
+        for item in self.db.iterator_cf(
+            self.cf(CF_BY_SEQ),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
             let (seq_bytes, key) = item?;
             if batch.paths.len() == max {
                 batch.truncated = true;
@@ -329,9 +393,16 @@ impl Journal {
             }
             // Read the live entry: a concurrent append may have re-keyed it to a
             // newer sequence number, which then stays pending on its own.
-            let Some(bytes) = self.db.get_cf(self.cf(CF_PENDING), &key)? else { continue };
+            let Some(bytes) = self.db.get_cf(self.cf(CF_PENDING), &key)? else {
+                continue;
+            };
             let entry: PendingEntry = decode(&bytes, "pending entry")?;
-            batch.paths.push(PendingPath { seq, path: path.to_vec(), scope: entry.scope, time_ms: entry.time_ms });
+            batch.paths.push(PendingPath {
+                seq,
+                path: path.to_vec(),
+                scope: entry.scope,
+                time_ms: entry.time_ms,
+            });
         }
         Ok(batch)
     }
@@ -340,20 +411,32 @@ impl Journal {
     /// oldest one (ms since the Unix epoch).
     pub fn pending_summary(&self, root: RootId, cursor: Seq) -> anyhow::Result<(u64, Option<u64>)> {
         let batch = self.pending_batch(root, cursor, usize::MAX)?;
-        Ok((batch.paths.len() as u64, batch.paths.first().map(|p| p.time_ms)))
+        Ok((
+            batch.paths.len() as u64,
+            batch.paths.first().map(|p| p.time_ms),
+        ))
     }
 
     /// The stored state of target `name`.
     pub fn target_state(&self, name: &str) -> anyhow::Result<Option<TargetState>> {
-        self.db.get_cf(self.cf(CF_TARGETS), name)?.map(|b| decode(&b, "target state")).transpose()
+        self.db
+            .get_cf(self.cf(CF_TARGETS), name)?
+            .map(|b| decode(&b, "target state"))
+            .transpose()
     }
 
     /// Every target's state, by name.
     pub fn target_states(&self) -> anyhow::Result<Vec<(String, TargetState)>> {
         let mut states = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_TARGETS), IteratorMode::Start) {
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_TARGETS), IteratorMode::Start)
+        {
             let (name, bytes) = item?;
-            states.push((String::from_utf8_lossy(&name).into_owned(), decode(&bytes, "target state")?));
+            states.push((
+                String::from_utf8_lossy(&name).into_owned(),
+                decode(&bytes, "target state")?,
+            ));
         }
         Ok(states)
     }
@@ -365,7 +448,11 @@ impl Journal {
         let mut writer = self.writer.lock().expect("writer lock");
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_TARGETS), name, encode(state));
-        let others = self.target_states()?.into_iter().filter(|(n, _)| n != name).map(|(_, s)| s.cursor);
+        let others = self
+            .target_states()?
+            .into_iter()
+            .filter(|(n, _)| n != name)
+            .map(|(_, s)| s.cursor);
         let min_cursor = others.fold(state.cursor, Seq::min);
         self.trim_acknowledged(&mut batch, writer.trimmed_through, min_cursor)?;
         self.write(batch)?;
@@ -389,17 +476,29 @@ impl Journal {
         Ok(forgotten)
     }
 
-    fn trim_acknowledged(&self, batch: &mut WriteBatch, trimmed_through: Seq, min_cursor: Seq) -> anyhow::Result<()> {
+    fn trim_acknowledged(
+        &self,
+        batch: &mut WriteBatch,
+        trimmed_through: Seq,
+        min_cursor: Seq,
+    ) -> anyhow::Result<()> {
         let (pending, by_seq) = (self.cf(CF_PENDING), self.cf(CF_BY_SEQ));
         let start = seq_key(trimmed_through + 1);
-        for item in self.db.iterator_cf(by_seq, IteratorMode::From(&start, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf(by_seq, IteratorMode::From(&start, Direction::Forward))
+        {
             let (seq_bytes, key) = item?;
             let seq = seq_from_key(&seq_bytes);
             if seq > min_cursor {
                 break;
             }
             batch.delete_cf(by_seq, &seq_bytes);
-            let current = self.db.get_cf(pending, &key)?.map(|b| decode::<PendingEntry>(&b, "pending entry")).transpose()?;
+            let current = self
+                .db
+                .get_cf(pending, &key)?
+                .map(|b| decode::<PendingEntry>(&b, "pending entry"))
+                .transpose()?;
             if current.is_some_and(|entry| entry.seq == seq) {
                 batch.delete_cf(pending, &key);
             }
@@ -411,9 +510,14 @@ impl Journal {
     /// Pending entries are never dropped by retention.
     pub fn apply_retention(&self, retention: Retention) -> anyhow::Result<()> {
         let mut writer = self.writer.lock().expect("writer lock");
-        let mut first = writer.log_first.max(writer.next_seq.saturating_sub(retention.records));
+        let mut first = writer
+            .log_first
+            .max(writer.next_seq.saturating_sub(retention.records));
         let oldest_kept_ms = now_ms().saturating_sub(retention.max_age_ms);
-        for item in self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::From(&seq_key(first), Direction::Forward)) {
+        for item in self.db.iterator_cf(
+            self.cf(CF_LOG),
+            IteratorMode::From(&seq_key(first), Direction::Forward),
+        ) {
             let (key, bytes) = item?;
             if decode::<LogRecord>(&bytes, "log record")?.time_ms >= oldest_kept_ms {
                 break;
@@ -432,7 +536,10 @@ impl Journal {
     /// Up to `limit` log records with sequence numbers ≥ `from`, in order.
     pub fn log_from(&self, from: Seq, limit: usize) -> anyhow::Result<Vec<(Seq, LogRecord)>> {
         let start = seq_key(from);
-        let iter = self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::From(&start, Direction::Forward));
+        let iter = self.db.iterator_cf(
+            self.cf(CF_LOG),
+            IteratorMode::From(&start, Direction::Forward),
+        );
         iter.take(limit)
             .map(|item| {
                 let (key, bytes) = item?;
@@ -443,18 +550,28 @@ impl Journal {
 
     /// The capture watermark; `None` for a journal no capture ever wrote to.
     pub fn watermark(&self) -> anyhow::Result<Option<Watermark>> {
-        self.db.get_cf(self.cf(CF_META), META_WATERMARK)?.map(|b| decode(&b, "watermark")).transpose()
+        self.db
+            .get_cf(self.cf(CF_META), META_WATERMARK)?
+            .map(|b| decode(&b, "watermark"))
+            .transpose()
     }
 
     /// The recorded filesystem identity of a root.
     pub fn root_identity(&self, root: RootId) -> anyhow::Result<Option<FsIdentity>> {
         let key = format!("identity/{root}");
-        self.db.get_cf(self.cf(CF_META), key)?.map(|b| decode(&b, "filesystem identity")).transpose()
+        self.db
+            .get_cf(self.cf(CF_META), key)?
+            .map(|b| decode(&b, "filesystem identity"))
+            .transpose()
     }
 
     /// Records a root's filesystem identity.
     pub fn save_root_identity(&self, root: RootId, identity: &FsIdentity) -> anyhow::Result<()> {
-        Ok(self.db.put_cf(self.cf(CF_META), format!("identity/{root}"), encode(identity))?)
+        Ok(self.db.put_cf(
+            self.cf(CF_META),
+            format!("identity/{root}"),
+            encode(identity),
+        )?)
     }
 
     /// Marks every target of `root` as owing a full sync for `reason`;
@@ -476,18 +593,28 @@ impl Journal {
     /// with the same start time as the last one replaces it (progress).
     pub fn record_start(&self, record: &StartRecord) -> anyhow::Result<()> {
         let mut starts = self.starts()?;
-        if starts.last().is_some_and(|last| last.time_ms == record.time_ms) {
+        if starts
+            .last()
+            .is_some_and(|last| last.time_ms == record.time_ms)
+        {
             starts.pop();
         }
         starts.push(record.clone());
         let excess = starts.len().saturating_sub(STARTS_KEPT);
         starts.drain(..excess);
-        Ok(self.db.put_cf(self.cf(CF_META), META_STARTS, encode(&starts))?)
+        Ok(self
+            .db
+            .put_cf(self.cf(CF_META), META_STARTS, encode(&starts))?)
     }
 
     /// The recorded starts, oldest first.
     pub fn starts(&self) -> anyhow::Result<Vec<StartRecord>> {
-        Ok(self.db.get_cf(self.cf(CF_META), META_STARTS)?.map(|b| decode(&b, "start records")).transpose()?.unwrap_or_default())
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), META_STARTS)?
+            .map(|b| decode(&b, "start records"))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// Stores the running agent's self-description.
@@ -497,7 +624,10 @@ impl Journal {
 
     /// The last agent's self-description, if any agent ever ran.
     pub fn agent_info(&self) -> anyhow::Result<Option<AgentInfo>> {
-        self.db.get_cf(self.cf(CF_META), META_AGENT)?.map(|b| decode(&b, "agent info")).transpose()
+        self.db
+            .get_cf(self.cf(CF_META), META_AGENT)?
+            .map(|b| decode(&b, "agent info"))
+            .transpose()
     }
 }
 

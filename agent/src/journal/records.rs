@@ -15,7 +15,9 @@ pub type RootId = u32;
 
 /// How much of a path the target must be brought in line with. Coalesced
 /// changes keep the widest scope.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Scope {
     /// The entry itself: copied if it exists, deleted on the target if not.
     #[default]
@@ -254,7 +256,10 @@ pub fn pending_key(root: RootId, path: &[u8]) -> Vec<u8> {
 /// Splits a [`pending_key`] into root id and path.
 pub fn split_pending_key(key: &[u8]) -> (RootId, &[u8]) {
     let (root, path) = key.split_at(4);
-    (RootId::from_be_bytes(root.try_into().expect("4-byte root id")), path)
+    (
+        RootId::from_be_bytes(root.try_into().expect("4-byte root id")),
+        path,
+    )
 }
 
 /// Encodes a value (postcard cannot fail on these types).
@@ -269,5 +274,7 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> anyhow::Re
 
 /// Wall-clock time in ms since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

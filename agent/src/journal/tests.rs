@@ -5,11 +5,23 @@ use fsjournal_common::ChangeKind;
 use super::*;
 
 fn change(path: &str, kind: ChangeKind) -> Change {
-    Change { root: 0, path: path.as_bytes().to_vec(), kind, scope: Scope::Entry, ino: 7, pid: 42, comm: String::new() }
+    Change {
+        root: 0,
+        path: path.as_bytes().to_vec(),
+        kind,
+        scope: Scope::Entry,
+        ino: 7,
+        pid: 42,
+        comm: String::new(),
+    }
 }
 
 fn paths(batch: &Batch) -> Vec<String> {
-    batch.paths.iter().map(|p| String::from_utf8_lossy(&p.path).into_owned()).collect()
+    batch
+        .paths
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.path).into_owned())
+        .collect()
 }
 
 fn open() -> (tempfile::TempDir, Journal) {
@@ -22,41 +34,127 @@ fn open() -> (tempfile::TempDir, Journal) {
 #[test]
 fn repeated_writes_to_one_path_coalesce_into_one_pending_entry() {
     let (_dir, journal) = open();
-    journal.append(&[change("log", ChangeKind::Create), change("other", ChangeKind::Create)], None, false).unwrap();
-    journal.append(&[change("log", ChangeKind::Modify)], None, false).unwrap();
-    let last = journal.append(&[change("log", ChangeKind::Modify)], None, false).unwrap();
+    journal
+        .append(
+            &[
+                change("log", ChangeKind::Create),
+                change("other", ChangeKind::Create),
+            ],
+            None,
+            false,
+        )
+        .unwrap();
+    journal
+        .append(&[change("log", ChangeKind::Modify)], None, false)
+        .unwrap();
+    let last = journal
+        .append(&[change("log", ChangeKind::Modify)], None, false)
+        .unwrap();
     assert_eq!(last, 4);
     let batch = journal.pending_batch(0, 0, 100).unwrap();
     assert_eq!(paths(&batch), ["other", "log"]);
     assert_eq!(batch.paths[1].seq, 4);
     assert_eq!(batch.high_seq, 4);
     // The inspection log keeps every record.
-    let kinds: Vec<_> = journal.log_from(1, 10).unwrap().into_iter().map(|(_, r)| r.kind()).collect();
-    assert_eq!(kinds, [ChangeKind::Create, ChangeKind::Create, ChangeKind::Modify, ChangeKind::Modify]);
+    let kinds: Vec<_> = journal
+        .log_from(1, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ChangeKind::Create,
+            ChangeKind::Create,
+            ChangeKind::Modify,
+            ChangeKind::Modify
+        ]
+    );
 }
 
 #[test]
 fn a_path_changed_while_its_batch_is_in_flight_stays_pending() {
     let (_dir, journal) = open();
-    journal.append(&[change("a", ChangeKind::Create), change("b", ChangeKind::Create)], None, false).unwrap();
+    journal
+        .append(
+            &[
+                change("a", ChangeKind::Create),
+                change("b", ChangeKind::Create),
+            ],
+            None,
+            false,
+        )
+        .unwrap();
     let in_flight = journal.pending_batch(0, 0, 100).unwrap();
-    journal.append(&[change("a", ChangeKind::Modify)], None, false).unwrap();
-    let state = TargetState { cursor: in_flight.high_seq, ..TargetState::default() };
+    journal
+        .append(&[change("a", ChangeKind::Modify)], None, false)
+        .unwrap();
+    let state = TargetState {
+        cursor: in_flight.high_seq,
+        ..TargetState::default()
+    };
     journal.save_target("t", &state).unwrap();
-    assert_eq!(paths(&journal.pending_batch(0, state.cursor, 100).unwrap()), ["a"]);
+    assert_eq!(
+        paths(&journal.pending_batch(0, state.cursor, 100).unwrap()),
+        ["a"]
+    );
 }
 
 #[test]
 fn entries_are_trimmed_only_when_every_target_acknowledged_them() {
     let (_dir, journal) = open();
-    journal.append(&[change("a", ChangeKind::Create), change("b", ChangeKind::Create)], None, false).unwrap();
-    journal.save_target("slow", &TargetState::default()).unwrap();
-    journal.save_target("fast", &TargetState { cursor: 2, ..TargetState::default() }).unwrap();
-    assert_eq!(paths(&journal.pending_batch(0, 0, 100).unwrap()), ["a", "b"], "slow still needs both");
-    journal.save_target("slow", &TargetState { cursor: 1, ..TargetState::default() }).unwrap();
-    assert_eq!(paths(&journal.pending_batch(0, 0, 100).unwrap()), ["b"], "a is acknowledged by both");
+    journal
+        .append(
+            &[
+                change("a", ChangeKind::Create),
+                change("b", ChangeKind::Create),
+            ],
+            None,
+            false,
+        )
+        .unwrap();
+    journal
+        .save_target("slow", &TargetState::default())
+        .unwrap();
+    journal
+        .save_target(
+            "fast",
+            &TargetState {
+                cursor: 2,
+                ..TargetState::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        paths(&journal.pending_batch(0, 0, 100).unwrap()),
+        ["a", "b"],
+        "slow still needs both"
+    );
+    journal
+        .save_target(
+            "slow",
+            &TargetState {
+                cursor: 1,
+                ..TargetState::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        paths(&journal.pending_batch(0, 0, 100).unwrap()),
+        ["b"],
+        "a is acknowledged by both"
+    );
     journal.forget_targets_except(&["fast"]).unwrap();
-    journal.save_target("fast", &TargetState { cursor: 2, ..TargetState::default() }).unwrap();
+    journal
+        .save_target(
+            "fast",
+            &TargetState {
+                cursor: 2,
+                ..TargetState::default()
+            },
+        )
+        .unwrap();
     assert!(journal.pending_batch(0, 0, 100).unwrap().paths.is_empty());
 }
 
@@ -65,7 +163,9 @@ fn widest_scope_survives_coalescing_with_a_plain_change() {
     let (_dir, journal) = open();
     let mut moved_in = change("dir", ChangeKind::RenameTo);
     moved_in.scope = Scope::Subtree;
-    journal.append(&[moved_in, change("dir", ChangeKind::Attrib)], None, false).unwrap();
+    journal
+        .append(&[moved_in, change("dir", ChangeKind::Attrib)], None, false)
+        .unwrap();
     let batch = journal.pending_batch(0, 0, 100).unwrap();
     assert_eq!(paths(&batch), ["dir"]);
     assert_eq!(batch.paths[0].scope, Scope::Subtree);
@@ -77,11 +177,28 @@ fn batches_are_bounded_and_skip_other_roots_without_missing_them() {
     journal.register_root(Path::new("/other")).unwrap();
     let mut other = change("x", ChangeKind::Create);
     other.root = 1;
-    journal.append(&[change("a", ChangeKind::Create), other, change("b", ChangeKind::Create), change("c", ChangeKind::Create)], None, false).unwrap();
+    journal
+        .append(
+            &[
+                change("a", ChangeKind::Create),
+                other,
+                change("b", ChangeKind::Create),
+                change("c", ChangeKind::Create),
+            ],
+            None,
+            false,
+        )
+        .unwrap();
     let first = journal.pending_batch(0, 0, 2).unwrap();
-    assert_eq!((paths(&first), first.high_seq, first.truncated), (vec!["a".into(), "b".into()], 3, true));
+    assert_eq!(
+        (paths(&first), first.high_seq, first.truncated),
+        (vec!["a".into(), "b".into()], 3, true)
+    );
     let second = journal.pending_batch(0, first.high_seq, 2).unwrap();
-    assert_eq!((paths(&second), second.high_seq, second.truncated), (vec!["c".into()], 4, false));
+    assert_eq!(
+        (paths(&second), second.high_seq, second.truncated),
+        (vec!["c".into()], 4, false)
+    );
     assert_eq!(paths(&journal.pending_batch(1, 0, 10).unwrap()), ["x"]);
 }
 
@@ -92,13 +209,17 @@ fn journal_survives_reopen_and_readers_see_the_writer() {
     let id = {
         let journal = Journal::open(&path).unwrap();
         journal.register_root(Path::new("/src")).unwrap();
-        journal.append(&[change("a", ChangeKind::Create)], None, false).unwrap();
+        journal
+            .append(&[change("a", ChangeKind::Create)], None, false)
+            .unwrap();
         journal.journal_id()
     };
     let journal = Journal::open(&path).unwrap();
     assert_eq!((journal.journal_id(), journal.last_seq()), (id, 1));
     let mut reader = Journal::open_reader(&path).unwrap();
-    journal.append(&[change("b", ChangeKind::Create)], None, false).unwrap();
+    journal
+        .append(&[change("b", ChangeKind::Create)], None, false)
+        .unwrap();
     reader.catch_up().unwrap();
     assert_eq!(reader.last_seq(), 2);
     assert_eq!(reader.roots().unwrap(), [PathBuf::from("/src")]);
@@ -109,9 +230,16 @@ fn journal_survives_reopen_and_readers_see_the_writer() {
 fn retention_trims_the_log_but_never_pending_entries() {
     let (_dir, journal) = open();
     for name in ["a", "b", "c", "d"] {
-        journal.append(&[change(name, ChangeKind::Create)], None, false).unwrap();
+        journal
+            .append(&[change(name, ChangeKind::Create)], None, false)
+            .unwrap();
     }
-    journal.apply_retention(Retention { records: 2, max_age_ms: u64::MAX }).unwrap();
+    journal
+        .apply_retention(Retention {
+            records: 2,
+            max_age_ms: u64::MAX,
+        })
+        .unwrap();
     assert_eq!(journal.log_first_seq(), 3);
     assert_eq!(journal.log_from(0, 10).unwrap().len(), 2);
     assert_eq!(journal.pending_batch(0, 0, 10).unwrap().paths.len(), 4);
@@ -123,9 +251,19 @@ fn a_journal_of_another_format_version_is_refused_with_advice() {
     let path = dir.path().join("j");
     {
         let journal = Journal::open(&path).unwrap();
-        journal.db.put_cf(journal.cf(CF_META), META_FORMAT, encode(&(JOURNAL_FORMAT + 1))).unwrap();
+        journal
+            .db
+            .put_cf(
+                journal.cf(CF_META),
+                META_FORMAT,
+                encode(&(JOURNAL_FORMAT + 1)),
+            )
+            .unwrap();
     }
     let err = Journal::open(&path).err().expect("refused").to_string();
-    assert!(err.contains("format version") && err.contains("move the journal away"), "{err}");
+    assert!(
+        err.contains("format version") && err.contains("move the journal away"),
+        "{err}"
+    );
     assert!(Journal::open_reader(&path).is_err());
 }

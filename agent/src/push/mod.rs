@@ -46,10 +46,22 @@ pub struct Pusher {
 impl Pusher {
     /// Starts the push loop of `sync` (whose source has journal root id
     /// `root`) on its own thread. Capture must already be armed.
-    pub fn spawn(sync: SyncConfig, root: RootId, journal: Arc<Journal>, stop: Arc<AtomicBool>) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    pub fn spawn(
+        sync: SyncConfig,
+        root: RootId,
+        journal: Arc<Journal>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
         let source = sync.source.get_ref().clone();
         let excludes = sync.excludes();
-        let pusher = Pusher { sync, excludes, root, source, journal, stop };
+        let pusher = Pusher {
+            sync,
+            excludes,
+            root,
+            source,
+            journal,
+            stop,
+        };
         std::thread::Builder::new()
             .name(format!("push-{}", pusher.sync.name))
             .spawn(move || pusher.run())
@@ -67,7 +79,9 @@ impl Pusher {
         }
         while !self.stopping() {
             let seen = self.journal.last_seq();
-            let batch = self.journal.pending_batch(self.root, state.cursor, self.sync.batch_max_files)?;
+            let batch =
+                self.journal
+                    .pending_batch(self.root, state.cursor, self.sync.batch_max_files)?;
             if batch.paths.is_empty() {
                 // Nothing of ours up to `seen`: skipped or coalesced-away
                 // sequence numbers are acknowledged too.
@@ -112,13 +126,22 @@ impl Pusher {
         let reason = match &stored {
             None => Some("first sync of this target: no cursor in the journal".to_string()),
             Some(s) if s.full_sync_needed.is_some() => s.full_sync_needed.clone(),
-            Some(s) if s.target != target => Some(format!("target changed from {} to {target}", s.target)),
-            Some(s) if s.root != self.root => Some("source changed".to_string()),
-            Some(s) if s.excludes != excludes => Some(format!("exclude patterns changed from {:?} to {excludes:?}", s.excludes)),
-            Some(s) if s.journal_id != self.journal.journal_id() => Some("cursor belongs to another journal".to_string()),
-            Some(s) if s.cursor > self.journal.last_seq() => {
-                Some(format!("cursor {} is ahead of the journal's last record {}", s.cursor, self.journal.last_seq()))
+            Some(s) if s.target != target => {
+                Some(format!("target changed from {} to {target}", s.target))
             }
+            Some(s) if s.root != self.root => Some("source changed".to_string()),
+            Some(s) if s.excludes != excludes => Some(format!(
+                "exclude patterns changed from {:?} to {excludes:?}",
+                s.excludes
+            )),
+            Some(s) if s.journal_id != self.journal.journal_id() => {
+                Some("cursor belongs to another journal".to_string())
+            }
+            Some(s) if s.cursor > self.journal.last_seq() => Some(format!(
+                "cursor {} is ahead of the journal's last record {}",
+                s.cursor,
+                self.journal.last_seq()
+            )),
             Some(_) => None,
         };
         let mut state = stored.unwrap_or_default();
@@ -134,7 +157,11 @@ impl Pusher {
             state.full_sync_needed = Some(reason);
             self.journal.save_target(self.name(), &state)?;
         } else {
-            tracing::info!(target = self.name(), cursor = state.cursor, "resuming from the journal cursor, no full sync");
+            tracing::info!(
+                target = self.name(),
+                cursor = state.cursor,
+                "resuming from the journal cursor, no full sync"
+            );
         }
         Ok(state)
     }
@@ -143,13 +170,23 @@ impl Pusher {
         let reason = state.full_sync_needed.clone().unwrap_or_default();
         tracing::warn!(target = self.name(), source = %self.source.display(), %reason, "full sync of the whole root");
         let started = Instant::now();
-        if !self.retry(state, |pusher| rsync::run(rsync::command(&pusher.sync, &pusher.source, Mode::Full), &[], &pusher.stop))? {
+        if !self.retry(state, |pusher| {
+            rsync::run(
+                rsync::command(&pusher.sync, &pusher.source, Mode::Full),
+                &[],
+                &pusher.stop,
+            )
+        })? {
             return Ok(());
         }
         state.full_syncs += 1;
         state.last_full_sync_reason = state.full_sync_needed.take();
         self.journal.save_target(self.name(), state)?;
-        tracing::info!(target = self.name(), ms = started.elapsed().as_millis() as u64, "full sync done");
+        tracing::info!(
+            target = self.name(),
+            ms = started.elapsed().as_millis() as u64,
+            "full sync done"
+        );
         Ok(())
     }
 
@@ -160,11 +197,19 @@ impl Pusher {
         // the root: list `.` when the root or an entry of it changed. (A
         // listed `.` also compares the root's direct children: --files-from
         // implies -d.)
-        if batch.paths.iter().any(|p| p.scope == Scope::Entry && !p.path.contains(&b'/')) {
+        if batch
+            .paths
+            .iter()
+            .any(|p| p.scope == Scope::Entry && !p.path.contains(&b'/'))
+        {
             entries.push(b".".to_vec());
         }
         // Another sync of the same root may have journaled what this one excludes.
-        for p in batch.paths.iter().filter(|p| !self.excludes.is_excluded(&p.path)) {
+        for p in batch
+            .paths
+            .iter()
+            .filter(|p| !self.excludes.is_excluded(&p.path))
+        {
             match p.scope {
                 Scope::Entry if p.path.is_empty() => {}
                 Scope::Entry => entries.push(p.path.clone()),
@@ -176,10 +221,18 @@ impl Pusher {
             }
         }
         let pushed = self.retry(state, |pusher| {
-            for (mode, list) in [(Mode::Incremental, &entries), (Mode::Contents, &contents), (Mode::Subtree, &subtrees)] {
+            for (mode, list) in [
+                (Mode::Incremental, &entries),
+                (Mode::Contents, &contents),
+                (Mode::Subtree, &subtrees),
+            ] {
                 if !list.is_empty() {
                     let list: Vec<&[u8]> = list.iter().map(Vec::as_slice).collect();
-                    rsync::run(rsync::command(&pusher.sync, &pusher.source, mode), &list, &pusher.stop)?;
+                    rsync::run(
+                        rsync::command(&pusher.sync, &pusher.source, mode),
+                        &list,
+                        &pusher.stop,
+                    )?;
                 }
             }
             Ok(())
@@ -207,7 +260,11 @@ impl Pusher {
     /// exponentially (with jitter) between failures. The journal keeps every
     /// pending path meanwhile. A success is reported even when shutdown was
     /// requested meanwhile, so that it is recorded, not repeated.
-    fn retry(&self, state: &mut TargetState, mut attempt: impl FnMut(&Pusher) -> Result<(), RsyncError>) -> anyhow::Result<bool> {
+    fn retry(
+        &self,
+        state: &mut TargetState,
+        mut attempt: impl FnMut(&Pusher) -> Result<(), RsyncError>,
+    ) -> anyhow::Result<bool> {
         loop {
             let result = attempt(self);
             state.last_push_ms = now_ms();
@@ -238,8 +295,12 @@ impl Pusher {
 /// capped at `max_ms`, minus up to 20 % jitter so that many targets failing
 /// together do not retry in lockstep.
 fn backoff_ms(failures: u32, max_ms: u64) -> u64 {
-    let delay = RETRY_BASE_MS.saturating_mul(1 << failures.saturating_sub(1).min(20)).min(max_ms);
-    let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
+    let delay = RETRY_BASE_MS
+        .saturating_mul(1 << failures.saturating_sub(1).min(20))
+        .min(max_ms);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
     delay - (delay / 5) * (jitter % 1000) / 1000
 }
 
@@ -249,9 +310,18 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_bounded_jitter() {
-        for (failures, nominal) in [(1, 1_000), (2, 2_000), (3, 4_000), (7, 60_000), (40, 60_000)] {
+        for (failures, nominal) in [
+            (1, 1_000),
+            (2, 2_000),
+            (3, 4_000),
+            (7, 60_000),
+            (40, 60_000),
+        ] {
             let delay = backoff_ms(failures, 60_000);
-            assert!(delay <= nominal && delay >= nominal * 4 / 5, "failure {failures}: {delay} ms");
+            assert!(
+                delay <= nominal && delay >= nominal * 4 / 5,
+                "failure {failures}: {delay} ms"
+            );
         }
     }
 }

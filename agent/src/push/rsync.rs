@@ -89,22 +89,49 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
         // check (size + mtime) would skip a same-size change whose mtime was
         // set back (touch -r, cp -p, tar -x). The delta algorithm still sends
         // only what differs.
-        Mode::Incremental => cmd.args(["--ignore-times", "--from0", "--files-from=-", "--delete-missing-args", "--force"]),
-        Mode::Contents => cmd.args(["-d", "--delete", "--from0", "--files-from=-", "--delete-missing-args", "--force"]),
-        Mode::Subtree => cmd.args(["-r", "--delete", "--from0", "--files-from=-", "--delete-missing-args", "--force"]),
+        Mode::Incremental => cmd.args([
+            "--ignore-times",
+            "--from0",
+            "--files-from=-",
+            "--delete-missing-args",
+            "--force",
+        ]),
+        Mode::Contents => cmd.args([
+            "-d",
+            "--delete",
+            "--from0",
+            "--files-from=-",
+            "--delete-missing-args",
+            "--force",
+        ]),
+        Mode::Subtree => cmd.args([
+            "-r",
+            "--delete",
+            "--from0",
+            "--files-from=-",
+            "--delete-missing-args",
+            "--force",
+        ]),
         Mode::Full => cmd.args(["--delete", "--force"]),
     };
     if sync.timeout_s > 0 {
         cmd.arg(format!("--timeout={}", sync.timeout_s));
     }
     if let Some(password_file) = &sync.password_file {
-        cmd.arg(format!("--password-file={}", password_file.get_ref().display()));
+        cmd.arg(format!(
+            "--password-file={}",
+            password_file.get_ref().display()
+        ));
     }
     if let Some(ssh) = &sync.ssh_command {
         cmd.arg("-e").arg(ssh);
     }
     // The very patterns capture filters with (see filter.rs).
-    cmd.args(sync.exclude_patterns().iter().map(|p| format!("--exclude={p}")));
+    cmd.args(
+        sync.exclude_patterns()
+            .iter()
+            .map(|p| format!("--exclude={p}")),
+    );
     cmd.args(&sync.rsync_args);
     let mut source_arg = source.as_os_str().to_owned();
     source_arg.push("/");
@@ -115,7 +142,13 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
 /// Runs `cmd`, feeding `list` NUL-separated on stdin (list modes), and waits.
 /// Killed early (→ [`RsyncError::Interrupted`]) once `stop` is set.
 pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<(), RsyncError> {
-    cmd.stdin(if list.is_empty() { Stdio::null() } else { Stdio::piped() }).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.stdin(if list.is_empty() {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    })
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     tracing::debug!(command = ?cmd, paths = list.len(), "rsync");
     let mut child = cmd.spawn().map_err(RsyncError::Spawn)?;
     let mut payload = Vec::with_capacity(list.iter().map(|p| p.len() + 1).sum());
@@ -134,7 +167,9 @@ pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<(), Rs
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();
         let _ = stderr.read_to_end(&mut text);
-        String::from_utf8_lossy(&text[text.len().saturating_sub(STDERR_TAIL)..]).trim().to_string()
+        String::from_utf8_lossy(&text[text.len().saturating_sub(STDERR_TAIL)..])
+            .trim()
+            .to_string()
     });
     let status = wait_or_kill(&mut child, stop);
     let _ = writer.join();
@@ -145,7 +180,11 @@ pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<(), Rs
             tracing::debug!(%stderr, "rsync: some files vanished during the transfer (exit 24)");
             Ok(())
         }
-        Some(code) => Err(RsyncError::Exit { code, meaning: meaning(code), stderr }),
+        Some(code) => Err(RsyncError::Exit {
+            code,
+            meaning: meaning(code),
+            stderr,
+        }),
         None => Err(RsyncError::Interrupted),
     }
 }

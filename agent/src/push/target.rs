@@ -23,7 +23,10 @@ impl Target {
         const FORMS: &str = "expected an absolute directory, rsync://[user@]host[:port]/module[/path] or [user@]host:path";
         if let Some(rest) = spec.strip_prefix("rsync://") {
             let (host, module) = rest.split_once('/').unwrap_or((rest, ""));
-            if host.is_empty() || host.ends_with('@') || module.split('/').next().unwrap_or("").is_empty() {
+            if host.is_empty()
+                || host.ends_with('@')
+                || module.split('/').next().unwrap_or("").is_empty()
+            {
                 return Err(format!("`{spec}` names no host or module; {FORMS}"));
             }
             return Ok(Target::Daemon(spec.to_string()));
@@ -32,7 +35,9 @@ impl Target {
             return Ok(Target::Local(PathBuf::from(spec)));
         }
         match spec.split_once(':') {
-            Some((host, _)) if !host.is_empty() && !host.contains('/') => Ok(Target::Ssh(spec.to_string())),
+            Some((host, _)) if !host.is_empty() && !host.contains('/') => {
+                Ok(Target::Ssh(spec.to_string()))
+            }
             _ => Err(format!("`{spec}` is not a target; {FORMS}")),
         }
     }
@@ -57,12 +62,20 @@ mod tests {
 
     #[test]
     fn parses_the_three_forms() {
-        assert_eq!(Target::parse("/srv/replica"), Ok(Target::Local("/srv/replica".into())));
+        assert_eq!(
+            Target::parse("/srv/replica"),
+            Ok(Target::Local("/srv/replica".into()))
+        );
         assert_eq!(
             Target::parse("rsync://backup@10.0.0.2:8730/jenkins/home"),
-            Ok(Target::Daemon("rsync://backup@10.0.0.2:8730/jenkins/home".into()))
+            Ok(Target::Daemon(
+                "rsync://backup@10.0.0.2:8730/jenkins/home".into()
+            ))
         );
-        assert_eq!(Target::parse("root@standby:/var/lib/jenkins"), Ok(Target::Ssh("root@standby:/var/lib/jenkins".into())));
+        assert_eq!(
+            Target::parse("root@standby:/var/lib/jenkins"),
+            Ok(Target::Ssh("root@standby:/var/lib/jenkins".into()))
+        );
     }
 
     #[test]
@@ -75,7 +88,13 @@ mod tests {
 
     #[test]
     fn destination_ends_with_a_slash() {
-        assert_eq!(Target::parse("/srv/r").unwrap().rsync_destination(), "/srv/r/");
-        assert_eq!(Target::parse("rsync://h/m/").unwrap().rsync_destination(), "rsync://h/m/");
+        assert_eq!(
+            Target::parse("/srv/r").unwrap().rsync_destination(),
+            "/srv/r/"
+        );
+        assert_eq!(
+            Target::parse("rsync://h/m/").unwrap().rsync_destination(),
+            "rsync://h/m/"
+        );
     }
 }

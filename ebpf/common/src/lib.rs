@@ -46,7 +46,9 @@ impl ChangeKind {
 
     /// Decodes the on-disk byte; `None` for a value no version ever wrote.
     pub fn from_u8(value: u8) -> Option<ChangeKind> {
-        ChangeKind::ALL.into_iter().find(|kind| *kind as u8 == value)
+        ChangeKind::ALL
+            .into_iter()
+            .find(|kind| *kind as u8 == value)
     }
 
     /// Lower-case name used by the CLI and in JSON output (`rename-from`, ...).
