@@ -2,9 +2,12 @@
 //! ext4), a real `rsync --daemon` on 127.0.0.1 with auth, the real
 //! `fsjournal` binary, and a checksum comparison of source and replica.
 //!
-//! Needs root (mount, fanotify). Every resource is torn down on drop.
+//! Needs root (mount, fanotify). Every resource is torn down on drop, except
+//! with `FSJ_KEEP_SCRATCH=1`, which leaves a failed test's filesystems,
+//! journal and logs in place for a post-mortem.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod churn;
 pub mod workload;
 
 use std::io::Write;
@@ -169,6 +172,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if std::env::var_os("FSJ_KEEP_SCRATCH").is_some() {
+            eprintln!("FSJ_KEEP_SCRATCH: left {} mounted", self.path().display());
+            self.dir.disable_cleanup(true);
+            return;
+        }
         // Pinned eBPF programs outlive their agent by design: detach them.
         if self.journal().exists() {
             let _ = Command::new(env!("CARGO_BIN_EXE_fsjournal"))
@@ -234,7 +242,7 @@ impl RsyncDaemon {
         write_private(&secrets, "fsj:s3cret\n");
         write_private(&dir.path().join("password"), "s3cret\n");
         let conf = format!(
-            "pid file = {d}/rsyncd.pid\nuse chroot = no\nmunge symlinks = no\nuid = root\ngid = root\n[backup]\n  path = {m}\n  read only = no\n  auth users = fsj\n  secrets file = {s}\n",
+            "pid file = {d}/rsyncd.pid\nuse chroot = yes\nuid = root\ngid = root\n[backup]\n  path = {m}\n  read only = no\n  auth users = fsj\n  secrets file = {s}\n",
             d = dir.path().display(),
             m = module_dir.display(),
             s = secrets.display()

@@ -21,8 +21,8 @@
 //! ctime moved as well. When the ring buffer is full, the programs keep the
 //! inode in a bounded hash map (`capture.dirty_inodes`) that is drained with
 //! it; only when that is full too is an event lost, counted, and turned into
-//! a rescan of every root; so does a change to a hard-linked file,
-//! whose other names this rung cannot know.
+//! a rescan of every root. A change to a hard-linked file reaches all its
+//! names in the root (see `hard_links.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -40,6 +40,7 @@ use fsjournal_common::{counter, ChangeKind, DirtyKey, InodeEvent};
 
 use super::dir_index::DirIndex;
 use super::handle::{self, FileHandle};
+use super::hard_links::HardLinks;
 use super::{Root, Source, Stats};
 use crate::config::CaptureConfig;
 use crate::journal::{Change, RootId, Scope};
@@ -122,6 +123,8 @@ struct Filesystem {
     /// Where each known directory was last seen: a directory found elsewhere
     /// was renamed or moved in, and needs a subtree push.
     index: DirIndex,
+    /// Names of hard-linked files, so a change through one reaches all.
+    links: HardLinks,
 }
 
 /// Armed eBPF capture.
@@ -305,6 +308,7 @@ impl EbpfCapture {
                 layout,
                 handle_type: root_handle.handle_type(),
                 index,
+                links: HardLinks::default(),
             });
         }
         // Programs of a previous agent still attached: their maps hold what
@@ -508,6 +512,7 @@ impl Source for EbpfCapture {
                     }
                     continue;
                 };
+                let mut others = Vec::new();
                 let scope = if meta.is_dir() && self.backlog_pending {
                     let parent_changed =
                         !rel.is_empty() && path.parent().is_some_and(|p| changed_dirs.contains(p));
@@ -519,13 +524,14 @@ impl Source for EbpfCapture {
                 } else if meta.is_dir() {
                     fs.directory_scope(root, &rel, &path, handle)
                 } else {
-                    if meta.nlink() > 1 && !rescan {
-                        tracing::warn!(path = %path.display(), "a hard-linked file changed: its other names are unknown here; rescanning every root");
-                        rescan = true;
-                    }
+                    let root_path = fs
+                        .index
+                        .root_path(root)
+                        .expect("the root of a resolved path");
+                    others = fs.links.other_names(root, root_path, &rel, &meta);
                     Scope::Entry
                 };
-                out.push(Change {
+                let change = Change {
                     root,
                     path: rel,
                     kind: ChangeKind::Modify,
@@ -533,7 +539,12 @@ impl Source for EbpfCapture {
                     ino: meta.ino(),
                     pid: tgid,
                     comm,
-                });
+                };
+                out.extend(others.into_iter().map(|path| Change {
+                    path,
+                    ..change.clone()
+                }));
+                out.push(change);
             }
         }
         self.backlog_pending = false;

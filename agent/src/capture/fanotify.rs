@@ -15,6 +15,7 @@ use fsjournal_common::ChangeKind;
 use super::dir_index::DirIndex;
 use super::fanotify_sys::{self, parse_events, DirEntryName, Event, Group};
 use super::handle::{self, FileHandle};
+use super::hard_links::HardLinks;
 use super::{Root, Source, Stats};
 use crate::journal::{Change, RootId, Scope};
 
@@ -31,6 +32,8 @@ struct Filesystem {
     mount_fd: OwnedFd,
     /// Directories known to lie outside every root (negative cache).
     outside: HashSet<FileHandle>,
+    /// Names of hard-linked files, so a write through one reaches all.
+    links: HardLinks,
 }
 
 /// Armed fanotify capture for a set of roots.
@@ -78,6 +81,7 @@ impl FanotifyCapture {
                         index: DirIndex::default(),
                         mount_fd,
                         outside: HashSet::new(),
+                        links: HardLinks::default(),
                     };
                     filesystems.push((dev, fs));
                     filesystems.len() - 1
@@ -235,11 +239,11 @@ impl Filesystem {
         let Some((root, path)) = self.resolve(entry, out, rescans) else {
             return;
         };
-        let absolute = self.index.absolute(root, &path);
-        let ino = absolute
-            .as_deref()
-            .and_then(|p| std::fs::symlink_metadata(p).ok())
-            .map_or(0, |m| m.ino());
+        let meta = self
+            .index
+            .absolute(root, &path)
+            .and_then(|p| std::fs::symlink_metadata(p).ok());
+        let ino = meta.as_ref().map_or(0, |m| m.ino());
         let Some(kind) = entry_kind(event.mask, || ino != 0) else {
             return;
         };
@@ -252,7 +256,7 @@ impl Filesystem {
                 _ => {}
             }
         }
-        out.push(Change {
+        let change = Change {
             root,
             path,
             kind,
@@ -260,7 +264,34 @@ impl Filesystem {
             ino,
             pid,
             comm: String::new(),
-        });
+        };
+        if let Some(meta) = &meta {
+            self.reach_other_names(&change, meta, out);
+        }
+        out.push(change);
+    }
+
+    /// A hard-linked file changed through `change.path`: journals its other
+    /// names (see [`HardLinks`]). Creates and renames only teach the
+    /// registry a name.
+    fn reach_other_names(
+        &mut self,
+        change: &Change,
+        meta: &std::fs::Metadata,
+        out: &mut Vec<Change>,
+    ) {
+        let Some(root_path) = self.index.root_path(change.root) else {
+            return;
+        };
+        let others = self
+            .links
+            .other_names(change.root, root_path, &change.path, meta);
+        if matches!(change.kind, ChangeKind::Modify | ChangeKind::Attrib) {
+            out.extend(others.into_iter().map(|path| Change {
+                path,
+                ..change.clone()
+            }));
+        }
     }
 
     /// The new side of a rename (or a MOVED_TO).
@@ -287,10 +318,9 @@ impl Filesystem {
             // Its subdirectories were never indexed: learn them now.
             self.index.index_subtree(root, absolute, object.clone());
         }
-        let ino = absolute
-            .and_then(|p| std::fs::symlink_metadata(p).ok())
-            .map_or(0, |m| m.ino());
-        out.push(Change {
+        let meta = absolute.and_then(|p| std::fs::symlink_metadata(p).ok());
+        let ino = meta.as_ref().map_or(0, |m| m.ino());
+        let change = Change {
             root,
             path,
             kind: ChangeKind::RenameTo,
@@ -298,7 +328,11 @@ impl Filesystem {
             ino,
             pid,
             comm: String::new(),
-        });
+        };
+        if let Some(meta) = &meta {
+            self.reach_other_names(&change, meta, out);
+        }
+        out.push(change);
     }
 
     /// Root and root-relative path of a directory entry; `None` outside every

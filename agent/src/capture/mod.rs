@@ -14,6 +14,7 @@ mod fanotify;
 mod fanotify_sys;
 mod gap;
 mod handle;
+mod hard_links;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

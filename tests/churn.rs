@@ -1,0 +1,144 @@
+//! Fault injection under randomized churn: a seeded generator makes
+//! thousands of mixed changes (see `support/churn.rs`) while the agent is
+//! SIGKILLed and restarted, or while the target is down. After quiescence
+//! the replica must equal the source, with no full resync while the cursor
+//! stayed valid.
+//!
+//! Sizes come from the environment so that `cargo xtask soak` can run the
+//! same tests bigger: `FSJ_CHURN_OPS` (default 20,000 operations),
+//! `FSJ_CHURN_KILLS` (default 10 SIGKILLs), `FSJ_CHURN_SEED` (replay a seed
+//! printed by a failed run).
+
+mod support;
+
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use support::churn::Churn;
+use support::*;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Churns a fresh ext4 tree with `backend` capturing while the agent is
+/// SIGKILLed (and its rsync children with it) `FSJ_CHURN_KILLS` times at
+/// random moments, then asserts convergence and a single full sync.
+fn converges_under_churn_and_kill9s(backend: &str, hard_links: bool) {
+    let (ops, kills) = (
+        env_or("FSJ_CHURN_OPS", 20_000),
+        env_or("FSJ_CHURN_KILLS", 10),
+    );
+    let scratch = Scratch::ext4();
+    let daemon = RsyncDaemon::start(&scratch.replica());
+    workload::seed(&scratch.src());
+    let config = write_config(&scratch, &daemon.url(), Some(&daemon.password_file()), "");
+    use_backend(&config, backend);
+    let mut agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(&scratch, 1);
+
+    let mut churn = Churn::new(&scratch.src(), hard_links);
+    let seed = churn.seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    // About 1.5 s of churn per kill: the agent is killed while it pushes,
+    // scans the gap, drains the kernel or waits.
+    let churning = std::thread::spawn(move || {
+        churn.run(ops, Duration::from_millis(1_500 * kills));
+        churn
+    });
+    for _ in 0..kills {
+        std::thread::sleep(Duration::from_millis(rng.random_range(200..1_500)));
+        agent.kill9();
+        agent = Agent::start(&config, &scratch);
+    }
+    let churn = churning.join().unwrap();
+    assert!(
+        churn.done >= ops / 2,
+        "seed {seed}: the generator made only {} of {ops} operations",
+        churn.done
+    );
+
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let status = status(&scratch);
+    assert_eq!(
+        status["targets"][0]["full_syncs"], 1,
+        "seed {seed}: no full resync while the cursor is valid: {status:#}"
+    );
+    assert_eq!(
+        status["targets"][0]["full_sync_needed"],
+        serde_json::Value::Null,
+        "seed {seed}: {status:#}"
+    );
+    eprintln!(
+        "seed {seed}: {} operations, {kills} SIGKILLs, converged",
+        churn.done
+    );
+    agent.stop();
+}
+
+#[test]
+fn fanotify_replica_converges_after_randomized_churn_and_kill9s() {
+    converges_under_churn_and_kill9s("fanotify", true);
+}
+
+#[test]
+fn ebpf_replica_converges_after_randomized_churn_and_kill9s() {
+    converges_under_churn_and_kill9s("ebpf", false);
+}
+
+#[test]
+fn replica_converges_after_a_target_outage_during_churn() {
+    let ops = env_or("FSJ_CHURN_OPS", 20_000) / 2;
+    let scratch = Scratch::tmpfs();
+    let mut daemon = RsyncDaemon::start(&scratch.replica());
+    workload::seed(&scratch.src());
+    let config = write_config(&scratch, &daemon.url(), Some(&daemon.password_file()), "");
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(&scratch, 1);
+
+    let mut churn = Churn::new(&scratch.src(), true);
+    let seed = churn.seed();
+    let churning = std::thread::spawn(move || {
+        churn.run(ops, Duration::from_secs(12));
+        churn
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    daemon.pause();
+    wait_until(
+        Duration::from_secs(30),
+        "a push to fail against the stopped daemon",
+        || status(&scratch)["targets"][0]["consecutive_failures"].as_u64() >= Some(1),
+    );
+    let down = status(&scratch);
+    assert!(
+        down["targets"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rsync exit")),
+        "seed {seed}: {down:#}"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    daemon.resume();
+    let churn = churning.join().unwrap();
+    assert!(
+        churn.done >= ops / 2,
+        "seed {seed}: the generator made only {} of {ops} operations",
+        churn.done
+    );
+
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_until(Duration::from_secs(10), "the error to clear", || {
+        status(&scratch)["targets"][0]["last_error"].is_null()
+    });
+    let status = status(&scratch);
+    assert_eq!(
+        status["targets"][0]["full_syncs"], 1,
+        "seed {seed}: the outage needs no full resync: {status:#}"
+    );
+    agent.stop();
+}
