@@ -344,6 +344,18 @@ impl Config {
                         "a local target must not overlap its source".into(),
                     ));
                 }
+                Ok(Target::Local(dir))
+                    if !dir.is_dir() && !dir.parent().is_some_and(Path::is_dir) =>
+                {
+                    problems.push((
+                        Some(sync.target.span()),
+                        key("target"),
+                        format!(
+                            "{}: neither it nor its parent directory exists (rsync creates only the last component)",
+                            dir.display()
+                        ),
+                    ));
+                }
                 Ok(_) => {}
             }
             if let Some(Err(message)) = sync
@@ -398,6 +410,9 @@ impl Config {
 /// as rsync itself demands of `--password-file` when run as root.
 fn check_private_file(path: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(

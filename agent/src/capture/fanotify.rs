@@ -63,12 +63,8 @@ impl FanotifyCapture {
             let position = match filesystems.iter().position(|(d, _)| *d == dev) {
                 Some(position) => position,
                 None => {
-                    let group = Group::watch_filesystem(&root.path).with_context(|| {
-                        format!(
-                            "fanotify cannot watch the filesystem of {}",
-                            root.path.display()
-                        )
-                    })?;
+                    let group = Group::watch_filesystem(&root.path)
+                        .map_err(|e| unwatchable(&root.path, e))?;
                     let renames = if group.mask & fanotify_sys::RENAME_MASK != 0 {
                         "FAN_RENAME"
                     } else {
@@ -140,6 +136,24 @@ impl Source for FanotifyCapture {
         }
         Ok(())
     }
+}
+
+/// The error for a root whose filesystem fanotify refuses, with what to do.
+fn unwatchable(root: &std::path::Path, e: std::io::Error) -> anyhow::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::ENODEV) => {
+            ": this filesystem has no file handles (proc, sysfs, some FUSE); supported: ext4, xfs, btrfs, tmpfs"
+        }
+        Some(libc::EXDEV) => {
+            ": a btrfs subvolume or an overlayfs without nfs_export=on; put the root on the filesystem's top level"
+        }
+        Some(libc::EPERM) => ": fanotify needs root (CAP_SYS_ADMIN)",
+        _ => "",
+    };
+    anyhow::anyhow!(
+        "fanotify cannot watch the filesystem of {}: {e}{hint}",
+        root.display()
+    )
 }
 
 /// Picks the kind recorded for a (possibly merged) directory-entry event.
