@@ -128,13 +128,14 @@ fn assert_ebpf_journal(log: &[serde_json::Value]) {
     );
 }
 
-#[test]
-fn ebpf_answers_a_changed_hard_link_with_a_rescan() {
+/// A write through one name of a hard-linked file changes every name: each
+/// is journaled (found by a walk of the root the first time), no rescan.
+fn write_through_one_name_reaches_every_name(backend: &str) {
     let scratch = Scratch::ext4();
     workload::seed(&scratch.src());
     let replica = scratch.replica().display().to_string();
     let config = write_config(&scratch, &replica, None, "");
-    use_backend(&config, "ebpf");
+    use_backend(&config, backend);
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     std::fs::hard_link(
@@ -148,11 +149,30 @@ fn ebpf_answers_a_changed_hard_link_with_a_rescan() {
         "through one name\n",
     );
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let log = journal_log(&scratch);
+    let modified = |path: &str| {
+        log.iter()
+            .any(|r| r["path"] == path && r["kind"] == "modify")
+    };
     assert!(
-        journaled(&journal_log(&scratch), "rescan", "."),
-        "a hard-linked file's other names are unknown: rescan"
+        modified("jobs/alpha/log-link") && modified("jobs/alpha/builds/1/log"),
+        "both names are journaled:\n{log:#?}"
+    );
+    assert!(
+        !journaled(&log, "rescan", "."),
+        "no rescan needed:\n{log:#?}"
     );
     agent.stop();
+}
+
+#[test]
+fn fanotify_write_through_one_name_of_a_hard_link_reaches_every_name() {
+    write_through_one_name_reaches_every_name("fanotify");
+}
+
+#[test]
+fn ebpf_write_through_one_name_of_a_hard_link_reaches_every_name() {
+    write_through_one_name_reaches_every_name("ebpf");
 }
 
 #[test]

@@ -166,6 +166,25 @@ pub struct SyncConfig {
     /// journaled, not pushed, kept out of full syncs (see `filter.rs`).
     #[serde(default)]
     pub exclude: Option<Spanned<Vec<String>>>,
+    /// Hold a path back until it has not changed for this long (ms; 0 = push
+    /// at the batch delay): a file still being written (a growing build log)
+    /// is copied once it is quiet, not at every batch.
+    #[serde(default)]
+    pub settle_ms: u64,
+    /// Never hold a changing path back longer than this (ms), so the replica
+    /// of a file written without pause still trails it by a bounded time.
+    #[serde(default = "default_settle_max_ms")]
+    pub settle_max_ms: u64,
+    /// Preserve hard links among the files of one rsync run (`-H`). Links
+    /// whose names are pushed in different runs arrive as separate copies.
+    #[serde(default)]
+    pub hard_links: bool,
+    /// Preserve extended attributes (`-X`; the target must support them).
+    #[serde(default)]
+    pub xattrs: bool,
+    /// Preserve POSIX ACLs (`-A`; implies matching users on the target).
+    #[serde(default)]
+    pub acls: bool,
 }
 
 fn default_batch_max_files() -> usize {
@@ -179,6 +198,9 @@ fn default_retry_max_ms() -> u64 {
 }
 fn default_timeout_s() -> u64 {
     600
+}
+fn default_settle_max_ms() -> u64 {
+    60_000
 }
 
 impl SyncConfig {
@@ -196,6 +218,11 @@ impl SyncConfig {
             timeout_s: default_timeout_s(),
             rsync_args: Vec::new(),
             exclude: None,
+            settle_ms: 0,
+            settle_max_ms: default_settle_max_ms(),
+            hard_links: false,
+            xattrs: false,
+            acls: false,
         }
     }
 

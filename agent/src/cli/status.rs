@@ -64,7 +64,7 @@ pub struct TargetStatus {
     pub name: String,
     /// Source root path.
     pub root_path: String,
-    /// Paths still to push.
+    /// Paths still to push, held ones included.
     pub pending: u64,
     /// Age of the oldest unpushed change (ms), 0 when in sync.
     pub lag_ms: u64,
@@ -82,12 +82,17 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
     let mut targets = Vec::new();
     for (name, state) in journal.target_states()? {
         let (pending, oldest) = journal.pending_summary(state.root, state.cursor)?;
+        // Held paths (settling, or refused by the target) are pending too.
+        let oldest = oldest
+            .into_iter()
+            .chain(state.held.iter().map(|h| h.since_ms))
+            .min();
         targets.push(TargetStatus {
             name,
             root_path: roots
                 .get(state.root as usize)
                 .map_or_else(String::new, |p| p.display().to_string()),
-            pending,
+            pending: pending + state.held.len() as u64,
             lag_ms: oldest.map_or(0, |t| now.saturating_sub(t)),
             state,
         });

@@ -46,7 +46,7 @@ const META_FORMAT: &[u8] = b"format";
 /// Version of the on-disk format (records.rs). Values are positional
 /// (postcard): any change to a record's fields must bump it, and an agent
 /// refuses a journal of another version rather than misread it.
-pub const JOURNAL_FORMAT: u32 = 1;
+pub const JOURNAL_FORMAT: u32 = 2;
 const META_STARTS: &[u8] = b"starts";
 
 /// Start records kept in the journal.
@@ -531,6 +531,15 @@ impl Journal {
             writer.log_first = first;
         }
         Ok(())
+    }
+
+    /// When the change with sequence number `seq` was journaled (ms since the
+    /// Unix epoch); `None` once retention dropped its log record.
+    pub fn change_time_ms(&self, seq: Seq) -> anyhow::Result<Option<u64>> {
+        let Some(bytes) = self.db.get_cf(self.cf(CF_LOG), seq_key(seq))? else {
+            return Ok(None);
+        };
+        Ok(Some(decode::<LogRecord>(&bytes, "log record")?.time_ms))
     }
 
     /// Up to `limit` log records with sequence numbers ≥ `from`, in order.

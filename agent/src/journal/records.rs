@@ -158,6 +158,35 @@ pub struct TargetState {
     pub consecutive_failures: u32,
     /// Paths pushed incrementally, ever (paths).
     pub pushed_paths: u64,
+    /// Paths this target holds back past its cursor: still being written
+    /// (settle time) or refused by the target (retried with backoff). Saved
+    /// with the cursor in one write, so acknowledging a batch never loses them.
+    pub held: Vec<HeldPath>,
+}
+
+/// Why a target holds a path back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HoldReason {
+    /// Changed less than `settle_ms` ago: probably still being written.
+    Settling,
+    /// rsync named it in an error (exit 23) this many times in a row.
+    Failed(u32),
+}
+
+/// A path a target pushes later (see [`TargetState::held`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldPath {
+    /// Path relative to the root.
+    pub path: Vec<u8>,
+    /// How much of it to push.
+    pub scope: Scope,
+    /// Time of its oldest unpushed change (ms since the Unix epoch): lag is
+    /// measured from it.
+    pub since_ms: u64,
+    /// Not pushed before this time (ms since the Unix epoch).
+    pub not_before_ms: u64,
+    /// Why it is held.
+    pub reason: HoldReason,
 }
 
 /// The running agent's self-description (meta key `agent`), read by `status`.

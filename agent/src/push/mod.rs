@@ -11,10 +11,11 @@
 //! - a target without a valid cursor gets one full sync first, started
 //!   after capture was armed, so nothing changing during it is missed.
 
+mod hold;
 pub mod rsync;
 pub mod target;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use self::rsync::{Mode, RsyncError};
+use self::rsync::{Lists, Mode, RsyncError};
+use self::target::Target;
 use crate::config::SyncConfig;
 use crate::filter::Excludes;
-use crate::journal::{now_ms, Batch, Journal, RootId, Scope, TargetState};
+use crate::journal::{now_ms, Batch, HeldPath, HoldReason, Journal, RootId, Seq, TargetState};
 
 /// First retry delay after a failed push (ms); doubles per failure up to
 /// the sync's `retry_max_ms`.
@@ -39,6 +41,8 @@ pub struct Pusher {
     excludes: Excludes,
     root: RootId,
     source: PathBuf,
+    /// The target directory when it is local (rsync names it in errors).
+    local_target: Option<PathBuf>,
     journal: Arc<Journal>,
     stop: Arc<AtomicBool>,
 }
@@ -54,11 +58,16 @@ impl Pusher {
     ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
         let source = sync.source.get_ref().clone();
         let excludes = sync.excludes();
+        let local_target = match sync.target() {
+            Target::Local(dir) => Some(dir),
+            _ => None,
+        };
         let pusher = Pusher {
             sync,
             excludes,
             root,
             source,
+            local_target,
             journal,
             stop,
         };
@@ -82,7 +91,10 @@ impl Pusher {
             let batch =
                 self.journal
                     .pending_batch(self.root, state.cursor, self.sync.batch_max_files)?;
-            if batch.paths.is_empty() {
+            let now = now_ms();
+            let next_due = hold::next_due_ms(&state);
+            let held_due = next_due.is_some_and(|t| t <= now);
+            if batch.paths.is_empty() && !held_due {
                 // Nothing of ours up to `seen`: skipped or coalesced-away
                 // sequence numbers are acknowledged too.
                 let cursor = batch.high_seq.max(seen);
@@ -90,12 +102,15 @@ impl Pusher {
                     state.cursor = cursor;
                     self.journal.save_target(self.name(), &state)?;
                 }
-                self.journal.wait_for_append(seen, Duration::from_secs(1));
+                let wait_ms =
+                    next_due.map_or(1_000, |t| t.saturating_sub(now).clamp(TICK_MS, 1_000));
+                self.journal
+                    .wait_for_append(seen, Duration::from_millis(wait_ms));
                 continue;
             }
             let oldest_ms = batch.paths.iter().map(|p| p.time_ms).min().unwrap_or(0);
-            let age_ms = now_ms().saturating_sub(oldest_ms);
-            if !batch.truncated && age_ms < self.sync.batch_delay_ms {
+            let age_ms = now.saturating_sub(oldest_ms);
+            if !held_due && !batch.truncated && age_ms < self.sync.batch_delay_ms {
                 self.sleep(self.sync.batch_delay_ms - age_ms);
                 continue;
             }
@@ -170,16 +185,19 @@ impl Pusher {
         let reason = state.full_sync_needed.clone().unwrap_or_default();
         tracing::warn!(target = self.name(), source = %self.source.display(), %reason, "full sync of the whole root");
         let started = Instant::now();
-        if !self.retry(state, |pusher| {
+        let done = self.retry(state, |pusher| {
             rsync::run(
                 rsync::command(&pusher.sync, &pusher.source, Mode::Full),
                 &[],
                 &pusher.stop,
             )
-        })? {
+        })?;
+        if done.is_none() {
             return Ok(());
         }
         state.full_syncs += 1;
+        // The whole root went: nothing held back is owed any more.
+        state.held.clear();
         state.last_full_sync_reason = state.full_sync_needed.take();
         self.journal.save_target(self.name(), state)?;
         tracing::info!(
@@ -190,64 +208,99 @@ impl Pusher {
         Ok(())
     }
 
+    /// Pushes `batch` plus the held paths now due, holds back paths still
+    /// settling, and acknowledges the batch. Paths rsync names in an exit 23
+    /// are held for a retry with backoff; any other failure retries the
+    /// whole push (see [`Pusher::retry`]).
     fn push_batch(&self, batch: &Batch, state: &mut TargetState) -> anyhow::Result<()> {
         let started = Instant::now();
-        let (mut entries, mut contents, mut subtrees) = (Vec::new(), Vec::new(), Vec::new());
-        // rsync gives implied parent directories their attributes, but never
-        // the root: list `.` when the root or an entry of it changed. (A
-        // listed `.` also compares the root's direct children: --files-from
-        // implies -d.)
-        if batch
-            .paths
-            .iter()
-            .any(|p| p.scope == Scope::Entry && !p.path.contains(&b'/'))
-        {
-            entries.push(b".".to_vec());
-        }
+        let now = now_ms();
+        let mut push: Vec<HeldPath> = Vec::new();
         // Another sync of the same root may have journaled what this one excludes.
         for p in batch
             .paths
             .iter()
             .filter(|p| !self.excludes.is_excluded(&p.path))
         {
-            match p.scope {
-                Scope::Entry if p.path.is_empty() => {}
-                Scope::Entry => entries.push(p.path.clone()),
-                // `DIR/` makes `-d` take the directory's children.
-                Scope::Contents if p.path.is_empty() => contents.push(b".".to_vec()),
-                Scope::Contents => contents.push([p.path.as_slice(), b"/"].concat()),
-                Scope::Subtree if p.path.is_empty() => subtrees.push(b".".to_vec()),
-                Scope::Subtree => subtrees.push(p.path.clone()),
+            let path = HeldPath {
+                path: p.path.clone(),
+                scope: p.scope,
+                since_ms: p.time_ms,
+                not_before_ms: 0,
+                reason: HoldReason::Settling,
+            };
+            match self.settles_until(p.seq, p.time_ms, now)? {
+                Some(not_before_ms) => hold::hold(
+                    state,
+                    HeldPath {
+                        not_before_ms,
+                        ..path
+                    },
+                ),
+                None => push.push(path),
             }
         }
-        let pushed = self.retry(state, |pusher| {
-            for (mode, list) in [
-                (Mode::Incremental, &entries),
-                (Mode::Contents, &contents),
-                (Mode::Subtree, &subtrees),
-            ] {
-                if !list.is_empty() {
-                    let list: Vec<&[u8]> = list.iter().map(Vec::as_slice).collect();
-                    rsync::run(
-                        rsync::command(&pusher.sync, &pusher.source, mode),
-                        &list,
-                        &pusher.stop,
-                    )?;
+        for due in hold::take_due(state, now) {
+            match push.iter_mut().find(|p| p.path == due.path) {
+                Some(p) => p.scope = p.scope.max(due.scope),
+                None => push.push(due),
+            }
+        }
+        let lists = Lists::new(push.iter().map(|p| (p.path.as_slice(), p.scope)));
+        let prefixes = self.error_prefixes();
+        let refused = self.retry(state, |pusher| {
+            let mut refused = Vec::new();
+            for (mode, list) in lists.by_mode() {
+                let paths: Vec<&[u8]> = list.iter().map(|(path, _)| path.as_slice()).collect();
+                match rsync::run(
+                    rsync::command(&pusher.sync, &pusher.source, mode),
+                    &paths,
+                    &pusher.stop,
+                ) {
+                    Err(RsyncError::Exit {
+                        code: 23,
+                        named,
+                        stderr,
+                        ..
+                    }) => {
+                        let blamed: Vec<usize> = list
+                            .iter()
+                            .filter(|(path, i)| {
+                                named
+                                    .iter()
+                                    .any(|n| hold::concerns(n, path, push[*i].scope, &prefixes))
+                            })
+                            .map(|(_, i)| *i)
+                            .collect();
+                        if blamed.is_empty() {
+                            return Err(RsyncError::Exit {
+                                code: 23,
+                                meaning: "partial transfer due to error",
+                                named,
+                                stderr,
+                            });
+                        }
+                        refused.extend(blamed);
+                    }
+                    result => result?,
                 }
             }
-            Ok(())
+            Ok(refused)
         })?;
-        if !pushed {
+        let Some(refused) = refused else {
             return Ok(());
-        }
+        };
+        self.hold_refused(state, &push, &refused, now);
         state.cursor = batch.high_seq;
-        state.pushed_paths += batch.paths.len() as u64;
+        state.pushed_paths += (push.len() - refused.len()) as u64;
         self.journal.save_target(self.name(), state)?;
         tracing::info!(
             target = self.name(),
-            paths = batch.paths.len(),
-            contents = contents.len(),
-            subtrees = subtrees.len(),
+            paths = push.len(),
+            contents = lists.count(Mode::Contents),
+            subtrees = lists.count(Mode::Subtree),
+            refused = refused.len(),
+            held = state.held.len(),
             cursor = state.cursor,
             ms = started.elapsed().as_millis() as u64,
             "pushed"
@@ -255,26 +308,84 @@ impl Pusher {
         Ok(())
     }
 
-    /// Runs `attempt` until it succeeds (true) or shutdown interrupts it
-    /// (false), recording each result in the target's state and backing off
+    /// With a settle time, when a path whose latest change has sequence
+    /// number `seq` (oldest unpushed change at `since_ms`) may be pushed, if
+    /// that is later than `now`.
+    fn settles_until(&self, seq: Seq, since_ms: u64, now: u64) -> anyhow::Result<Option<u64>> {
+        if self.sync.settle_ms == 0 {
+            return Ok(None);
+        }
+        // A change whose log record retention dropped is long settled.
+        let last_ms = self.journal.change_time_ms(seq)?.unwrap_or(0);
+        let release = (last_ms + self.sync.settle_ms).min(since_ms + self.sync.settle_max_ms);
+        Ok((release > now).then_some(release))
+    }
+
+    /// Prefixes rsync may put before a root-relative path in its messages:
+    /// the source, and a local target's directory.
+    fn error_prefixes(&self) -> Vec<&Path> {
+        let mut prefixes = vec![self.source.as_path()];
+        if let Some(dir) = self.local_target.as_deref() {
+            prefixes.push(dir);
+        }
+        prefixes
+    }
+
+    /// Holds the `refused` paths of `push` for a retry with backoff, and
+    /// records them as the target's error.
+    fn hold_refused(
+        &self,
+        state: &mut TargetState,
+        push: &[HeldPath],
+        refused: &[usize],
+        now: u64,
+    ) {
+        if refused.is_empty() {
+            return;
+        }
+        let mut names = Vec::new();
+        for &i in refused {
+            let failures = hold::failures(push[i].reason) + 1;
+            let not_before_ms = now + backoff_ms(failures, self.sync.retry_max_ms);
+            hold::hold(
+                state,
+                HeldPath {
+                    not_before_ms,
+                    reason: HoldReason::Failed(failures),
+                    ..push[i].clone()
+                },
+            );
+            names.push(String::from_utf8_lossy(&push[i].path).into_owned());
+        }
+        let error = format!(
+            "rsync exit 23: the target refused {} path(s), retried with backoff: {}",
+            names.len(),
+            names.join(", ")
+        );
+        tracing::error!(target = self.name(), %error, "push partly failed");
+        state.last_error = Some(error);
+    }
+
+    /// Runs `attempt` until it succeeds (its value) or shutdown interrupts it
+    /// (`None`), recording each result in the target's state and backing off
     /// exponentially (with jitter) between failures. The journal keeps every
     /// pending path meanwhile. A success is reported even when shutdown was
     /// requested meanwhile, so that it is recorded, not repeated.
-    fn retry(
+    fn retry<T>(
         &self,
         state: &mut TargetState,
-        mut attempt: impl FnMut(&Pusher) -> Result<(), RsyncError>,
-    ) -> anyhow::Result<bool> {
+        mut attempt: impl FnMut(&Pusher) -> Result<T, RsyncError>,
+    ) -> anyhow::Result<Option<T>> {
         loop {
             let result = attempt(self);
             state.last_push_ms = now_ms();
             match result {
-                Ok(()) => {
+                Ok(value) => {
                     state.last_error = None;
                     state.consecutive_failures = 0;
-                    return Ok(true);
+                    return Ok(Some(value));
                 }
-                Err(RsyncError::Interrupted) if self.stopping() => return Ok(false),
+                Err(RsyncError::Interrupted) if self.stopping() => return Ok(None),
                 Err(e) => {
                     state.consecutive_failures += 1;
                     state.last_error = Some(e.to_string());
@@ -283,7 +394,7 @@ impl Pusher {
                     tracing::error!(target = self.name(), error = %e, failures = state.consecutive_failures, retry_in_ms = delay, "push failed");
                     self.sleep(delay);
                     if self.stopping() {
-                        return Ok(false);
+                        return Ok(None);
                     }
                 }
             }

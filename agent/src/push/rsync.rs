@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::config::SyncConfig;
+use crate::journal::Scope;
 
 /// How much of rsync's stderr is kept for the error message (bytes).
 const STDERR_TAIL: usize = 2048;
@@ -57,6 +58,9 @@ pub enum RsyncError {
         meaning: &'static str,
         /// The end of rsync's stderr.
         stderr: String,
+        /// Paths named in its error lines (exit 23 only), unescaped; see
+        /// [`named_paths`].
+        named: Vec<Vec<u8>>,
     },
     /// rsync was killed by a signal, or by us at shutdown.
     #[error("rsync was interrupted")]
@@ -114,6 +118,15 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
         ]),
         Mode::Full => cmd.args(["--delete", "--force"]),
     };
+    for (wanted, flag) in [
+        (sync.hard_links, "-H"),
+        (sync.xattrs, "-X"),
+        (sync.acls, "-A"),
+    ] {
+        if wanted {
+            cmd.arg(flag);
+        }
+    }
     if sync.timeout_s > 0 {
         cmd.arg(format!("--timeout={}", sync.timeout_s));
     }
@@ -137,6 +150,67 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
     source_arg.push("/");
     cmd.arg(source_arg).arg(sync.target().rsync_destination());
     cmd
+}
+
+/// The paths of one push split into the rsync runs that carry them, each
+/// listed string with the index of the path it came from.
+pub struct Lists {
+    runs: [(Mode, Vec<(Vec<u8>, usize)>); 3],
+}
+
+impl Lists {
+    /// Lists root-relative `paths` (`""` is the root) by scope: entries
+    /// as they are (plus `.` when an entry of the root itself changed: rsync
+    /// gives implied parents their attributes, never the root; a listed `.`
+    /// also compares the root's direct children, as `--files-from` implies
+    /// `-d`), contents as `DIR/` (`-d` then takes the directory's children),
+    /// subtrees as they are.
+    pub fn new<'a>(paths: impl IntoIterator<Item = (&'a [u8], Scope)>) -> Lists {
+        let mut runs = [
+            (Mode::Incremental, Vec::new()),
+            (Mode::Contents, Vec::new()),
+            (Mode::Subtree, Vec::new()),
+        ];
+        let mut root_listed = false;
+        for (i, (path, scope)) in paths.into_iter().enumerate() {
+            let listed = match (scope, path.is_empty()) {
+                (Scope::Entry, true) => continue,
+                (Scope::Entry, false) => {
+                    if !path.contains(&b'/') && !root_listed {
+                        root_listed = true;
+                        runs[0].1.push((b".".to_vec(), i));
+                    }
+                    path.to_vec()
+                }
+                (Scope::Contents, true) | (Scope::Subtree, true) => b".".to_vec(),
+                (Scope::Contents, false) => [path, b"/"].concat(),
+                (Scope::Subtree, false) => path.to_vec(),
+            };
+            let run = match scope {
+                Scope::Entry => 0,
+                Scope::Contents => 1,
+                Scope::Subtree => 2,
+            };
+            runs[run].1.push((listed, i));
+        }
+        Lists { runs }
+    }
+
+    /// The non-empty runs, in order: entries, contents, subtrees.
+    pub fn by_mode(&self) -> impl Iterator<Item = (Mode, &[(Vec<u8>, usize)])> {
+        self.runs
+            .iter()
+            .filter(|(_, list)| !list.is_empty())
+            .map(|(mode, list)| (*mode, list.as_slice()))
+    }
+
+    /// How many strings are listed in `mode`'s run.
+    pub fn count(&self, mode: Mode) -> usize {
+        self.runs
+            .iter()
+            .find(|(m, _)| *m == mode)
+            .map_or(0, |(_, list)| list.len())
+    }
 }
 
 /// Runs `cmd`, feeding `list` NUL-separated on stdin (list modes), and waits.
@@ -167,13 +241,14 @@ pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<(), Rs
     let reader = std::thread::spawn(move || {
         let mut text = Vec::new();
         let _ = stderr.read_to_end(&mut text);
-        String::from_utf8_lossy(&text[text.len().saturating_sub(STDERR_TAIL)..])
-            .trim()
-            .to_string()
+        text
     });
     let status = wait_or_kill(&mut child, stop);
     let _ = writer.join();
-    let stderr = reader.join().unwrap_or_default();
+    let text = reader.join().unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&text[text.len().saturating_sub(STDERR_TAIL)..])
+        .trim()
+        .to_string();
     match status.and_then(|s| s.code()) {
         Some(0) => Ok(()),
         Some(24) => {
@@ -183,6 +258,11 @@ pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<(), Rs
         Some(code) => Err(RsyncError::Exit {
             code,
             meaning: meaning(code),
+            named: if code == 23 {
+                named_paths(&text)
+            } else {
+                Vec::new()
+            },
             stderr,
         }),
         None => Err(RsyncError::Interrupted),
@@ -201,5 +281,73 @@ fn wait_or_kill(child: &mut Child, stop: &AtomicBool) -> Option<std::process::Ex
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(_) => return None,
         }
+    }
+}
+
+/// The paths quoted in rsync's error lines (`rsync: [receiver] rename
+/// "/dst/d/.a.9W0Ggt" -> "d/a": Operation not permitted (1)`), with rsync's
+/// `\#ooo` escapes of unprintable bytes decoded and temporary names
+/// (`.NAME.XXXXXX`) mapped back to `NAME`. Absolute and relative forms are
+/// both kept: the caller matches them against what it listed (a temporary name is
+/// given as both).
+pub fn named_paths(stderr: &[u8]) -> Vec<Vec<u8>> {
+    let mut named = Vec::new();
+    for line in stderr
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"rsync: "))
+    {
+        for quoted in line.split(|&b| b == b'"').skip(1).step_by(2) {
+            let path = unescape(quoted);
+            let slash = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+            let name = &path[slash..];
+            // rsync's temporary file: "." + name + "." + 6 random characters.
+            if name.len() > 8 && name[0] == b'.' && name[name.len() - 7] == b'.' {
+                named.push([&path[..slash], &name[1..name.len() - 7]].concat());
+            }
+            named.push(path);
+        }
+    }
+    named
+}
+
+/// Decodes rsync's `\#ooo` (octal) escapes.
+fn unescape(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let octal = text
+            .get(i..i + 5)
+            .filter(|t| t.starts_with(b"\\#") && t[2..].iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(t) => {
+                out.push((t[2] - b'0') * 64 + (t[3] - b'0') * 8 + (t[4] - b'0'));
+                i += 5;
+            }
+            None => {
+                out.push(text[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named_paths;
+
+    #[test]
+    fn error_lines_name_their_paths() {
+        let stderr = b"rsync: [receiver] rename \"/dst/d/.a.9W0Ggt\" -> \"d/a\": Operation not permitted (1)\n\
+rsync: [sender] send_files failed to open \"/src/new\\#012line\\#351\": Permission denied (13)\n\
+rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1394) [sender=3.5.0]\n";
+        let named = named_paths(stderr);
+        let expected: Vec<&[u8]> = vec![
+            b"/dst/d/a",
+            b"/dst/d/.a.9W0Ggt",
+            b"d/a",
+            b"/src/new\nline\xe9",
+        ];
+        assert_eq!(named, expected);
     }
 }

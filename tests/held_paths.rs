@@ -1,0 +1,148 @@
+//! Paths a target holds back: one the target refuses (rsync exit 23) is
+//! retried alone with backoff while everything else keeps flowing; one still
+//! being written waits for its settle time and is then pushed once.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::*;
+
+/// `chattr +i` on a replica file (the target then refuses to replace it);
+/// undone on drop so the scratch directory can be removed.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: PathBuf) -> Immutable {
+        sh("chattr", &["+i", path.to_str().unwrap()]);
+        Immutable(path)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .args(["-i", self.0.to_str().unwrap()])
+            .status();
+    }
+}
+
+#[test]
+fn a_path_the_target_refuses_is_retried_alone_while_the_rest_is_pushed() {
+    let scratch = Scratch::tmpfs();
+    // The replica lives on the host's ext4 (tmpfs has no immutable flag).
+    let replica = scratch.replica().display().to_string();
+    std::fs::create_dir(scratch.src().join("d")).unwrap();
+    for name in ["a", "b"] {
+        std::fs::write(scratch.src().join("d").join(name), "v1\n").unwrap();
+    }
+    let config = write_config(&scratch, &replica, None, "");
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(&scratch, 1);
+
+    let guard = Immutable::set(scratch.replica().join("d/a"));
+    for name in ["a", "b", "c"] {
+        std::fs::write(scratch.src().join("d").join(name), "v2\n").unwrap();
+    }
+    let arrived = |name: &str| {
+        std::fs::read_to_string(scratch.replica().join("d").join(name)).is_ok_and(|t| t == "v2\n")
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "d/b and d/c to reach the target",
+        || arrived("b") && arrived("c"),
+    );
+    // rsync copies b and c before it exits 23 and the agent records the result.
+    wait_until(
+        Duration::from_secs(10),
+        "the refusal to be recorded",
+        || {
+            !status(&scratch)["targets"][0]["held"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        },
+    );
+    let stuck = status(&scratch);
+    let target = &stuck["targets"][0];
+    assert!(
+        target["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exit 23") && e.contains("d/a")),
+        "the error names the refused path: {stuck:#}"
+    );
+    assert_eq!(
+        target["held"][0]["path"],
+        serde_json::json!(b"d/a"),
+        "{stuck:#}"
+    );
+    assert!(target["pending"].as_u64() >= Some(1), "{stuck:#}");
+    assert!(!arrived("a"));
+
+    // The target is not blocked: later changes still arrive.
+    std::fs::write(scratch.src().join("d/e"), "v2\n").unwrap();
+    wait_until(Duration::from_secs(30), "d/e to reach the target", || {
+        arrived("e")
+    });
+
+    drop(guard);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_until(
+        Duration::from_secs(30),
+        "the held path to be pushed and cleared",
+        || {
+            let target = &status(&scratch)["targets"][0];
+            target["pending"] == 0 && target["last_error"].is_null()
+        },
+    );
+    assert!(agent.log_text().contains("push partly failed"));
+    assert_eq!(
+        status(&scratch)["targets"][0]["full_syncs"],
+        1,
+        "no full sync needed"
+    );
+    agent.stop();
+}
+
+#[test]
+fn a_file_still_being_written_is_pushed_once_it_settles() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica().display().to_string();
+    let log = scratch.src().join("build.log");
+    std::fs::write(&log, "").unwrap();
+    let config = write_config(&scratch, &replica, None, "settle_ms = 3000\n");
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(&scratch, 1);
+    let pushed_before = status(&scratch)["targets"][0]["pushed_paths"]
+        .as_u64()
+        .unwrap();
+
+    // 4 s of appends, 100 ms apart: never 3 s quiet.
+    for i in 0..40 {
+        append(&log, &format!("line {i}\n"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let writing = status(&scratch);
+    assert_eq!(
+        std::fs::metadata(scratch.replica().join("build.log"))
+            .unwrap()
+            .len(),
+        0,
+        "a file still being written is held back: {writing:#}"
+    );
+    assert_eq!(
+        writing["targets"][0]["held"][0]["reason"], "Settling",
+        "{writing:#}"
+    );
+
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let pushed = status(&scratch)["targets"][0]["pushed_paths"]
+        .as_u64()
+        .unwrap()
+        - pushed_before;
+    assert!(pushed <= 2, "the settled log was pushed {pushed} times");
+    agent.stop();
+}
