@@ -9,6 +9,8 @@
 //!   nightly, `-Z build-std=core`, bpf-linker) that the agent embeds.
 //! - `cargo xtask test`: setup, build-ebpf, then the whole test suite
 //!   (`cargo test --workspace`).
+//! - `cargo xtask soak`: the fault-injection suite (`tests/churn.rs`) at a
+//!   larger size: more operations and SIGKILLs, several seeds in a row.
 //! - `cargo xtask demo`: setup, then a hot backup of a sample Jenkins-like tree
 //!   into a local replica, until Ctrl-C.
 
@@ -46,6 +48,18 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Setup, then run the randomized churn / SIGKILL / outage tests bigger and repeatedly.
+    Soak {
+        /// Operations per churn run.
+        #[arg(long, default_value_t = 200_000)]
+        ops: u64,
+        /// SIGKILLs of the agent per churn run.
+        #[arg(long, default_value_t = 50)]
+        kills: u64,
+        /// Runs, each with a fresh seed (printed, for FSJ_CHURN_SEED=… replays).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
     /// Setup, then keep a replica of a sample tree in sync until Ctrl-C.
     Demo {
         /// Where the sample source, replica and journal are created.
@@ -62,6 +76,18 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             build_ebpf()?;
             test(&args)
+        }
+        Task::Soak { ops, kills, rounds } => {
+            setup()?;
+            build_ebpf()?;
+            for round in 1..=rounds {
+                println!("soak round {round}/{rounds}: {ops} operations, {kills} SIGKILLs per test");
+                run(Command::new(cargo())
+                    .args(["test", "-p", "fsjournal", "--test", "churn", "--", "--nocapture"])
+                    .env("FSJ_CHURN_OPS", ops.to_string())
+                    .env("FSJ_CHURN_KILLS", kills.to_string()))?;
+            }
+            Ok(())
         }
         Task::Demo { dir } => {
             setup()?;
