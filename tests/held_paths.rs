@@ -1,6 +1,7 @@
 //! Paths a target holds back: one the target refuses (rsync exit 23) is
 //! retried alone with backoff while everything else keeps flowing; one still
-//! being written waits for its settle time and is then pushed once.
+//! being written waits for its settle time and is then pushed once; drift
+//! found by rolling verification is pushed with the next batch.
 
 mod support;
 
@@ -144,5 +145,43 @@ fn a_file_still_being_written_is_pushed_once_it_settles() {
         .unwrap()
         - pushed_before;
     assert!(pushed <= 2, "the settled log was pushed {pushed} times");
+    agent.stop();
+}
+
+#[test]
+fn rolling_verification_finds_and_repairs_drift_on_the_target() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica().display().to_string();
+    workload::seed(&scratch.src());
+    let config = write_config(
+        &scratch,
+        &replica,
+        None,
+        "verify_interval_s = 1\nverify_slices = 2\n",
+    );
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(&scratch, 1);
+
+    // Changes made behind the agent's back, on the target: no journal
+    // record explains them, only a comparison finds them.
+    let target = scratch.replica();
+    std::fs::write(target.join("jobs/alpha/config.xml"), "tampered with\n").unwrap();
+    std::fs::remove_file(target.join("jobs/beta/builds/1/log")).unwrap();
+    std::fs::write(target.join("jobs/doomed/builds/intruder"), "x").unwrap();
+
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_until(Duration::from_secs(10), "the drift to be counted", || {
+        status(&scratch)["targets"][0]["drift_found"].as_u64() >= Some(3)
+    });
+    let status = status(&scratch);
+    assert!(
+        status["targets"][0]["verified_units"].as_u64() > Some(0),
+        "{status:#}"
+    );
+    assert_eq!(
+        status["targets"][0]["full_syncs"], 1,
+        "drift is repaired without a full sync"
+    );
     agent.stop();
 }

@@ -185,6 +185,15 @@ pub struct SyncConfig {
     /// Preserve POSIX ACLs (`-A`; implies matching users on the target).
     #[serde(default)]
     pub acls: bool,
+    /// Compare one slice of the tree with the target this often (s; 0 =
+    /// never): `rsync --dry-run --itemize-changes`, pushing any difference no
+    /// journaled change explains (drift).
+    #[serde(default = "default_verify_interval_s")]
+    pub verify_interval_s: u64,
+    /// Slices the tree is cut into for rolling verification: the whole tree
+    /// is compared every `verify_interval_s × verify_slices` seconds.
+    #[serde(default = "default_verify_slices")]
+    pub verify_slices: u32,
 }
 
 fn default_batch_max_files() -> usize {
@@ -201,6 +210,12 @@ fn default_timeout_s() -> u64 {
 }
 fn default_settle_max_ms() -> u64 {
     60_000
+}
+fn default_verify_interval_s() -> u64 {
+    300
+}
+fn default_verify_slices() -> u32 {
+    12
 }
 
 impl SyncConfig {
@@ -223,6 +238,8 @@ impl SyncConfig {
             hard_links: false,
             xattrs: false,
             acls: false,
+            verify_interval_s: default_verify_interval_s(),
+            verify_slices: default_verify_slices(),
         }
     }
 
@@ -401,6 +418,13 @@ impl Config {
                     sync.exclude.as_ref().map(Spanned::span),
                     key("exclude"),
                     message,
+                ));
+            }
+            if sync.verify_slices == 0 {
+                problems.push((
+                    None,
+                    key("verify_slices"),
+                    "expected a number of slices >= 1".into(),
                 ));
             }
             if sync.batch_max_files == 0 {

@@ -81,9 +81,19 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             build_ebpf()?;
             for round in 1..=rounds {
-                println!("soak round {round}/{rounds}: {ops} operations, {kills} SIGKILLs per test");
+                println!(
+                    "soak round {round}/{rounds}: {ops} operations, {kills} SIGKILLs per test"
+                );
                 run(Command::new(cargo())
-                    .args(["test", "-p", "fsjournal", "--test", "churn", "--", "--nocapture"])
+                    .args([
+                        "test",
+                        "-p",
+                        "fsjournal",
+                        "--test",
+                        "churn",
+                        "--",
+                        "--nocapture",
+                    ])
                     .env("FSJ_CHURN_OPS", ops.to_string())
                     .env("FSJ_CHURN_KILLS", kills.to_string()))?;
             }

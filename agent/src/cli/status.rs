@@ -5,7 +5,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{display_path, human_ms, JournalArgs};
-use crate::journal::{now_ms, Journal, StartRecord, TargetState};
+use crate::journal::{now_ms, HoldReason, Journal, StartRecord, TargetState};
 
 /// Arguments of `fsjournal status`.
 #[derive(Debug, Args)]
@@ -220,6 +220,26 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             t.state.full_syncs,
             t.state.last_full_sync_reason.as_deref().unwrap_or("-")
         );
+        if !t.state.held.is_empty() {
+            let failing = t
+                .state
+                .held
+                .iter()
+                .filter(|h| matches!(h.reason, HoldReason::Failed(_)))
+                .count();
+            println!(
+                "  held         {} paths ({failing} refused by the target, retried with backoff)",
+                t.state.held.len()
+            );
+        }
+        if t.state.last_verify_ms > 0 {
+            println!(
+                "  verified     {} units, drift found {} (last slice {} ago)",
+                t.state.verified_units,
+                t.state.drift_found,
+                human_ms(now.saturating_sub(t.state.last_verify_ms))
+            );
+        }
     }
     Ok(())
 }

@@ -417,6 +417,17 @@ impl Journal {
         ))
     }
 
+    /// Whether `path` of `root` has a change after `cursor` still pending.
+    pub fn is_pending(&self, root: RootId, path: &[u8], cursor: Seq) -> anyhow::Result<bool> {
+        let Some(bytes) = self
+            .db
+            .get_cf(self.cf(CF_PENDING), pending_key(root, path))?
+        else {
+            return Ok(false);
+        };
+        Ok(decode::<PendingEntry>(&bytes, "pending entry")?.seq > cursor)
+    }
+
     /// The stored state of target `name`.
     pub fn target_state(&self, name: &str) -> anyhow::Result<Option<TargetState>> {
         self.db

@@ -162,6 +162,17 @@ pub struct TargetState {
     /// (settle time) or refused by the target (retried with backoff). Saved
     /// with the cursor in one write, so acknowledging a batch never loses them.
     pub held: Vec<HeldPath>,
+    /// End of the last rolling verification (ms since the Unix epoch, 0 = never).
+    pub last_verify_ms: u64,
+    /// The slice the next rolling verification compares (0-based).
+    pub verify_slice: u32,
+    /// Entries compared by rolling verification, ever (top-level units of
+    /// the slices, each with everything below it).
+    pub verified_units: u64,
+    /// Differences rolling verification found that no journaled change
+    /// explained (paths), ever: each is pushed, and each is a capture or
+    /// target problem worth a look.
+    pub drift_found: u64,
 }
 
 /// Why a target holds a path back.
@@ -171,6 +182,8 @@ pub enum HoldReason {
     Settling,
     /// rsync named it in an error (exit 23) this many times in a row.
     Failed(u32),
+    /// Rolling verification found it different on the target.
+    Drift,
 }
 
 /// A path a target pushes later (see [`TargetState::held`]).

@@ -14,6 +14,7 @@
 mod hold;
 pub mod rsync;
 pub mod target;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,7 +87,14 @@ impl Pusher {
         if state.full_sync_needed.is_some() {
             self.full_sync(&mut state)?;
         }
+        // The first rolling verification comes one interval after start.
+        if state.last_verify_ms == 0 {
+            state.last_verify_ms = now_ms();
+        }
         while !self.stopping() {
+            if self.verify_due(&state) {
+                self.verify_slice(&mut state)?;
+            }
             let seen = self.journal.last_seq();
             let batch =
                 self.journal
@@ -191,6 +199,7 @@ impl Pusher {
                 &[],
                 &pusher.stop,
             )
+            .map(drop)
         })?;
         if done.is_none() {
             return Ok(());
@@ -282,7 +291,7 @@ impl Pusher {
                         }
                         refused.extend(blamed);
                     }
-                    result => result?,
+                    result => drop(result?),
                 }
             }
             Ok(refused)

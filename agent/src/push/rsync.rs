@@ -41,6 +41,9 @@ pub enum Mode {
     Subtree,
     /// The whole root, with `--delete`.
     Full,
+    /// Listed entries and everything below them compared, not copied
+    /// (`-n`), with one itemized line per difference on stdout.
+    Verify,
 }
 
 /// A failed rsync run.
@@ -117,6 +120,15 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
             "--force",
         ]),
         Mode::Full => cmd.args(["--delete", "--force"]),
+        Mode::Verify => cmd.args([
+            "-r",
+            "--delete",
+            "--dry-run",
+            "--out-format=%i %n",
+            "--from0",
+            "--files-from=-",
+            "--delete-missing-args",
+        ]),
     };
     for (wanted, flag) in [
         (sync.hard_links, "-H"),
@@ -213,15 +225,16 @@ impl Lists {
     }
 }
 
-/// Runs `cmd`, feeding `list` NUL-separated on stdin (list modes), and waits.
+/// Runs `cmd`, feeding `list` NUL-separated on stdin (list modes), and waits;
+/// returns rsync's stdout (itemized changes in [`Mode::Verify`]).
 /// Killed early (→ [`RsyncError::Interrupted`]) once `stop` is set.
-pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<(), RsyncError> {
+pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<Vec<u8>, RsyncError> {
     cmd.stdin(if list.is_empty() {
         Stdio::null()
     } else {
         Stdio::piped()
     })
-    .stdout(Stdio::null())
+    .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     tracing::debug!(command = ?cmd, paths = list.len(), "rsync");
     let mut child = cmd.spawn().map_err(RsyncError::Spawn)?;
@@ -237,23 +250,27 @@ pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<(), Rs
             let _ = stdin.write_all(&payload);
         }
     });
-    let mut stderr = child.stderr.take().expect("stderr piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stderr.read_to_end(&mut text);
-        text
-    });
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("stdout piped")));
+    let reader = read_all(Box::new(child.stderr.take().expect("stderr piped")));
     let status = wait_or_kill(&mut child, stop);
     let _ = writer.join();
+    let stdout = stdout.join().unwrap_or_default();
     let text = reader.join().unwrap_or_default();
     let stderr = String::from_utf8_lossy(&text[text.len().saturating_sub(STDERR_TAIL)..])
         .trim()
         .to_string();
     match status.and_then(|s| s.code()) {
-        Some(0) => Ok(()),
+        Some(0) => Ok(stdout),
         Some(24) => {
             tracing::debug!(%stderr, "rsync: some files vanished during the transfer (exit 24)");
-            Ok(())
+            Ok(stdout)
         }
         Some(code) => Err(RsyncError::Exit {
             code,
@@ -311,7 +328,7 @@ pub fn named_paths(stderr: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Decodes rsync's `\#ooo` (octal) escapes.
-fn unescape(text: &[u8]) -> Vec<u8> {
+pub fn unescape(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {
