@@ -28,7 +28,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 /// Churns a fresh ext4 tree with `backend` capturing while the agent is
 /// SIGKILLed (and its rsync children with it) `FSJ_CHURN_KILLS` times at
 /// random moments, then asserts convergence and a single full sync.
-fn converges_under_churn_and_kill9s(backend: &str, hard_links: bool) {
+fn converges_under_churn_and_kill9s(backend: &str) {
     let (ops, kills) = (
         env_or("FSJ_CHURN_OPS", 20_000),
         env_or("FSJ_CHURN_KILLS", 10),
@@ -42,7 +42,7 @@ fn converges_under_churn_and_kill9s(backend: &str, hard_links: bool) {
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_for_full_syncs(&scratch, 1);
 
-    let mut churn = Churn::new(&scratch.src(), hard_links);
+    let mut churn = Churn::new(&scratch.src());
     let seed = churn.seed();
     let mut rng = StdRng::seed_from_u64(seed);
     // About 1.5 s of churn per kill: the agent is killed while it pushes,
@@ -83,12 +83,12 @@ fn converges_under_churn_and_kill9s(backend: &str, hard_links: bool) {
 
 #[test]
 fn fanotify_replica_converges_after_randomized_churn_and_kill9s() {
-    converges_under_churn_and_kill9s("fanotify", true);
+    converges_under_churn_and_kill9s("fanotify");
 }
 
 #[test]
 fn ebpf_replica_converges_after_randomized_churn_and_kill9s() {
-    converges_under_churn_and_kill9s("ebpf", false);
+    converges_under_churn_and_kill9s("ebpf");
 }
 
 #[test]
@@ -102,7 +102,7 @@ fn replica_converges_after_a_target_outage_during_churn() {
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_for_full_syncs(&scratch, 1);
 
-    let mut churn = Churn::new(&scratch.src(), true);
+    let mut churn = Churn::new(&scratch.src());
     let seed = churn.seed();
     let churning = std::thread::spawn(move || {
         churn.run(ops, Duration::from_secs(12));

@@ -66,7 +66,7 @@ fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
     } else {
         agent.stop();
     }
-    workload::churn_with(&scratch.src(), backend == "fanotify");
+    workload::churn(&scratch.src());
     written_by_a_shell(&scratch.src().join("jobs/alpha/written-while-down"));
 
     let agent = Agent::start(&config, scratch);

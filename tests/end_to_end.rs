@@ -27,7 +27,7 @@ fn run_scenario(
     wait_for_full_syncs(scratch, 1);
     assert_eq!(status(scratch)["backend"], backend);
 
-    workload::churn_with(&scratch.src(), backend == "fanotify");
+    workload::churn(&scratch.src());
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
 
     let log = journal_log(scratch);

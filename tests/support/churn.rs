@@ -79,17 +79,13 @@ pub struct Churn {
     rng: StdRng,
     seed: u64,
     next_name: u64,
-    hard_links: bool,
     /// Operations made so far.
     pub done: u64,
 }
 
 impl Churn {
     /// A generator over `root`, seeded from `FSJ_CHURN_SEED` or the clock.
-    /// Without `hard_links` it never makes a hard link (the eBPF tracepoint
-    /// rung answers one with a full rescan, which would hide what capture
-    /// missed).
-    pub fn new(root: &Path, hard_links: bool) -> Churn {
+    pub fn new(root: &Path) -> Churn {
         let seed = std::env::var("FSJ_CHURN_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -105,7 +101,6 @@ impl Churn {
             rng: StdRng::seed_from_u64(seed),
             seed,
             next_name: 0,
-            hard_links,
             done: 0,
         }
     }
@@ -248,12 +243,11 @@ impl Churn {
                 std::fs::write(&tmp, self.bytes(len)).ok()?;
                 std::fs::rename(tmp, file).ok()
             }
-            Op::HardLink if self.hard_links => {
+            Op::HardLink => {
                 let file = self.pick_file()?;
                 let link = self.pick_dir().join(self.name());
                 std::fs::hard_link(file, link).ok()
             }
-            Op::HardLink => None,
             Op::Symlink => {
                 let dir = self.pick_dir();
                 let target =

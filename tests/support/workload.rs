@@ -31,10 +31,9 @@ pub fn seed(src: &Path) {
 /// Every kind of change a backup must carry: create, append, overwrite,
 /// truncate, chmod, rename of a file and of a directory with contents,
 /// `rm -rf`, temp-file-then-rename-over, odd names, deep mkdir, symlinks,
-/// hard links (unless `hard_link` is false: the eBPF tracepoint rung answers
-/// a hard-linked file with a full rescan, which would hide what capture
-/// missed). Returns after the last syscall.
-pub fn churn_with(src: &Path, hard_link: bool) {
+/// a hard link, a fifo, a device node, a sparse file. Returns after the last
+/// syscall.
+pub fn churn(src: &Path) {
     // create, append, overwrite, chmod
     std::fs::write(src.join("jobs/alpha/builds/1/new.txt"), "fresh\n").unwrap();
     append(&src.join("jobs/alpha/builds/1/log"), "Step 1\nStep 2\n");
@@ -92,17 +91,23 @@ pub fn churn_with(src: &Path, hard_link: bool) {
         .set_modified(mtime)
         .unwrap();
     // a hard link, and a file in the root itself
-    if hard_link {
-        std::fs::hard_link(
-            src.join("jobs/alpha/builds/1/log"),
-            src.join("jobs/alpha/log-link"),
-        )
-        .unwrap();
-    }
+    std::fs::hard_link(
+        src.join("jobs/alpha/builds/1/log"),
+        src.join("jobs/alpha/log-link"),
+    )
+    .unwrap();
     std::fs::write(src.join("queue.xml"), "<queue/>\n").unwrap();
-}
-
-/// [`churn_with`] hard links.
-pub fn churn(src: &Path) {
-    churn_with(src, true);
+    // a fifo and a character device (rsync -a carries them as such: -D)
+    super::sh(
+        "mkfifo",
+        &[src.join("jobs/alpha/control.fifo").to_str().unwrap()],
+    );
+    super::sh(
+        "mknod",
+        &[src.join("jobs/alpha/null").to_str().unwrap(), "c", "1", "3"],
+    );
+    // a sparse file: 1 MiB hole, then data
+    let sparse = std::fs::File::create(src.join("jobs/alpha/sparse.img")).unwrap();
+    sparse.set_len(1 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&sparse, b"tail", (1 << 20) - 4).unwrap();
 }
