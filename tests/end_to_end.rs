@@ -463,3 +463,58 @@ fn json_logs_are_one_object_per_line() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn sighup_restarts_with_a_valid_configuration_and_keeps_running_on_a_broken_one() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica().display().to_string();
+    workload::seed(&scratch.src());
+    let config = write_config(&scratch, &replica, None, "");
+    let good = std::fs::read_to_string(&config).unwrap();
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(&scratch, 1);
+    let hangup = || sh("kill", &["-HUP", &agent.pid().to_string()]);
+
+    std::fs::write(&config, format!("{good}batch_max_files = \"many\"\n")).unwrap();
+    hangup();
+    wait_until(
+        Duration::from_secs(10),
+        "the broken file to be refused",
+        || agent.log_text().contains("SIGHUP: configuration refused"),
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("fsjournal.toml:10: key `sync[0].batch_max_files`"),
+        "{}",
+        agent.log_text()
+    );
+    std::fs::write(scratch.src().join("after-refused-reload"), "x").unwrap();
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+
+    std::fs::write(
+        &config,
+        good.replace("batch_delay_ms = 200", "batch_delay_ms = 300"),
+    )
+    .unwrap();
+    hangup();
+    wait_until(
+        Duration::from_secs(30),
+        "the agent to restart and arm capture again",
+        || agent.log_text().matches("capture armed").count() == 2,
+    );
+    std::fs::write(scratch.src().join("after-reload"), "x").unwrap();
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let status = status(&scratch);
+    assert_eq!(
+        status["agent_pid"],
+        agent.pid(),
+        "the same process (exec), as systemd sees it"
+    );
+    assert_eq!(
+        status["targets"][0]["full_syncs"], 1,
+        "a reload needs no full sync: {status:#}"
+    );
+    agent.stop();
+}

@@ -5,7 +5,7 @@
 //! journal, arm capture (marks placed, index built), and only then start the
 //! pushers, whose full syncs (where needed) begin after capture is live.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,10 +22,21 @@ use crate::push::Pusher;
 /// info that `status` reads.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
-/// Runs the agent until a termination signal. Errors: the journal cannot be
+/// How [`run`] ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT: stopped cleanly.
+    Stopped,
+    /// SIGHUP with a valid configuration file: stopped cleanly so that the
+    /// process can start again with it ([`reexec`]).
+    Reload,
+}
+
+/// Runs the agent until a termination signal, or a SIGHUP after which
+/// `config_file` (when given) still loads. Errors: the journal cannot be
 /// opened, capture cannot be armed, or capture/push stopped on an error
 /// (the process then exits non-zero so a service manager restarts it).
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let journal = Arc::new(Journal::open(&config.journal.path)?);
     let mut roots: Vec<Root> = Vec::new();
@@ -90,6 +101,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, stop.clone())
             .context("cannot install signal handlers")?;
     }
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+        .context("cannot install signal handlers")?;
+    let mut reload = false;
     let mut pushers = Vec::new();
     for (sync, root) in syncs {
         pushers.push(Pusher::spawn(sync, root, journal.clone(), stop.clone())?);
@@ -102,6 +117,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut unexpected = false;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(HOUSEKEEPING);
+        if hangup.swap(false, Ordering::Relaxed) && reload_is_valid(config_file) {
+            reload = true;
+            break;
+        }
         if let Err(e) = journal.apply_retention(retention) {
             tracing::error!(error = %format!("{e:#}"), "journal retention failed");
         }
@@ -142,11 +161,48 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     match failure {
         Some(e) => Err(e),
+        None if reload => {
+            tracing::info!("stopped cleanly; starting again with the new configuration");
+            Ok(Exit::Reload)
+        }
         None => {
             tracing::info!("stopped cleanly");
-            Ok(())
+            Ok(Exit::Stopped)
         }
     }
+}
+
+/// Whether a SIGHUP may restart the agent: its configuration file still
+/// loads. A refused file is logged with every problem and the agent keeps
+/// running on the configuration it has.
+fn reload_is_valid(config_file: Option<&Path>) -> bool {
+    let Some(file) = config_file else {
+        tracing::warn!("SIGHUP ignored: the agent was started without --config");
+        return false;
+    };
+    match Config::load(file) {
+        Ok(_) => {
+            tracing::info!(file = %file.display(), "SIGHUP: configuration valid; restarting with it (pending changes stay in the journal)");
+            true
+        }
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %format!("{e:#}"), "SIGHUP: configuration refused; keeping the running one");
+            false
+        }
+    }
+}
+
+/// Replaces this process with a fresh `fsjournal` started with the same
+/// arguments (same pid, so a service manager sees no restart). Returns only
+/// on failure. Call after [`run`] returned [`Exit::Reload`]: the journal is
+/// closed, pushers and capture are stopped, pinned eBPF programs keep
+/// capturing meanwhile, and the new process closes the gap like any start.
+pub fn reexec() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let error = std::process::Command::new("/proc/self/exe")
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::Error::new(error).context("cannot start fsjournal again after SIGHUP")
 }
 
 /// Nested roots would resolve a directory to the inner root only and starve

@@ -26,7 +26,13 @@ fn main() -> std::process::ExitCode {
             .init(),
     }
     let result = match cli.command {
-        Command::Run(args) => args.config().and_then(daemon::run),
+        Command::Run(args) => args
+            .config()
+            .and_then(|config| daemon::run(config, args.config.as_deref()))
+            .and_then(|exit| match exit {
+                daemon::Exit::Stopped => Ok(()),
+                daemon::Exit::Reload => Err(daemon::reexec()),
+            }),
         other => cli::inspect(other),
     };
     match result {
