@@ -38,30 +38,19 @@ fn converges_under_churn_and_kill9s(backend: &str) {
     workload::seed(&scratch.src());
     let config = write_config(&scratch, &daemon.url(), Some(&daemon.password_file()), "");
     use_backend(&config, backend);
-    let mut agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_for_full_syncs(&scratch, 1);
+    let mut agent = start_and_sync(&config, &scratch);
 
-    let mut churn = Churn::new(&scratch.src());
-    let seed = churn.seed();
-    let mut rng = StdRng::seed_from_u64(seed);
     // About 1.5 s of churn per kill: the agent is killed while it pushes,
     // scans the gap, drains the kernel or waits.
-    let churning = std::thread::spawn(move || {
-        churn.run(ops, Duration::from_millis(1_500 * kills));
-        churn
-    });
+    let churning = Churn::new(&scratch.src()).spawn(ops, Duration::from_millis(1_500 * kills));
+    let seed = churning.seed;
+    let mut rng = StdRng::seed_from_u64(seed);
     for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(rng.random_range(200..1_500)));
         agent.kill9();
         agent = Agent::start(&config, &scratch);
     }
-    let churn = churning.join().unwrap();
-    assert!(
-        churn.done >= ops / 2,
-        "seed {seed}: the generator made only {} of {ops} operations",
-        churn.done
-    );
+    let churn = churning.join();
 
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let status = status(&scratch);
@@ -98,16 +87,10 @@ fn replica_converges_after_a_target_outage_during_churn() {
     let mut daemon = RsyncDaemon::start(&scratch.replica());
     workload::seed(&scratch.src());
     let config = write_config(&scratch, &daemon.url(), Some(&daemon.password_file()), "");
-    let agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_for_full_syncs(&scratch, 1);
+    let agent = start_and_sync(&config, &scratch);
 
-    let mut churn = Churn::new(&scratch.src());
-    let seed = churn.seed();
-    let churning = std::thread::spawn(move || {
-        churn.run(ops, Duration::from_secs(12));
-        churn
-    });
+    let churning = Churn::new(&scratch.src()).spawn(ops, Duration::from_secs(12));
+    let seed = churning.seed;
     std::thread::sleep(Duration::from_secs(2));
     daemon.pause();
     wait_until(
@@ -124,12 +107,7 @@ fn replica_converges_after_a_target_outage_during_churn() {
     );
     std::thread::sleep(Duration::from_secs(4));
     daemon.resume();
-    let churn = churning.join().unwrap();
-    assert!(
-        churn.done >= ops / 2,
-        "seed {seed}: the generator made only {} of {ops} operations",
-        churn.done
-    );
+    churning.join();
 
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_until(Duration::from_secs(10), "the error to clear", || {

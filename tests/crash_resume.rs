@@ -21,9 +21,7 @@ fn replica_converges_after_kill9_mid_push_without_a_full_resync() {
         Some(&daemon.password_file()),
         "rsync_args = [\"--bwlimit=2000\"]\n",
     );
-    let agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_for_full_syncs(&scratch, 1);
+    let agent = start_and_sync(&config, &scratch);
     let cursor_before = status(&scratch)["targets"][0]["cursor"].as_u64().unwrap();
 
     std::fs::write(

@@ -150,9 +150,7 @@ fn burst_while_down(dirty_inodes: u32) -> (Scratch, serde_json::Value) {
         "[capture]\nbackend = \"ebpf\"\nring_buffer_bytes = 4096\ndirty_inodes = {dirty_inodes}\n"
     );
     std::fs::write(&config, format!("{capture}\n{text}")).unwrap();
-    let agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_for_full_syncs(&scratch, 1);
+    let agent = start_and_sync(&config, &scratch);
     agent.stop();
     for i in 0..2000 {
         std::fs::write(scratch.src().join(format!("burst/{i}")), i.to_string()).unwrap();
@@ -190,9 +188,7 @@ fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason() {
     workload::seed(&scratch.src());
     let replica = scratch.replica().display().to_string();
     let config = write_config(&scratch, &replica, None, "");
-    let agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_for_full_syncs(&scratch, 1);
+    let agent = start_and_sync(&config, &scratch);
     agent.stop();
 
     scratch.move_source_to_fresh_ext4();

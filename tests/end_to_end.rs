@@ -471,9 +471,7 @@ fn sighup_restarts_with_a_valid_configuration_and_keeps_running_on_a_broken_one(
     workload::seed(&scratch.src());
     let config = write_config(&scratch, &replica, None, "");
     let good = std::fs::read_to_string(&config).unwrap();
-    let agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_for_full_syncs(&scratch, 1);
+    let agent = start_and_sync(&config, &scratch);
     let hangup = || sh("kill", &["-HUP", &agent.pid().to_string()]);
 
     std::fs::write(&config, format!("{good}batch_max_files = \"many\"\n")).unwrap();

@@ -39,9 +39,7 @@ fn a_path_the_target_refuses_is_retried_alone_while_the_rest_is_pushed() {
         std::fs::write(scratch.src().join("d").join(name), "v1\n").unwrap();
     }
     let config = write_config(&scratch, &replica, None, "");
-    let agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_for_full_syncs(&scratch, 1);
+    let agent = start_and_sync(&config, &scratch);
 
     let guard = Immutable::set(scratch.replica().join("d/a"));
     for name in ["a", "b", "c"] {
@@ -114,9 +112,7 @@ fn a_file_still_being_written_is_pushed_once_it_settles() {
     let log = scratch.src().join("build.log");
     std::fs::write(&log, "").unwrap();
     let config = write_config(&scratch, &replica, None, "settle_ms = 3000\n");
-    let agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_for_full_syncs(&scratch, 1);
+    let agent = start_and_sync(&config, &scratch);
     let pushed_before = status(&scratch)["targets"][0]["pushed_paths"]
         .as_u64()
         .unwrap();
@@ -159,9 +155,7 @@ fn rolling_verification_finds_and_repairs_drift_on_the_target() {
         None,
         "verify_interval_s = 1\nverify_slices = 2\n",
     );
-    let agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    wait_for_full_syncs(&scratch, 1);
+    let agent = start_and_sync(&config, &scratch);
 
     // Changes made behind the agent's back, on the target: no journal
     // record explains them, only a comparison finds them.

@@ -105,11 +105,6 @@ impl Churn {
         }
     }
 
-    /// The seed, for failure messages.
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-
     /// Makes `ops` random changes spread evenly over about `duration`.
     pub fn run(&mut self, ops: u64, duration: Duration) {
         let start = Instant::now();
@@ -120,6 +115,16 @@ impl Churn {
                 std::thread::sleep(ahead);
             }
         }
+    }
+
+    /// Runs [`Churn::run`] on a thread; [`Churning::join`] waits for it.
+    pub fn spawn(mut self, ops: u64, duration: Duration) -> Churning {
+        let seed = self.seed;
+        let thread = std::thread::spawn(move || {
+            self.run(ops, duration);
+            self
+        });
+        Churning { thread, ops, seed }
     }
 
     /// One random change.
@@ -340,5 +345,30 @@ impl Churn {
             .unwrap_or_default();
         found.sort();
         found
+    }
+}
+
+/// A [`Churn`] running on its own thread.
+pub struct Churning {
+    thread: std::thread::JoinHandle<Churn>,
+    ops: u64,
+    /// The generator's seed, for failure messages.
+    pub seed: u64,
+}
+
+impl Churning {
+    /// Waits for the churn to end; asserts that it made at least half of its
+    /// operations (the rest found no suitable entry), so a test cannot pass
+    /// on a generator that did nothing.
+    pub fn join(self) -> Churn {
+        let churn = self.thread.join().unwrap();
+        assert!(
+            churn.done >= self.ops / 2,
+            "seed {}: the generator made only {} of {} operations",
+            self.seed,
+            churn.done,
+            self.ops
+        );
+        churn
     }
 }

@@ -498,6 +498,15 @@ pub fn wait_for_full_syncs(scratch: &Scratch, n: u64) {
     );
 }
 
+/// Starts the agent on `config` and waits for its first full sync to make
+/// the replica equal and be recorded.
+pub fn start_and_sync(config: &Path, scratch: &Scratch) -> Agent {
+    let agent = Agent::start(config, scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_for_full_syncs(scratch, 1);
+    agent
+}
+
 /// Whether the journal holds a record of `kind` for `path`.
 pub fn journaled(log: &[serde_json::Value], kind: &str, path: &str) -> bool {
     log.iter().any(|r| r["kind"] == kind && r["path"] == path)

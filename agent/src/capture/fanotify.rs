@@ -279,33 +279,30 @@ impl Filesystem {
             pid,
             comm: String::new(),
         };
-        if let Some(meta) = &meta {
-            self.reach_other_names(&change, meta, out);
-        }
-        out.push(change);
+        self.push_with_other_names(change, meta.as_ref(), out);
     }
 
-    /// A hard-linked file changed through `change.path`: journals its other
-    /// names (see [`HardLinks`]). Creates and renames only teach the
-    /// registry a name.
-    fn reach_other_names(
+    /// Journals `change` and, for a write to a hard-linked file (`meta`
+    /// describes the changed object), its other names (see [`HardLinks`]).
+    /// Creates and renames only teach the registry a name.
+    fn push_with_other_names(
         &mut self,
-        change: &Change,
-        meta: &std::fs::Metadata,
+        change: Change,
+        meta: Option<&std::fs::Metadata>,
         out: &mut Vec<Change>,
     ) {
-        let Some(root_path) = self.index.root_path(change.root) else {
-            return;
-        };
-        let others = self
-            .links
-            .other_names(change.root, root_path, &change.path, meta);
-        if matches!(change.kind, ChangeKind::Modify | ChangeKind::Attrib) {
-            out.extend(others.into_iter().map(|path| Change {
-                path,
-                ..change.clone()
-            }));
+        if let (Some(meta), Some(root_path)) = (meta, self.index.root_path(change.root)) {
+            let others = self
+                .links
+                .other_names(change.root, root_path, &change.path, meta);
+            if matches!(change.kind, ChangeKind::Modify | ChangeKind::Attrib) {
+                out.extend(others.into_iter().map(|path| Change {
+                    path,
+                    ..change.clone()
+                }));
+            }
         }
+        out.push(change);
     }
 
     /// The new side of a rename (or a MOVED_TO).
@@ -343,10 +340,7 @@ impl Filesystem {
             pid,
             comm: String::new(),
         };
-        if let Some(meta) = &meta {
-            self.reach_other_names(&change, meta, out);
-        }
-        out.push(change);
+        self.push_with_other_names(change, meta.as_ref(), out);
     }
 
     /// Root and root-relative path of a directory entry; `None` outside every

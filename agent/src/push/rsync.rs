@@ -172,7 +172,7 @@ pub struct Lists {
 
 impl Lists {
     /// Lists root-relative `paths` (`""` is the root) by scope: entries
-    /// as they are (plus `.` when an entry of the root itself changed: rsync
+    /// as they are (plus `.` when the root or an entry of it changed: rsync
     /// gives implied parents their attributes, never the root; a listed `.`
     /// also compares the root's direct children, as `--files-from` implies
     /// `-d`), contents as `DIR/` (`-d` then takes the directory's children),
@@ -185,15 +185,17 @@ impl Lists {
         ];
         let mut root_listed = false;
         for (i, (path, scope)) in paths.into_iter().enumerate() {
+            // The root itself, or any entry of it (whatever the scope: a
+            // directory renamed into the root changes the root's mtime too).
+            let root_changed = !path.contains(&b'/');
+            let root_pushed_whole = path.is_empty() && scope != Scope::Entry;
+            if root_changed && !root_pushed_whole && !root_listed {
+                root_listed = true;
+                runs[0].1.push((b".".to_vec(), i));
+            }
             let listed = match (scope, path.is_empty()) {
                 (Scope::Entry, true) => continue,
-                (Scope::Entry, false) => {
-                    if !path.contains(&b'/') && !root_listed {
-                        root_listed = true;
-                        runs[0].1.push((b".".to_vec(), i));
-                    }
-                    path.to_vec()
-                }
+                (Scope::Entry, false) => path.to_vec(),
                 (Scope::Contents, true) | (Scope::Subtree, true) => b".".to_vec(),
                 (Scope::Contents, false) => [path, b"/"].concat(),
                 (Scope::Subtree, false) => path.to_vec(),
@@ -351,7 +353,40 @@ pub fn unescape(text: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::named_paths;
+    use super::{named_paths, Lists, Mode, Scope};
+
+    #[test]
+    fn the_root_is_listed_when_it_or_an_entry_of_it_changed() {
+        let listed = |paths: &[(&[u8], Scope)]| -> Vec<(Mode, Vec<Vec<u8>>)> {
+            let lists = Lists::new(paths.iter().copied());
+            lists
+                .by_mode()
+                .map(|(mode, list)| (mode, list.iter().map(|(p, _)| p.clone()).collect()))
+                .collect()
+        };
+        assert_eq!(
+            listed(&[(b"moved-in", Scope::Subtree), (b"a/b", Scope::Entry)]),
+            vec![
+                (Mode::Incremental, vec![b".".to_vec(), b"a/b".to_vec()]),
+                (Mode::Subtree, vec![b"moved-in".to_vec()])
+            ]
+        );
+        assert_eq!(
+            listed(&[(b"", Scope::Entry)]),
+            vec![(Mode::Incremental, vec![b".".to_vec()])]
+        );
+        assert_eq!(
+            listed(&[(b"", Scope::Subtree)]),
+            vec![(Mode::Subtree, vec![b".".to_vec()])]
+        );
+        assert_eq!(
+            listed(&[(b"d", Scope::Contents), (b"d/e/f", Scope::Entry)]),
+            vec![
+                (Mode::Incremental, vec![b".".to_vec(), b"d/e/f".to_vec()]),
+                (Mode::Contents, vec![b"d/".to_vec()])
+            ]
+        );
+    }
 
     #[test]
     fn error_lines_name_their_paths() {
