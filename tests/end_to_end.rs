@@ -516,3 +516,36 @@ fn sighup_restarts_with_a_valid_configuration_and_keeps_running_on_a_broken_one(
     );
     agent.stop();
 }
+
+#[test]
+fn hooks_run_before_a_full_sync_and_after_each_push_with_the_pushed_paths() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica().display().to_string();
+    workload::seed(&scratch.src());
+    let marker = scratch.path().join("before-full-sync");
+    let pushed = scratch.path().join("pushed");
+    let hooks = format!(
+        "before_full_sync = \"echo $FSJ_SYNC > {}\"\nafter_push = \"cat >> {}; echo \\\" $FSJ_PATHS paths to $FSJ_TARGET\\\" >> {}\"\n",
+        marker.display(),
+        pushed.display(),
+        pushed.display()
+    );
+    let config = write_config(&scratch, &replica, None, &hooks);
+    let agent = start_and_sync(&config, &scratch);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "standby\n");
+
+    std::fs::write(scratch.src().join("jobs/alpha/new build.txt"), "x").unwrap();
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_until(
+        Duration::from_secs(10),
+        "the after_push hook to run",
+        || {
+            std::fs::read(&pushed).is_ok_and(|list| {
+                list.split(|&b| b == 0)
+                    .any(|p| p == b"jobs/alpha/new build.txt")
+                    && String::from_utf8_lossy(&list).contains(&format!("paths to {replica}"))
+            })
+        },
+    );
+    agent.stop();
+}

@@ -194,6 +194,19 @@ pub struct SyncConfig {
     /// is compared every `verify_interval_s × verify_slices` seconds.
     #[serde(default = "default_verify_slices")]
     pub verify_slices: u32,
+    /// Shell command (`sh -c`) run before each full sync of this target;
+    /// its failure is logged, and the full sync goes ahead.
+    #[serde(default)]
+    pub before_full_sync: Option<String>,
+    /// Shell command (`sh -c`) run after each confirmed push, with the
+    /// pushed root-relative paths NUL-separated on stdin and `FSJ_SYNC`,
+    /// `FSJ_TARGET`, `FSJ_SOURCE`, `FSJ_PATHS` (count) in its environment
+    /// (like sersync's command plugin); its failure is logged.
+    #[serde(default)]
+    pub after_push: Option<String>,
+    /// A hook running longer than this is killed (s).
+    #[serde(default = "default_hook_timeout_s")]
+    pub hook_timeout_s: u64,
 }
 
 fn default_batch_max_files() -> usize {
@@ -216,6 +229,9 @@ fn default_verify_interval_s() -> u64 {
 }
 fn default_verify_slices() -> u32 {
     12
+}
+fn default_hook_timeout_s() -> u64 {
+    60
 }
 
 impl SyncConfig {
@@ -240,6 +256,9 @@ impl SyncConfig {
             acls: false,
             verify_interval_s: default_verify_interval_s(),
             verify_slices: default_verify_slices(),
+            before_full_sync: None,
+            after_push: None,
+            hook_timeout_s: default_hook_timeout_s(),
         }
     }
 

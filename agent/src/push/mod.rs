@@ -12,6 +12,7 @@
 //!   after capture was armed, so nothing changing during it is missed.
 
 mod hold;
+mod hooks;
 pub mod rsync;
 pub mod target;
 mod verify;
@@ -192,6 +193,9 @@ impl Pusher {
     fn full_sync(&self, state: &mut TargetState) -> anyhow::Result<()> {
         let reason = state.full_sync_needed.clone().unwrap_or_default();
         tracing::warn!(target = self.name(), source = %self.source.display(), %reason, "full sync of the whole root");
+        if let Some(command) = &self.sync.before_full_sync {
+            hooks::run("before_full_sync", command, &self.sync, &[]);
+        }
         let started = Instant::now();
         let done = self.retry(state, |pusher| {
             rsync::run(
@@ -303,6 +307,15 @@ impl Pusher {
         state.cursor = batch.high_seq;
         state.pushed_paths += (push.len() - refused.len()) as u64;
         self.journal.save_target(self.name(), state)?;
+        if let Some(command) = &self.sync.after_push {
+            let pushed: Vec<&[u8]> = (0..push.len())
+                .filter(|i| !refused.contains(i))
+                .map(|i| push[i].path.as_slice())
+                .collect();
+            if !pushed.is_empty() {
+                hooks::run("after_push", command, &self.sync, &pushed);
+            }
+        }
         tracing::info!(
             target = self.name(),
             paths = push.len(),

@@ -1,0 +1,61 @@
+//! Operator hooks around pushes (`before_full_sync`, `after_push`): a shell
+//! command run with `sh -c`, given what was pushed, bounded by a timeout. A
+//! hook never blocks or undoes a push: its failure is logged.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::SyncConfig;
+
+/// Runs `command` for `sync` with `paths` NUL-separated on stdin and the
+/// sync described in the environment (`FSJ_SYNC`, `FSJ_TARGET`,
+/// `FSJ_SOURCE`, `FSJ_PATHS`); kills it after the sync's `hook_timeout_s`.
+/// `what` names the hook in the log.
+pub fn run(what: &str, command: &str, sync: &SyncConfig, paths: &[&[u8]]) {
+    let started = Instant::now();
+    let spawned = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("FSJ_SYNC", &sync.name)
+        .env("FSJ_TARGET", sync.target.get_ref())
+        .env("FSJ_SOURCE", sync.source.get_ref())
+        .env("FSJ_PATHS", paths.len().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return tracing::error!(hook = what, %command, error = %e, "cannot run hook"),
+    };
+    let payload: Vec<u8> = paths
+        .iter()
+        .flat_map(|p| p.iter().copied().chain([0]))
+        .collect();
+    let stdin = child.stdin.take();
+    // A hook that ignores its stdin must not block us: write on a thread.
+    let writer = std::thread::spawn(move || stdin.map(|mut s| s.write_all(&payload)));
+    let timeout = Duration::from_secs(sync.hook_timeout_s);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let _ = writer.join();
+    let ms = started.elapsed().as_millis() as u64;
+    match status {
+        Some(status) if status.success() => tracing::info!(hook = what, ms, "hook done"),
+        Some(status) => tracing::error!(hook = what, %command, %status, ms, "hook failed"),
+        None => {
+            tracing::error!(hook = what, %command, timeout_s = sync.hook_timeout_s, "hook timed out and was killed")
+        }
+    }
+}
