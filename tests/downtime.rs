@@ -218,3 +218,43 @@ fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason() {
     );
     agent.stop();
 }
+
+#[test]
+fn ebpf_a_process_that_reuses_a_stopped_agents_pid_is_still_captured() {
+    let scratch = Scratch::ext4();
+    workload::seed(&scratch.src());
+    let replica = scratch.replica().display().to_string();
+    let config = write_config(&scratch, &replica, None, "");
+    use_backend(&config, "ebpf");
+    let agent = start_and_sync(&config, &scratch);
+    let pid = agent.pid();
+    agent.stop();
+
+    // The kernel hands out pids in order after ns_last_pid: a shell that
+    // gets the stopped agent's pid writes a file (other tests fork too, so
+    // try a few times).
+    let file = scratch
+        .src()
+        .join("jobs/alpha/written-by-the-agents-old-pid");
+    let script = format!(
+        "if [ $$ = {pid} ]; then echo reused > '{}'; fi",
+        file.display()
+    );
+    let reused = (0..100).any(|_| {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let mut shell = Command::new("sh").arg("-c").arg(&script).spawn().unwrap();
+        shell.wait().unwrap();
+        shell.id() == pid
+    });
+    assert!(reused, "no process got pid {pid} again");
+    assert!(file.exists());
+
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    assert_eq!(
+        last_start(&scratch)["method"],
+        "pinned eBPF backlog",
+        "the backlog alone carried it"
+    );
+    agent.stop();
+}

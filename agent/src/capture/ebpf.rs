@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
@@ -62,7 +62,7 @@ struct Tracepoint {
 
 /// Maps pinned in bpffs, so that what the programs record while no agent
 /// runs survives until the next one.
-const PINNED_MAPS: [&str; 4] = ["EVENTS", "DIRTY", "DEVS", "COUNTERS"];
+const PINNED_MAPS: [&str; 5] = ["EVENTS", "DIRTY", "DEVS", "COUNTERS", "AGENT"];
 
 const TRACEPOINTS: [Tracepoint; 2] = [
     Tracepoint {
@@ -135,6 +135,8 @@ pub struct EbpfCapture {
     /// Inodes spilled by the programs when the ring buffer was full.
     dirty: BpfHashMap<MapData, DirtyKey, u32>,
     counters: PerCpuArray<MapData, u64>,
+    /// `[0]`: the pid the programs ignore (ours; 0 once we stop).
+    agent: Array<MapData, u32>,
     filesystems: Vec<Filesystem>,
     dropped_seen: u64,
     backlog_complete: bool,
@@ -146,10 +148,8 @@ pub struct EbpfCapture {
 fn load(pin_dir: &Path, config: &CaptureConfig) -> anyhow::Result<Ebpf> {
     std::fs::create_dir_all(pin_dir)
         .with_context(|| format!("cannot create {}", pin_dir.display()))?;
-    let self_tgid = std::process::id();
     let mut loader = EbpfLoader::new();
     loader
-        .override_global("SELF_TGID", &self_tgid, true)
         .map_max_entries("EVENTS", config.ring_buffer_bytes)
         .map_max_entries("DIRTY", config.dirty_inodes);
     for map in PINNED_MAPS {
@@ -377,6 +377,10 @@ impl EbpfCapture {
             std::fs::rename(&fresh, &pin)
                 .with_context(|| format!("renaming {} in bpffs", fresh.display()))?;
         }
+        // Our own I/O (journal, logs) must not feed back; the old programs
+        // share this pinned map, so they ignore us from now on too.
+        let mut agent = Array::try_from(ebpf.take_map("AGENT").context("map AGENT")?)?;
+        agent.set(0, std::process::id(), 0)?;
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
         let dirty = BpfHashMap::try_from(ebpf.take_map("DIRTY").context("map DIRTY")?)?;
         let backlog_complete = adopted && lost_while_down == 0 && every_root_tracked;
@@ -395,6 +399,7 @@ impl EbpfCapture {
             events,
             dirty,
             counters,
+            agent,
             filesystems,
             dropped_seen: 0,
             backlog_complete,
@@ -563,6 +568,16 @@ impl Source for EbpfCapture {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for EbpfCapture {
+    /// The pinned programs keep capturing after we stop: they must not
+    /// ignore a process that later gets our pid.
+    fn drop(&mut self) {
+        if let Err(e) = self.agent.set(0, 0, 0) {
+            tracing::error!(error = %e, "cannot clear the agent's pid in the pinned eBPF programs");
+        }
     }
 }
 

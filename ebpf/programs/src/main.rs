@@ -21,7 +21,7 @@
 
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
 use aya_ebpf::macros::{map, tracepoint};
-use aya_ebpf::maps::{HashMap, PerCpuArray, RingBuf};
+use aya_ebpf::maps::{Array, HashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::TracePointContext;
 use fsjournal_common::{counter, hook, DirtyKey, InodeEvent};
 
@@ -54,9 +54,11 @@ static DIRTY: HashMap<DirtyKey, u32> = HashMap::with_max_entries(1 << 16, 0);
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
-/// The agent's tgid, set at load time: its own I/O must not feed back.
-#[no_mangle]
-static SELF_TGID: u32 = 0;
+/// `[0]`: the running agent's tgid, whose own I/O must not feed back; 0
+/// while no agent runs (set by the agent at start and at a clean stop, so a
+/// process that reuses a stopped agent's pid is never filtered).
+#[map]
+static AGENT: Array<u32> = Array::with_max_entries(1, 0);
 
 #[tracepoint]
 pub fn ctime_ns_xchg(ctx: TracePointContext) -> u32 {
@@ -87,8 +89,7 @@ fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
         return 0;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: a read of a constant set at load time.
-    if tgid == unsafe { core::ptr::read_volatile(&SELF_TGID) } {
+    if AGENT.get(0).is_some_and(|agent| *agent == tgid) {
         bump(counter::FILTERED);
         return 0;
     }
