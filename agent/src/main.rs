@@ -7,6 +7,7 @@ mod daemon;
 mod filter;
 mod journal;
 mod push;
+mod target_status;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;

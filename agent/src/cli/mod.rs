@@ -5,6 +5,7 @@ mod config_file;
 mod log;
 mod pending;
 mod status;
+mod targets;
 
 use std::path::PathBuf;
 
@@ -47,6 +48,8 @@ pub enum Command {
     Log(log::LogArgs),
     /// List the paths a target still has to receive.
     Pending(pending::PendingArgs),
+    /// One line per target: target, source, cursor, pending paths, lag, full syncs, last push and error.
+    Targets(targets::TargetsArgs),
     /// Check a configuration file, or print an annotated example.
     #[command(subcommand)]
     Config(config_file::ConfigCommand),
@@ -118,6 +121,7 @@ pub fn inspect(command: Command) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args),
         Command::Log(args) => log::run(args),
         Command::Pending(args) => pending::run(args),
+        Command::Targets(args) => targets::run(args),
         Command::Config(command) => config_file::run(command),
         Command::Unpin(args) => {
             let pins = crate::capture::pin_dir(args.open()?.journal_id());
@@ -155,6 +159,15 @@ pub fn human_ms(ms: u64) -> String {
     }
 }
 
+/// How long before `now` a time was (both ms since the Unix epoch): `12s ago`,
+/// or `never` for 0.
+pub fn ago(now: u64, time_ms: u64) -> String {
+    match time_ms {
+        0 => "never".into(),
+        t => format!("{} ago", human_ms(now.saturating_sub(t))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +185,7 @@ mod tests {
         assert_eq!(human_ms(12_400), "12s");
         assert_eq!(human_ms(185_000), "3m05s");
         assert_eq!(human_ms(7_440_000), "2h04m");
+        assert_eq!(ago(10_000, 0), "never");
+        assert_eq!(ago(10_000, 8_000), "2s ago");
     }
 }
