@@ -3,6 +3,7 @@
 
 mod config_file;
 mod log;
+mod log_filter;
 mod pending;
 mod status;
 mod targets;
