@@ -6,6 +6,7 @@ mod config;
 mod daemon;
 mod filter;
 mod journal;
+mod metrics;
 mod push;
 mod target_status;
 
