@@ -25,7 +25,7 @@ fn main() -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => args.config().and_then(daemon::run),
-        other => cli::inspect(other),
+        other => cli::dispatch(other),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

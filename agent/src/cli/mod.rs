@@ -1,7 +1,9 @@
 //! The command line (clap). Every inspection command opens the journal as a
-//! read-only secondary instance, so it works while the agent runs.
+//! read-only secondary instance, so it works while the agent runs;
+//! `install`/`uninstall` write the service's files.
 
 mod config_file;
+mod install;
 mod log;
 mod log_filter;
 mod pending;
@@ -54,6 +56,10 @@ pub enum Command {
     /// Check a configuration file, or print an annotated example.
     #[command(subcommand)]
     Config(config_file::ConfigCommand),
+    /// Install the systemd unit, a first configuration (never overwritten) and the journal directory.
+    Install(install::InstallArgs),
+    /// Remove the systemd unit; keep configuration and journal unless --purge.
+    Uninstall(install::UninstallArgs),
     /// Detach the eBPF programs a stopped agent left pinned (they keep
     /// capturing while no agent runs, until this or a reboot).
     Unpin(JournalArgs),
@@ -116,21 +122,23 @@ impl JournalArgs {
     }
 }
 
-/// Runs an inspection subcommand.
-pub fn inspect(command: Command) -> anyhow::Result<()> {
+/// Runs a subcommand other than `run`.
+pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Status(args) => status::run(args),
         Command::Log(args) => log::run(args),
         Command::Pending(args) => pending::run(args),
         Command::Targets(args) => targets::run(args),
         Command::Config(command) => config_file::run(command),
+        Command::Install(args) => install::install(args),
+        Command::Uninstall(args) => install::uninstall(args),
         Command::Unpin(args) => {
             let pins = crate::capture::pin_dir(args.open()?.journal_id());
             crate::capture::unpin(&pins)?;
             println!("unpinned {}: nothing is captured until an agent starts", pins.display());
             Ok(())
         }
-        Command::Run(_) => unreachable!("run is not an inspection command"),
+        Command::Run(_) => unreachable!("run is handled by main"),
     }
 }
 
