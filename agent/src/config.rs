@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ pub struct Config {
     /// How changes are captured.
     #[serde(default)]
     pub capture: CaptureConfig,
+    /// The Prometheus endpoint (off unless an address is given).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// One entry per (source tree, target) pair, each with its own cursor.
     pub sync: Vec<SyncConfig>,
 }
@@ -128,6 +132,28 @@ impl Default for CaptureConfig {
             dirty_inodes: 1 << 16,
         }
     }
+}
+
+/// `[metrics]`: the Prometheus endpoint (`metrics.rs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served (`IP:PORT`, e.g. `127.0.0.1:9464`);
+    /// `None`: no endpoint.
+    #[serde(deserialize_with = "socket_address")]
+    pub address: Option<SocketAddr>,
+}
+
+/// Deserializes `IP:PORT`, saying what was expected on failure.
+fn socket_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}`: expected IP:PORT, e.g. 127.0.0.1:9464 (loopback) or [::1]:9464"
+        ))
+    })
 }
 
 /// `[[sync]]`: one source tree pushed to one target.
@@ -333,6 +359,7 @@ impl Config {
         let mut config = Config {
             journal: JournalConfig::default(),
             capture: CaptureConfig::default(),
+            metrics: MetricsConfig::default(),
             sync: vec![SyncConfig::new("default", source, dest)],
         };
         if let Some(journal) = journal {
@@ -594,6 +621,24 @@ mod tests {
             ]
         );
         assert_eq!(errors.to_string().lines().count(), 3);
+    }
+
+    #[test]
+    fn metrics_address_is_optional_and_must_be_ip_and_port() {
+        let sync = "[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n";
+        assert_eq!(parse(sync).unwrap().metrics.address, None);
+        let on = parse(&format!("[metrics]\naddress = \"127.0.0.1:9464\"\n{sync}")).unwrap();
+        assert_eq!(
+            on.metrics.address,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let err = parse_err(&format!("[metrics]\naddress = \"localhost\"\n{sync}"));
+        assert_eq!(
+            (err.line, err.key.as_str()),
+            (2, "metrics.address"),
+            "{err}"
+        );
+        assert!(err.message.contains("expected IP:PORT"), "{err}");
     }
 
     #[test]

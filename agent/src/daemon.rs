@@ -4,6 +4,8 @@
 //! Start-up order is the crash-safety argument in miniature: open the
 //! journal, arm capture (marks placed, index built), and only then start the
 //! pushers, whose full syncs (where needed) begin after capture is live.
+//! The metrics endpoint, when configured, is bound right after the journal
+//! opens (a taken port fails the start) and serves once the pushers run.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +18,7 @@ use crate::capture::{Capture, Root};
 use crate::config::Config;
 use crate::filter::RootExcludes;
 use crate::journal::{now_ms, AgentInfo, Journal, Retention};
+use crate::metrics::Endpoint;
 use crate::push::Pusher;
 
 /// How often the supervisor applies log retention and refreshes the agent
@@ -39,6 +42,7 @@ pub enum Exit {
 pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let journal = Arc::new(Journal::open(&config.journal.path)?);
+    let endpoint = config.metrics.address.map(Endpoint::bind).transpose()?;
     let mut roots: Vec<Root> = Vec::new();
     let mut syncs = Vec::new();
     for sync in &config.sync {
@@ -109,6 +113,9 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     for (sync, root) in syncs {
         pushers.push(Pusher::spawn(sync, root, journal.clone(), stop.clone())?);
     }
+    let metrics = endpoint
+        .map(|e| e.serve(journal.clone(), capture.stats.clone(), stop.clone()))
+        .transpose()?;
 
     let retention = Retention {
         records: config.journal.retention_records,
@@ -153,6 +160,9 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     }
     if let Err(e) = capture.stop() {
         failure.get_or_insert(e);
+    }
+    if metrics.is_some_and(|thread| thread.join().is_err()) {
+        failure.get_or_insert(anyhow::anyhow!("metrics endpoint panicked"));
     }
     if unexpected && failure.is_none() {
         failure = Some(anyhow::anyhow!(

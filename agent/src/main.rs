@@ -6,7 +6,9 @@ mod config;
 mod daemon;
 mod filter;
 mod journal;
+mod metrics;
 mod push;
+mod target_status;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -33,7 +35,7 @@ fn main() -> std::process::ExitCode {
                 daemon::Exit::Stopped => Ok(()),
                 daemon::Exit::Reload => Err(daemon::reexec()),
             }),
-        other => cli::inspect(other),
+        other => cli::dispatch(other),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -63,6 +63,12 @@ mod tests {
             .replace("/var/lib/jenkins", dir.path().to_str().unwrap())
             .replace("/etc/fsjournal/standby.secret", secret.to_str().unwrap());
         let config = Config::parse(&text, "jenkins.toml").unwrap();
-        assert!(config.sync[0].excludes().is_excluded(b"jobs/a/workspace/x"));
+        let excludes = config.sync[0].excludes();
+        assert!(excludes.is_excluded(b"jobs/a/workspace/x"));
+        assert!(
+            excludes.is_excluded(b"jobs/a/atomic8419270617485271234tmp"),
+            "Jenkins' AtomicFileWriter temporaries"
+        );
+        assert!(!excludes.is_excluded(b"jobs/a/config.xml"));
     }
 }

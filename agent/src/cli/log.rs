@@ -1,12 +1,16 @@
-//! `fsjournal log`: the journal's records in sequence order.
+//! `fsjournal log`: the journal's records in sequence order, optionally
+//! within a range and for some paths or kinds (see `log_filter.rs`).
 
 use std::time::Duration;
 
 use clap::Args;
+use fsjournal_common::ChangeKind;
+use globset::Glob;
 use serde::Serialize;
 
+use super::log_filter::{self, Bound, Filter};
 use super::{display_path, human_ms, JournalArgs};
-use crate::journal::{Journal, LogRecord, Scope, Seq, StartRecord};
+use crate::journal::{now_ms, Journal, LogRecord, Scope, Seq, StartRecord};
 
 /// Records printed per journal read.
 const PAGE: usize = 10_000;
@@ -16,9 +20,22 @@ const PAGE: usize = 10_000;
 pub struct LogArgs {
     #[command(flatten)]
     journal: JournalArgs,
-    /// Start after this sequence number (a cursor); default: the oldest kept record.
-    #[arg(long, default_value_t = 0)]
-    since: Seq,
+    /// Start after this sequence number (a cursor), or at this time: UTC
+    /// (2025-06-01T12:00:00Z) or a duration ago (10m, 2h); default: the oldest kept record.
+    #[arg(long, value_name = "SEQ|TIME", value_parser = log_filter::parse_bound)]
+    since: Option<Bound>,
+    /// Stop at this sequence number (included) or time (same forms as --since);
+    /// --follow then ends there too.
+    #[arg(long, value_name = "SEQ|TIME", value_parser = log_filter::parse_bound)]
+    until: Option<Bound>,
+    /// Only records whose root-relative path matches this glob (`*` stays
+    /// within a component, `**` crosses them: jobs/*/config.xml); repeatable.
+    /// Agent starts are then not shown.
+    #[arg(long, value_name = "GLOB", value_parser = log_filter::parse_glob)]
+    path: Vec<Glob>,
+    /// Only records of this kind; repeatable. Agent starts are then not shown.
+    #[arg(long, value_name = "KIND", value_parser = log_filter::kind_parser())]
+    kind: Vec<ChangeKind>,
     /// Keep printing new records as they are journaled.
     #[arg(long, short)]
     follow: bool,
@@ -101,21 +118,33 @@ fn print_start(start: &StartRecord, json: bool) -> anyhow::Result<()> {
 /// Runs `fsjournal log`: records in sequence order, with each agent start
 /// (the gap it closed and how) where it falls in time.
 pub fn run(args: LogArgs) -> anyhow::Result<()> {
+    let filter = Filter::new(args.since, args.until, &args.path, args.kind)?;
     let mut journal: Journal = args.journal.open()?;
-    let mut next = args.since + 1;
-    // Starts at or after this time are still to print; with --since, from
-    // the first record printed on.
-    let mut starts_from: Option<u64> = (args.since == 0).then_some(0);
+    let mut next = filter.first_seq();
+    // Starts at or after this time are still to print; with --since SEQ,
+    // from the first record in range on.
+    let mut starts_from = filter.starts_from();
     loop {
         let roots: Vec<String> = journal
             .roots()?
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        let starts = journal.starts()?;
+        let starts = if filter.shows_starts() {
+            journal.starts()?
+        } else {
+            Vec::new()
+        };
         loop {
             let records = journal.log_from(next, PAGE)?;
             for (seq, record) in &records {
+                next = seq + 1;
+                if filter.before_range(*seq, record) {
+                    continue;
+                }
+                if filter.after_range(*seq, record) {
+                    return Ok(());
+                }
                 let from = *starts_from.get_or_insert(record.time_ms);
                 for start in starts
                     .iter()
@@ -124,20 +153,23 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
                     print_start(start, args.json)?;
                 }
                 starts_from = Some(from.max(record.time_ms + 1));
-                print(*seq, record, &roots, args.json)?;
-                next = seq + 1;
+                if filter.selects(record) {
+                    print(*seq, record, &roots, args.json)?;
+                }
             }
             if records.len() < PAGE {
                 break;
             }
         }
         if let Some(from) = starts_from {
-            for start in starts.iter().filter(|s| s.time_ms >= from) {
+            for start in starts.iter().filter(|s| {
+                s.time_ms >= from && filter.admits_later_start(s.time_ms, journal.last_seq())
+            }) {
                 print_start(start, args.json)?;
                 starts_from = Some(start.time_ms + 1);
             }
         }
-        if !args.follow {
+        if !args.follow || filter.range_ended(journal.last_seq(), now_ms()) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(500));

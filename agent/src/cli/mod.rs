@@ -1,10 +1,14 @@
 //! The command line (clap). Every inspection command opens the journal as a
-//! read-only secondary instance, so it works while the agent runs.
+//! read-only secondary instance, so it works while the agent runs;
+//! `install`/`uninstall` write the service's files.
 
 mod config_file;
+mod install;
 mod log;
+mod log_filter;
 mod pending;
 mod status;
+mod targets;
 
 use std::path::PathBuf;
 
@@ -47,9 +51,15 @@ pub enum Command {
     Log(log::LogArgs),
     /// List the paths a target still has to receive.
     Pending(pending::PendingArgs),
+    /// One line per target: target, source, cursor, pending paths, lag, full syncs, last push and error.
+    Targets(targets::TargetsArgs),
     /// Check a configuration file, or print an annotated example.
     #[command(subcommand)]
     Config(config_file::ConfigCommand),
+    /// Install the systemd unit, a first configuration (never overwritten) and the journal directory.
+    Install(install::InstallArgs),
+    /// Remove the systemd unit; keep configuration and journal unless --purge.
+    Uninstall(install::UninstallArgs),
     /// Detach the eBPF programs a stopped agent left pinned (they keep
     /// capturing while no agent runs, until this or a reboot).
     Unpin(JournalArgs),
@@ -114,13 +124,16 @@ impl JournalArgs {
     }
 }
 
-/// Runs an inspection subcommand.
-pub fn inspect(command: Command) -> anyhow::Result<()> {
+/// Runs a subcommand other than `run`.
+pub fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Status(args) => status::run(args),
         Command::Log(args) => log::run(args),
         Command::Pending(args) => pending::run(args),
+        Command::Targets(args) => targets::run(args),
         Command::Config(command) => config_file::run(command),
+        Command::Install(args) => install::install(args),
+        Command::Uninstall(args) => install::uninstall(args),
         Command::Unpin(args) => {
             let pins = crate::capture::pin_dir(args.open()?.journal_id());
             crate::capture::unpin(&pins)?;
@@ -130,7 +143,7 @@ pub fn inspect(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run(_) => unreachable!("run is not an inspection command"),
+        Command::Run(_) => unreachable!("run is handled by main"),
     }
 }
 
@@ -160,6 +173,15 @@ pub fn human_ms(ms: u64) -> String {
     }
 }
 
+/// How long before `now` a time was (both ms since the Unix epoch): `12s ago`,
+/// or `never` for 0.
+pub fn ago(now: u64, time_ms: u64) -> String {
+    match time_ms {
+        0 => "never".into(),
+        t => format!("{} ago", human_ms(now.saturating_sub(t))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +199,7 @@ mod tests {
         assert_eq!(human_ms(12_400), "12s");
         assert_eq!(human_ms(185_000), "3m05s");
         assert_eq!(human_ms(7_440_000), "2h04m");
+        assert_eq!(ago(10_000, 0), "never");
+        assert_eq!(ago(10_000, 8_000), "2s ago");
     }
 }

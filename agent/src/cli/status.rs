@@ -4,8 +4,9 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::{display_path, human_ms, JournalArgs};
-use crate::journal::{now_ms, HoldReason, Journal, StartRecord, TargetState};
+use super::{ago, display_path, human_ms, JournalArgs};
+use crate::journal::{now_ms, HoldReason, Journal, StartRecord};
+use crate::target_status::{self, TargetStatus};
 
 /// Arguments of `fsjournal status`.
 #[derive(Debug, Args)]
@@ -48,29 +49,12 @@ pub struct Status {
     pub uptime_ms: u64,
     /// Source roots.
     pub roots: Vec<String>,
-    /// One entry per target.
+    /// One entry per target, by name.
     pub targets: Vec<TargetStatus>,
     /// Capture watermark: changes before it are journaled (ms since the Unix epoch).
     pub watermark_ms: Option<u64>,
     /// How recent agent starts closed the gap while nothing captured, oldest first.
     pub starts: Vec<StartRecord>,
-}
-
-/// One target in [`Status`]: its stored state plus what is derived from the
-/// journal now.
-#[derive(Debug, Serialize)]
-pub struct TargetStatus {
-    /// Sync name.
-    pub name: String,
-    /// Source root path.
-    pub root_path: String,
-    /// Paths still to push, held ones included.
-    pub pending: u64,
-    /// Age of the oldest unpushed change (ms), 0 when in sync.
-    pub lag_ms: u64,
-    /// Cursor, last push, errors, full syncs: see [`TargetState`].
-    #[serde(flatten)]
-    pub state: TargetState,
 }
 
 /// Reads the status document from a journal.
@@ -79,24 +63,6 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
     let roots = journal.roots()?;
     let agent = journal.agent_info()?.unwrap_or_default();
     let agent_running = agent.pid != 0 && process_is_fsjournal(agent.pid);
-    let mut targets = Vec::new();
-    for (name, state) in journal.target_states()? {
-        let (pending, oldest) = journal.pending_summary(state.root, state.cursor)?;
-        // Held paths (settling, or refused by the target) are pending too.
-        let oldest = oldest
-            .into_iter()
-            .chain(state.held.iter().map(|h| h.since_ms))
-            .min();
-        targets.push(TargetStatus {
-            name,
-            root_path: roots
-                .get(state.root as usize)
-                .map_or_else(String::new, |p| p.display().to_string()),
-            pending: pending + state.held.len() as u64,
-            lag_ms: oldest.map_or(0, |t| now.saturating_sub(t)),
-            state,
-        });
-    }
     Ok(Status {
         journal: journal.path().display().to_string(),
         journal_id: format!("{:016x}", journal.journal_id()),
@@ -121,7 +87,7 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
             .iter()
             .map(|p| display_path(p.as_os_str().as_encoded_bytes()))
             .collect(),
-        targets,
+        targets: target_status::collect(journal)?,
     })
 }
 
@@ -200,11 +166,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             t.pending,
             human_ms(t.lag_ms)
         );
-        let last = if t.state.last_push_ms == 0 {
-            "never".to_string()
-        } else {
-            format!("{} ago", human_ms(now.saturating_sub(t.state.last_push_ms)))
-        };
+        let last = ago(now, t.state.last_push_ms);
         match &t.state.last_error {
             None => println!("  last push    {last}, ok"),
             Some(e) => println!(

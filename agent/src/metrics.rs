@@ -1,0 +1,295 @@
+//! The Prometheus endpoint (`[metrics] address`): `GET /metrics` answers in
+//! the OpenMetrics text format, built afresh on every scrape from the
+//! capture counters and the journal (the same target figures as
+//! `fsjournal status`). One thread, blocking I/O (tiny_http), no state of
+//! its own. Other paths answer 404.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fsjournal_common::counter;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::capture::Stats;
+use crate::journal::Journal;
+use crate::target_status;
+
+/// The OpenMetrics text format's content type (Prometheus accepts it).
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How often the serving thread looks at the stop flag while idle.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The kernel counters' label values, by `fsjournal_common::counter` index.
+const KERNEL_COUNTERS: [(u32, &str); 5] = [
+    (counter::SEEN, "seen"),
+    (counter::SENT, "sent"),
+    (counter::FILTERED, "filtered"),
+    (counter::DROPPED, "dropped"),
+    (counter::SPILLED, "spilled"),
+];
+
+/// Label set of the per-target and per-counter families.
+type Labels = Vec<(String, String)>;
+
+/// A bound, not yet serving endpoint: binding early makes a taken port an
+/// error at start, before capture is armed.
+pub struct Endpoint {
+    server: tiny_http::Server,
+    address: SocketAddr,
+}
+
+impl Endpoint {
+    /// Listens on `address`. Errors: the address cannot be bound (in use,
+    /// not local, no permission).
+    pub fn bind(address: SocketAddr) -> anyhow::Result<Endpoint> {
+        let server = tiny_http::Server::http(address)
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {address}: {e}"))?;
+        Ok(Endpoint { server, address })
+    }
+
+    /// Serves scrapes on a thread until `stop` is set.
+    pub fn serve(
+        self,
+        journal: Arc<Journal>,
+        stats: Arc<Stats>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        tracing::info!(address = %self.address, "serving metrics at /metrics");
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match self.server.recv_timeout(POLL) {
+                        Ok(Some(request)) => answer(request, &journal, &stats),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "metrics endpoint: cannot accept a request")
+                        }
+                    }
+                }
+            })?;
+        Ok(thread)
+    }
+}
+
+/// Answers one request: the metrics for `GET /metrics`, 404 otherwise.
+fn answer(request: tiny_http::Request, journal: &Journal, stats: &Stats) {
+    let path = request.url().split('?').next().unwrap_or_default();
+    let response = if *request.method() != tiny_http::Method::Get || path != "/metrics" {
+        tiny_http::Response::from_string("not found: GET /metrics\n").with_status_code(404)
+    } else {
+        match render(journal, stats) {
+            Ok(text) => {
+                let header = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE)
+                    .expect("a valid header");
+                tiny_http::Response::from_string(text).with_header(header)
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "metrics endpoint: cannot read the journal");
+                tiny_http::Response::from_string(format!("cannot read the journal: {e:#}\n"))
+                    .with_status_code(500)
+            }
+        }
+    };
+    if let Err(e) = request.respond(response) {
+        tracing::debug!(error = %e, "metrics endpoint: the scraper went away");
+    }
+}
+
+/// The metrics text (OpenMetrics; counters get their `_total` suffix from
+/// the encoder). Errors: a journal read failed.
+pub fn render(journal: &Journal, stats: &Stats) -> anyhow::Result<String> {
+    let mut registry = Registry::default();
+    let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
+    registry.register(
+        "fsjournal_agent_up",
+        "1 while the agent serves this endpoint",
+        gauge(1),
+    );
+    registry.register(
+        "fsjournal_events_captured",
+        "Kernel events the capture backend read since the agent started",
+        count(load(&stats.events)),
+    );
+    registry.register(
+        "fsjournal_events_journaled",
+        "Changes written to the journal since the agent started",
+        count(load(&stats.journaled)),
+    );
+    registry.register(
+        "fsjournal_rescans",
+        "Capture losses turned into a recursive push (rescan) since the agent started",
+        count(load(&stats.rescans)),
+    );
+    let kernel = Family::<Labels, Counter>::default();
+    for (index, name) in KERNEL_COUNTERS {
+        kernel
+            .get_or_create(&label("counter", name))
+            .inc_by(load(&stats.kernel[index as usize]));
+    }
+    registry.register(
+        "fsjournal_kernel_events",
+        "eBPF programs' event counters since they were loaded (0 with fanotify)",
+        kernel,
+    );
+    registry.register(
+        "fsjournal_journal_last_seq",
+        "Sequence number of the newest journal record",
+        gauge(journal.last_seq()),
+    );
+    registry.register(
+        "fsjournal_journal_size_bytes",
+        "Size of the journal directory's files (bytes)",
+        gauge(directory_size(journal.path())),
+    );
+
+    let pending = Family::<Labels, Gauge<u64, AtomicU64>>::default();
+    let lag = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let cursor = Family::<Labels, Gauge<u64, AtomicU64>>::default();
+    let full_syncs = Family::<Labels, Counter>::default();
+    let failures = Family::<Labels, Gauge<u64, AtomicU64>>::default();
+    for target in target_status::collect(journal)? {
+        let labels = label("target", &target.name);
+        pending.get_or_create(&labels).set(target.pending);
+        lag.get_or_create(&labels)
+            .set(target.lag_ms as f64 / 1000.0);
+        cursor.get_or_create(&labels).set(target.state.cursor);
+        full_syncs
+            .get_or_create(&labels)
+            .inc_by(target.state.full_syncs);
+        failures
+            .get_or_create(&labels)
+            .set(u64::from(target.state.consecutive_failures));
+    }
+    registry.register(
+        "fsjournal_target_pending_paths",
+        "Paths the target still has to receive",
+        pending,
+    );
+    registry.register(
+        "fsjournal_target_lag_seconds",
+        "Age of the target's oldest unpushed change (seconds, 0 when in sync)",
+        lag,
+    );
+    registry.register(
+        "fsjournal_target_cursor",
+        "Highest sequence number the target has confirmed",
+        cursor,
+    );
+    registry.register(
+        "fsjournal_target_full_syncs",
+        "Full syncs of the target, ever",
+        full_syncs,
+    );
+    registry.register(
+        "fsjournal_target_consecutive_failures",
+        "Failed pushes to the target since its last success",
+        failures,
+    );
+
+    let mut text = String::new();
+    encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+fn label(name: &str, value: &str) -> Labels {
+    vec![(name.to_string(), value.to_string())]
+}
+
+fn gauge(value: u64) -> Gauge<u64, AtomicU64> {
+    let gauge = Gauge::<u64, AtomicU64>::default();
+    gauge.set(value);
+    gauge
+}
+
+fn count(value: u64) -> Counter {
+    let counter = Counter::default();
+    counter.inc_by(value);
+    counter
+}
+
+/// Total size of the regular files directly in `dir` (bytes; a RocksDB
+/// directory is flat: SST files, WAL, manifest). 0 if it cannot be read.
+fn directory_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use fsjournal_common::ChangeKind;
+
+    use super::*;
+    use crate::journal::{Change, Scope, TargetState};
+
+    #[test]
+    fn scrape_names_every_metric_with_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("journal")).unwrap();
+        let root = journal.register_root(dir.path()).unwrap();
+        let state = TargetState {
+            root,
+            full_syncs: 2,
+            consecutive_failures: 4,
+            ..TargetState::default()
+        };
+        journal.save_target("standby", &state).unwrap();
+        let change = Change {
+            root,
+            path: b"a".to_vec(),
+            kind: ChangeKind::Create,
+            scope: Scope::Entry,
+            ino: 1,
+            pid: 1,
+            comm: String::new(),
+        };
+        journal.append(&[change], None, false).unwrap();
+        let stats = Stats::default();
+        stats.journaled.store(42, Ordering::Relaxed);
+        stats.kernel[counter::DROPPED as usize].store(3, Ordering::Relaxed);
+        let text = render(&journal, &stats).unwrap();
+        for line in [
+            "fsjournal_agent_up 1",
+            "fsjournal_events_journaled_total 42",
+            "fsjournal_events_captured_total 0",
+            "fsjournal_kernel_events_total{counter=\"dropped\"} 3",
+            "fsjournal_journal_last_seq 1",
+            "fsjournal_target_pending_paths{target=\"standby\"} 1",
+            "fsjournal_target_cursor{target=\"standby\"} 0",
+            "fsjournal_target_full_syncs_total{target=\"standby\"} 2",
+            "fsjournal_target_consecutive_failures{target=\"standby\"} 4",
+            "# TYPE fsjournal_target_lag_seconds gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "no line {line:?} in:\n{text}"
+            );
+        }
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("fsjournal_target_lag_seconds{target=\"standby\"} ")),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("fsjournal_journal_size_bytes ") && !l.ends_with(" 0")),
+            "{text}"
+        );
+    }
+}
