@@ -549,3 +549,46 @@ fn hooks_run_before_a_full_sync_and_after_each_push_with_the_pushed_paths() {
     );
     agent.stop();
 }
+
+#[test]
+fn history_keeps_what_pushes_replace_or_delete_and_prunes_old_days() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica();
+    workload::seed(&scratch.src());
+    let old_day = replica.join(".fsjournal-history/2000-01-01");
+    std::fs::create_dir_all(&old_day).unwrap();
+    std::fs::write(old_day.join("ancient"), "x").unwrap();
+    let config = write_config(
+        &scratch,
+        replica.to_str().unwrap(),
+        None,
+        "history_days = 2\n",
+    );
+    let agent = Agent::start(&config, &scratch);
+    let outside_history = ["--exclude=/.fsjournal-history/"];
+    assert_converges_with(&scratch.src(), &replica, &agent, &outside_history);
+    wait_for_full_syncs(&scratch, 1);
+
+    std::fs::write(
+        scratch.src().join("jobs/alpha/config.xml"),
+        "<project>v2</project>\n",
+    )
+    .unwrap();
+    std::fs::remove_file(scratch.src().join("jobs/beta/nextBuildNumber")).unwrap();
+    assert_converges_with(&scratch.src(), &replica, &agent, &outside_history);
+    let today = replica
+        .join(".fsjournal-history")
+        .join(sh("date", &["-u", "+%F"]).trim());
+    assert_eq!(
+        std::fs::read_to_string(today.join("jobs/alpha/config.xml")).unwrap(),
+        "<project>alpha</project>\n",
+        "the overwritten version is kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(today.join("jobs/beta/nextBuildNumber")).unwrap(),
+        "2\n",
+        "the deleted file is kept"
+    );
+    assert!(!old_day.exists(), "days older than history_days are pruned");
+    agent.stop();
+}

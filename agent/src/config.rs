@@ -233,6 +233,10 @@ pub struct SyncConfig {
     /// A hook running longer than this is killed (s).
     #[serde(default = "default_hook_timeout_s")]
     pub hook_timeout_s: u64,
+    /// Keep what pushes overwrite or delete on the target for this many days
+    /// under `.fsjournal-history/<YYYY-MM-DD>/` (days; 0 = keep nothing).
+    #[serde(default)]
+    pub history_days: u32,
 }
 
 fn default_batch_max_files() -> usize {
@@ -285,6 +289,7 @@ impl SyncConfig {
             before_full_sync: None,
             after_push: None,
             hook_timeout_s: default_hook_timeout_s(),
+            history_days: 0,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - a target without a valid cursor gets one full sync first, started
 //!   after capture was armed, so nothing changing during it is missed.
 
+mod history;
 mod hold;
 mod hooks;
 pub mod rsync;
@@ -92,7 +93,12 @@ impl Pusher {
         if state.last_verify_ms == 0 {
             state.last_verify_ms = now_ms();
         }
+        let mut history_pruned_on = String::new();
         while !self.stopping() {
+            if self.sync.history_days > 0 && history::today() != history_pruned_on {
+                history::prune(&self.sync);
+                history_pruned_on = history::today();
+            }
             if self.verify_due(&state) {
                 self.verify_slice(&mut state)?;
             }

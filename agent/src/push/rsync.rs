@@ -24,6 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use super::history;
 use crate::config::SyncConfig;
 use crate::journal::Scope;
 
@@ -89,7 +90,7 @@ fn meaning(code: i32) -> &'static str {
 
 /// The rsync command line for `mode`, from `source` to the sync's target.
 pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
-    let mut cmd = Command::new("rsync");
+    let mut cmd = connection(sync);
     cmd.arg("-a").arg("--numeric-ids");
     match mode {
         // --ignore-times: capture saw each listed file change; rsync's quick
@@ -139,6 +140,29 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
             cmd.arg(flag);
         }
     }
+    if sync.history_days > 0 {
+        cmd.args(history::filter_args());
+        if mode != Mode::Verify {
+            cmd.args(history::backup_args());
+        }
+    }
+    // The very patterns capture filters with (see filter.rs).
+    cmd.args(
+        sync.exclude_patterns()
+            .iter()
+            .map(|p| format!("--exclude={p}")),
+    );
+    cmd.args(&sync.rsync_args);
+    let mut source_arg = source.as_os_str().to_owned();
+    source_arg.push("/");
+    cmd.arg(source_arg).arg(sync.target().rsync_destination());
+    cmd
+}
+
+/// `rsync` with the sync's connection options: I/O timeout, daemon password
+/// file, remote shell.
+pub fn connection(sync: &SyncConfig) -> Command {
+    let mut cmd = Command::new("rsync");
     if sync.timeout_s > 0 {
         cmd.arg(format!("--timeout={}", sync.timeout_s));
     }
@@ -151,16 +175,6 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
     if let Some(ssh) = &sync.ssh_command {
         cmd.arg("-e").arg(ssh);
     }
-    // The very patterns capture filters with (see filter.rs).
-    cmd.args(
-        sync.exclude_patterns()
-            .iter()
-            .map(|p| format!("--exclude={p}")),
-    );
-    cmd.args(&sync.rsync_args);
-    let mut source_arg = source.as_os_str().to_owned();
-    source_arg.push("/");
-    cmd.arg(source_arg).arg(sync.target().rsync_destination());
     cmd
 }
 
