@@ -181,8 +181,11 @@ pub fn connection(sync: &SyncConfig) -> Command {
 /// The paths of one push split into the rsync runs that carry them, each
 /// listed string with the index of the path it came from.
 pub struct Lists {
-    runs: [(Mode, Vec<(Vec<u8>, usize)>); 3],
+    runs: [(Mode, Vec<Listed>); 3],
 }
+
+/// A string listed for rsync, and the index of the path it came from.
+pub type Listed = (Vec<u8>, usize);
 
 impl Lists {
     /// Lists root-relative `paths` (`""` is the root) by scope: entries
@@ -225,7 +228,7 @@ impl Lists {
     }
 
     /// The non-empty runs, in order: entries, contents, subtrees.
-    pub fn by_mode(&self) -> impl Iterator<Item = (Mode, &[(Vec<u8>, usize)])> {
+    pub fn by_mode(&self) -> impl Iterator<Item = (Mode, &[Listed])> {
         self.runs
             .iter()
             .filter(|(_, list)| !list.is_empty())
