@@ -9,7 +9,7 @@ use globset::Glob;
 use serde::Serialize;
 
 use super::log_filter::{self, Bound, Filter};
-use super::{display_path, human_ms, JournalArgs};
+use super::{display_path, JournalArgs};
 use crate::journal::{now_ms, Journal, LogRecord, Scope, Seq, StartRecord};
 
 /// Records printed per journal read.
@@ -96,20 +96,10 @@ fn print_start(start: &StartRecord, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::json!({ "start": start }));
     } else {
-        let gap = start
-            .gap_ms
-            .map_or_else(|| "none (new journal)".to_string(), human_ms);
-        let reboot = if start.rebooted {
-            ", after a reboot"
-        } else {
-            ""
-        };
         println!(
-            "     start {} gap {gap}{reboot}, closed by {} ({} entries, {})",
+            "     start {} gap {}",
             start.time_ms,
-            start.method,
-            start.entries,
-            human_ms(start.ms)
+            super::describe_gap(start)
         );
     }
     Ok(())

@@ -163,6 +163,33 @@ pub fn display_path(path: &[u8]) -> String {
     out
 }
 
+/// How an agent start closed the gap since the previous watermark, in
+/// words: `5.0s, after a reboot, closed by ctime gap scan (2 entries, 812ms)`,
+/// or how far a scan still in progress got.
+pub fn describe_gap(start: &crate::journal::StartRecord) -> String {
+    let gap = start
+        .gap_ms
+        .map_or_else(|| "none (new journal)".to_string(), human_ms);
+    let reboot = if start.rebooted {
+        ", after a reboot"
+    } else {
+        ""
+    };
+    if start.in_progress {
+        format!(
+            "{gap}{reboot}, {} in progress: {} entries walked, {} found so far",
+            start.method, start.walked, start.entries
+        )
+    } else {
+        format!(
+            "{gap}{reboot}, closed by {} ({} entries, {})",
+            start.method,
+            start.entries,
+            human_ms(start.ms)
+        )
+    }
+}
+
 /// Human form of a duration in ms: `850ms`, `12s`, `3m05s`, `2h04m`.
 pub fn human_ms(ms: u64) -> String {
     match ms {

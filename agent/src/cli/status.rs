@@ -138,25 +138,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(start) = status.starts.last() {
-        let gap = start
-            .gap_ms
-            .map_or_else(|| "none (new journal)".to_string(), human_ms);
-        let reboot = if start.rebooted {
-            ", after a reboot"
-        } else {
-            ""
-        };
-        if start.in_progress {
-            println!("last start {} ago: gap {gap}{reboot}, {} in progress: {} entries walked, {} found so far", human_ms(now.saturating_sub(start.time_ms)), start.method, start.walked, start.entries);
-        } else {
-            println!(
-                "last start {} ago: gap {gap}{reboot}, closed by {} ({} entries, {})",
-                human_ms(now.saturating_sub(start.time_ms)),
-                start.method,
-                start.entries,
-                human_ms(start.ms)
-            );
-        }
+        let ago = human_ms(now.saturating_sub(start.time_ms));
+        println!("last start {ago} ago: gap {}", super::describe_gap(start));
     }
     for t in &status.targets {
         println!("target    {} → {}", t.name, t.state.target);
