@@ -592,3 +592,60 @@ fn history_keeps_what_pushes_replace_or_delete_and_prunes_old_days() {
     assert!(!old_day.exists(), "days older than history_days are pruned");
     agent.stop();
 }
+
+#[test]
+fn resync_and_push_requests_reach_the_running_agent() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica();
+    workload::seed(&scratch.src());
+    // Ten minutes of batch delay: only `fsjournal push` can bring a change sooner.
+    let config = write_config(&scratch, replica.to_str().unwrap(), None, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("batch_delay_ms = 200", "batch_delay_ms = 600000");
+    std::fs::write(&config, text).unwrap();
+    let agent = start_and_sync(&config, &scratch);
+    let journal = scratch.journal();
+    let fsjournal = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--journal", journal.to_str().unwrap()]);
+        sh(env!("CARGO_BIN_EXE_fsjournal"), &all)
+    };
+
+    std::fs::write(scratch.src().join("jobs/alpha/urgent"), "now\n").unwrap();
+    let out = fsjournal(&["push", "--target", "standby"]);
+    assert!(out.contains("the running agent takes it"), "{out}");
+    assert_converges(&scratch.src(), &replica, &agent);
+
+    // Damage on the target that no journal record explains: a subtree resync repairs it...
+    std::fs::write(replica.join("jobs/alpha/config.xml"), "damaged\n").unwrap();
+    fsjournal(&["resync", "--path", "jobs/alpha"]);
+    assert_converges(&scratch.src(), &replica, &agent);
+    // ...and a resync without --path is a full sync.
+    std::fs::remove_file(replica.join("jobs/beta/config.xml")).unwrap();
+    fsjournal(&["resync", "--target", "standby"]);
+    assert_converges(&scratch.src(), &replica, &agent);
+    wait_until(
+        Duration::from_secs(10),
+        "the requested full sync to be recorded",
+        || {
+            status(&scratch)["targets"][0]["last_full_sync_reason"]
+                == "requested by fsjournal resync"
+        },
+    );
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_fsjournal"))
+        .args([
+            "push",
+            "--target",
+            "nope",
+            "--journal",
+            scratch.journal().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !unknown.status.success()
+            && String::from_utf8_lossy(&unknown.stderr).contains("no target named `nope`")
+    );
+    agent.stop();
+}

@@ -7,6 +7,7 @@
 //! The metrics endpoint, when configured, is bound right after the journal
 //! opens (a taken port fails the start) and serves once the pushers run.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use crate::config::Config;
 use crate::filter::RootExcludes;
 use crate::journal::{now_ms, AgentInfo, Journal, Retention};
 use crate::metrics::Endpoint;
-use crate::push::Pusher;
+use crate::push::{Inbox, Pusher};
+use crate::requests;
 
 /// How often the supervisor applies log retention and refreshes the agent
 /// info that `status` reads.
@@ -110,8 +112,16 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
         .context("cannot install signal handlers")?;
     let mut reload = false;
     let mut pushers = Vec::new();
+    let mut inboxes: HashMap<String, Inbox> = HashMap::new();
     for (sync, root) in syncs {
-        pushers.push(Pusher::spawn(sync, root, journal.clone(), stop.clone())?);
+        let inbox = inboxes.entry(sync.name.clone()).or_default().clone();
+        pushers.push(Pusher::spawn(
+            sync,
+            root,
+            journal.clone(),
+            stop.clone(),
+            inbox,
+        )?);
     }
     let metrics = endpoint
         .map(|e| e.serve(journal.clone(), capture.stats.clone(), stop.clone()))
@@ -127,6 +137,14 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
         if hangup.swap(false, Ordering::Relaxed) && reload_is_valid(config_file) {
             reload = true;
             break;
+        }
+        for request in requests::take(journal.path()) {
+            match inboxes.get(&request.target) {
+                Some(inbox) => inbox.lock().expect("inbox lock").push(request.action),
+                None => {
+                    tracing::error!(target = %request.target, "request for a target that is not configured; dropped")
+                }
+            }
         }
         if let Err(e) = journal.apply_retention(retention) {
             tracing::error!(error = %format!("{e:#}"), "journal retention failed");

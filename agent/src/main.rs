@@ -8,6 +8,7 @@ mod filter;
 mod journal;
 mod metrics;
 mod push;
+mod requests;
 mod target_status;
 
 use clap::Parser;

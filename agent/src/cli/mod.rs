@@ -7,6 +7,7 @@ mod install;
 mod log;
 mod log_filter;
 mod pending;
+mod request;
 mod status;
 mod targets;
 
@@ -53,6 +54,10 @@ pub enum Command {
     Pending(pending::PendingArgs),
     /// One line per target: target, source, cursor, pending paths, lag, full syncs, last push and error.
     Targets(targets::TargetsArgs),
+    /// Ask the running agent to push a subtree (--path) or the whole root to a target again.
+    Resync(request::ResyncArgs),
+    /// Ask the running agent to push pending changes now, without waiting for the batch delay.
+    Push(request::PushArgs),
     /// Check a configuration file, or print an annotated example.
     #[command(subcommand)]
     Config(config_file::ConfigCommand),
@@ -131,6 +136,8 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Log(args) => log::run(args),
         Command::Pending(args) => pending::run(args),
         Command::Targets(args) => targets::run(args),
+        Command::Resync(args) => request::resync(args),
+        Command::Push(args) => request::push(args),
         Command::Config(command) => config_file::run(command),
         Command::Install(args) => install::install(args),
         Command::Uninstall(args) => install::uninstall(args),

@@ -184,6 +184,8 @@ pub enum HoldReason {
     Failed(u32),
     /// Rolling verification found it different on the target.
     Drift,
+    /// An operator asked for it (`fsjournal resync --path`).
+    Requested,
 }
 
 /// A path a target pushes later (see [`TargetState::held`]).

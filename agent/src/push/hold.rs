@@ -40,7 +40,7 @@ pub fn next_due_ms(state: &TargetState) -> Option<u64> {
 /// Failures in a row of a held path (0 when it is not failing).
 pub fn failures(reason: HoldReason) -> u32 {
     match reason {
-        HoldReason::Settling | HoldReason::Drift => 0,
+        HoldReason::Settling | HoldReason::Drift | HoldReason::Requested => 0,
         HoldReason::Failed(n) => n,
     }
 }

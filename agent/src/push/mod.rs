@@ -20,7 +20,7 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,10 @@ use self::rsync::{Lists, Mode, RsyncError};
 use self::target::Target;
 use crate::config::SyncConfig;
 use crate::filter::Excludes;
-use crate::journal::{now_ms, Batch, HeldPath, HoldReason, Journal, RootId, Seq, TargetState};
+use crate::journal::{
+    now_ms, Batch, HeldPath, HoldReason, Journal, RootId, Scope, Seq, TargetState,
+};
+use crate::requests::Action;
 
 /// First retry delay after a failed push (ms); doubles per failure up to
 /// the sync's `retry_max_ms`.
@@ -48,7 +51,12 @@ pub struct Pusher {
     local_target: Option<PathBuf>,
     journal: Arc<Journal>,
     stop: Arc<AtomicBool>,
+    /// Operator requests for this target (see `requests.rs`), filled by the supervisor.
+    inbox: Inbox,
 }
+
+/// Where the supervisor leaves a target's operator requests.
+pub type Inbox = Arc<Mutex<Vec<Action>>>;
 
 impl Pusher {
     /// Starts the push loop of `sync` (whose source has journal root id
@@ -58,6 +66,7 @@ impl Pusher {
         root: RootId,
         journal: Arc<Journal>,
         stop: Arc<AtomicBool>,
+        inbox: Inbox,
     ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
         let source = sync.source.get_ref().clone();
         let excludes = sync.excludes();
@@ -73,6 +82,7 @@ impl Pusher {
             local_target,
             journal,
             stop,
+            inbox,
         };
         std::thread::Builder::new()
             .name(format!("push-{}", pusher.sync.name))
@@ -94,7 +104,9 @@ impl Pusher {
             state.last_verify_ms = now_ms();
         }
         let mut history_pruned_on = String::new();
+        let mut flush = false;
         while !self.stopping() {
+            flush |= self.handle_requests(&mut state)?;
             if self.sync.history_days > 0 && history::today() != history_pruned_on {
                 history::prune(&self.sync);
                 history_pruned_on = history::today();
@@ -125,23 +137,61 @@ impl Pusher {
             }
             let oldest_ms = batch.paths.iter().map(|p| p.time_ms).min().unwrap_or(0);
             let age_ms = now.saturating_sub(oldest_ms);
-            if !held_due && !batch.truncated && age_ms < self.sync.batch_delay_ms {
+            if !held_due && !flush && !batch.truncated && age_ms < self.sync.batch_delay_ms {
                 self.sleep(self.sync.batch_delay_ms - age_ms);
                 continue;
             }
             self.push_batch(&batch, &mut state)?;
+            flush = false;
         }
         Ok(())
+    }
+
+    /// Carries out the operator's requests; true when one asked to push
+    /// what is pending without waiting for the batch delay.
+    fn handle_requests(&self, state: &mut TargetState) -> anyhow::Result<bool> {
+        let actions = std::mem::take(&mut *self.inbox.lock().expect("inbox lock"));
+        let mut flush = false;
+        for action in actions {
+            tracing::info!(target = self.name(), ?action, "operator request");
+            match action {
+                Action::Resync { path: None } => {
+                    state.full_sync_needed = Some("requested by fsjournal resync".into());
+                    self.journal.save_target(self.name(), state)?;
+                    self.full_sync(state)?;
+                }
+                Action::Resync { path: Some(path) } => {
+                    let path = path.trim_matches('/').as_bytes().to_vec();
+                    let now = now_ms();
+                    hold::hold(
+                        state,
+                        HeldPath {
+                            path,
+                            scope: Scope::Subtree,
+                            since_ms: now,
+                            not_before_ms: 0,
+                            reason: HoldReason::Requested,
+                        },
+                    );
+                }
+                Action::PushNow => flush = true,
+            }
+        }
+        Ok(flush)
     }
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// Sleeps up to `ms`, waking early at shutdown.
+    /// Sleeps up to `ms`, waking early at shutdown or when an operator
+    /// request arrives.
     fn sleep(&self, ms: u64) {
         let until = Instant::now() + Duration::from_millis(ms);
-        while !self.stopping() && Instant::now() < until {
+        while !self.stopping()
+            && self.inbox.lock().expect("inbox lock").is_empty()
+            && Instant::now() < until
+        {
             std::thread::sleep(Duration::from_millis(TICK_MS).min(until - Instant::now()));
         }
     }
