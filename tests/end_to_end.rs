@@ -649,3 +649,47 @@ fn resync_and_push_requests_reach_the_running_agent() {
     );
     agent.stop();
 }
+
+#[test]
+fn verify_lists_what_differs_and_fix_repairs_it() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica();
+    workload::seed(&scratch.src());
+    let config = write_config(&scratch, replica.to_str().unwrap(), None, "");
+    let agent = start_and_sync(&config, &scratch);
+    let verify = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fsjournal"))
+            .args(["verify", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let clean = verify(&[]);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    assert!(String::from_utf8_lossy(&clean.stdout).contains("standby: 0 differing path(s)"));
+
+    std::fs::write(
+        replica.join("jobs/alpha/config.xml"),
+        "damaged on the target\n",
+    )
+    .unwrap();
+    let damaged = verify(&[]);
+    let out = String::from_utf8_lossy(&damaged.stdout);
+    assert!(
+        !damaged.status.success(),
+        "a difference fails verify:\n{out}"
+    );
+    assert!(
+        out.contains("standby: 1 differing path(s)") && out.contains("jobs/alpha/config.xml"),
+        "{out}"
+    );
+
+    assert!(verify(&["--fix"]).status.success());
+    assert_converges(&scratch.src(), &replica, &agent);
+    assert!(verify(&["--checksum"]).status.success());
+    agent.stop();
+}

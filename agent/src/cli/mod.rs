@@ -10,6 +10,7 @@ mod pending;
 mod request;
 mod status;
 mod targets;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Resync(request::ResyncArgs),
     /// Ask the running agent to push pending changes now, without waiting for the batch delay.
     Push(request::PushArgs),
+    /// Compare sources with targets now and list what differs (--fix: push it again).
+    Verify(verify::VerifyArgs),
     /// Check a configuration file, or print an annotated example.
     #[command(subcommand)]
     Config(config_file::ConfigCommand),
@@ -138,6 +141,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Targets(args) => targets::run(args),
         Command::Resync(args) => request::resync(args),
         Command::Push(args) => request::push(args),
+        Command::Verify(args) => verify::run(args),
         Command::Config(command) => config_file::run(command),
         Command::Install(args) => install::install(args),
         Command::Uninstall(args) => install::uninstall(args),

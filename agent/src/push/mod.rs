@@ -16,7 +16,7 @@ mod hold;
 mod hooks;
 pub mod rsync;
 pub mod target;
-mod verify;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -45,6 +45,9 @@ pub enum Mode {
     /// Listed entries and everything below them compared, not copied
     /// (`-n`), with one itemized line per difference on stdout.
     Verify,
+    /// The whole root compared, not copied, one itemized line per
+    /// difference on stdout (`fsjournal verify`).
+    VerifyAll,
 }
 
 /// A failed rsync run.
@@ -121,6 +124,7 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
             "--force",
         ]),
         Mode::Full => cmd.args(["--delete", "--force"]),
+        Mode::VerifyAll => cmd.args(["--delete", "--dry-run", "--out-format=%i %n"]),
         Mode::Verify => cmd.args([
             "-r",
             "--delete",
@@ -142,7 +146,7 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
     }
     if sync.history_days > 0 {
         cmd.args(history::filter_args());
-        if mode != Mode::Verify {
+        if !matches!(mode, Mode::Verify | Mode::VerifyAll) {
             cmd.args(history::backup_args());
         }
     }

@@ -164,7 +164,7 @@ fn children(source: &Path, rel: &[u8]) -> Vec<Vec<u8>> {
 /// Paths of rsync's `--out-format=%i %n` lines (`>f.st...... a/b`,
 /// `*deleting   a/c`, `cd+++++++++ d/`), unescaped, without a trailing `/`;
 /// the root itself (`./`) is left out.
-fn itemized_paths(stdout: &[u8]) -> Vec<Vec<u8>> {
+pub fn itemized_paths(stdout: &[u8]) -> Vec<Vec<u8>> {
     stdout
         .split(|&b| b == b'\n')
         .filter(|line| line.len() > 12)
