@@ -409,12 +409,30 @@ impl Journal {
 
     /// Number of pending paths of `root` after `cursor`, and the time of the
     /// oldest one (ms since the Unix epoch).
+    ///
+    /// Counts keys only (no path is copied, one entry is decoded): `status`,
+    /// `targets` and every metrics scrape call it, on backlogs of millions.
     pub fn pending_summary(&self, root: RootId, cursor: Seq) -> anyhow::Result<(u64, Option<u64>)> {
-        let batch = self.pending_batch(root, cursor, usize::MAX)?;
-        Ok((
-            batch.paths.len() as u64,
-            batch.paths.first().map(|p| p.time_ms),
-        ))
+        let (mut count, mut oldest) = (0, None);
+        let start = seq_key(cursor + 1);
+        // One iterator is one snapshot: each sequence key here has its live
+        // pending entry (re-keying deletes the old key in the same write).
+        for item in self.db.iterator_cf(
+            self.cf(CF_BY_SEQ),
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (_, key) = item?;
+            if split_pending_key(&key).0 != root {
+                continue;
+            }
+            if count == 0 {
+                if let Some(bytes) = self.db.get_cf(self.cf(CF_PENDING), &key)? {
+                    oldest = Some(decode::<PendingEntry>(&bytes, "pending entry")?.time_ms);
+                }
+            }
+            count += 1;
+        }
+        Ok((count, oldest))
     }
 
     /// Whether `path` of `root` has a change after `cursor` still pending.

@@ -200,6 +200,11 @@ fn batches_are_bounded_and_skip_other_roots_without_missing_them() {
         (vec!["c".into()], 4, false)
     );
     assert_eq!(paths(&journal.pending_batch(1, 0, 10).unwrap()), ["x"]);
+    // The summary counts the same paths as the batches, per root.
+    let (count, oldest) = journal.pending_summary(0, 0).unwrap();
+    assert_eq!((count, oldest), (3, Some(first.paths[0].time_ms)));
+    assert_eq!(journal.pending_summary(0, first.high_seq).unwrap().0, 1);
+    assert_eq!(journal.pending_summary(1, 0).unwrap().0, 1);
 }
 
 #[test]
