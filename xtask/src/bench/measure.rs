@@ -67,6 +67,7 @@ impl Bench {
 
     /// All sessions of run `run`.
     pub fn run(&mut self, run: u32) -> anyhow::Result<()> {
+        sys::check_interrupted()?;
         eprintln!("bench: run {run}: writer overhead with no tracker");
         self.overhead("none", run, None)?;
         for backend in ["ebpf", "fanotify"] {
@@ -99,6 +100,7 @@ impl Bench {
 
     /// A cold-cache start: (SUnreclaim, SReclaimable) before the spawn.
     fn cold_start() -> anyhow::Result<(u64, u64)> {
+        sys::check_interrupted()?;
         sys::drop_caches()?;
         std::thread::sleep(Duration::from_millis(300));
         Ok(sys::slab_kib())
@@ -255,6 +257,7 @@ impl Bench {
 
     /// One change set of `k` files, then the wait for the replica.
     fn change_sync(&mut self, tool: &str, run: u32, k: u64) -> anyhow::Result<()> {
+        sys::check_interrupted()?;
         let start = Instant::now();
         let (touched, changed) = self.tree.change_set(k)?;
         let write_s = secs(start.elapsed());
@@ -296,6 +299,7 @@ impl Bench {
                 .with_context(|| format!("cannot write {}", self.src.join(&rel).display()))?;
             let replica = self.dst.join(&rel);
             loop {
+                sys::check_interrupted()?;
                 if std::fs::metadata(&replica).is_ok_and(|m| m.len() == body.len() as u64) {
                     break;
                 }
@@ -354,6 +358,7 @@ impl Bench {
         let writer = start.elapsed();
         let (mut seq, mut last_growth) = (before[0], start.elapsed());
         loop {
+            sys::check_interrupted()?;
             let now_seq = agent.status()?["last_seq"].as_u64().unwrap_or(0);
             if now_seq != seq {
                 seq = now_seq;

@@ -119,6 +119,7 @@ fn measure_all(
     build_ebpf: fn() -> anyhow::Result<()>,
 ) -> anyhow::Result<Results> {
     let started = Instant::now();
+    sys::catch_interrupts();
     sys::ensure_packages(&["rsync", "e2fsprogs", "lsyncd", "inotify-tools"])?;
     let bin = build_agent(&args.release_target_dir, build_ebpf)?;
     let (files, scale) = match (args.quick, args.scale) {

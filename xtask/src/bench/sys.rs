@@ -182,6 +182,7 @@ impl Proc {
     /// after `timeout`, quoting the log's tail.
     pub fn wait_line(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<Duration> {
         loop {
+            check_interrupted()?;
             if let Some(at) = self.line_time(needle) {
                 return Ok(at);
             }
@@ -375,4 +376,28 @@ impl Drop for Sysctl {
             let _ = std::fs::write(&self.path, old);
         }
     }
+}
+
+/// Set by SIGINT/SIGTERM: the bench stops at its next check and its guards
+/// clean up (unmount, stop the tools) instead of dying with them in place.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Installs the SIGINT/SIGTERM handler.
+pub fn catch_interrupts() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe).
+        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Fails once SIGINT or SIGTERM arrived.
+pub fn check_interrupted() -> anyhow::Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("interrupted: cleaning up");
+    }
+    Ok(())
 }

@@ -79,6 +79,7 @@ impl Agent {
     pub fn wait_pending_zero(&self, timeout: Duration) -> anyhow::Result<Duration> {
         let start = Instant::now();
         loop {
+            super::sys::check_interrupted()?;
             let status = self.status()?;
             let target = &status["targets"][0];
             if target["pending"].as_u64() == Some(0) && target["full_sync_needed"].is_null() {
@@ -212,6 +213,7 @@ pub fn wait_replica(
 ) -> anyhow::Result<(f64, Vec<String>)> {
     let mut pending: Vec<&String> = touched.iter().collect();
     while !pending.is_empty() {
+        super::sys::check_interrupted()?;
         pending.retain(|rel| !same(src, dst, rel));
         if pending.is_empty() {
             break;
@@ -231,6 +233,7 @@ pub fn wait_replica(
     let seen = since.elapsed().as_secs_f64();
     let mut first = true;
     loop {
+        super::sys::check_interrupted()?;
         let diff = differences(src, dst)?;
         if diff.is_empty() {
             // Clean at the first full check: the targeted check's time stands.
