@@ -130,7 +130,8 @@ impl Bench {
             milestones: found,
             slab_unreclaim_kib: after.0 as i64 - before.0 as i64,
             slab_reclaim_kib: after.1 as i64 - before.1 as i64,
-            rss_kib: proc.rss_kib().0,
+            rss_kib: proc.rss().rss,
+            rss_anon_kib: proc.rss().anon,
             peak_rss_kib: 0,
         };
         eprintln!(
@@ -188,7 +189,7 @@ impl Bench {
         agent.wait_pending_zero(long)?;
         self.burst(&tool, run, &agent)?;
         self.overhead(&tool, run, Some(&agent))?;
-        startup.peak_rss_kib = agent.proc.rss_kib().1;
+        startup.peak_rss_kib = agent.proc.rss().peak;
         self.results.startup.push(startup);
         // A fresh journal's full sync is announced with warnings: expected here.
         let expected = ["no capture watermark", "no cursor in the journal"];
@@ -207,7 +208,7 @@ impl Bench {
         let tracking = proc.wait_line("Watches established.", Duration::from_secs(1800))?;
         let mut startup = Self::startup("inotifywait", run, &proc, before, tracking, None, &[]);
         self.overhead("inotifywait", run, None)?;
-        startup.peak_rss_kib = proc.rss_kib().1;
+        startup.peak_rss_kib = proc.rss().peak;
         self.results.startup.push(startup);
         Ok(())
     }
@@ -225,7 +226,7 @@ impl Bench {
         for k in self.plan.ks.clone() {
             self.change_sync("lsyncd", run, k)?;
         }
-        startup.peak_rss_kib = proc.rss_kib().1;
+        startup.peak_rss_kib = proc.rss().peak;
         self.results.startup.push(startup);
         for line in proc.lines_with(&["Error", "error"]) {
             self.note(format!("lsyncd run {run}: {line}"));
@@ -394,7 +395,8 @@ impl Bench {
             replicated_s: secs(replicated),
             journal_bytes: sys::dir_bytes(&agent.journal),
             journal_seq: after[0],
-            rss_kib: agent.proc.rss_kib().0,
+            rss_kib: agent.proc.rss().rss,
+            rss_anon_kib: agent.proc.rss().anon,
         };
         eprintln!(
             "bench: {tool}: burst of {n}: writer {:.2} s, {} records in {:.2} s ({:.0}/s), dropped {}, rescans {}, replicated {:.2} s after the writer",

@@ -63,6 +63,11 @@ fn mib(kib: f64) -> String {
     format!("{:.1} MiB", kib / 1024.0)
 }
 
+/// RssAnon, absent (0) in results taken before it was recorded.
+fn anon(kib: Option<f64>) -> String {
+    kib.filter(|k| *k > 0.0).map_or("—".into(), mib)
+}
+
 fn header(r: &Results, md: &mut String) {
     let m = &r.machine;
     let s = &r.setup;
@@ -117,9 +122,11 @@ Tracking: fsjournal until its log says `capture armed` (eBPF: the directory inde
 fanotify: the mark is placed first, `fanotify filesystem mark placed`, then the index walk, `root armed`);\n\
 inotifywait until `Watches established.`; lsyncd until its startup rsync begins (every watch placed).\n\
 Ready: the replica is known equal (fsjournal `full sync done`, lsyncd `Startup … finished.`). Cold page cache.\n\
-Slab: `/proc/meminfo` growth from before the start to ready.\n\n\
-| tool | capture live | tracking | inotifywait ÷ tool | ready | SUnreclaim Δ | SReclaimable Δ | RSS ready | peak RSS |\n\
-| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+Slab: `/proc/meminfo` growth from before the start to ready (the whole machine's: other work adds noise).\n\
+RSS is `VmRSS`; for the eBPF agent it includes the ring buffer's mapping (`ring_buffer_bytes`, 32 MiB, whose data\n\
+pages the kernel maps twice: about 64 MiB counted as file-backed), hence the `RssAnon` column (heap, stacks).\n\n\
+| tool | capture live | tracking | inotifywait ÷ tool | ready | SUnreclaim Δ | SReclaimable Δ | RSS ready | of which anon | peak RSS |\n\
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     let st = &r.startup;
     let inotify = med(st, "inotifywait", |s| s.tracking_s);
     for tool in TOOLS {
@@ -138,13 +145,14 @@ Slab: `/proc/meminfo` growth from before the start to ready.\n\n\
         };
         let _ = writeln!(
             md,
-            "| {tool} | {} | {} | {ratio} | {} | {:+.0} KiB | {:+.0} KiB | {} | {} |",
+            "| {tool} | {} | {} | {ratio} | {} | {:+.0} KiB | {:+.0} KiB | {} | {} | {} |",
             fmt_s(live),
             fmt_s(Some(tracking)),
             fmt_s(med(st, tool, |s| s.ready_s.unwrap_or(f64::NAN)).filter(|v| !v.is_nan())),
             med(st, tool, |s| s.slab_unreclaim_kib as f64).unwrap_or(0.0),
             med(st, tool, |s| s.slab_reclaim_kib as f64).unwrap_or(0.0),
             mib(med(st, tool, |s| s.rss_kib as f64).unwrap_or(0.0)),
+            anon(med(st, tool, |s| s.rss_anon_kib as f64)),
             mib(med(st, tool, |s| s.peak_rss_kib as f64).unwrap_or(0.0)),
         );
     }
@@ -241,8 +249,8 @@ polled every 50 ms for the journal's `last_seq`. Records/s = records ÷ time fro
 growth of the journal (so it is bounded by the writer's own rate). Dropped: eBPF events lost when the ring buffer\n\
 and the spill map were full; rescans: losses turned into recursive pushes. Journal: the RocksDB directory after the\n\
 burst (whole journal so far: first full sync, probes, change sets, burst), scaled to 10⁶ records.\n\n\
-| tool | writer creates/s | records | records/s | events read | dropped | spilled | rescans | replicated after writer | journal / 10⁶ records | RSS after burst |\n\
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+| tool | writer creates/s | records | records/s | events read | dropped | spilled | rescans | replicated after writer | journal / 10⁶ records | RSS after burst | of which anon |\n\
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         r.setup.burst_files
     );
     for tool in TOOLS {
@@ -252,7 +260,7 @@ burst (whole journal so far: first full sync, probes, change sets, burst), scale
         };
         let _ = writeln!(
             md,
-            "| {tool} | {:.0} | {records:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} MiB | {} |",
+            "| {tool} | {:.0} | {records:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {:.0} MiB | {} | {} |",
             med(t, tool, |t| t.files as f64 / t.writer_s).unwrap_or(0.0),
             med(t, tool, |t| t.records as f64 / t.journal_s).unwrap_or(0.0),
             med(t, tool, |t| t.events as f64).unwrap_or(0.0),
@@ -260,8 +268,9 @@ burst (whole journal so far: first full sync, probes, change sets, burst), scale
             med(t, tool, |t| t.spilled as f64).unwrap_or(0.0),
             med(t, tool, |t| t.rescans as f64).unwrap_or(0.0),
             fmt_s(med(t, tool, |t| t.replicated_s)),
-            med(t, tool, |t| t.journal_bytes as f64 / t.journal_seq.max(1) as f64).unwrap_or(0.0),
+            med(t, tool, |t| t.journal_bytes as f64 / t.journal_seq.max(1) as f64 * 1e6 / 1048576.0).unwrap_or(0.0),
             mib(med(t, tool, |t| t.rss_kib as f64).unwrap_or(0.0)),
+            anon(med(t, tool, |t| t.rss_anon_kib as f64)),
         );
     }
     md.push('\n');

@@ -82,6 +82,9 @@ pub struct Startup {
     pub slab_reclaim_kib: i64,
     /// VmRSS when ready (KiB).
     pub rss_kib: u64,
+    /// RssAnon when ready (KiB): VmRSS without mapped files and bpf maps.
+    #[serde(default)]
+    pub rss_anon_kib: u64,
     /// VmHWM at the end of the tool's session (KiB).
     pub peak_rss_kib: u64,
 }
@@ -141,6 +144,9 @@ pub struct Throughput {
     pub journal_seq: u64,
     /// Agent VmRSS after the burst (KiB).
     pub rss_kib: u64,
+    /// Agent RssAnon after the burst (KiB).
+    #[serde(default)]
+    pub rss_anon_kib: u64,
 }
 
 /// The writer-overhead workload: create, write 100 bytes, close, unlink.
@@ -192,3 +198,24 @@ macro_rules! tool {
     })*};
 }
 tool!(Startup, SyncTime, Latency, Throughput, Overhead);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50.0));
+        assert_eq!(percentile(&v, 99.0), Some(99.0));
+        assert_eq!(percentile(&v, 100.0), Some(100.0));
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+    }
+}

@@ -99,6 +99,17 @@ pub fn unmount_leftovers(scratch: &Path) {
     }
 }
 
+/// A process's memory (KiB).
+pub struct Rss {
+    /// `VmRSS`: resident now, mapped files and bpf maps included.
+    pub rss: u64,
+    /// `VmHWM`: the peak of `VmRSS`.
+    pub peak: u64,
+    /// `RssAnon`: resident heap and stacks (an eBPF ring buffer's mapping
+    /// counts as file, not here).
+    pub anon: u64,
+}
+
 /// Lines a child printed, each with the instant it was read.
 type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
 
@@ -238,8 +249,8 @@ impl Proc {
             .collect()
     }
 
-    /// Resident set size now (KiB, `VmRSS`) and its peak (`VmHWM`).
-    pub fn rss_kib(&self) -> (u64, u64) {
+    /// Memory from `/proc/PID/status` (KiB).
+    pub fn rss(&self) -> Rss {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
@@ -249,7 +260,11 @@ impl Proc {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
                 .unwrap_or(0)
         };
-        (field("VmRSS:"), field("VmHWM:"))
+        Rss {
+            rss: field("VmRSS:"),
+            peak: field("VmHWM:"),
+            anon: field("RssAnon:"),
+        }
     }
 
     /// SIGTERM, up to 10 s to exit, then SIGKILL. Idempotent.

@@ -296,3 +296,44 @@ fn count_dirs(dir: &Path) -> u64 {
             .sum()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file below `dir` with its size, sorted.
+    fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    let rel = e.path().strip_prefix(dir).unwrap().to_path_buf();
+                    out.push((rel, e.metadata().unwrap().len()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn same_seed_same_tree_and_change_set() {
+        let base = std::env::temp_dir().join(format!("xtask-tree-{}", std::process::id()));
+        let (a, b) = (base.join("a"), base.join("b"));
+        let mut trees = Vec::new();
+        for dir in [&a, &b] {
+            std::fs::create_dir_all(dir).unwrap();
+            let mut tree = Tree::generate(dir, 1500, 7).unwrap();
+            let (touched, changed) = tree.change_set(50).unwrap();
+            assert!(changed >= 50, "{changed} files changed");
+            trees.push((tree.files, touched));
+        }
+        assert_eq!(trees[0], trees[1]);
+        assert_eq!(listing(&a), listing(&b));
+        assert!(listing(&a).iter().any(|(p, _)| p.starts_with("plugins")));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
