@@ -163,8 +163,10 @@ fn sync(r: &Results, md: &mut String, plot: Option<String>) {
     md.push_str("## 2. From the end of a change set to \"replica equal to source\"\n\n\
 A change set of K files: appends to build logs (40 %), new builds (30 %, whole builds of 3–5 files), deleted oldest builds\n\
 (20 %), `config.xml` rewritten via a temporary file and a rename (10 %), then one job directory renamed.\n\
-fsjournal and lsyncd: every touched path polled on both sides (type, size, mtime ns) every 10 ms, then one\n\
-`rsync -an --delete --itemize-changes` over the whole tree must print nothing (else it is repeated until it does).\n\
+fsjournal and lsyncd: every touched path polled on both sides every 10 ms by rsync's quick check (type, size, mtime\n\
+to the second), then one `rsync -an --delete --itemize-changes` over the whole tree must print nothing (else it is\n\
+repeated until it does). Files left with another sub-second mtime are counted in the notes. Between tools the replica\n\
+is made equal again with `rsync -a --delete --modify-window=-1` (nanosecond mtimes).\n\
 rsync: the time of one `rsync -a --delete SRC/ DST/` after the same kind of change set. Ratios: full-scan rsync ÷ tool.\n\n\
 | K | files changed | fsjournal-ebpf | fsjournal-fanotify | lsyncd | full-scan rsync | rsync ÷ eBPF | rsync ÷ fanotify | rsync ÷ lsyncd |\n\
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");

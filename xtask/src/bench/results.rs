@@ -103,6 +103,10 @@ pub struct SyncTime {
     /// Seconds from the change set's end to replica = source (for rsync:
     /// one `rsync -a --delete` run).
     pub seconds: f64,
+    /// Touched files equal by rsync's quick check (size, mtime seconds)
+    /// whose mtime still differs in the nanoseconds.
+    #[serde(default)]
+    pub mtime_ns_differs: u64,
     /// Differences left when the wait gave up (empty: converged).
     pub residual: Vec<String>,
 }

@@ -153,10 +153,22 @@ pub fn inotifywait(src: &Path, work: &Path) -> anyhow::Result<Proc> {
 
 /// One `rsync -a --delete SRC/ DST/` over the whole tree (seconds).
 pub fn full_rsync(src: &Path, dst: &Path) -> anyhow::Result<f64> {
+    full_rsync_with(src, dst, &[])
+}
+
+/// `rsync -a --delete` with mtimes compared to the nanosecond
+/// (`--modify-window=-1`): puts right what a tool left with a stale
+/// sub-second mtime, which the plain quick check would skip.
+pub fn reconcile(src: &Path, dst: &Path) -> anyhow::Result<f64> {
+    full_rsync_with(src, dst, &["--modify-window=-1"])
+}
+
+fn full_rsync_with(src: &Path, dst: &Path, extra: &[&str]) -> anyhow::Result<f64> {
     let start = Instant::now();
     output(
         Command::new("rsync")
             .args(["-a", "--delete"])
+            .args(extra)
             .arg(slash(src))
             .arg(slash(dst)),
     )?;
@@ -180,9 +192,19 @@ fn slash(dir: &Path) -> String {
     format!("{}/", dir.display())
 }
 
-/// Whether `rel` is the same in `src` and `dst`: both absent, or both
-/// present with the same type and, for files, size and mtime (ns).
+/// Whether `rel` is the same in `src` and `dst` by rsync's quick check:
+/// both absent, or both present with the same type and, for files, the same
+/// size and mtime in whole seconds (rsync's default `--modify-window=0`).
 pub fn same(src: &Path, dst: &Path, rel: &str) -> bool {
+    compare(src, dst, rel, false)
+}
+
+/// Like [`same`], with mtimes compared to the nanosecond.
+fn same_ns(src: &Path, dst: &Path, rel: &str) -> bool {
+    compare(src, dst, rel, true)
+}
+
+fn compare(src: &Path, dst: &Path, rel: &str, ns: bool) -> bool {
     match (
         std::fs::symlink_metadata(src.join(rel)),
         std::fs::symlink_metadata(dst.join(rel)),
@@ -193,24 +215,35 @@ pub fn same(src: &Path, dst: &Path, rel: &str) -> bool {
             a.file_type() == b.file_type()
                 && a.len() == b.len()
                 && a.mtime() == b.mtime()
-                && a.mtime_nsec() == b.mtime_nsec()
+                && (!ns || a.mtime_nsec() == b.mtime_nsec())
         }
         _ => false,
     }
 }
 
+/// How the wait for a replica ended.
+pub struct Converged {
+    /// Seconds from the change set's end to replica = source.
+    pub seconds: f64,
+    /// Differences left when the wait gave up (empty: converged).
+    pub residual: Vec<String>,
+    /// Touched files equal by the quick check whose mtimes still differ in
+    /// the nanoseconds (rsync's quick check does not see them).
+    pub mtime_ns_differs: Vec<String>,
+}
+
 /// How long after `since` the replica caught up: first every touched path
-/// is polled (every 10 ms: K stats, cheap enough to not slow the tool
-/// down), then one full `rsync -an --itemize-changes` confirms; if it finds
-/// differences, the full check is repeated until clean or `timeout`.
-/// Returns (seconds from `since`, differences left when it gave up).
+/// is polled (every 10 ms: K lstat pairs, cheap enough not to slow the tool
+/// down, and the same criterion as rsync's quick check), then one full
+/// `rsync -an --delete --itemize-changes` over the whole tree confirms; if
+/// it finds differences, it is repeated until clean or `timeout`.
 pub fn wait_replica(
     src: &Path,
     dst: &Path,
     touched: &BTreeSet<String>,
     since: Instant,
     timeout: Duration,
-) -> anyhow::Result<(f64, Vec<String>)> {
+) -> anyhow::Result<Converged> {
     let mut pending: Vec<&String> = touched.iter().collect();
     while !pending.is_empty() {
         super::sys::check_interrupted()?;
@@ -219,35 +252,48 @@ pub fn wait_replica(
             break;
         }
         if since.elapsed() > timeout {
-            return Ok((
-                since.elapsed().as_secs_f64(),
-                pending
-                    .iter()
-                    .take(20)
-                    .map(|p| format!("not replicated: {p}"))
-                    .collect(),
-            ));
+            let residual = pending
+                .iter()
+                .take(20)
+                .map(|p| format!("not replicated: {p}"));
+            return Ok(Converged {
+                seconds: since.elapsed().as_secs_f64(),
+                residual: residual.collect(),
+                mtime_ns_differs: Vec::new(),
+            });
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     let seen = since.elapsed().as_secs_f64();
     let mut first = true;
-    loop {
+    let (seconds, residual) = loop {
         super::sys::check_interrupted()?;
         let diff = differences(src, dst)?;
         if diff.is_empty() {
             // Clean at the first full check: the targeted check's time stands.
-            let at = if first {
-                seen
-            } else {
-                since.elapsed().as_secs_f64()
-            };
-            return Ok((at, diff));
+            break (
+                if first {
+                    seen
+                } else {
+                    since.elapsed().as_secs_f64()
+                },
+                diff,
+            );
         }
         if since.elapsed() > timeout {
-            return Ok((since.elapsed().as_secs_f64(), diff));
+            break (since.elapsed().as_secs_f64(), diff);
         }
         first = false;
         std::thread::sleep(Duration::from_millis(200));
-    }
+    };
+    let mtime_ns_differs = touched
+        .iter()
+        .filter(|rel| !same_ns(src, dst, rel))
+        .cloned()
+        .collect();
+    Ok(Converged {
+        seconds,
+        residual,
+        mtime_ns_differs,
+    })
 }
