@@ -98,17 +98,21 @@ impl Bench {
         Ok(())
     }
 
-    /// A cold-cache start: (SUnreclaim, SReclaimable) before the spawn.
-    fn cold_start() -> anyhow::Result<(u64, u64)> {
+    /// A cold-cache start: the tree's size (files, directories), then
+    /// (SUnreclaim, SReclaimable) after dropping the caches.
+    fn cold_start(&self) -> anyhow::Result<((u64, u64), (u64, u64))> {
         sys::check_interrupted()?;
+        let size = super::tree::count(&self.src);
         sys::drop_caches()?;
         std::thread::sleep(Duration::from_millis(300));
-        Ok(sys::slab_kib())
+        Ok((size, sys::slab_kib()))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn startup(
         tool: &str,
         run: u32,
+        size: (u64, u64),
         proc: &Proc,
         before: (u64, u64),
         tracking: Duration,
@@ -125,6 +129,8 @@ impl Bench {
         let startup = Startup {
             tool: tool.into(),
             run,
+            tree_files: size.0,
+            tree_dirs: size.1,
             tracking_s: secs(tracking),
             ready_s: ready.map(secs),
             milestones: found,
@@ -147,7 +153,7 @@ impl Bench {
     fn fsjournal(&mut self, backend: &str, run: u32) -> anyhow::Result<()> {
         let tool = format!("fsjournal-{backend}");
         eprintln!("bench: run {run}: {tool}");
-        let before = Self::cold_start()?;
+        let (size, before) = self.cold_start()?;
         let mut agent = Agent::start(
             &self.bin,
             backend,
@@ -167,6 +173,7 @@ impl Bench {
         let mut startup = Self::startup(
             &tool,
             run,
+            size,
             &agent.proc,
             before,
             tracking,
@@ -203,10 +210,11 @@ impl Bench {
 
     fn inotifywait(&mut self, run: u32) -> anyhow::Result<()> {
         eprintln!("bench: run {run}: inotifywait -r -m");
-        let before = Self::cold_start()?;
+        let (size, before) = self.cold_start()?;
         let mut proc = tools::inotifywait(&self.src, &self.work)?;
         let tracking = proc.wait_line("Watches established.", Duration::from_secs(1800))?;
-        let mut startup = Self::startup("inotifywait", run, &proc, before, tracking, None, &[]);
+        let mut startup =
+            Self::startup("inotifywait", run, size, &proc, before, tracking, None, &[]);
         self.overhead("inotifywait", run, None)?;
         startup.peak_rss_kib = proc.rss().peak;
         self.results.startup.push(startup);
@@ -215,13 +223,22 @@ impl Bench {
 
     fn lsyncd(&mut self, run: u32) -> anyhow::Result<()> {
         eprintln!("bench: run {run}: lsyncd");
-        let before = Self::cold_start()?;
+        let (size, before) = self.cold_start()?;
         let delay_s = self.plan.batch_delay_ms as f64 / 1000.0;
         let mut proc = tools::lsyncd(&self.src, &self.dst, &self.work, delay_s)?;
         let long = Duration::from_secs(1800);
         let tracking = proc.wait_line("recursive startup rsync", long)?;
         let ready = proc.wait_line("finished.", long)?;
-        let mut startup = Self::startup("lsyncd", run, &proc, before, tracking, Some(ready), &[]);
+        let mut startup = Self::startup(
+            "lsyncd",
+            run,
+            size,
+            &proc,
+            before,
+            tracking,
+            Some(ready),
+            &[],
+        );
         self.latency("lsyncd", run)?;
         for k in self.plan.ks.clone() {
             self.change_sync("lsyncd", run, k)?;

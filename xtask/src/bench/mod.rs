@@ -82,6 +82,7 @@ fn workspace() -> PathBuf {
 pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::Result<()> {
     let out = workspace().join(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut failure = None;
     let results = match &args.report_only {
         Some(json) => {
             let text = std::fs::read_to_string(json)
@@ -90,7 +91,8 @@ pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::R
                 .with_context(|| format!("{} is no results document", json.display()))?
         }
         None => {
-            let results = measure_all(&args, build_ebpf)?;
+            let (results, failed) = measure_all(&args, build_ebpf)?;
+            failure = failed;
             let json = out.join("results.json");
             std::fs::write(&json, serde_json::to_string_pretty(&results)?)
                 .with_context(|| format!("cannot write {}", json.display()))?;
@@ -111,13 +113,18 @@ pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::R
             .context("cannot move the report to docs/benchmarks.md")?;
         eprintln!("bench: report in docs/benchmarks.md");
     }
-    Ok(())
+    match failure {
+        Some(e) => Err(e.context("the bench stopped early (what it measured is in the results)")),
+        None => Ok(()),
+    }
 }
 
+/// Measures everything; the results so far, and the error that cut the
+/// runs short if one did.
 fn measure_all(
     args: &BenchArgs,
     build_ebpf: fn() -> anyhow::Result<()>,
-) -> anyhow::Result<Results> {
+) -> anyhow::Result<(Results, Option<anyhow::Error>)> {
     let started = Instant::now();
     sys::catch_interrupts();
     sys::ensure_packages(&["rsync", "e2fsprogs", "lsyncd", "inotify-tools"])?;
@@ -163,8 +170,8 @@ fn measure_all(
     }
     let work = scratch.join("work");
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    // About 10 KiB a file, plus what the change sets add: 4× room, at least 4 GiB.
-    let image_bytes = (files * 40 * 1024).max(4 << 30);
+    // About 10 KiB a file; change sets keep the file count, logs grow: 8× room, at least 8 GiB (sparse).
+    let image_bytes = (files * 80 * 1024).max(8 << 30);
     let inodes = files * 4 + 200_000;
     let src = Ext4Mount::create(
         &scratch.join("src.img"),
@@ -213,13 +220,22 @@ fn measure_all(
         plan,
         results,
     );
+    let mut failure = None;
     for run in 1..=runs {
-        bench.run(run)?;
+        if let Err(e) = bench.run(run) {
+            // Keep what was measured: a long run that fails late still reports.
+            bench
+                .results
+                .notes
+                .push(format!("bench aborted in run {run}: {e:#}"));
+            failure = Some(e);
+            break;
+        }
     }
     let mut results = bench.results;
     results.duration_s = started.elapsed().as_secs_f64();
     eprintln!("bench: done in {:.0} s", results.duration_s);
-    Ok(results)
+    Ok((results, failure))
 }
 
 /// Builds the release agent (embedding the eBPF object) and returns its path.

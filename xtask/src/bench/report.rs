@@ -63,6 +63,12 @@ fn mib(kib: f64) -> String {
     format!("{:.1} MiB", kib / 1024.0)
 }
 
+/// A file count, absent (0) in results taken before it was recorded.
+fn files(n: Option<f64>) -> String {
+    n.filter(|n| *n > 0.0)
+        .map_or("—".into(), |n| format!("{:.0}k files", n / 1000.0))
+}
+
 /// RssAnon, absent (0) in results taken before it was recorded.
 fn anon(kib: Option<f64>) -> String {
     kib.filter(|k| *k > 0.0).map_or("—".into(), mib)
@@ -125,8 +131,8 @@ Ready: the replica is known equal (fsjournal `full sync done`, lsyncd `Startup �
 Slab: `/proc/meminfo` growth from before the start to ready (the whole machine's: other work adds noise).\n\
 RSS is `VmRSS`; for the eBPF agent it includes the ring buffer's mapping (`ring_buffer_bytes`, 32 MiB, whose data\n\
 pages the kernel maps twice: about 64 MiB counted as file-backed), hence the `RssAnon` column (heap, stacks).\n\n\
-| tool | capture live | tracking | inotifywait ÷ tool | ready | SUnreclaim Δ | SReclaimable Δ | RSS ready | of which anon | peak RSS |\n\
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+| tool | tree at start | capture live | tracking | inotifywait ÷ tool | ready | SUnreclaim Δ | SReclaimable Δ | RSS ready | of which anon | peak RSS |\n\
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     let st = &r.startup;
     let inotify = med(st, "inotifywait", |s| s.tracking_s);
     for tool in TOOLS {
@@ -145,7 +151,8 @@ pages the kernel maps twice: about 64 MiB counted as file-backed), hence the `Rs
         };
         let _ = writeln!(
             md,
-            "| {tool} | {} | {} | {ratio} | {} | {:+.0} KiB | {:+.0} KiB | {} | {} | {} |",
+            "| {tool} | {} | {} | {} | {ratio} | {} | {:+.0} KiB | {:+.0} KiB | {} | {} | {} |",
+            files(med(st, tool, |s| s.tree_files as f64)),
             fmt_s(live),
             fmt_s(Some(tracking)),
             fmt_s(med(st, tool, |s| s.ready_s.unwrap_or(f64::NAN)).filter(|v| !v.is_nan())),

@@ -67,6 +67,11 @@ pub struct Setup {
 pub struct Startup {
     pub tool: String,
     pub run: u32,
+    /// Files and directories in the tree at this start.
+    #[serde(default)]
+    pub tree_files: u64,
+    #[serde(default)]
+    pub tree_dirs: u64,
     /// Until every change in the tree is captured (fsjournal: "capture
     /// armed"; inotifywait: "Watches established."; lsyncd: its startup
     /// rsync begins, every watch placed).

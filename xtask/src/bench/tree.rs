@@ -171,64 +171,84 @@ impl Tree {
         Ok(made)
     }
 
-    /// Applies a change set of about `k` changed files: appends to build
-    /// logs (40 %), new builds (30 %), deleted oldest builds (20 %),
-    /// config.xml rewritten through a temporary file and a rename (10 %);
-    /// then one job directory is renamed. Returns the paths whose replica
-    /// must match the source (files written, directories deleted or renamed
-    /// away, the renamed job's config.xml) and the files changed.
+    /// Applies a change set of about `k` changed files, shared out by
+    /// files: 40 % appends to build logs, 25 % in new builds, 25 % in
+    /// deleted oldest builds (so the tree keeps its size from one set to
+    /// the next), 10 % config.xml rewritten through a temporary file and a
+    /// rename; then one job directory is renamed. Returns the paths whose
+    /// replica must match the source (files written, directories deleted or
+    /// renamed away, the renamed job's config.xml) and the files changed.
     pub fn change_set(&mut self, k: u64) -> anyhow::Result<(BTreeSet<String>, u64)> {
         let mut touched = BTreeSet::new();
         let mut changed = 0u64;
-        while changed < k {
+        // Files left to change per kind: appends, new builds, deletions, configs.
+        let mut budget = [k * 4 / 10, k / 4, k / 4, k / 10];
+        budget[0] += k - budget.iter().sum::<u64>();
+        let mut misses = 0;
+        while budget.iter().any(|&b| b > 0) && misses < 10_000 {
             let j = self.rng.random_range(0..self.jobs.len());
             let job = self.jobs[j].name.clone();
-            let roll = self.rng.random_range(0..10);
-            if roll < 4 {
-                let Some(&b) = self.pick_build(j) else {
-                    continue;
-                };
-                let rel = format!("jobs/{job}/builds/{b}/log");
-                let path = self.root.join(&rel);
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(&path)
-                    .with_context(|| format!("cannot append to {}", path.display()))?;
-                let n = self.rng.random_range(80..2000);
-                f.write_all(&self.filler[..n])?;
-                touched.insert(rel);
-                changed += 1;
-            } else if roll < 7 {
-                let n = self.jobs[j].next;
-                self.jobs[j].next += 1;
-                let made = self.write_build(&job, n)?;
-                changed += made.len() as u64;
-                touched.extend(made);
-                self.jobs[j].builds.push_back(n);
-            } else if roll < 9 {
-                if self.jobs[j].builds.len() < 10 {
-                    continue;
-                }
-                let b = self.jobs[j].builds.pop_front().expect("checked");
-                let rel = format!("jobs/{job}/builds/{b}");
-                let path = self.root.join(&rel);
-                changed += count_files(&path);
-                std::fs::remove_dir_all(&path)
-                    .with_context(|| format!("cannot delete {}", path.display()))?;
-                touched.insert(rel);
-            } else {
-                let rel = format!("jobs/{job}/config.xml");
-                let tmp = self.root.join(format!("jobs/{job}/config.xml.tmp"));
-                let size = pareto(&mut self.rng, 1500.0, 2.0, 64e3);
-                std::fs::write(&tmp, &self.filler[..size])
-                    .with_context(|| format!("cannot write {}", tmp.display()))?;
-                std::fs::rename(&tmp, self.root.join(&rel))
-                    .with_context(|| format!("cannot rename {}", tmp.display()))?;
-                touched.insert(rel);
-                touched.insert(format!("jobs/{job}/config.xml.tmp"));
-                changed += 1;
+            let kind = self.rng.random_range(0..4);
+            if budget[kind] == 0 {
+                continue;
             }
+            let files = match kind {
+                0 => {
+                    let Some(&b) = self.pick_build(j) else {
+                        misses += 1;
+                        continue;
+                    };
+                    let rel = format!("jobs/{job}/builds/{b}/log");
+                    let path = self.root.join(&rel);
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(&path)
+                        .with_context(|| format!("cannot append to {}", path.display()))?;
+                    let n = self.rng.random_range(80..2000);
+                    f.write_all(&self.filler[..n])
+                        .with_context(|| format!("cannot append to {}", path.display()))?;
+                    touched.insert(rel);
+                    1
+                }
+                1 => {
+                    let n = self.jobs[j].next;
+                    self.jobs[j].next += 1;
+                    let made = self.write_build(&job, n)?;
+                    self.jobs[j].builds.push_back(n);
+                    let files = made.len() as u64;
+                    touched.extend(made);
+                    files
+                }
+                2 => {
+                    if self.jobs[j].builds.len() < 10 {
+                        misses += 1;
+                        continue;
+                    }
+                    let b = self.jobs[j].builds.pop_front().expect("checked");
+                    let rel = format!("jobs/{job}/builds/{b}");
+                    let path = self.root.join(&rel);
+                    let files = count_files(&path);
+                    std::fs::remove_dir_all(&path)
+                        .with_context(|| format!("cannot delete {}", path.display()))?;
+                    touched.insert(rel);
+                    files
+                }
+                _ => {
+                    let rel = format!("jobs/{job}/config.xml");
+                    let tmp = self.root.join(format!("jobs/{job}/config.xml.tmp"));
+                    let size = pareto(&mut self.rng, 1500.0, 2.0, 64e3);
+                    std::fs::write(&tmp, &self.filler[..size])
+                        .with_context(|| format!("cannot write {}", tmp.display()))?;
+                    std::fs::rename(&tmp, self.root.join(&rel))
+                        .with_context(|| format!("cannot rename {}", tmp.display()))?;
+                    touched.insert(rel);
+                    touched.insert(format!("jobs/{job}/config.xml.tmp"));
+                    1
+                }
+            };
+            budget[kind] = budget[kind].saturating_sub(files);
+            changed += files;
         }
         let j = self.rng.random_range(0..self.jobs.len());
         self.renames += 1;
@@ -271,6 +291,11 @@ impl Tree {
             format!("jobs/{job}/builds/{b}/probe-{i}")
         }
     }
+}
+
+/// Files (anything but directories) and directories below `dir`.
+pub fn count(dir: &Path) -> (u64, u64) {
+    (count_files(dir), count_dirs(dir))
 }
 
 /// Regular files below `dir`, recursively.
