@@ -13,6 +13,10 @@
 //!   larger size: more operations and SIGKILLs, several seeds in a row.
 //! - `cargo xtask demo`: setup, then a hot backup of a sample Jenkins-like tree
 //!   into a local replica, until Ctrl-C.
+//! - `cargo xtask bench`: fsjournal side by side with lsyncd, inotifywait and
+//!   full-scan rsync on a generated tree (`bench/`).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,6 +64,8 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
+    /// Setup, then measure fsjournal against lsyncd, inotifywait and full-scan rsync (needs root).
+    Bench(bench::BenchArgs),
     /// Setup, then keep a replica of a sample tree in sync until Ctrl-C.
     Demo {
         /// Where the sample source, replica and journal are created.
@@ -98,6 +104,10 @@ fn main() -> anyhow::Result<()> {
                     .env("FSJ_CHURN_KILLS", kills.to_string()))?;
             }
             Ok(())
+        }
+        Task::Bench(args) => {
+            setup()?;
+            bench::run(args, build_ebpf)
         }
         Task::Demo { dir } => {
             setup()?;

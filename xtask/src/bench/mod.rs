@@ -1,0 +1,309 @@
+//! `cargo xtask bench`: fsjournal side by side with lsyncd, `inotifywait -r`
+//! and full-scan rsync, on one generated Jenkins-shaped tree, in one run
+//! (issue 5).
+//!
+//! The tree lives on a fresh loop-mounted ext4 image (the eBPF rung refuses
+//! tmpfs), the replica on a second one. Each run starts every tool in turn
+//! on a cold page cache and measures what applies to it (see
+//! `measure.rs`); the figures go to `OUT/results.json`, and a report with
+//! tables and SVG plots to `OUT/benchmarks.md` (`--publish`: to
+//! `docs/benchmarks.md` and `docs/bench/`).
+
+mod measure;
+mod report;
+mod results;
+mod sys;
+mod tools;
+mod tree;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+use measure::{Bench, Plan};
+use results::{Machine, Results, Setup};
+use sys::{output, Ext4Mount};
+
+/// Tree sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scale {
+    #[value(name = "100k")]
+    K100,
+    #[value(name = "1m")]
+    M1,
+}
+
+/// `cargo xtask bench` options.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Tree size (files).
+    #[arg(long, value_enum, default_value = "100k")]
+    scale: Scale,
+    /// Smoke run: a 10k-file tree, K ∈ {10, 1000}, one run, fewer samples.
+    #[arg(long)]
+    quick: bool,
+    /// Runs (medians are taken over them); default 3, 1 with --quick.
+    #[arg(long)]
+    runs: Option<u32>,
+    /// Directory for results.json, benchmarks.md and the plots.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Also write the report to docs/benchmarks.md, plots and JSON to docs/bench/.
+    #[arg(long)]
+    publish: bool,
+    /// Scratch directory for the images, mounts, journals and logs.
+    #[arg(long, default_value = "/var/tmp/fsj-bench")]
+    scratch: PathBuf,
+    /// Seed of the tree generator and the change sets.
+    #[arg(long, default_value_t = 5)]
+    seed: u64,
+    /// fsjournal's batch_delay_ms (lsyncd's delay is the same).
+    #[arg(long, default_value_t = 200)]
+    batch_delay_ms: u64,
+    /// CARGO_TARGET_DIR of the release fsjournal build.
+    #[arg(long, default_value = "/var/tmp/fsj-release")]
+    release_target_dir: PathBuf,
+    /// Only regenerate the report from an earlier results.json.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    report_only: Option<PathBuf>,
+}
+
+/// The workspace root.
+fn workspace() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// Runs the bench; `build_ebpf` builds the kernel-side programs when their
+/// object is missing (the release binary must embed them).
+pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let out = workspace().join(&args.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut failure = None;
+    let results = match &args.report_only {
+        Some(json) => {
+            let text = std::fs::read_to_string(json)
+                .with_context(|| format!("cannot read {}", json.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is no results document", json.display()))?
+        }
+        None => {
+            let (results, failed) = measure_all(&args, build_ebpf)?;
+            failure = failed;
+            let json = out.join("results.json");
+            std::fs::write(&json, serde_json::to_string_pretty(&results)?)
+                .with_context(|| format!("cannot write {}", json.display()))?;
+            eprintln!("bench: results in {}", json.display());
+            results
+        }
+    };
+    report::write(&results, &out, "")?;
+    if args.publish {
+        let docs = workspace().join("docs");
+        std::fs::create_dir_all(docs.join("bench"))?;
+        std::fs::write(
+            docs.join("bench/results.json"),
+            serde_json::to_string_pretty(&results)?,
+        )?;
+        report::write(&results, &docs.join("bench"), "bench/")?;
+        std::fs::rename(docs.join("bench/benchmarks.md"), docs.join("benchmarks.md"))
+            .context("cannot move the report to docs/benchmarks.md")?;
+        eprintln!("bench: report in docs/benchmarks.md");
+    }
+    match failure {
+        Some(e) => Err(e.context("the bench stopped early (what it measured is in the results)")),
+        None => Ok(()),
+    }
+}
+
+/// Measures everything; the results so far, and the error that cut the
+/// runs short if one did.
+fn measure_all(
+    args: &BenchArgs,
+    build_ebpf: fn() -> anyhow::Result<()>,
+) -> anyhow::Result<(Results, Option<anyhow::Error>)> {
+    let started = Instant::now();
+    sys::catch_interrupts();
+    sys::ensure_packages(&["rsync", "e2fsprogs", "lsyncd", "inotify-tools"])?;
+    let bin = build_agent(&args.release_target_dir, build_ebpf)?;
+    let (files, scale) = match (args.quick, args.scale) {
+        (true, _) => (10_000, "quick (10k)"),
+        (false, Scale::K100) => (100_000, "100k"),
+        (false, Scale::M1) => (1_000_000, "1m"),
+    };
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let plan = Plan {
+        ks: if args.quick {
+            vec![10, 1000]
+        } else {
+            vec![10, 1000, 100_000]
+        },
+        latency_samples: if args.quick { 10 } else { 30 },
+        latency_interval_ms: 500,
+        burst_files: files.min(100_000),
+        overhead_files: if args.quick { 10_000 } else { 100_000 },
+        batch_delay_ms: args.batch_delay_ms,
+    };
+    let mut results = Results {
+        machine: machine(&bin),
+        ..Default::default()
+    };
+    results.setup = Setup {
+        scale: scale.into(),
+        seed: args.seed,
+        runs,
+        batch_delay_ms: plan.batch_delay_ms,
+        ks: plan.ks.clone(),
+        burst_files: plan.burst_files,
+        overhead_files: plan.overhead_files,
+        ..Default::default()
+    };
+
+    let scratch = &args.scratch;
+    sys::unmount_leftovers(scratch);
+    if scratch.exists() {
+        std::fs::remove_dir_all(scratch)
+            .with_context(|| format!("cannot clear {}", scratch.display()))?;
+    }
+    let work = scratch.join("work");
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    // About 10 KiB a file; change sets keep the file count, logs grow: 8× room, at least 8 GiB (sparse).
+    let image_bytes = (files * 80 * 1024).max(8 << 30);
+    let inodes = files * 4 + 200_000;
+    let src = Ext4Mount::create(
+        &scratch.join("src.img"),
+        &scratch.join("src"),
+        image_bytes,
+        inodes,
+    )?;
+    let dst = Ext4Mount::create(
+        &scratch.join("dst.img"),
+        &scratch.join("dst"),
+        image_bytes,
+        inodes,
+    )?;
+    let _watches =
+        sys::Sysctl::raise("/proc/sys/fs/inotify/max_user_watches", files * 2 + 100_000)?;
+
+    eprintln!(
+        "bench: generating a {scale} Jenkins-shaped tree in {}",
+        src.dir.display()
+    );
+    let t = Instant::now();
+    let tree = tree::Tree::generate(&src.dir, files, args.seed)?;
+    output(&mut Command::new("sync"))?;
+    results.setup.generate_s = t.elapsed().as_secs_f64();
+    (results.setup.files, results.setup.dirs, results.setup.bytes) =
+        (tree.files, tree.dirs, tree.bytes);
+    eprintln!(
+        "bench: {} files, {} directories, {:.0} MiB in {:.1} s",
+        tree.files,
+        tree.dirs,
+        tree.bytes as f64 / 1048576.0,
+        results.setup.generate_s
+    );
+    results.setup.first_copy_s = tools::full_rsync(&src.dir, &dst.dir)?;
+    eprintln!(
+        "bench: first full copy into the replica: {:.1} s",
+        results.setup.first_copy_s
+    );
+
+    let mut bench = Bench::new(
+        src.dir.clone(),
+        dst.dir.clone(),
+        work,
+        bin,
+        tree,
+        plan,
+        results,
+    );
+    let mut failure = None;
+    for run in 1..=runs {
+        if let Err(e) = bench.run(run) {
+            // Keep what was measured: a long run that fails late still reports.
+            bench
+                .results
+                .notes
+                .push(format!("bench aborted in run {run}: {e:#}"));
+            failure = Some(e);
+            break;
+        }
+    }
+    let mut results = bench.results;
+    results.duration_s = started.elapsed().as_secs_f64();
+    eprintln!("bench: done in {:.0} s", results.duration_s);
+    Ok((results, failure))
+}
+
+/// Builds the release agent (embedding the eBPF object) and returns its path.
+fn build_agent(
+    target_dir: &Path,
+    build_ebpf: fn() -> anyhow::Result<()>,
+) -> anyhow::Result<PathBuf> {
+    let object = workspace().join("ebpf/programs/target/bpfel-unknown-none/release/fsjournal-ebpf");
+    if !object.exists() {
+        build_ebpf()?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!(
+        "bench: cargo build --release -p fsjournal (CARGO_TARGET_DIR={})",
+        target_dir.display()
+    );
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--release", "-q", "-p", "fsjournal"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .status()
+        .context("cannot run cargo build --release -p fsjournal")?;
+    if !status.success() {
+        bail!("cargo build --release -p fsjournal failed: {status}");
+    }
+    Ok(target_dir.join("release/fsjournal"))
+}
+
+/// Machine and versions.
+fn machine(bin: &Path) -> Machine {
+    let first_line = |cmd: &mut Command| {
+        cmd.output()
+            .map(|o| {
+                let text = if o.stdout.is_empty() {
+                    o.stderr
+                } else {
+                    o.stdout
+                };
+                String::from_utf8_lossy(&text)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    let os = std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("PRETTY_NAME=")
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_default();
+    Machine {
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        mem_total_kib: sys::meminfo_kib("MemTotal"),
+        kernel: first_line(Command::new("uname").arg("-r")),
+        os,
+        rsync: first_line(Command::new("rsync").arg("--version")),
+        lsyncd: first_line(Command::new("lsyncd").arg("--version")),
+        inotifywait: first_line(Command::new("inotifywait").arg("--help")),
+        fsjournal: first_line(Command::new(bin).arg("--version")),
+        commit: first_line(
+            Command::new("git")
+                .current_dir(workspace())
+                .args(["describe", "--always", "--dirty"]),
+        ),
+    }
+}

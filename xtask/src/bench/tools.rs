@@ -1,0 +1,299 @@
+//! The compared tools, started the same way on the same tree: fsjournal
+//! (eBPF or fanotify capture), lsyncd (`default.rsync`), `inotifywait -r -m`,
+//! and plain `rsync`; and the check that a replica equals its source.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::sys::{output, Proc};
+
+/// A running `fsjournal run` with its own journal and configuration.
+/// Dropping it stops the agent and detaches the eBPF programs it pinned.
+pub struct Agent {
+    pub proc: Proc,
+    pub bin: PathBuf,
+    pub journal: PathBuf,
+}
+
+impl Agent {
+    /// Starts an agent with `backend` replicating `src` into the local
+    /// directory `dst`, with a fresh journal in `work/journal-<backend>`.
+    /// Rolling verification is off (`verify_interval_s = 0`), since no other
+    /// tool has it.
+    pub fn start(
+        bin: &Path,
+        backend: &str,
+        src: &Path,
+        dst: &Path,
+        work: &Path,
+        batch_delay_ms: u64,
+    ) -> anyhow::Result<Agent> {
+        let journal = work.join(format!("journal-{backend}"));
+        unpin(bin, &journal);
+        if journal.exists() {
+            std::fs::remove_dir_all(&journal)
+                .with_context(|| format!("cannot remove {}", journal.display()))?;
+        }
+        let config = work.join(format!("fsjournal-{backend}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[journal]\npath = \"{}\"\n\n[capture]\nbackend = \"{backend}\"\n\n[[sync]]\nname = \"bench\"\nsource = \"{}\"\ntarget = \"{}\"\nbatch_delay_ms = {batch_delay_ms}\nverify_interval_s = 0\n",
+                journal.display(),
+                src.display(),
+                dst.display()
+            ),
+        )
+        .with_context(|| format!("cannot write {}", config.display()))?;
+        let proc = Proc::spawn(
+            &format!("fsjournal ({backend})"),
+            Command::new(bin)
+                .args(["--log", "info", "run", "--config"])
+                .arg(&config),
+            &work.join(format!("agent-{backend}.log")),
+            false,
+        )?;
+        Ok(Agent {
+            proc,
+            bin: bin.to_path_buf(),
+            journal,
+        })
+    }
+
+    /// `fsjournal status --json`.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let text = output(
+            Command::new(&self.bin)
+                .args(["status", "--json", "--journal"])
+                .arg(&self.journal),
+        )?;
+        serde_json::from_str(&text).context("fsjournal status --json printed no JSON")
+    }
+
+    /// Waits until the target has nothing pending (polled every 50 ms).
+    pub fn wait_pending_zero(&self, timeout: Duration) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        loop {
+            super::sys::check_interrupted()?;
+            let status = self.status()?;
+            let target = &status["targets"][0];
+            if target["pending"].as_u64() == Some(0) && target["full_sync_needed"].is_null() {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "{} still has {} pending after {timeout:?}",
+                    self.proc.name,
+                    target["pending"]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.proc.stop();
+        unpin(&self.bin, &self.journal);
+    }
+}
+
+/// `fsjournal unpin`: detaches the eBPF programs a stopped agent left capturing.
+fn unpin(bin: &Path, journal: &Path) {
+    if journal.exists() {
+        let _ = Command::new(bin)
+            .args(["unpin", "--journal"])
+            .arg(journal)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Starts lsyncd in its default rsync mode (`default.rsync`, archive mode)
+/// from `src` to the local directory `dst`, `delay` seconds of batching,
+/// not daemonized, log level Normal (all: too chatty on 50k directories).
+pub fn lsyncd(src: &Path, dst: &Path, work: &Path, delay_s: f64) -> anyhow::Result<Proc> {
+    let config = work.join("lsyncd.lua");
+    std::fs::write(
+        &config,
+        format!(
+            "settings {{ nodaemon = true, logfile = \"{}\", statusFile = \"{}\", maxProcesses = 1 }}\nsync {{ default.rsync, source = \"{}\", target = \"{}\", delay = {delay_s}, rsync = {{ archive = true }} }}\n",
+            work.join("lsyncd-file.log").display(),
+            work.join("lsyncd.status").display(),
+            src.display(),
+            dst.display()
+        ),
+    )
+    .with_context(|| format!("cannot write {}", config.display()))?;
+    Proc::spawn(
+        "lsyncd",
+        Command::new("lsyncd").arg(&config),
+        &work.join("lsyncd.log"),
+        true,
+    )
+}
+
+/// Starts `inotifywait -r -m -q` on `src` (events to /dev/null;
+/// "Watches established." on stderr).
+pub fn inotifywait(src: &Path, work: &Path) -> anyhow::Result<Proc> {
+    Proc::spawn(
+        "inotifywait",
+        Command::new("inotifywait").args(["-r", "-m"]).arg(src),
+        &work.join("inotifywait.log"),
+        false,
+    )
+}
+
+/// One `rsync -a --delete SRC/ DST/` over the whole tree (seconds).
+pub fn full_rsync(src: &Path, dst: &Path) -> anyhow::Result<f64> {
+    full_rsync_with(src, dst, &[])
+}
+
+/// `rsync -a --delete` with mtimes compared to the nanosecond
+/// (`--modify-window=-1`): puts right what a tool left with a stale
+/// sub-second mtime, which the plain quick check would skip.
+pub fn reconcile(src: &Path, dst: &Path) -> anyhow::Result<f64> {
+    full_rsync_with(src, dst, &["--modify-window=-1"])
+}
+
+fn full_rsync_with(src: &Path, dst: &Path, extra: &[&str]) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    output(
+        Command::new("rsync")
+            .args(["-a", "--delete"])
+            .args(extra)
+            .arg(slash(src))
+            .arg(slash(dst)),
+    )?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Lines of `rsync -an --delete --itemize-changes SRC/ DST/`: empty when the
+/// replica equals the source (rsync's quick check: type, size, mtime,
+/// permissions, owner, for every entry on both sides).
+pub fn differences(src: &Path, dst: &Path) -> anyhow::Result<Vec<String>> {
+    let out = output(
+        Command::new("rsync")
+            .args(["-an", "--delete", "--itemize-changes"])
+            .arg(slash(src))
+            .arg(slash(dst)),
+    )?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+fn slash(dir: &Path) -> String {
+    format!("{}/", dir.display())
+}
+
+/// Whether `rel` is the same in `src` and `dst` by rsync's quick check:
+/// both absent, or both present with the same type and, for files, the same
+/// size and mtime in whole seconds (rsync's default `--modify-window=0`).
+pub fn same(src: &Path, dst: &Path, rel: &str) -> bool {
+    compare(src, dst, rel, false)
+}
+
+/// Like [`same`], with mtimes compared to the nanosecond.
+fn same_ns(src: &Path, dst: &Path, rel: &str) -> bool {
+    compare(src, dst, rel, true)
+}
+
+fn compare(src: &Path, dst: &Path, rel: &str, ns: bool) -> bool {
+    match (
+        std::fs::symlink_metadata(src.join(rel)),
+        std::fs::symlink_metadata(dst.join(rel)),
+    ) {
+        (Err(_), Err(_)) => true,
+        (Ok(a), Ok(b)) if a.is_dir() && b.is_dir() => true,
+        (Ok(a), Ok(b)) => {
+            a.file_type() == b.file_type()
+                && a.len() == b.len()
+                && a.mtime() == b.mtime()
+                && (!ns || a.mtime_nsec() == b.mtime_nsec())
+        }
+        _ => false,
+    }
+}
+
+/// How the wait for a replica ended.
+pub struct Converged {
+    /// Seconds from the change set's end to replica = source.
+    pub seconds: f64,
+    /// Differences left when the wait gave up (empty: converged).
+    pub residual: Vec<String>,
+    /// Touched files equal by the quick check whose mtimes still differ in
+    /// the nanoseconds (rsync's quick check does not see them).
+    pub mtime_ns_differs: Vec<String>,
+}
+
+/// How long after `since` the replica caught up: first every touched path
+/// is polled (every 10 ms: K lstat pairs, cheap enough not to slow the tool
+/// down, and the same criterion as rsync's quick check), then one full
+/// `rsync -an --delete --itemize-changes` over the whole tree confirms; if
+/// it finds differences, it is repeated until clean or `timeout`.
+pub fn wait_replica(
+    src: &Path,
+    dst: &Path,
+    touched: &BTreeSet<String>,
+    since: Instant,
+    timeout: Duration,
+) -> anyhow::Result<Converged> {
+    let mut pending: Vec<&String> = touched.iter().collect();
+    while !pending.is_empty() {
+        super::sys::check_interrupted()?;
+        pending.retain(|rel| !same(src, dst, rel));
+        if pending.is_empty() {
+            break;
+        }
+        if since.elapsed() > timeout {
+            let residual = pending
+                .iter()
+                .take(20)
+                .map(|p| format!("not replicated: {p}"));
+            return Ok(Converged {
+                seconds: since.elapsed().as_secs_f64(),
+                residual: residual.collect(),
+                mtime_ns_differs: Vec::new(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seen = since.elapsed().as_secs_f64();
+    let mut first = true;
+    let (seconds, residual) = loop {
+        super::sys::check_interrupted()?;
+        let diff = differences(src, dst)?;
+        if diff.is_empty() {
+            // Clean at the first full check: the targeted check's time stands.
+            break (
+                if first {
+                    seen
+                } else {
+                    since.elapsed().as_secs_f64()
+                },
+                diff,
+            );
+        }
+        if since.elapsed() > timeout {
+            break (since.elapsed().as_secs_f64(), diff);
+        }
+        first = false;
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mtime_ns_differs = touched
+        .iter()
+        .filter(|rel| !same_ns(src, dst, rel))
+        .cloned()
+        .collect();
+    Ok(Converged {
+        seconds,
+        residual,
+        mtime_ns_differs,
+    })
+}
