@@ -274,12 +274,12 @@ fn machine(bin: &Path) -> Machine {
                 } else {
                     o.stdout
                 };
-                String::from_utf8_lossy(&text)
+                let line = String::from_utf8_lossy(&text)
                     .lines()
                     .next()
                     .unwrap_or("")
-                    .trim()
-                    .to_string()
+                    .to_string();
+                line.split_whitespace().collect::<Vec<_>>().join(" ")
             })
             .unwrap_or_default()
     };
