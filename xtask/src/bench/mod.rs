@@ -54,7 +54,8 @@ pub struct BenchArgs {
     /// Also write the report to docs/benchmarks.md, plots and JSON to docs/bench/.
     #[arg(long)]
     publish: bool,
-    /// Scratch directory for the images, mounts, journals and logs.
+    /// Scratch directory for the images, mounts, journals and logs (cleared at the start;
+    /// the tools' logs and configurations stay in SCRATCH/work afterwards).
     #[arg(long, default_value = "/var/tmp/fsj-bench")]
     scratch: PathBuf,
     /// Seed of the tree generator and the change sets.
