@@ -54,7 +54,8 @@ pub struct BenchArgs {
     /// Also write the report to docs/benchmarks.md, plots and JSON to docs/bench/.
     #[arg(long)]
     publish: bool,
-    /// Scratch directory for the images, mounts, journals and logs.
+    /// Scratch directory for the images, mounts, journals and logs (cleared at the start;
+    /// the tools' logs and configurations stay in SCRATCH/work afterwards).
     #[arg(long, default_value = "/var/tmp/fsj-bench")]
     scratch: PathBuf,
     /// Seed of the tree generator and the change sets.
@@ -274,12 +275,12 @@ fn machine(bin: &Path) -> Machine {
                 } else {
                     o.stdout
                 };
-                String::from_utf8_lossy(&text)
+                let line = String::from_utf8_lossy(&text)
                     .lines()
                     .next()
                     .unwrap_or("")
-                    .trim()
-                    .to_string()
+                    .to_string();
+                line.split_whitespace().collect::<Vec<_>>().join(" ")
             })
             .unwrap_or_default()
     };

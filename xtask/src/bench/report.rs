@@ -105,7 +105,7 @@ latency probes, change sets, burst, writer overhead (as applicable), stop it, br
         kernel = m.kernel,
         fsj = m.fsjournal,
         commit = m.commit,
-        rsync = m.rsync,
+        rsync = m.rsync.split_whitespace().collect::<Vec<_>>().join(" "),
         lsyncd = m.lsyncd.trim_start_matches("Version: "),
         inotify = m.inotifywait,
         scale = s.scale,
@@ -168,8 +168,10 @@ pages the kernel maps twice: about 64 MiB counted as file-backed), hence the `Rs
 
 fn sync(r: &Results, md: &mut String, plot: Option<String>) {
     md.push_str("## 2. From the end of a change set to \"replica equal to source\"\n\n\
-A change set of K files: appends to build logs (40 %), new builds (30 %, whole builds of 3–5 files), deleted oldest builds\n\
-(20 %), `config.xml` rewritten via a temporary file and a rename (10 %), then one job directory renamed.\n\
+A change set of K files, shared out by files: appends to build logs 40 %, new builds 25 % (whole builds of 3–5 files),\n\
+deleted oldest builds 25 % (so the tree keeps its size), `config.xml` rewritten via a temporary file and a rename 10 %;\n\
+then one job directory (about 450 files) renamed. The time runs from the end of the writes (a 100k set takes seconds to\n\
+write, and the trackers push meanwhile).\n\
 fsjournal and lsyncd: every touched path polled on both sides every 10 ms by rsync's quick check (type, size, mtime\n\
 to the second), then one `rsync -an --delete --itemize-changes` over the whole tree must print nothing (else it is\n\
 repeated until it does). Files left with another sub-second mtime are counted in the notes. Between tools the replica\n\
