@@ -126,6 +126,10 @@ fn assert_ebpf_journal(log: &[serde_json::Value]) {
         !has("jobs/alpha", "subtree"),
         "a directory that only changed entries is not pushed whole:\n{log:#?}"
     );
+    assert!(
+        !journaled(log, "rescan", "."),
+        "nothing in this workload needs a rescan (deleted directories, hard links):\n{log:#?}"
+    );
 }
 
 /// A write through one name of a hard-linked file changes every name: each

@@ -478,6 +478,12 @@ impl Source for EbpfCapture {
                     String::from_utf8_lossy(comm.split(|&b| b == 0).next().unwrap_or_default())
                         .into_owned();
                 match handle::current_path(&fs.mount_fd, &handle) {
+                    // Deleted but still open or cached (no name left): its
+                    // directory's ctime moved too and covers it. Its path
+                    // would read as "/" and cost a rescan of every root.
+                    Ok((_, meta)) if meta.nlink() == 0 => {
+                        tracing::trace!(dev, ino, "inode deleted since the event");
+                    }
                     Ok((path, meta)) => found.push((path, meta, handle, *tgid, comm)),
                     // Gone (ESTALE): its directory's ctime moved too and covers it.
                     Err(e) => {
