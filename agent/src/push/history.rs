@@ -6,6 +6,7 @@
 //! protected from `--delete` (rsync filter `P`), so neither pushes, full
 //! syncs nor verification touch it.
 
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use super::rsync;
@@ -43,7 +44,8 @@ pub fn backup_args() -> [String; 2] {
 /// the target: an rsync of an empty directory onto the history directory
 /// with `--delete`, protecting the days kept. Errors are logged: an old day
 /// kept a little longer loses nothing.
-pub fn prune(sync: &SyncConfig) {
+/// Killed early once `stop` is set (shutdown).
+pub fn prune(sync: &SyncConfig, stop: &AtomicBool) {
     let Ok(empty) = tempfile::tempdir() else {
         return;
     };
@@ -58,7 +60,7 @@ pub fn prune(sync: &SyncConfig) {
         "{}{HISTORY_DIR}/",
         sync.target().rsync_destination()
     ));
-    match rsync::run(cmd, &[], &std::sync::atomic::AtomicBool::new(false)) {
+    match rsync::run(cmd, &[], stop) {
         Ok(_) => tracing::info!(target = %sync.name, days = sync.history_days, "history pruned"),
         Err(e) => {
             tracing::warn!(target = %sync.name, error = %e, "cannot prune the history on the target")

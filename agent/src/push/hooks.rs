@@ -2,10 +2,10 @@
 //! command run with `sh -c`, given what was pushed, bounded by a timeout. A
 //! hook never blocks or undoes a push: its failure is logged.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::process;
 use crate::config::SyncConfig;
 
 /// Runs `command` for `sync` with `paths` NUL-separated on stdin and the
@@ -28,27 +28,9 @@ pub fn run(what: &str, command: &str, sync: &SyncConfig, paths: &[&[u8]]) {
         Ok(child) => child,
         Err(e) => return tracing::error!(hook = what, %command, error = %e, "cannot run hook"),
     };
-    let payload: Vec<u8> = paths
-        .iter()
-        .flat_map(|p| p.iter().copied().chain([0]))
-        .collect();
-    let stdin = child.stdin.take();
-    // A hook that ignores its stdin must not block us: write on a thread.
-    let writer = std::thread::spawn(move || stdin.map(|mut s| s.write_all(&payload)));
+    let writer = process::feed(&mut child, paths);
     let timeout = Duration::from_secs(sync.hook_timeout_s);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() < timeout => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
+    let status = process::wait_or_kill(&mut child, || started.elapsed() >= timeout);
     let _ = writer.join();
     let ms = started.elapsed().as_millis() as u64;
     match status {

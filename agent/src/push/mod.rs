@@ -14,6 +14,7 @@
 mod history;
 mod hold;
 mod hooks;
+mod process;
 pub mod rsync;
 pub mod target;
 pub mod verify;
@@ -108,7 +109,7 @@ impl Pusher {
         while !self.stopping() {
             flush |= self.handle_requests(&mut state)?;
             if self.sync.history_days > 0 && history::today() != history_pruned_on {
-                history::prune(&self.sync);
+                history::prune(&self.sync, &self.stop);
                 history_pruned_on = history::today();
             }
             if self.verify_due(&state) {

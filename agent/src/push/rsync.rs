@@ -18,13 +18,12 @@
 //! Exit 0 and 24 ("some files vanished before they could be transferred":
 //! their deletion is already in the journal) count as success.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use super::history;
+use super::{history, process};
 use crate::config::SyncConfig;
 use crate::journal::Scope;
 
@@ -261,18 +260,7 @@ pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<Vec<u8
     .stderr(Stdio::piped());
     tracing::debug!(command = ?cmd, paths = list.len(), "rsync");
     let mut child = cmd.spawn().map_err(RsyncError::Spawn)?;
-    let mut payload = Vec::with_capacity(list.iter().map(|p| p.len() + 1).sum());
-    for path in list {
-        payload.extend_from_slice(path);
-        payload.push(0);
-    }
-    let stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(mut stdin) = stdin {
-            // A write error means rsync exited early; its exit code says why.
-            let _ = stdin.write_all(&payload);
-        }
-    });
+    let writer = process::feed(&mut child, list);
     let read_all = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = Vec::new();
@@ -282,7 +270,7 @@ pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<Vec<u8
     };
     let stdout = read_all(Box::new(child.stdout.take().expect("stdout piped")));
     let reader = read_all(Box::new(child.stderr.take().expect("stderr piped")));
-    let status = wait_or_kill(&mut child, stop);
+    let status = process::wait_or_kill(&mut child, || stop.load(Ordering::Relaxed));
     let _ = writer.join();
     let stdout = stdout.join().unwrap_or_default();
     let text = reader.join().unwrap_or_default();
@@ -306,21 +294,6 @@ pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<Vec<u8
             stderr,
         }),
         None => Err(RsyncError::Interrupted),
-    }
-}
-
-fn wait_or_kill(child: &mut Child, stop: &AtomicBool) -> Option<std::process::ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if stop.load(Ordering::Relaxed) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => return None,
-        }
     }
 }
 
