@@ -169,8 +169,11 @@ pub fn itemized_paths(stdout: &[u8]) -> Vec<Vec<u8>> {
         .split(|&b| b == b'\n')
         .filter(|line| line.len() > 12)
         .map(|line| {
-            let name = rsync::unescape(&line[12..]);
-            name.strip_suffix(b"/").map_or(name.clone(), <[u8]>::to_vec)
+            let mut name = rsync::unescape(&line[12..]);
+            if name.ends_with(b"/") {
+                name.pop();
+            }
+            name
         })
         .filter(|name| name != b"." && !name.is_empty())
         .collect()
