@@ -230,11 +230,10 @@ pub fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
 /// the journal or the pins cannot be read.
 fn release_journal(journal_path: &Path) -> anyhow::Result<()> {
     let journal = Journal::open_reader(journal_path)?;
-    let status = super::status::collect(&journal)?;
-    if status.agent_running {
+    let pid = journal.agent_info()?.unwrap_or_default().pid;
+    if super::status::is_running(pid) {
         bail!(
-            "an agent (pid {}) runs on {}: stop it first (systemctl disable --now fsjournal)",
-            status.agent_pid,
+            "an agent (pid {pid}) runs on {}: stop it first (systemctl disable --now fsjournal)",
             journal_path.display()
         );
     }

@@ -70,7 +70,7 @@ fn send(journal_args: &JournalArgs, target: Option<String>, action: Action) -> a
         )?;
         println!("{target}: {action:?} queued");
     }
-    let running = super::status::collect(&journal)?.agent_running;
+    let running = super::status::is_running(journal.agent_info()?.unwrap_or_default().pid);
     println!(
         "{}",
         if running {

@@ -62,7 +62,7 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
     let now = now_ms();
     let roots = journal.roots()?;
     let agent = journal.agent_info()?.unwrap_or_default();
-    let agent_running = agent.pid != 0 && process_is_fsjournal(agent.pid);
+    let agent_running = is_running(agent.pid);
     Ok(Status {
         journal: journal.path().display().to_string(),
         journal_id: format!("{:016x}", journal.journal_id()),
@@ -91,7 +91,12 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
     })
 }
 
-/// A pid is ours if `/proc/PID/comm` says `fsjournal` (pids get reused).
+/// Whether the agent recorded with `pid` (0: none ever ran) still runs: a
+/// pid is ours if `/proc/PID/comm` says `fsjournal` (pids get reused).
+pub fn is_running(pid: u32) -> bool {
+    pid != 0 && process_is_fsjournal(pid)
+}
+
 fn process_is_fsjournal(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .is_ok_and(|comm| comm.trim() == "fsjournal")
