@@ -181,7 +181,25 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
         "{text}"
     );
     assert!(text.contains("FAILED"), "{text}");
-    assert!(text.contains(&format!("pending {pending} paths")), "{text}");
+    assert!(
+        text.contains(&format!("pending {pending} paths (")),
+        "{text}"
+    );
+    // The pending files' sizes as they are now, none extrapolated.
+    let pending_files_bytes: u64 = [
+        "jobs/alpha/config.xml",
+        "jobs/gamma/config.xml",
+        "jobs/beta/builds/1/log",
+    ]
+    .iter()
+    .map(|p| std::fs::metadata(scratch.src().join(p)).unwrap().len())
+    .sum();
+    let pending_bytes = status_json["targets"][0]["pending_bytes"].as_u64().unwrap();
+    assert!(
+        pending_bytes >= pending_files_bytes,
+        "{pending_bytes} < {pending_files_bytes}: {status_json:#}"
+    );
+    assert_eq!(status_json["targets"][0]["pending_bytes_estimated"], false);
 
     let text = fsjournal(&["targets", "--journal", journal]);
     let lines: Vec<&str> = text.lines().collect();
@@ -269,6 +287,28 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
         pending as f64
     );
     assert!(sample(&m, r#"fsjournal_target_lag_seconds{target="standby"}"#) > 0.0);
+    assert_eq!(
+        sample(&m, r#"fsjournal_target_pending_bytes{target="standby"}"#),
+        pending_bytes as f64
+    );
+    // Every rsync run is timed and counted by exit code: the full sync
+    // succeeded, the pushes since failed.
+    assert_eq!(
+        sample(
+            &m,
+            r#"fsjournal_rsync_run_seconds_count{target="standby",mode="full"}"#
+        ),
+        1.0
+    );
+    let failed_runs: f64 = m
+        .iter()
+        .filter(|(name, _)| {
+            name.starts_with(r#"fsjournal_rsync_runs_total{target="standby",code=""#)
+                && !name.ends_with(r#"code="0"}"#)
+        })
+        .map(|(_, value)| value)
+        .sum();
+    assert!(failed_runs >= 1.0, "{m:#?}");
     assert!(
         sample(
             &m,

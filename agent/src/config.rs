@@ -63,6 +63,9 @@ pub struct Config {
     /// The Prometheus endpoint (off unless an address is given).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Limits shared by every target's pushes.
+    #[serde(default)]
+    pub push: PushConfig,
     /// One entry per (source tree, target) pair, each with its own cursor.
     pub sync: Vec<SyncConfig>,
 }
@@ -144,6 +147,22 @@ pub struct MetricsConfig {
     pub address: Option<SocketAddr>,
 }
 
+/// `[push]`: limits over all targets together.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// At most this many rsync runs at once over all targets (runs, ≥ 1):
+    /// each reads the source disk and holds a connection; the others wait
+    /// for a slot, their changes kept in the journal.
+    pub max_parallel: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig { max_parallel: 4 }
+    }
+}
+
 /// Deserializes `IP:PORT`, saying what was expected on failure.
 fn socket_address<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
@@ -185,7 +204,11 @@ pub struct SyncConfig {
     /// rsync I/O timeout (`--timeout`, seconds; 0 = none).
     #[serde(default = "default_timeout_s")]
     pub timeout_s: u64,
-    /// Extra arguments appended to every rsync run (e.g. `--bwlimit=10m`).
+    /// Bandwidth limit of each rsync run to this target (`--bwlimit`):
+    /// KiB/s, or a number with rsync's suffix `K`, `M` or `G` (`"10M"`).
+    #[serde(default)]
+    pub bwlimit: Option<Spanned<String>>,
+    /// Extra arguments appended to every rsync run (e.g. `--checksum`).
     #[serde(default)]
     pub rsync_args: Vec<String>,
     /// rsync-style exclude patterns (`workspace/**`, `*.tmp`, `/cache`): not
@@ -277,6 +300,7 @@ impl SyncConfig {
             batch_delay_ms: default_batch_delay_ms(),
             retry_max_ms: default_retry_max_ms(),
             timeout_s: default_timeout_s(),
+            bwlimit: None,
             rsync_args: Vec::new(),
             exclude: None,
             settle_ms: 0,
@@ -365,6 +389,7 @@ impl Config {
             journal: JournalConfig::default(),
             capture: CaptureConfig::default(),
             metrics: MetricsConfig::default(),
+            push: PushConfig::default(),
             sync: vec![SyncConfig::new("default", source, dest)],
         };
         if let Some(journal) = journal {
@@ -401,6 +426,13 @@ impl Config {
                 None,
                 "capture.ring_buffer_bytes".into(),
                 format!("{ring}: expected a power of two >= 4096 (bytes)"),
+            ));
+        }
+        if self.push.max_parallel == 0 {
+            problems.push((
+                None,
+                "push.max_parallel".into(),
+                "expected a number of rsync runs >= 1".into(),
             ));
         }
         if self.capture.dirty_inodes == 0 {
@@ -471,6 +503,13 @@ impl Config {
                     message,
                 ));
             }
+            if let Some(Err(message)) = sync.bwlimit.as_ref().map(|b| check_rate(b.get_ref())) {
+                problems.push((
+                    sync.bwlimit.as_ref().map(Spanned::span),
+                    key("bwlimit"),
+                    message,
+                ));
+            }
             if sync.verify_slices == 0 {
                 problems.push((
                     None,
@@ -524,6 +563,28 @@ fn check_private_file(path: &Path) -> Result<(), String> {
     }
     std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
+}
+
+/// A rate as rsync's `--bwlimit` takes it: a number (KiB/s) with an
+/// optional fraction and unit suffix (`K`, `M`, `G`, optionally followed by
+/// `B` or `iB`), e.g. `500`, `1.5M`, `10MiB`; rsync(1) "--bwlimit".
+fn check_rate(rate: &str) -> Result<(), String> {
+    let digits_end = rate
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(rate.len());
+    let (number, suffix) = rate.split_at(digits_end);
+    let number_ok = number.parse::<f64>().is_ok_and(|n| n > 0.0);
+    let suffix_ok = suffix.is_empty()
+        || suffix.len() <= 3
+            && suffix.starts_with(['K', 'M', 'G', 'k', 'm', 'g'])
+            && ["", "B", "b", "iB", "ib"].contains(&&suffix[1..]);
+    if number_ok && suffix_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{rate}`: expected a rate > 0 in KiB/s, or with a suffix K, M or G (e.g. \"500\", \"10M\")"
+        ))
+    }
 }
 
 /// 1-based line number of a byte offset.
@@ -650,5 +711,31 @@ mod tests {
     fn journal_inside_a_source_is_refused() {
         let err = parse_err("[journal]\npath = \"/tmp/j\"\n[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n");
         assert_eq!(err.key, "sync[0].source");
+    }
+
+    #[test]
+    fn bwlimit_takes_rsyncs_rates_and_names_the_line_of_a_bad_one() {
+        let sync = |rate: &str| {
+            format!("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nbwlimit = \"{rate}\"\n")
+        };
+        for good in ["500", "1.5M", "10m", "2G", "800KiB", "3MB"] {
+            assert!(parse(&sync(good)).is_ok(), "{good}");
+        }
+        for bad in ["", "fast", "0", "10T", "-5", "10MiBs"] {
+            let err = parse_err(&sync(bad));
+            assert_eq!(
+                (err.line, err.key.as_str()),
+                (5, "sync[0].bwlimit"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn push_parallelism_defaults_to_four_and_must_be_positive() {
+        let sync = "[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n";
+        assert_eq!(parse(sync).unwrap().push.max_parallel, 4);
+        let err = parse_err(&format!("[push]\nmax_parallel = 0\n{sync}"));
+        assert_eq!(err.key, "push.max_parallel", "{err}");
     }
 }

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::filter::RootExcludes;
 use crate::journal::{now_ms, AgentInfo, Journal, Retention};
 use crate::metrics::Endpoint;
+use crate::push::runs::Runs;
 use crate::push::{Inbox, Pusher};
 use crate::requests;
 
@@ -113,6 +114,7 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     let mut reload = false;
     let mut pushers = Vec::new();
     let mut inboxes: HashMap<String, Inbox> = HashMap::new();
+    let runs = Arc::new(Runs::new(config.push.max_parallel));
     for (sync, root) in syncs {
         let inbox = inboxes.entry(sync.name.clone()).or_default().clone();
         pushers.push(Pusher::spawn(
@@ -121,10 +123,11 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
             journal.clone(),
             stop.clone(),
             inbox,
+            runs.clone(),
         )?);
     }
     let metrics = endpoint
-        .map(|e| e.serve(journal.clone(), capture.stats.clone(), stop.clone()))
+        .map(|e| e.serve(journal.clone(), capture.stats.clone(), runs, stop.clone()))
         .transpose()?;
 
     let retention = Retention {

@@ -1,8 +1,9 @@
 //! The Prometheus endpoint (`[metrics] address`): `GET /metrics` answers in
 //! the OpenMetrics text format, built afresh on every scrape from the
-//! capture counters and the journal (the same target figures as
-//! `fsjournal status`). One thread, blocking I/O (tiny_http), no state of
-//! its own. Other paths answer 404.
+//! capture counters, the journal (the same target figures as
+//! `fsjournal status`) and the pushers' rsync run metrics (`push/runs.rs`).
+//! One thread, blocking I/O (tiny_http), no state of its own. Other paths
+//! answer 404.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,6 +21,7 @@ use prometheus_client::registry::Registry;
 
 use crate::capture::Stats;
 use crate::journal::Journal;
+use crate::push::runs::Runs;
 use crate::target_status;
 
 /// The OpenMetrics text format's content type (Prometheus accepts it).
@@ -61,6 +63,7 @@ impl Endpoint {
         self,
         journal: Arc<Journal>,
         stats: Arc<Stats>,
+        runs: Arc<Runs>,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<JoinHandle<()>> {
         tracing::info!(address = %self.address, "serving metrics at /metrics");
@@ -69,7 +72,7 @@ impl Endpoint {
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match self.server.recv_timeout(POLL) {
-                        Ok(Some(request)) => answer(request, &journal, &stats),
+                        Ok(Some(request)) => answer(request, &journal, &stats, &runs),
                         Ok(None) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "metrics endpoint: cannot accept a request")
@@ -82,12 +85,12 @@ impl Endpoint {
 }
 
 /// Answers one request: the metrics for `GET /metrics`, 404 otherwise.
-fn answer(request: tiny_http::Request, journal: &Journal, stats: &Stats) {
+fn answer(request: tiny_http::Request, journal: &Journal, stats: &Stats, runs: &Runs) {
     let path = request.url().split('?').next().unwrap_or_default();
     let response = if *request.method() != tiny_http::Method::Get || path != "/metrics" {
         tiny_http::Response::from_string("not found: GET /metrics\n").with_status_code(404)
     } else {
-        match render(journal, stats) {
+        match render(journal, stats, runs) {
             Ok(text) => {
                 let header = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE)
                     .expect("a valid header");
@@ -107,8 +110,9 @@ fn answer(request: tiny_http::Request, journal: &Journal, stats: &Stats) {
 
 /// The metrics text (OpenMetrics; counters get their `_total` suffix from
 /// the encoder). Errors: a journal read failed.
-pub fn render(journal: &Journal, stats: &Stats) -> anyhow::Result<String> {
+pub fn render(journal: &Journal, stats: &Stats, runs: &Runs) -> anyhow::Result<String> {
     let mut registry = Registry::default();
+    runs.register(&mut registry);
     let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
     registry.register(
         "fsjournal_agent_up",
@@ -153,6 +157,7 @@ pub fn render(journal: &Journal, stats: &Stats) -> anyhow::Result<String> {
     );
 
     let pending = Family::<Labels, Gauge<u64, AtomicU64>>::default();
+    let pending_bytes = Family::<Labels, Gauge<u64, AtomicU64>>::default();
     let lag = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     let cursor = Family::<Labels, Gauge<u64, AtomicU64>>::default();
     let full_syncs = Family::<Labels, Counter>::default();
@@ -160,6 +165,9 @@ pub fn render(journal: &Journal, stats: &Stats) -> anyhow::Result<String> {
     for target in target_status::collect(journal)? {
         let labels = label("target", &target.name);
         pending.get_or_create(&labels).set(target.pending);
+        pending_bytes
+            .get_or_create(&labels)
+            .set(target.pending_bytes);
         lag.get_or_create(&labels)
             .set(target.lag_ms as f64 / 1000.0);
         cursor.get_or_create(&labels).set(target.state.cursor);
@@ -174,6 +182,11 @@ pub fn render(journal: &Journal, stats: &Stats) -> anyhow::Result<String> {
         "fsjournal_target_pending_paths",
         "Paths the target still has to receive",
         pending,
+    );
+    registry.register(
+        "fsjournal_target_pending_bytes",
+        "Size of the pending paths in the source now (bytes; estimated past 100,000 paths)",
+        pending_bytes,
     );
     registry.register(
         "fsjournal_target_lag_seconds",
@@ -243,6 +256,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&dir.path().join("journal")).unwrap();
         let root = journal.register_root(dir.path()).unwrap();
+        std::fs::write(dir.path().join("a"), "hello").unwrap();
         let state = TargetState {
             root,
             full_syncs: 2,
@@ -263,7 +277,7 @@ mod tests {
         let stats = Stats::default();
         stats.journaled.store(42, Ordering::Relaxed);
         stats.kernel[counter::DROPPED as usize].store(3, Ordering::Relaxed);
-        let text = render(&journal, &stats).unwrap();
+        let text = render(&journal, &stats, &Runs::new(1)).unwrap();
         for line in [
             "fsjournal_agent_up 1",
             "fsjournal_events_journaled_total 42",
@@ -271,6 +285,7 @@ mod tests {
             "fsjournal_kernel_events_total{counter=\"dropped\"} 3",
             "fsjournal_journal_last_seq 1",
             "fsjournal_target_pending_paths{target=\"standby\"} 1",
+            "fsjournal_target_pending_bytes{target=\"standby\"} 5",
             "fsjournal_target_cursor{target=\"standby\"} 0",
             "fsjournal_target_full_syncs_total{target=\"standby\"} 2",
             "fsjournal_target_consecutive_failures{target=\"standby\"} 4",

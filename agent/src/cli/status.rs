@@ -149,9 +149,15 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     for t in &status.targets {
         println!("target    {} → {}", t.name, t.state.target);
         println!(
-            "  cursor       {}   pending {} paths   lag {}",
+            "  cursor       {}   pending {} paths ({}{})   lag {}",
             t.state.cursor,
             t.pending,
+            if t.pending_bytes_estimated {
+                "≈ "
+            } else {
+                ""
+            },
+            indicatif::HumanBytes(t.pending_bytes),
             human_ms(t.lag_ms)
         );
         let last = ago(now, t.state.last_push_ms);

@@ -408,11 +408,17 @@ impl Journal {
     }
 
     /// Number of pending paths of `root` after `cursor`, and the time of the
-    /// oldest one (ms since the Unix epoch).
+    /// oldest one (ms since the Unix epoch); `each_path` sees every pending
+    /// root-relative path, in sequence order.
     ///
-    /// Counts keys only (no path is copied, one entry is decoded): `status`,
+    /// Reads keys only (no path is copied, one entry is decoded): `status`,
     /// `targets` and every metrics scrape call it, on backlogs of millions.
-    pub fn pending_summary(&self, root: RootId, cursor: Seq) -> anyhow::Result<(u64, Option<u64>)> {
+    pub fn pending_summary(
+        &self,
+        root: RootId,
+        cursor: Seq,
+        mut each_path: impl FnMut(&[u8]),
+    ) -> anyhow::Result<(u64, Option<u64>)> {
         let (mut count, mut oldest) = (0, None);
         let start = seq_key(cursor + 1);
         // One iterator is one snapshot: each sequence key here has its live
@@ -422,9 +428,11 @@ impl Journal {
             IteratorMode::From(&start, Direction::Forward),
         ) {
             let (_, key) = item?;
-            if split_pending_key(&key).0 != root {
+            let (key_root, path) = split_pending_key(&key);
+            if key_root != root {
                 continue;
             }
+            each_path(path);
             if count == 0 {
                 if let Some(bytes) = self.db.get_cf(self.cf(CF_PENDING), &key)? {
                     oldest = Some(decode::<PendingEntry>(&bytes, "pending entry")?.time_ms);

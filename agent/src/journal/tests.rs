@@ -201,10 +201,20 @@ fn batches_are_bounded_and_skip_other_roots_without_missing_them() {
     );
     assert_eq!(paths(&journal.pending_batch(1, 0, 10).unwrap()), ["x"]);
     // The summary counts the same paths as the batches, per root.
-    let (count, oldest) = journal.pending_summary(0, 0).unwrap();
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    let (count, oldest) = journal
+        .pending_summary(0, 0, |p| seen.push(p.to_vec()))
+        .unwrap();
     assert_eq!((count, oldest), (3, Some(first.paths[0].time_ms)));
-    assert_eq!(journal.pending_summary(0, first.high_seq).unwrap().0, 1);
-    assert_eq!(journal.pending_summary(1, 0).unwrap().0, 1);
+    assert_eq!(seen, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    assert_eq!(
+        journal
+            .pending_summary(0, first.high_seq, |_| {})
+            .unwrap()
+            .0,
+        1
+    );
+    assert_eq!(journal.pending_summary(1, 0, |_| {}).unwrap().0, 1);
 }
 
 #[test]

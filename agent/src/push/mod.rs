@@ -16,6 +16,7 @@ mod hold;
 mod hooks;
 mod process;
 pub mod rsync;
+pub mod runs;
 pub mod target;
 pub mod verify;
 
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use self::rsync::{Lists, Mode, RsyncError};
+use self::runs::Runs;
 use self::target::Target;
 use crate::config::SyncConfig;
 use crate::filter::Excludes;
@@ -54,6 +56,8 @@ pub struct Pusher {
     stop: Arc<AtomicBool>,
     /// Operator requests for this target (see `requests.rs`), filled by the supervisor.
     inbox: Inbox,
+    /// The parallelism bound and metrics shared by every pusher.
+    runs: Arc<Runs>,
 }
 
 /// Where the supervisor leaves a target's operator requests.
@@ -68,6 +72,7 @@ impl Pusher {
         journal: Arc<Journal>,
         stop: Arc<AtomicBool>,
         inbox: Inbox,
+        runs: Arc<Runs>,
     ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
         let source = sync.source.get_ref().clone();
         let excludes = sync.excludes();
@@ -84,6 +89,7 @@ impl Pusher {
             journal,
             stop,
             inbox,
+            runs,
         };
         std::thread::Builder::new()
             .name(format!("push-{}", pusher.sync.name))
@@ -93,6 +99,13 @@ impl Pusher {
 
     fn name(&self) -> &str {
         &self.sync.name
+    }
+
+    /// One rsync run of `mode` to this target, listing `list` (see
+    /// [`Runs::run`]).
+    fn rsync(&self, mode: Mode, list: &[&[u8]]) -> Result<Vec<u8>, RsyncError> {
+        let cmd = rsync::command(&self.sync, &self.source, mode);
+        self.runs.run(self.name(), mode, cmd, list, &self.stop)
     }
 
     fn run(self) -> anyhow::Result<()> {
@@ -254,14 +267,7 @@ impl Pusher {
             hooks::run("before_full_sync", command, &self.sync, &[]);
         }
         let started = Instant::now();
-        let done = self.retry(state, |pusher| {
-            rsync::run(
-                rsync::command(&pusher.sync, &pusher.source, Mode::Full),
-                &[],
-                &pusher.stop,
-            )
-            .map(drop)
-        })?;
+        let done = self.retry(state, |pusher| pusher.rsync(Mode::Full, &[]).map(drop))?;
         if done.is_none() {
             return Ok(());
         }
@@ -322,11 +328,7 @@ impl Pusher {
             let mut refused = Vec::new();
             for (mode, list) in lists.by_mode() {
                 let paths: Vec<&[u8]> = list.iter().map(|(path, _)| path.as_slice()).collect();
-                match rsync::run(
-                    rsync::command(&pusher.sync, &pusher.source, mode),
-                    &paths,
-                    &pusher.stop,
-                ) {
+                match pusher.rsync(mode, &paths) {
                     Err(RsyncError::Exit {
                         code: 23,
                         named,

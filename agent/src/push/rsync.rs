@@ -149,6 +149,9 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
             cmd.args(history::backup_args());
         }
     }
+    if let Some(rate) = &sync.bwlimit {
+        cmd.arg(format!("--bwlimit={}", rate.get_ref()));
+    }
     // The very patterns capture filters with (see filter.rs).
     cmd.args(
         sync.exclude_patterns()
@@ -347,7 +350,32 @@ pub fn unescape(text: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{named_paths, Lists, Mode, Scope};
+    use super::{command, named_paths, Lists, Mode, Scope};
+    use crate::config::SyncConfig;
+
+    #[test]
+    fn bwlimit_and_connection_options_reach_every_mode_before_the_source() {
+        let mut sync = SyncConfig::new("t", "/src".into(), "rsync://u@h/m".into());
+        sync.bwlimit = Some(toml::Spanned::new(0..0, "50M".into()));
+        sync.timeout_s = 30;
+        for mode in [Mode::Incremental, Mode::Full, Mode::Verify] {
+            let args: Vec<String> = command(&sync, "/src".as_ref(), mode)
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let at = |arg: &str| args.iter().position(|a| a == arg);
+            assert!(
+                at("--bwlimit=50M").is_some() && at("--bwlimit=50M") < at("/src/"),
+                "{mode:?}: {args:?}"
+            );
+            assert!(at("--timeout=30").is_some(), "{mode:?}: {args:?}");
+            assert_eq!(
+                args.last().map(String::as_str),
+                Some("rsync://u@h/m/"),
+                "{args:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_root_is_listed_when_it_or_an_entry_of_it_changed() {

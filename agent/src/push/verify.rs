@@ -47,11 +47,7 @@ impl Pusher {
         let mut drift = 0;
         if !units.is_empty() {
             let list: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
-            match rsync::run(
-                rsync::command(&self.sync, &self.source, Mode::Verify),
-                &list,
-                &self.stop,
-            ) {
+            match self.rsync(Mode::Verify, &list) {
                 Ok(itemized) => {
                     for path in itemized_paths(&itemized) {
                         if self.is_drift(state, &path, started_ms)? {

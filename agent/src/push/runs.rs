@@ -1,0 +1,193 @@
+//! What every pusher shares about its rsync runs: a bound on how many run at
+//! once across all targets (`[push] max_parallel`: each run is a process
+//! that reads the source disk and holds a connection), and their metrics —
+//! durations by target and mode, results by target and exit code — which
+//! the metrics endpoint serves (`metrics.rs`).
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::rsync::{self, Mode, RsyncError};
+
+/// Label set: `(name, value)` pairs.
+type Labels = Vec<(String, String)>;
+
+/// A histogram family whose members share the buckets of [`durations`].
+type Durations = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// How often a run waiting for a slot looks at the stop flag.
+const WAIT_TICK: Duration = Duration::from_millis(100);
+
+/// Run-duration buckets: 10 ms to about 2.7 minutes, ×4 each (seconds).
+fn durations() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 4.0, 8))
+}
+
+/// See the module documentation. Shared by reference (`Arc`).
+pub struct Runs {
+    /// Slots not taken by a running rsync.
+    free: Mutex<usize>,
+    freed: Condvar,
+    durations: Durations,
+    results: Family<Labels, Counter>,
+}
+
+impl Runs {
+    /// At most `max_parallel` (≥ 1) rsync runs at once.
+    pub fn new(max_parallel: usize) -> Runs {
+        Runs {
+            free: Mutex::new(max_parallel.max(1)),
+            freed: Condvar::new(),
+            durations: Durations::new_with_constructor(durations),
+            results: Family::default(),
+        }
+    }
+
+    /// Runs `cmd` for `target` once a slot is free (see [`rsync::run`] for
+    /// `list` and the result), and records its duration and exit code.
+    /// Waiting for a slot ends with [`RsyncError::Interrupted`] once `stop`
+    /// is set.
+    pub fn run(
+        &self,
+        target: &str,
+        mode: Mode,
+        cmd: Command,
+        list: &[&[u8]],
+        stop: &AtomicBool,
+    ) -> Result<Vec<u8>, RsyncError> {
+        let _slot = self.take_slot(stop)?;
+        let started = Instant::now();
+        let result = rsync::run(cmd, list, stop);
+        let code = match &result {
+            Ok(_) => "0".to_string(),
+            Err(RsyncError::Exit { code, .. }) => code.to_string(),
+            Err(RsyncError::Interrupted) => "interrupted".to_string(),
+            Err(RsyncError::Spawn(_)) => "not_started".to_string(),
+        };
+        let target = ("target".to_string(), target.to_string());
+        self.durations
+            .get_or_create(&vec![
+                target.clone(),
+                ("mode".into(), format!("{mode:?}").to_lowercase()),
+            ])
+            .observe(started.elapsed().as_secs_f64());
+        self.results
+            .get_or_create(&vec![target, ("code".into(), code)])
+            .inc();
+        result
+    }
+
+    /// Adds the run metrics to `registry` (they keep counting: the families
+    /// are shared, not copied).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "fsjournal_rsync_run_seconds",
+            "Duration of rsync runs by target and mode (incremental, contents, subtree, full, verify)",
+            self.durations.clone(),
+        );
+        registry.register(
+            "fsjournal_rsync_runs",
+            "rsync runs by target and exit code (0 includes 24: files vanished; interrupted: stopped at shutdown)",
+            self.results.clone(),
+        );
+    }
+
+    fn take_slot(&self, stop: &AtomicBool) -> Result<Slot<'_>, RsyncError> {
+        let mut free = self.free.lock().expect("slot lock");
+        while *free == 0 {
+            if stop.load(Ordering::Relaxed) {
+                return Err(RsyncError::Interrupted);
+            }
+            free = self
+                .freed
+                .wait_timeout(free, WAIT_TICK)
+                .expect("slot lock")
+                .0;
+        }
+        *free -= 1;
+        Ok(Slot { runs: self })
+    }
+}
+
+/// A taken slot, given back when dropped.
+struct Slot<'a> {
+    runs: &'a Runs,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.runs.free.lock().expect("slot lock") += 1;
+        self.runs.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn at_most_max_parallel_runs_hold_a_slot_and_a_waiter_leaves_at_stop() {
+        let runs = Arc::new(Runs::new(2));
+        let stop = AtomicBool::new(false);
+        let first = runs.take_slot(&stop).unwrap();
+        let _second = runs.take_slot(&stop).unwrap();
+        assert_eq!(*runs.free.lock().unwrap(), 0);
+        let waiter = {
+            let runs = runs.clone();
+            std::thread::spawn(move || runs.take_slot(&AtomicBool::new(false)).map(drop).is_ok())
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "a third run started beside two");
+        drop(first);
+        assert!(waiter.join().unwrap(), "the freed slot went to the waiter");
+        stop.store(true, Ordering::Relaxed);
+        let _third = runs.take_slot(&AtomicBool::new(false)).unwrap();
+        assert!(matches!(
+            runs.take_slot(&stop),
+            Err(RsyncError::Interrupted)
+        ));
+    }
+
+    #[test]
+    fn every_run_is_counted_by_exit_code_and_timed_by_mode() {
+        let runs = Runs::new(1);
+        let stop = AtomicBool::new(false);
+        let mut fails = Command::new("rsync");
+        fails.arg("--no-such-option");
+        assert!(runs.run("t", Mode::Full, fails, &[], &stop).is_err());
+        let mut succeeds = Command::new("rsync");
+        succeeds.arg("--version");
+        assert!(runs
+            .run("t", Mode::Incremental, succeeds, &[], &stop)
+            .is_ok());
+        let mut registry = Registry::default();
+        runs.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"fsjournal_rsync_runs_total{target="t",code="1"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fsjournal_rsync_runs_total{target="t",code="0"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fsjournal_rsync_run_seconds_count{target="t",mode="full"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fsjournal_rsync_run_seconds_count{target="t",mode="incremental"} 1"#),
+            "{text}"
+        );
+    }
+}
