@@ -6,28 +6,19 @@ mod config;
 mod daemon;
 mod filter;
 mod journal;
+mod logs;
 mod metrics;
 mod push;
 mod requests;
 mod target_status;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        cli::LogFormat::Json => logs.json().init(),
-        cli::LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-    }
+    logs::init(&cli.log, cli.log_format);
     let result = match cli.command {
         Command::Run(args) => args
             .config()

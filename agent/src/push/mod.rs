@@ -15,6 +15,7 @@ mod history;
 mod hold;
 mod hooks;
 mod process;
+mod progress;
 pub mod rsync;
 pub mod runs;
 pub mod target;
@@ -102,10 +103,14 @@ impl Pusher {
     }
 
     /// One rsync run of `mode` to this target, listing `list` (see
-    /// [`Runs::run`]).
+    /// [`Runs::run`]); a full sync shows its progress on a terminal.
     fn rsync(&self, mode: Mode, list: &[&[u8]]) -> Result<Vec<u8>, RsyncError> {
         let cmd = rsync::command(&self.sync, &self.source, mode);
-        self.runs.run(self.name(), mode, cmd, list, &self.stop)
+        let bar = (mode == Mode::Full && crate::logs::shows_progress())
+            .then(|| progress::full_sync_span(self.name()));
+        let _shown = bar.as_ref().map(tracing::Span::enter);
+        self.runs
+            .run(self.name(), mode, cmd, list, &self.stop, bar.clone())
     }
 
     fn run(self) -> anyhow::Result<()> {

@@ -23,7 +23,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{history, process};
+use tracing::Span;
+
+use super::{history, process, progress};
 use crate::config::SyncConfig;
 use crate::journal::Scope;
 
@@ -253,7 +255,21 @@ impl Lists {
 /// Runs `cmd`, feeding `list` NUL-separated on stdin (list modes), and waits;
 /// returns rsync's stdout (itemized changes in [`Mode::Verify`]).
 /// Killed early (→ [`RsyncError::Interrupted`]) once `stop` is set.
-pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<Vec<u8>, RsyncError> {
+pub fn run(cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<Vec<u8>, RsyncError> {
+    run_showing(cmd, list, stop, None)
+}
+
+/// [`run`], and with `progress`, rsync's `--info=progress2` lines shown on
+/// that span's bar instead of returned (see `progress.rs`).
+pub fn run_showing(
+    mut cmd: Command,
+    list: &[&[u8]],
+    stop: &AtomicBool,
+    progress: Option<Span>,
+) -> Result<Vec<u8>, RsyncError> {
+    if progress.is_some() {
+        cmd.arg(progress::RSYNC_OPTION);
+    }
     cmd.stdin(if list.is_empty() {
         Stdio::null()
     } else {
@@ -271,7 +287,14 @@ pub fn run(mut cmd: Command, list: &[&[u8]], stop: &AtomicBool) -> Result<Vec<u8
             text
         })
     };
-    let stdout = read_all(Box::new(child.stdout.take().expect("stdout piped")));
+    let stdout = child.stdout.take().expect("stdout piped");
+    let stdout = match progress {
+        Some(span) => std::thread::spawn(move || {
+            progress::follow(stdout, &span);
+            Vec::new()
+        }),
+        None => read_all(Box::new(stdout)),
+    };
     let reader = read_all(Box::new(child.stderr.take().expect("stderr piped")));
     let status = process::wait_or_kill(&mut child, || stop.load(Ordering::Relaxed));
     let _ = writer.join();

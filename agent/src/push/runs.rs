@@ -13,6 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use tracing::Span;
 
 use super::rsync::{self, Mode, RsyncError};
 
@@ -50,10 +51,10 @@ impl Runs {
         }
     }
 
-    /// Runs `cmd` for `target` once a slot is free (see [`rsync::run`] for
-    /// `list` and the result), and records its duration and exit code.
-    /// Waiting for a slot ends with [`RsyncError::Interrupted`] once `stop`
-    /// is set.
+    /// Runs `cmd` for `target` once a slot is free (see
+    /// [`rsync::run_showing`] for `list`, `progress` and the result), and
+    /// records its duration and exit code. Waiting for a slot ends with
+    /// [`RsyncError::Interrupted`] once `stop` is set.
     pub fn run(
         &self,
         target: &str,
@@ -61,10 +62,11 @@ impl Runs {
         cmd: Command,
         list: &[&[u8]],
         stop: &AtomicBool,
+        progress: Option<Span>,
     ) -> Result<Vec<u8>, RsyncError> {
         let _slot = self.take_slot(stop)?;
         let started = Instant::now();
-        let result = rsync::run(cmd, list, stop);
+        let result = rsync::run_showing(cmd, list, stop, progress);
         let code = match &result {
             Ok(_) => "0".to_string(),
             Err(RsyncError::Exit { code, .. }) => code.to_string(),
@@ -163,7 +165,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         let mut fails = Command::new("rsync");
         fails.arg("--no-such-option");
-        assert!(runs.run("t", Mode::Full, fails, &[], &stop).is_err());
+        assert!(runs.run("t", Mode::Full, fails, &[], &stop, None).is_err());
         let mut succeeds = Command::new("rsync");
         succeeds.arg("--version");
         assert!(runs
