@@ -637,6 +637,32 @@ fn resync_and_push_requests_reach_the_running_agent() {
                 == "requested by fsjournal resync"
         },
     );
+
+    // With --wait the command returns once the target has it: no polling.
+    std::fs::write(scratch.src().join("jobs/alpha/urgent"), "again\n").unwrap();
+    let out = fsjournal(&["push", "--wait"]);
+    assert!(out.contains("standby: pushed"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(replica.join("jobs/alpha/urgent")).unwrap(),
+        "again\n"
+    );
+    std::fs::write(replica.join("jobs/alpha/config.xml"), "damaged again\n").unwrap();
+    let out = fsjournal(&["resync", "--path", "jobs/alpha", "--wait"]);
+    assert!(out.contains("standby: pushed"), "{out}");
+    assert_eq!(
+        std::fs::read(replica.join("jobs/alpha/config.xml")).unwrap(),
+        std::fs::read(scratch.src().join("jobs/alpha/config.xml")).unwrap()
+    );
+    let full_syncs = status(&scratch)["targets"][0]["full_syncs"].as_u64().unwrap();
+    std::fs::remove_file(replica.join("jobs/beta/config.xml")).unwrap();
+    let out = fsjournal(&["resync", "--wait"]);
+    assert!(out.contains("standby: full sync done"), "{out}");
+    assert!(replica.join("jobs/beta/config.xml").exists());
+    assert_eq!(
+        status(&scratch)["targets"][0]["full_syncs"].as_u64(),
+        Some(full_syncs + 1)
+    );
+
     let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_fsjournal"))
         .args([
             "push",

@@ -141,11 +141,12 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
             reload = true;
             break;
         }
-        for request in requests::take(journal.path()) {
-            match inboxes.get(&request.target) {
-                Some(inbox) => inbox.lock().expect("inbox lock").push(request.action),
+        for (target, ticket) in requests::take(journal.path()) {
+            match inboxes.get(&target) {
+                Some(inbox) => inbox.lock().expect("inbox lock").push(ticket),
                 None => {
-                    tracing::error!(target = %request.target, "request for a target that is not configured; dropped")
+                    tracing::error!(%target, "request for a target that is not configured; dropped");
+                    ticket.answer(false, format!("no target named {target} is configured"));
                 }
             }
         }

@@ -4,6 +4,10 @@
 //! second and deleted once handed to the target's pusher. A request made
 //! while no agent runs waits for the next start. Only root can write there
 //! (the journal directory is mode 0700).
+//!
+//! A request that asks for a reply gets one when it is carried out: the
+//! pusher writes `<name>.reply` (a [`Reply`]) beside where the request was,
+//! which the waiting CLI reads and deletes.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +34,44 @@ pub struct Request {
     pub target: String,
     /// What to do.
     pub action: Action,
+    /// The CLI waits for a [`Reply`].
+    #[serde(default)]
+    pub reply: bool,
+}
+
+/// A request as the agent takes it: the action, and where to reply when
+/// the request asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// What to do.
+    pub action: Action,
+    /// Where the [`Reply`] goes, if one is awaited.
+    pub reply_to: Option<PathBuf>,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Carried out.
+    pub ok: bool,
+    /// What happened, for the operator.
+    pub message: String,
+}
+
+impl Ticket {
+    /// Writes the reply, if one is awaited (atomically, like a request). A
+    /// failure is logged: the CLI then waits until interrupted.
+    pub fn answer(&self, ok: bool, message: String) {
+        let Some(path) = &self.reply_to else { return };
+        let tmp = path.with_extension("reply.tmp");
+        let written = serde_json::to_vec(&Reply { ok, message })
+            .map_err(std::io::Error::from)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::error!(reply = %path.display(), error = %e, "cannot reply to a request");
+        }
+    }
 }
 
 fn dir(journal: &Path) -> PathBuf {
@@ -38,6 +80,7 @@ fn dir(journal: &Path) -> PathBuf {
 
 /// Queues `request` for the agent of `journal`; returns the file written.
 /// Errors: the journal directory does not exist or is not writable.
+/// See [`reply_path`] for where the reply arrives.
 pub fn submit(journal: &Path, request: &Request) -> anyhow::Result<PathBuf> {
     anyhow::ensure!(journal.is_dir(), "no journal at {}", journal.display());
     let dir = dir(journal);
@@ -56,9 +99,14 @@ pub fn submit(journal: &Path, request: &Request) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Where the reply to the request queued as `request_file` arrives.
+pub fn reply_path(request_file: &Path) -> PathBuf {
+    request_file.with_extension("reply")
+}
+
 /// Takes every queued request of `journal`, oldest first, deleting their
-/// files. An unreadable request is logged and dropped.
-pub fn take(journal: &Path) -> Vec<Request> {
+/// files: (target, ticket) pairs. An unreadable request is logged and dropped.
+pub fn take(journal: &Path) -> Vec<(String, Ticket)> {
     let Ok(entries) = std::fs::read_dir(dir(journal)) else {
         return Vec::new();
     };
@@ -74,7 +122,13 @@ pub fn take(journal: &Path) -> Vec<Request> {
             .map_err(anyhow::Error::from)
             .and_then(|b| Ok(serde_json::from_slice::<Request>(&b)?))
         {
-            Ok(request) => requests.push(request),
+            Ok(request) => requests.push((
+                request.target,
+                Ticket {
+                    action: request.action,
+                    reply_to: request.reply.then(|| reply_path(&file)),
+                },
+            )),
             Err(e) => {
                 tracing::error!(file = %file.display(), error = %format!("{e:#}"), "unreadable request dropped")
             }
@@ -96,14 +150,46 @@ mod tests {
             action: Action::Resync {
                 path: Some("jobs/x".into()),
             },
+            reply: false,
         };
         let second = Request {
-            target: "a".into(),
+            target: "b".into(),
             action: Action::PushNow,
+            reply: true,
         };
         submit(journal.path(), &first).unwrap();
-        submit(journal.path(), &second).unwrap();
-        assert_eq!(take(journal.path()), vec![first, second]);
+        let second_file = submit(journal.path(), &second).unwrap();
+        let taken = take(journal.path());
+        assert_eq!(
+            taken,
+            vec![
+                (
+                    "a".to_string(),
+                    Ticket {
+                        action: first.action,
+                        reply_to: None
+                    }
+                ),
+                (
+                    "b".to_string(),
+                    Ticket {
+                        action: second.action,
+                        reply_to: Some(reply_path(&second_file))
+                    }
+                ),
+            ]
+        );
         assert!(take(journal.path()).is_empty());
+        taken[1].1.answer(true, "pushed".into());
+        let reply: Reply =
+            serde_json::from_slice(&std::fs::read(reply_path(&second_file)).unwrap()).unwrap();
+        assert_eq!(
+            reply,
+            Reply {
+                ok: true,
+                message: "pushed".into()
+            }
+        );
+        assert!(take(journal.path()).is_empty(), "a reply is not a request");
     }
 }

@@ -92,6 +92,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
                     &Request {
                         target: sync.name.clone(),
                         action,
+                        reply: false,
                     },
                 )?;
             }

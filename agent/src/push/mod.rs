@@ -14,6 +14,7 @@
 mod history;
 mod hold;
 mod hooks;
+mod operator;
 mod process;
 mod progress;
 pub mod rsync;
@@ -34,10 +35,8 @@ use self::runs::Runs;
 use self::target::Target;
 use crate::config::SyncConfig;
 use crate::filter::Excludes;
-use crate::journal::{
-    now_ms, Batch, HeldPath, HoldReason, Journal, RootId, Scope, Seq, TargetState,
-};
-use crate::requests::Action;
+use crate::journal::{now_ms, Batch, HeldPath, HoldReason, Journal, RootId, Seq, TargetState};
+use crate::requests::Ticket;
 
 /// First retry delay after a failed push (ms); doubles per failure up to
 /// the sync's `retry_max_ms`.
@@ -62,7 +61,7 @@ pub struct Pusher {
 }
 
 /// Where the supervisor leaves a target's operator requests.
-pub type Inbox = Arc<Mutex<Vec<Action>>>;
+pub type Inbox = Arc<Mutex<Vec<Ticket>>>;
 
 impl Pusher {
     /// Starts the push loop of `sync` (whose source has journal root id
@@ -124,8 +123,10 @@ impl Pusher {
         }
         let mut history_pruned_on = String::new();
         let mut flush = false;
+        let mut awaiting = operator::Awaiting::default();
         while !self.stopping() {
-            flush |= self.handle_requests(&mut state)?;
+            flush |= self.handle_requests(&mut state, &mut awaiting)?;
+            self.answer_reached(&state, &mut awaiting);
             if self.sync.history_days > 0 && history::today() != history_pruned_on {
                 history::prune(&self.sync, &self.stop);
                 history_pruned_on = history::today();
@@ -161,42 +162,10 @@ impl Pusher {
                 continue;
             }
             self.push_batch(&batch, &mut state)?;
+            self.answer_reached(&state, &mut awaiting);
             flush = false;
         }
         Ok(())
-    }
-
-    /// Carries out the operator's requests; true when one asked to push
-    /// what is pending without waiting for the batch delay.
-    fn handle_requests(&self, state: &mut TargetState) -> anyhow::Result<bool> {
-        let actions = std::mem::take(&mut *self.inbox.lock().expect("inbox lock"));
-        let mut flush = false;
-        for action in actions {
-            tracing::info!(target = self.name(), ?action, "operator request");
-            match action {
-                Action::Resync { path: None } => {
-                    state.full_sync_needed = Some("requested by fsjournal resync".into());
-                    self.journal.save_target(self.name(), state)?;
-                    self.full_sync(state)?;
-                }
-                Action::Resync { path: Some(path) } => {
-                    let path = path.trim_matches('/').as_bytes().to_vec();
-                    let now = now_ms();
-                    hold::hold(
-                        state,
-                        HeldPath {
-                            path,
-                            scope: Scope::Subtree,
-                            since_ms: now,
-                            not_before_ms: 0,
-                            reason: HoldReason::Requested,
-                        },
-                    );
-                }
-                Action::PushNow => flush = true,
-            }
-        }
-        Ok(flush)
     }
 
     fn stopping(&self) -> bool {
