@@ -181,6 +181,13 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
         "{text}"
     );
     assert!(text.contains("FAILED"), "{text}");
+    assert!(text.contains("health    1 problem(s)"), "{text}");
+    assert_eq!(status_json["health"]["ok"], false, "{status_json:#}");
+    let check = fsjournal_fails(&["status", "--check", "--journal", journal]);
+    assert!(
+        check.contains("not healthy: standby:") && check.contains("failed pushes in a row"),
+        "{check}"
+    );
     assert!(
         text.contains(&format!("pending {pending} paths (")),
         "{text}"
@@ -344,6 +351,8 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
         "the pending paths to drain",
         || status(&scratch)["targets"][0]["pending"] == 0,
     );
+    let text = fsjournal(&["status", "--check", "--journal", journal]);
+    assert!(text.contains("health    ok"), "{text}");
     let m = scrape(port);
     assert_eq!(
         sample(&m, r#"fsjournal_target_pending_paths{target="standby"}"#),

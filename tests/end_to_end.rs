@@ -653,7 +653,9 @@ fn resync_and_push_requests_reach_the_running_agent() {
         std::fs::read(replica.join("jobs/alpha/config.xml")).unwrap(),
         std::fs::read(scratch.src().join("jobs/alpha/config.xml")).unwrap()
     );
-    let full_syncs = status(&scratch)["targets"][0]["full_syncs"].as_u64().unwrap();
+    let full_syncs = status(&scratch)["targets"][0]["full_syncs"]
+        .as_u64()
+        .unwrap();
     std::fs::remove_file(replica.join("jobs/beta/config.xml")).unwrap();
     let out = fsjournal(&["resync", "--wait"]);
     assert!(out.contains("standby: full sync done"), "{out}");

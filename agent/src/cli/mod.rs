@@ -3,6 +3,7 @@
 //! `install`/`uninstall` write the service's files.
 
 mod config_file;
+mod health;
 mod install;
 mod log;
 mod log_filter;

@@ -4,6 +4,7 @@
 use clap::Args;
 use serde::Serialize;
 
+use super::health::{self, Health};
 use super::{ago, display_path, human_ms, JournalArgs};
 use crate::journal::{now_ms, HoldReason, Journal, StartRecord};
 use crate::target_status::{self, TargetStatus};
@@ -16,6 +17,10 @@ pub struct StatusArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Exit with status 1 when the verdict is not healthy (for cron and
+    /// monitoring checks).
+    #[arg(long)]
+    check: bool,
 }
 
 /// The status document (`--json` prints it as is).
@@ -102,18 +107,41 @@ fn process_is_fsjournal(pid: u32) -> bool {
         .is_ok_and(|comm| comm.trim() == "fsjournal")
 }
 
-/// Runs `fsjournal status`.
+/// Runs `fsjournal status`. Errors: the journal cannot be read; with
+/// `--check`, a verdict that is not healthy.
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     let status = collect(&args.journal.open()?)?;
+    let health = health::judge(&status);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
+        let mut document = serde_json::to_value(&status)?;
+        document["health"] = serde_json::to_value(&health)?;
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        print(&status, &health);
     }
+    anyhow::ensure!(
+        health.ok || !args.check,
+        "not healthy: {}",
+        health.problems.join("; ")
+    );
+    Ok(())
+}
+
+fn print(status: &Status, health: &Health) {
     let now = now_ms();
     println!(
         "journal   {} (id {}, last seq {}, log from {})",
         status.journal, status.journal_id, status.last_seq, status.log_first_seq
     );
+    if health.ok {
+        println!("health    {}", console::style("ok").green().bold());
+    } else {
+        let count = format!("{} problem(s)", health.problems.len());
+        println!("health    {}", console::style(count).red().bold());
+        for problem in &health.problems {
+            println!("  - {problem}");
+        }
+    }
     if status.agent_running {
         println!(
             "agent     running, pid {}, backend {}, up {}, rescans {}",
@@ -197,5 +225,4 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
 }
