@@ -743,3 +743,58 @@ fn help_matches_the_snapshot() {
         snapshot.display()
     );
 }
+
+/// In a terminal (a pseudo-terminal made by util-linux `script`) the agent's
+/// full sync draws a progress bar from rsync's `--info=progress2`, and
+/// `fsjournal resync` waits for the agent's reply with a spinner; off a
+/// terminal (every other test) neither appears.
+#[test]
+fn in_a_terminal_the_full_sync_shows_progress_and_resync_waits() {
+    let scratch = Scratch::tmpfs();
+    workload::seed(&scratch.src());
+    let big = vec![7u8; 8 << 20];
+    for i in 0..4 {
+        std::fs::write(
+            scratch.src().join(format!("jobs/alpha/artifact-{i}.bin")),
+            &big,
+        )
+        .unwrap();
+    }
+    let typescript = scratch.path().join("typescript");
+    let agent = format!(
+        "{BIN} run --source {} --dest {} --journal {} --backend fanotify",
+        scratch.src().display(),
+        scratch.replica().display(),
+        scratch.journal().display()
+    );
+    let mut terminal = Command::new("script")
+        .args(["-qfec", &agent])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("util-linux script(1)");
+    let screen =
+        || String::from_utf8_lossy(&std::fs::read(&typescript).unwrap_or_default()).into_owned();
+    wait_until(Duration::from_secs(60), "the full sync to end", || {
+        screen().contains("full sync done")
+    });
+    let journal = scratch.journal();
+    let resync = format!("{BIN} resync --journal {}", journal.display());
+    let waited = Command::new("script")
+        .args(["-qfec", &resync, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let waited = String::from_utf8_lossy(&waited.stdout);
+    assert!(waited.contains("default: full sync done"), "{waited}");
+    let pid = status(&scratch)["agent_pid"].as_u64().unwrap();
+    sh("kill", &["-INT", &pid.to_string()]);
+    assert!(terminal.wait().unwrap().success());
+    let screen = screen();
+    assert!(
+        screen.contains("full sync to target=\"default\"") && screen.contains("files copied"),
+        "no progress bar:\n{screen}"
+    );
+    assert_eq!(differences(&scratch.src(), &scratch.replica()), "");
+}
