@@ -195,6 +195,11 @@ pub struct SyncConfig {
     /// At most this many paths per rsync run (paths).
     #[serde(default = "default_batch_max_files")]
     pub batch_max_files: usize,
+    /// At most about this many bytes per rsync run (bytes, the sizes of the
+    /// listed paths when the batch is made; 0 = no limit): bounds what a
+    /// failed run has to send again. A single larger file goes alone.
+    #[serde(default)]
+    pub batch_max_bytes: u64,
     /// Wait this long after the oldest unpushed change before pushing (ms).
     #[serde(default = "default_batch_delay_ms")]
     pub batch_delay_ms: u64,
@@ -297,6 +302,7 @@ impl SyncConfig {
             password_file: None,
             ssh_command: None,
             batch_max_files: default_batch_max_files(),
+            batch_max_bytes: 0,
             batch_delay_ms: default_batch_delay_ms(),
             retry_max_ms: default_retry_max_ms(),
             timeout_s: default_timeout_s(),

@@ -130,6 +130,29 @@ pub struct Batch {
     pub truncated: bool,
 }
 
+impl Batch {
+    /// Keeps the longest prefix of the paths whose sizes (`size_of`, bytes)
+    /// sum to at most `max_bytes`, and always the first path (a file larger
+    /// than the limit still has to go). The cursor then stops just before
+    /// the first path left out, which stays pending for the next batch.
+    pub fn limit_bytes(&mut self, max_bytes: u64, mut size_of: impl FnMut(&[u8]) -> u64) {
+        let mut total = 0u64;
+        let keep = self
+            .paths
+            .iter()
+            .position(|p| {
+                total = total.saturating_add(size_of(&p.path));
+                total > max_bytes
+            })
+            .map_or(self.paths.len(), |over| over.max(1));
+        if keep < self.paths.len() {
+            self.high_seq = self.paths[keep].seq - 1;
+            self.paths.truncate(keep);
+            self.truncated = true;
+        }
+    }
+}
+
 /// What the journal remembers about one target (column family `targets`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetState {

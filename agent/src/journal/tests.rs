@@ -282,3 +282,44 @@ fn a_journal_of_another_format_version_is_refused_with_advice() {
     );
     assert!(Journal::open_reader(&path).is_err());
 }
+
+#[test]
+fn a_byte_limit_keeps_a_prefix_and_the_cursor_stops_before_the_first_path_left_out() {
+    let batch = || Batch {
+        paths: [(3, "a"), (5, "b"), (9, "c")]
+            .into_iter()
+            .map(|(seq, path)| PendingPath {
+                seq,
+                path: path.as_bytes().to_vec(),
+                scope: Scope::Entry,
+                time_ms: 0,
+            })
+            .collect(),
+        high_seq: 12,
+        truncated: false,
+    };
+    let size = |path: &[u8]| match path {
+        b"a" => 40,
+        b"b" => 50,
+        _ => 1_000,
+    };
+    let limited = |max| {
+        let mut b = batch();
+        b.limit_bytes(max, size);
+        (
+            b.paths.iter().map(|p| p.path.clone()).collect::<Vec<_>>(),
+            b.high_seq,
+            b.truncated,
+        )
+    };
+    assert_eq!(limited(100), (vec![b"a".to_vec(), b"b".to_vec()], 8, true));
+    assert_eq!(
+        limited(10),
+        (vec![b"a".to_vec()], 4, true),
+        "the first path always goes"
+    );
+    assert_eq!(
+        limited(10_000),
+        (vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()], 12, false)
+    );
+}

@@ -22,6 +22,7 @@ pub mod runs;
 pub mod target;
 pub mod verify;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,9 +136,15 @@ impl Pusher {
                 self.verify_slice(&mut state)?;
             }
             let seen = self.journal.last_seq();
-            let batch =
+            let mut batch =
                 self.journal
                     .pending_batch(self.root, state.cursor, self.sync.batch_max_files)?;
+            if self.sync.batch_max_bytes > 0 {
+                batch.limit_bytes(self.sync.batch_max_bytes, |path| {
+                    let path = self.source.join(std::ffi::OsStr::from_bytes(path));
+                    std::fs::symlink_metadata(path).map_or(0, |m| m.len())
+                });
+            }
             let now = now_ms();
             let next_due = hold::next_due_ms(&state);
             let held_due = next_due.is_some_and(|t| t <= now);

@@ -169,7 +169,7 @@ mod tests {
         let mut succeeds = Command::new("rsync");
         succeeds.arg("--version");
         assert!(runs
-            .run("t", Mode::Incremental, succeeds, &[], &stop)
+            .run("t", Mode::Incremental, succeeds, &[], &stop, None)
             .is_ok());
         let mut registry = Registry::default();
         runs.register(&mut registry);
