@@ -267,6 +267,29 @@ fn growing_log_coalesces_into_few_pushes() {
 }
 
 #[test]
+fn a_byte_limit_splits_a_batch_into_several_rsync_runs() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica().display().to_string();
+    // Not at the top level: a listed `.` makes rsync send every child of the root.
+    std::fs::create_dir(scratch.src().join("parts")).unwrap();
+    let config = write_config(&scratch, &replica, None, "batch_max_bytes = 1000\n");
+    let agent = start_and_sync(&config, &scratch);
+    let pushes = || agent.log_text().matches(" pushed ").count();
+    let before = pushes();
+    for i in 0..6 {
+        let part = scratch.src().join(format!("parts/{i}"));
+        std::fs::write(part, vec![b'x'; 700]).unwrap();
+    }
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    wait_until(
+        Duration::from_secs(10),
+        "six 700-byte files under a 1000-byte limit to take six pushes",
+        || pushes() - before >= 6,
+    );
+    agent.stop();
+}
+
+#[test]
 fn unreachable_target_is_retried_and_nothing_is_lost() {
     let scratch = Scratch::tmpfs();
     let mut daemon = RsyncDaemon::start(&scratch.replica());
