@@ -62,7 +62,11 @@ fn run_scenario(
 }
 
 /// fanotify names every directory entry event: the journal holds each
-/// operation with its kind.
+/// operation with its kind. An `rm -rf` of a tree that existed before the
+/// agent started is journaled as the deletion of its top directory: the
+/// events inside it are read after its directories are gone, and the lazy
+/// directory index never learnt them (the target loses the whole subtree
+/// with that one deletion).
 fn assert_fanotify_journal(log: &[serde_json::Value]) {
     for (kind, path) in [
         ("create", "jobs/alpha/builds/1/new.txt"),
@@ -72,7 +76,6 @@ fn assert_fanotify_journal(log: &[serde_json::Value]) {
         ("rename-to", "jobs/alpha/builds/1/renamed.txt"),
         ("rename-from", "jobs/beta"),
         ("rename-to", "jobs/beta-renamed"),
-        ("delete", "jobs/doomed/builds/1/archive/app.jar"),
         ("delete", "jobs/doomed"),
         ("rename-to", "jobs/alpha/config.xml"),
         ("create", "jobs/alpha/new\nline.txt"),

@@ -1,16 +1,25 @@
 //! The directory index: directory file handle → (parent handle, name), for
-//! every directory under the tracked roots of one filesystem.
+//! directories under the tracked roots of one filesystem.
 //!
 //! fanotify names a changed entry by its directory's *handle* and a name.
-//! Turning the handle into a path with `open_by_handle_at` fails once the
-//! directory is deleted (`ESTALE`: every event of an `rm -rf` is read after
-//! the fact) and costs two syscalls per event. The index answers from memory,
-//! makes a directory rename one update (children keep pointing at the
-//! renamed handle), and tells whether a directory lies inside a root at all:
-//! the fanotify mark covers the whole filesystem.
+//! Turning the handle into a path with `open_by_handle_at` costs two
+//! syscalls per event and fails once the directory is deleted (`ESTALE`).
+//! The index answers from memory, makes a directory rename one update
+//! (children keep pointing at the renamed handle), and tells whether a
+//! directory lies inside a root at all: the fanotify mark covers the whole
+//! filesystem.
 //!
-//! Memory: one entry per directory (handle ≈ 12–24 bytes plus the name),
-//! nothing per file.
+//! Two ways to fill it:
+//! - eagerly, one walk of each root at start ([`DirIndex::add_root`]): the
+//!   eBPF rung needs to know where every directory was, to tell a directory
+//!   whose entries changed from one that moved;
+//! - lazily ([`DirIndex::register_root`], then [`DirIndex::learn`] the
+//!   first time an event names a directory, from the path the kernel gives
+//!   for its handle): fanotify, whose rename events name both sides, starts
+//!   in constant time and holds only the directories that changed.
+//!
+//! Memory: one entry per directory held (handle ≈ 12–24 bytes plus the
+//! name, about 100 bytes with the map's overhead), nothing per file.
 
 use std::collections::HashMap;
 use std::io;
@@ -44,6 +53,7 @@ pub struct DirIndex {
 #[derive(Debug)]
 struct IndexedRoot {
     path: PathBuf,
+    handle: FileHandle,
     mount_id: i32,
     excludes: RootExcludes,
 }
@@ -61,18 +71,71 @@ impl DirIndex {
         path: &Path,
         excludes: RootExcludes,
     ) -> io::Result<()> {
+        let handle = self.register_root(root, path, excludes)?;
+        self.index_subtree(root, path, handle);
+        Ok(())
+    }
+
+    /// Adds a root without indexing below it: its directories are learnt as
+    /// events name them ([`DirIndex::learn`]). Returns the root's handle.
+    ///
+    /// Errors: as [`DirIndex::add_root`].
+    pub fn register_root(
+        &mut self,
+        root: RootId,
+        path: &Path,
+        excludes: RootExcludes,
+    ) -> io::Result<FileHandle> {
         let (handle, mount_id) = handle_of(path)?;
         self.roots.insert(
             root,
             IndexedRoot {
                 path: path.to_path_buf(),
+                handle: handle.clone(),
                 mount_id,
                 excludes,
             },
         );
         self.entries.insert(handle.clone(), Parent::Root(root));
-        self.index_subtree(root, path, handle);
-        Ok(())
+        Ok(handle)
+    }
+
+    /// Learns directory `dir`, which the kernel finds at the absolute
+    /// `path` now, and every directory between its root and it (one
+    /// `name_to_handle_at` each, the first time). Returns its root and
+    /// root-relative path; `None` when `path` lies under no root. A
+    /// directory on the way that moved meanwhile is not learnt, but the path
+    /// is still returned: it is where the kernel saw `dir`.
+    pub fn learn(&mut self, dir: &FileHandle, path: &Path) -> Option<(RootId, Vec<u8>)> {
+        let (root, rel) = self.relative_to_root(path)?;
+        let indexed = &self.roots[&root];
+        let (mut parent, mut at) = (indexed.handle.clone(), indexed.path.clone());
+        let names: Vec<&[u8]> = rel
+            .split(|&b| b == b'/')
+            .filter(|n| !n.is_empty())
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            at.push(std::ffi::OsStr::from_bytes(name));
+            let handle = if i + 1 == names.len() {
+                dir.clone()
+            } else {
+                match handle_of(&at) {
+                    Ok((handle, _)) => handle,
+                    Err(_) => break,
+                }
+            };
+            self.entries
+                .insert(handle.clone(), Parent::Dir(parent, name.to_vec()));
+            parent = handle;
+        }
+        Some((root, rel))
+    }
+
+    /// Forgets every directory but the roots (lazy mode: they are learnt
+    /// again as events name them).
+    pub fn forget_learnt(&mut self) {
+        self.entries
+            .retain(|_, parent| matches!(parent, Parent::Root(_)));
     }
 
     /// True when every sync of `root` excludes `path`.
@@ -85,25 +148,6 @@ impl DirIndex {
     /// Number of directories indexed.
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Re-reads every root from disk (after a queue overflow lost events).
-    /// A root that cannot be read is kept (its paths still resolve by
-    /// prefix) and reported; the others are re-indexed regardless.
-    pub fn rebuild(&mut self) -> io::Result<()> {
-        let roots: Vec<(RootId, PathBuf, RootExcludes)> = self
-            .roots
-            .iter()
-            .map(|(id, r)| (*id, r.path.clone(), r.excludes.clone()))
-            .collect();
-        self.entries.clear();
-        let mut first_error = None;
-        for (id, path, excludes) in roots {
-            if let Err(e) = self.add_root(id, &path, excludes) {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
     }
 
     /// Indexes the directories below `path` (whose handle is `handle`),
@@ -204,14 +248,7 @@ impl DirIndex {
     /// The root and root-relative path of entry `name` in directory `dir`
     /// (`.` or an empty name mean the directory itself).
     pub fn entry_path(&self, dir: &FileHandle, name: &[u8]) -> Option<(RootId, Vec<u8>)> {
-        let (root, mut path) = self.dir_path(dir)?;
-        if !name.is_empty() && name != b"." {
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(name);
-        }
-        Some((root, path))
+        Some(entry_of(self.dir_path(dir)?, name))
     }
 
     /// Root id and root-relative path of an absolute `path`, if it lies under
@@ -245,6 +282,18 @@ impl DirIndex {
     }
 }
 
+/// The root and root-relative path of entry `name` of the directory at
+/// (root, `path`) (`.` or an empty name mean the directory itself).
+pub fn entry_of((root, mut path): (RootId, Vec<u8>), name: &[u8]) -> (RootId, Vec<u8>) {
+    if !name.is_empty() && name != b"." {
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+    }
+    (root, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +313,37 @@ mod tests {
     fn walk_indexes_directories_only() {
         let (_dir, index) = tree();
         assert_eq!(index.len(), 5, "root, jobs, a, builds, 1");
+    }
+
+    #[test]
+    fn a_lazy_index_learns_a_directory_and_its_parents_from_the_kernels_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("jobs/a/builds/1")).unwrap();
+        let mut index = DirIndex::default();
+        index
+            .register_root(3, dir.path(), RootExcludes::default())
+            .unwrap();
+        assert_eq!(index.len(), 1, "nothing walked");
+        let (one, _) = handle_of(&dir.path().join("jobs/a/builds/1")).unwrap();
+        assert_eq!(index.dir_path(&one), None);
+        assert_eq!(
+            index.learn(&one, &dir.path().join("jobs/a/builds/1")),
+            Some((3, b"jobs/a/builds/1".to_vec()))
+        );
+        assert_eq!(index.len(), 5, "root, jobs, a, builds, 1");
+        assert_eq!(
+            index.entry_path(&one, b"log"),
+            Some((3, b"jobs/a/builds/1/log".to_vec()))
+        );
+        // A rename of a learnt parent is one update, as with a full walk.
+        let (jobs, _) = handle_of(&dir.path().join("jobs")).unwrap();
+        let (a, _) = handle_of(&dir.path().join("jobs/a")).unwrap();
+        assert!(index.link(a, &jobs, b"b"));
+        assert_eq!(index.dir_path(&one), Some((3, b"jobs/b/builds/1".to_vec())));
+        index.forget_learnt();
+        assert_eq!((index.len(), index.dir_path(&one)), (1, None));
+        let outside = tempfile::tempdir().unwrap();
+        assert_eq!(index.learn(&one, outside.path()), None);
     }
 
     #[test]

@@ -1,7 +1,14 @@
 //! The fanotify backend: one group per filesystem that holds a root, marked
-//! with `FAN_MARK_FILESYSTEM` (no per-directory watches, constant set-up),
-//! events named by directory handle + name and resolved through the
-//! [`DirIndex`].
+//! with `FAN_MARK_FILESYSTEM` (no per-directory watches, constant set-up:
+//! nothing is walked at start), events named by directory handle + name and
+//! resolved through a lazily filled [`DirIndex`]: a directory no event named
+//! before is found by the kernel (`open_by_handle_at`) and learnt.
+//!
+//! A directory deleted before its events are read (an `rm -rf` is read
+//! after the fact) can no longer be found (`ESTALE`): its events are
+//! skipped. Nothing is lost: the deletion of the topmost deleted directory
+//! is an event in a directory that still exists, and its push (a delete with
+//! `--force`) removes the whole subtree from the target.
 
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
@@ -12,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use fsjournal_common::ChangeKind;
 
-use super::dir_index::DirIndex;
+use super::dir_index::{self, DirIndex};
 use super::fanotify_sys::{self, parse_events, DirEntryName, Event, Group};
 use super::handle::{self, FileHandle};
 use super::hard_links::HardLinks;
@@ -23,6 +30,9 @@ use crate::journal::{Change, RootId, Scope};
 const READ_BUFFER: usize = 256 * 1024;
 /// Handles cached as "outside every root" before the cache is reset.
 const OUTSIDE_CACHE_MAX: usize = 65_536;
+/// Directories the index holds before it forgets them all (about 100 bytes
+/// each): they are learnt again as events name them.
+const INDEX_MAX: usize = 262_144;
 
 /// The capture state of one filesystem.
 struct Filesystem {
@@ -43,9 +53,8 @@ pub struct FanotifyCapture {
 }
 
 impl FanotifyCapture {
-    /// Creates one group per filesystem, places the marks, then indexes the
-    /// directories (marks first, so nothing that happens during the walk is
-    /// missed). From the return on, every change under the roots is queued.
+    /// Creates one group per filesystem and places the marks: from the
+    /// return on, every change under the roots is queued. Nothing is walked.
     ///
     /// Errors: see [`Group::watch_filesystem`]; a root whose handle cannot
     /// be read.
@@ -83,11 +92,17 @@ impl FanotifyCapture {
                     filesystems.len() - 1
                 }
             };
-            let index = &mut filesystems[position].1.index;
-            index
-                .add_root(root.id, &root.path, root.excludes.clone())
-                .with_context(|| format!("cannot index root {}", root.path.display()))?;
-            tracing::info!(root = %root.path.display(), directories = index.len(), "root armed");
+            filesystems[position]
+                .1
+                .index
+                .register_root(root.id, &root.path, root.excludes.clone())
+                .with_context(|| {
+                    format!(
+                        "cannot read the file handle of root {}",
+                        root.path.display()
+                    )
+                })?;
+            tracing::info!(root = %root.path.display(), "root armed");
         }
         Ok(FanotifyCapture {
             filesystems: filesystems.into_iter().map(|(_, fs)| fs).collect(),
@@ -202,7 +217,7 @@ impl Filesystem {
                 .as_ref()
                 .filter(|_| mask & libc::FAN_MOVED_FROM != 0))
             {
-                if let Some((root, path)) = self.resolve(old, out, rescans) {
+                if let Some((root, path)) = self.resolve(old) {
                     out.push(Change {
                         root,
                         path,
@@ -221,11 +236,11 @@ impl Filesystem {
                 .as_ref()
                 .filter(|_| mask & libc::FAN_MOVED_TO != 0))
             {
-                self.moved_to(new, event.object.as_ref(), is_dir, pid, out, rescans);
+                self.moved_to(new, event.object.as_ref(), is_dir, pid, out);
             }
         }
         if let Some(entry) = &event.entry {
-            self.entry_changed(entry, event, is_dir, pid, out, rescans);
+            self.entry_changed(entry, event, is_dir, pid, out);
         }
         if mask & (libc::FAN_DELETE_SELF | libc::FAN_MOVE_SELF) != 0 {
             if let Some(root) = event
@@ -248,9 +263,8 @@ impl Filesystem {
         is_dir: bool,
         pid: u32,
         out: &mut Vec<Change>,
-        rescans: &AtomicU64,
     ) {
-        let Some((root, path)) = self.resolve(entry, out, rescans) else {
+        let Some((root, path)) = self.resolve(entry) else {
             return;
         };
         let meta = self
@@ -313,23 +327,23 @@ impl Filesystem {
         is_dir: bool,
         pid: u32,
         out: &mut Vec<Change>,
-        rescans: &AtomicU64,
     ) {
-        let mut moved_in = false;
+        let resolved = self.resolve(new);
         if let (true, Some(object)) = (is_dir, object) {
             self.outside.remove(object);
-            moved_in = self.index.dir_path(object).is_none();
-            self.index.link(object.clone(), &new.dir, &new.name);
+            match resolved {
+                Some(_) => drop(self.index.link(object.clone(), &new.dir, &new.name)),
+                // Moved out of every root, or into an excluded directory.
+                None => self.index.unlink(object),
+            }
         }
-        let Some((root, path)) = self.resolve(new, out, rescans) else {
+        let Some((root, path)) = resolved else {
             return;
         };
-        let absolute = self.index.absolute(root, &path);
-        if let (true, Some(object), Some(absolute)) = (moved_in, object, &absolute) {
-            // Its subdirectories were never indexed: learn them now.
-            self.index.index_subtree(root, absolute, object.clone());
-        }
-        let meta = absolute.and_then(|p| std::fs::symlink_metadata(p).ok());
+        let meta = self
+            .index
+            .absolute(root, &path)
+            .and_then(|p| std::fs::symlink_metadata(p).ok());
         let ino = meta.as_ref().map_or(0, |m| m.ino());
         let change = Change {
             root,
@@ -344,48 +358,31 @@ impl Filesystem {
     }
 
     /// Root and root-relative path of a directory entry; `None` outside every
-    /// root. A directory inside a root that the index did not know means
-    /// events were missed: it is learnt and journaled as a rescan marker.
-    /// Excluded paths resolve as outside.
-    fn resolve(
-        &mut self,
-        entry: &DirEntryName,
-        out: &mut Vec<Change>,
-        rescans: &AtomicU64,
-    ) -> Option<(RootId, Vec<u8>)> {
-        if let Some((root, path)) = self.index.entry_path(&entry.dir, &entry.name) {
-            return (!self.index.is_excluded(root, &path)).then_some((root, path));
-        }
-        if self.outside.contains(&entry.dir) {
-            return None;
-        }
-        let Ok((dir_path, _)) = handle::current_path(&self.mount_fd, &entry.dir) else {
-            // Gone and never known: it was not under a root when it existed.
-            return None;
-        };
-        let Some((root, rel)) = self
-            .index
-            .relative_to_root(&dir_path)
-            .filter(|(root, rel)| !self.index.is_excluded(*root, rel))
-        else {
-            if self.outside.len() >= OUTSIDE_CACHE_MAX {
-                self.outside.clear();
+    /// root, for an excluded path, or when the directory was deleted before
+    /// the event was read (see the module documentation). A directory the
+    /// index does not hold is found by the kernel and learnt.
+    fn resolve(&mut self, entry: &DirEntryName) -> Option<(RootId, Vec<u8>)> {
+        let (root, path) = match self.index.entry_path(&entry.dir, &entry.name) {
+            Some(found) => found,
+            None => {
+                if self.outside.contains(&entry.dir) {
+                    return None;
+                }
+                let (dir_path, _) = handle::current_path(&self.mount_fd, &entry.dir).ok()?;
+                if self.index.len() >= INDEX_MAX {
+                    self.index.forget_learnt();
+                }
+                let Some(dir) = self.index.learn(&entry.dir, &dir_path) else {
+                    if self.outside.len() >= OUTSIDE_CACHE_MAX {
+                        self.outside.clear();
+                    }
+                    self.outside.insert(entry.dir.clone());
+                    return None;
+                };
+                dir_index::entry_of(dir, &entry.name)
             }
-            self.outside.insert(entry.dir.clone());
-            return None;
         };
-        tracing::warn!(dir = %dir_path.display(), "event in a directory the index did not know; rescanning it");
-        if let Some((parent, _)) = dir_path.parent().and_then(|p| handle::handle_of(p).ok()) {
-            let name = dir_path
-                .file_name()
-                .map_or(&[][..], |n| std::os::unix::ffi::OsStrExt::as_bytes(n));
-            self.index.link(entry.dir.clone(), &parent, name);
-        }
-        self.index.index_subtree(root, &dir_path, entry.dir.clone());
-        self.rescan(root, rel, out, rescans);
-        self.index
-            .entry_path(&entry.dir, &entry.name)
-            .filter(|(root, path)| !self.index.is_excluded(*root, path))
+        (!self.index.is_excluded(root, &path)).then_some((root, path))
     }
 
     fn rescan(&self, root: RootId, path: Vec<u8>, out: &mut Vec<Change>, rescans: &AtomicU64) {
@@ -401,14 +398,14 @@ impl Filesystem {
         });
     }
 
+    /// After a queue overflow: every root is pushed whole, and what the
+    /// index learnt may be stale (lost renames), so it is learnt again.
     fn rescan_all(&mut self, out: &mut Vec<Change>, rescans: &AtomicU64) {
         for root in self.index.root_ids() {
             self.rescan(root, Vec::new(), out, rescans);
         }
         self.outside.clear();
-        if let Err(e) = self.index.rebuild() {
-            tracing::error!(error = %e, "cannot rebuild the directory index after an overflow");
-        }
+        self.index.forget_learnt();
     }
 }
 
