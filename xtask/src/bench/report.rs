@@ -125,7 +125,7 @@ latency probes, change sets, burst, writer overhead (as applicable), stop it, br
 fn startup(r: &Results, md: &mut String) {
     md.push_str("## 1. Start tracking the tree\n\n\
 Tracking: fsjournal until its log says `capture armed` (eBPF: the directory index is walked *before* the programs attach;\n\
-fanotify: the mark is placed first, `fanotify filesystem mark placed`, then the index walk, `root armed`);\n\
+fanotify: the mark is placed, `fanotify filesystem mark placed`, and nothing is walked: its directory index is learnt lazily);\n\
 inotifywait until `Watches established.`; lsyncd until its startup rsync begins (every watch placed).\n\
 Ready: the replica is known equal (fsjournal `full sync done`, lsyncd `Startup … finished.`). Cold page cache.\n\
 Slab: `/proc/meminfo` growth from before the start to ready (the whole machine's: other work adds noise).\n\
