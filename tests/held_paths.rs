@@ -86,6 +86,27 @@ fn a_path_the_target_refuses_is_retried_alone_while_the_rest_is_pushed() {
         arrived("e")
     });
 
+    // A refused path that changes again counts on: its backoff goes on
+    // instead of restarting at the first delay.
+    let failures = |s: &serde_json::Value| {
+        s["targets"][0]["held"][0]["reason"]["Failed"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(30), "two refusals in a row", || {
+        failures(&status(&scratch)) >= 2
+    });
+    let before = failures(&status(&scratch));
+    std::fs::write(scratch.src().join("d/a"), "v3\n").unwrap();
+    let changed_at = status(&scratch)["last_seq"].as_u64().unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the change to be pushed and refused",
+        || status(&scratch)["targets"][0]["cursor"].as_u64() >= Some(changed_at),
+    );
+    let after = status(&scratch);
+    assert!(failures(&after) > before, "{before} → {after:#}");
+
     drop(guard);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_until(

@@ -299,7 +299,13 @@ impl Pusher {
         }
         for due in hold::take_due(state, now) {
             match push.iter_mut().find(|p| p.path == due.path) {
-                Some(p) => p.scope = p.scope.max(due.scope),
+                Some(p) => {
+                    p.scope = p.scope.max(due.scope);
+                    // A refused path changed again: its backoff goes on.
+                    if hold::failures(due.reason) > hold::failures(p.reason) {
+                        p.reason = due.reason;
+                    }
+                }
                 None => push.push(due),
             }
         }
@@ -407,7 +413,14 @@ impl Pusher {
         }
         let mut names = Vec::new();
         for &i in refused {
-            let failures = hold::failures(push[i].reason) + 1;
+            // Still held from an earlier refusal (not due yet, pushed now
+            // because it changed again): count on from there.
+            let earlier = state
+                .held
+                .iter()
+                .find(|h| h.path == push[i].path)
+                .map_or(0, |h| hold::failures(h.reason));
+            let failures = hold::failures(push[i].reason).max(earlier) + 1;
             let not_before_ms = now + backoff_ms(failures, self.sync.retry_max_ms);
             hold::hold(
                 state,
