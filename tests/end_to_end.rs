@@ -292,6 +292,53 @@ fn a_byte_limit_splits_a_batch_into_several_rsync_runs() {
     agent.stop();
 }
 
+/// Unmounts a mount point when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_target_disk_is_named_and_retried_until_there_is_room() {
+    let scratch = Scratch::tmpfs();
+    let replica = scratch.replica();
+    std::fs::create_dir_all(&replica).unwrap();
+    sh(
+        "mount",
+        &[
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            "fsjournal-small",
+            replica.to_str().unwrap(),
+        ],
+    );
+    let _small = Mounted(replica.clone());
+    let config = write_config(&scratch, replica.to_str().unwrap(), None, "");
+    let agent = start_and_sync(&config, &scratch);
+    std::fs::write(scratch.src().join("big.bin"), vec![1u8; 3 << 20]).unwrap();
+    wait_until(Duration::from_secs(30), "the push to fail", || {
+        status(&scratch)["targets"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the target's disk is full"))
+    });
+    let problems = status(&scratch)["health"].to_string();
+    assert!(problems.contains("disk is full"), "{problems}");
+    sh(
+        "mount",
+        &["-o", "remount,size=16m", replica.to_str().unwrap()],
+    );
+    assert_converges(&scratch.src(), &replica, &agent);
+    agent.stop();
+}
+
 #[test]
 fn unreachable_target_is_retried_and_nothing_is_lost() {
     let scratch = Scratch::tmpfs();

@@ -75,8 +75,14 @@ pub enum RsyncError {
     Interrupted,
 }
 
-/// rsync(1) "EXIT VALUES".
-fn meaning(code: i32) -> &'static str {
+/// rsync(1) "EXIT VALUES", or what its `stderr` says when that is more
+/// telling: a full target disk surfaces as exit 10, 11, 12 or 23 depending
+/// on where the write failed.
+fn meaning(code: i32, stderr: &[u8]) -> &'static str {
+    let says = |what: &[u8]| stderr.windows(what.len()).any(|w| w == what);
+    if says(b"No space left on device") || says(b"Disk quota exceeded") {
+        return "the target's disk is full (No space left on device)";
+    }
     match code {
         1 => "syntax or usage error",
         2 => "protocol incompatibility",
@@ -311,7 +317,7 @@ pub fn run_showing(
         }
         Some(code) => Err(RsyncError::Exit {
             code,
-            meaning: meaning(code),
+            meaning: meaning(code, &text),
             named: if code == 23 {
                 named_paths(&text)
             } else {
