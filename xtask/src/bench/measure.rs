@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+mod drain;
+
 use super::results::{Latency, Overhead, Results, Startup, SyncTime, Throughput};
 use super::sys::{self, Proc};
 use super::tools::{self, Agent};
@@ -195,6 +197,7 @@ impl Bench {
         }
         agent.wait_pending_zero(long)?;
         self.burst(&tool, run, &agent)?;
+        self.drain(&tool, run, &agent)?;
         self.overhead(&tool, run, Some(&agent))?;
         startup.peak_rss_kib = agent.proc.rss().peak;
         self.results.startup.push(startup);

@@ -36,6 +36,7 @@ pub fn write(r: &Results, dir: &Path, link: &str) -> anyhow::Result<()> {
         plots.1.then(|| format!("{link}latency-cdf.svg")),
     );
     throughput(r, &mut md);
+    drain(r, &mut md);
     overhead(r, &mut md);
     goals(r, &mut md);
     notes(r, &mut md);
@@ -287,6 +288,37 @@ burst (whole journal so far: first full sync, probes, change sets, burst), scale
     md.push('\n');
 }
 
+fn drain(r: &Results, md: &mut String) {
+    if r.drain.is_empty() {
+        return;
+    }
+    let _ = write!(
+        md,
+        "### Draining a backlog (capture at saturation)\n\n\
+The agent is stopped (SIGSTOP) while the writer queues {} creates in the kernel (fanotify's queue, eBPF's ring buffer),\n\
+then continued: records/s = records ÷ time to the journal's last growth, with no writer competing for the cores;\n\
+CPU: the agent's user + system time meanwhile (all threads; rsync runs are other processes).\n\n\
+| tool | records | records/s | agent CPU a record | dropped | rescans |\n\
+| --- | --- | --- | --- | --- | --- |\n",
+        r.setup.burst_files
+    );
+    for tool in TOOLS {
+        let d = &r.drain;
+        let Some(records) = med(d, tool, |d| d.records as f64) else {
+            continue;
+        };
+        let _ = writeln!(
+            md,
+            "| {tool} | {records:.0} | {:.0} | {:.1} µs | {:.0} | {:.0} |",
+            med(d, tool, |d| d.records as f64 / d.drain_s).unwrap_or(0.0),
+            med(d, tool, |d| d.agent_cpu_s * 1e6 / d.records.max(1) as f64).unwrap_or(0.0),
+            med(d, tool, |d| d.dropped as f64).unwrap_or(0.0),
+            med(d, tool, |d| d.rescans as f64).unwrap_or(0.0),
+        );
+    }
+    md.push('\n');
+}
+
 fn overhead(r: &Results, md: &mut String) {
     let _ = write!(
         md,
@@ -347,10 +379,18 @@ fn goals(r: &Results, md: &mut String) {
         }
     }
     for t in ["fsjournal-ebpf", "fsjournal-fanotify"] {
-        let tp = &r.throughput;
-        if let Some(rate) = med(tp, t, |x| x.records as f64 / x.journal_s) {
-            let lost = med(tp, t, |x| x.dropped as f64).unwrap_or(0.0);
-            let _ = writeln!(md, "| ≥ 300k events/s journaled on 2 cores, nothing lost ({t}) | {rate:.0} records/s (bounded by one writer), {lost:.0} dropped | {} |", verdict(rate >= 300_000.0 && lost == 0.0));
+        let (tp, dr) = (&r.throughput, &r.drain);
+        // A drained backlog measures capture alone; a live burst is bounded by its writer.
+        let measured = med(dr, t, |x| x.records as f64 / x.drain_s)
+            .map(|rate| (rate, "draining a queued backlog"))
+            .or_else(|| {
+                med(tp, t, |x| x.records as f64 / x.journal_s)
+                    .map(|rate| (rate, "bounded by one writer"))
+            });
+        if let Some((rate, how)) = measured {
+            let lost = med(tp, t, |x| x.dropped as f64).unwrap_or(0.0)
+                + med(dr, t, |x| x.dropped as f64).unwrap_or(0.0);
+            let _ = writeln!(md, "| ≥ 300k events/s journaled on 2 cores, nothing lost ({t}) | {rate:.0} records/s ({how}), {lost:.0} dropped | {} |", verdict(rate >= 300_000.0 && lost == 0.0));
         }
     }
     if let (Some(none), Some(ebpf)) = (

@@ -14,6 +14,9 @@ pub struct Results {
     pub sync: Vec<SyncTime>,
     pub latency: Vec<Latency>,
     pub throughput: Vec<Throughput>,
+    /// Absent from results written before the drain measurement existed.
+    #[serde(default)]
+    pub drain: Vec<Drain>,
     pub overhead: Vec<Overhead>,
     /// Odd things seen: warnings and errors in the tools' logs, replicas
     /// that did not converge.
@@ -158,6 +161,25 @@ pub struct Throughput {
     pub rss_anon_kib: u64,
 }
 
+/// A backlog of creates queued while the agent was stopped, then journaled
+/// at full speed (see `measure/drain.rs`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Drain {
+    pub tool: String,
+    pub run: u32,
+    pub files: u64,
+    /// Journal records added (`last_seq` growth).
+    pub records: u64,
+    /// From the agent's continue to the last journal growth (s).
+    pub drain_s: f64,
+    /// The agent's CPU time meanwhile, all threads (s).
+    pub agent_cpu_s: f64,
+    /// eBPF events lost (ring buffer and spill map full); fanotify: 0.
+    pub dropped: u64,
+    /// Rescan markers written (a fanotify queue overflow, eBPF drops).
+    pub rescans: u64,
+}
+
 /// The writer-overhead workload: create, write 100 bytes, close, unlink.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Overhead {
@@ -206,7 +228,7 @@ macro_rules! tool {
         }
     })*};
 }
-tool!(Startup, SyncTime, Latency, Throughput, Overhead);
+tool!(Startup, SyncTime, Latency, Throughput, Drain, Overhead);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,110 @@
+//! Capture throughput at saturation: the agent is stopped (SIGSTOP) while
+//! one writer queues a burst of creates in the kernel (fanotify's queue,
+//! eBPF's ring buffer), then continued; the time to journal the backlog and
+//! the agent's CPU time for it measure capture + journal alone, with no
+//! writer competing for the 2 cores (the burst of `burst` cannot: its
+//! records/s are bounded by the writer).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::super::results::Drain;
+use super::super::tools::Agent;
+use super::Bench;
+
+/// The journal has stopped growing once `last_seq` held still this long.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// CPU time of process `pid`, user + system, all threads (s), from
+/// `/proc/PID/stat` (proc(5): fields 14 and 15, in clock ticks).
+fn cpu_s(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: count from its closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a /proc/PID/stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok(ticks as f64 / hz)
+}
+
+/// Sends `signal` to `pid`.
+fn signal(pid: u32, signal: libc::c_int) -> anyhow::Result<()> {
+    // SAFETY: kill(2) with a pid we spawned.
+    if unsafe { libc::kill(pid as libc::pid_t, signal) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("kill");
+    }
+    Ok(())
+}
+
+impl Bench {
+    /// Queues `plan.burst_files` creates while `agent` is stopped, then
+    /// times how fast it journals them.
+    pub(super) fn drain(&mut self, tool: &str, run: u32, agent: &Agent) -> anyhow::Result<()> {
+        let n = self.plan.burst_files;
+        let pid = agent.proc.pid();
+        std::thread::sleep(Duration::from_millis(1200)); // agent counters are saved each second
+        let before = agent.status()?;
+        let count = |s: &serde_json::Value, key: &str| s[key].as_u64().unwrap_or(0);
+        let dir = self.src.join(format!("drain-{tool}-{run}"));
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        signal(pid, libc::SIGSTOP)?;
+        let written: anyhow::Result<()> = (0..n).try_for_each(|i| {
+            let path = dir.join(format!("f{i}"));
+            std::fs::File::create(&path)
+                .and_then(|mut f| f.write_all(b"x"))
+                .with_context(|| format!("cannot write {}", path.display()))
+        });
+        let cpu_before = cpu_s(pid)?;
+        let start = Instant::now();
+        signal(pid, libc::SIGCONT)?;
+        written?;
+        let (mut seq, mut last_growth) = (count(&before, "last_seq"), Duration::ZERO);
+        loop {
+            super::sys::check_interrupted()?;
+            let now_seq = count(&agent.status()?, "last_seq");
+            if now_seq != seq {
+                seq = now_seq;
+                last_growth = start.elapsed();
+            } else if start.elapsed() > last_growth + QUIET {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let cpu = cpu_s(pid)? - cpu_before;
+        std::thread::sleep(Duration::from_millis(1200));
+        let after = agent.status()?;
+        let kernel = |s: &serde_json::Value, i: usize| s["kernel_events"][i].as_u64().unwrap_or(0);
+        let d = Drain {
+            tool: tool.into(),
+            run,
+            files: n,
+            records: seq - count(&before, "last_seq"),
+            drain_s: last_growth.as_secs_f64(),
+            agent_cpu_s: cpu,
+            dropped: kernel(&after, 3) - kernel(&before, 3),
+            rescans: count(&after, "rescans") - count(&before, "rescans"),
+        };
+        eprintln!(
+            "bench: {tool}: backlog of {n} creates: {} records journaled in {:.2} s ({:.0}/s), agent CPU {:.2} s ({:.1} µs a record), dropped {}, rescans {}",
+            d.records,
+            d.drain_s,
+            d.records as f64 / d.drain_s,
+            d.agent_cpu_s,
+            d.agent_cpu_s * 1e6 / d.records.max(1) as f64,
+            d.dropped,
+            d.rescans
+        );
+        self.results.drain.push(d);
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+        agent.wait_pending_zero(Duration::from_secs(1800))?;
+        Ok(())
+    }
+}
