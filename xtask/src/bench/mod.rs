@@ -12,6 +12,7 @@
 mod measure;
 mod report;
 mod results;
+mod sweep;
 mod sys;
 mod tools;
 mod tree;
@@ -70,6 +71,15 @@ pub struct BenchArgs {
     /// Only regenerate the report from an earlier results.json.
     #[arg(long, value_name = "RESULTS_JSON")]
     report_only: Option<PathBuf>,
+    /// File counts of the start-up sweep's trees (sparse files, see
+    /// sweep.rs), e.g. `10k,100k,1m`; default `1k,5k` with --quick, else
+    /// `10k,100k,1m`.
+    #[arg(long, value_name = "SIZES", value_parser = sweep::parse_sizes)]
+    sweep: Option<sweep::Sizes>,
+    /// Measure only the start-up sweep, store it in this results document
+    /// (rewritten), then report as usual.
+    #[arg(long, value_name = "RESULTS_JSON")]
+    sweep_only: Option<PathBuf>,
 }
 
 /// The workspace root.
@@ -84,14 +94,22 @@ pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::R
     let out = workspace().join(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut failure = None;
-    let results = match &args.report_only {
-        Some(json) => {
-            let text = std::fs::read_to_string(json)
-                .with_context(|| format!("cannot read {}", json.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is no results document", json.display()))?
+    let read = |json: &Path| -> anyhow::Result<Results> {
+        let text = std::fs::read_to_string(json)
+            .with_context(|| format!("cannot read {}", json.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is no results document", json.display()))
+    };
+    let results = match (&args.report_only, &args.sweep_only) {
+        (Some(json), _) => read(json)?,
+        (None, Some(json)) => {
+            let mut results = read(json)?;
+            results.sweep = measure_sweep(&args, build_ebpf)?;
+            std::fs::write(json, serde_json::to_string_pretty(&results)?)
+                .with_context(|| format!("cannot write {}", json.display()))?;
+            results
         }
-        None => {
+        (None, None) => {
             let (results, failed) = measure_all(&args, build_ebpf)?;
             failure = failed;
             let json = out.join("results.json");
@@ -234,9 +252,42 @@ fn measure_all(
         }
     }
     let mut results = bench.results;
+    if failure.is_none() {
+        let sizes = sweep_sizes(args);
+        match sweep::run(&bench.bin, scratch, &sizes, args.seed) {
+            Ok(points) => results.sweep = points,
+            Err(e) => failure = Some(e.context("start-up sweep")),
+        }
+    }
     results.duration_s = started.elapsed().as_secs_f64();
     eprintln!("bench: done in {:.0} s", results.duration_s);
     Ok((results, failure))
+}
+
+/// The sweep's tree sizes (files).
+fn sweep_sizes(args: &BenchArgs) -> Vec<u64> {
+    match (&args.sweep, args.quick) {
+        (Some(sizes), _) => sizes.0.clone(),
+        (None, true) => vec![1_000, 5_000],
+        (None, false) => vec![10_000, 100_000, 1_000_000],
+    }
+}
+
+/// `--sweep-only`: the start-up sweep alone, in a cleared scratch directory.
+fn measure_sweep(
+    args: &BenchArgs,
+    build_ebpf: fn() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<results::SweepPoint>> {
+    sys::catch_interrupts();
+    sys::ensure_packages(&["e2fsprogs", "inotify-tools"])?;
+    let bin = build_agent(&args.release_target_dir, build_ebpf)?;
+    sys::unmount_leftovers(&args.scratch);
+    if args.scratch.exists() {
+        std::fs::remove_dir_all(&args.scratch)
+            .with_context(|| format!("cannot clear {}", args.scratch.display()))?;
+    }
+    std::fs::create_dir_all(&args.scratch)?;
+    sweep::run(&bin, &args.scratch, &sweep_sizes(args), args.seed)
 }
 
 /// Builds the release agent (embedding the eBPF object) and returns its path.

@@ -29,6 +29,11 @@ pub fn write(r: &Results, dir: &Path, link: &str) -> anyhow::Result<()> {
     let plots = plots(r, dir)?;
     header(r, &mut md);
     startup(r, &mut md);
+    sweep(
+        r,
+        &mut md,
+        plots.2.then(|| format!("{link}startup-vs-size.svg")),
+    );
     sync(r, &mut md, plots.0.then(|| format!("{link}sync-vs-k.svg")));
     latency(
         r,
@@ -44,6 +49,33 @@ pub fn write(r: &Results, dir: &Path, link: &str) -> anyhow::Result<()> {
     md.push_str(FIRST_FIGURES);
     let path = dir.join("benchmarks.md");
     std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn sweep(r: &Results, md: &mut String, plot: Option<String>) {
+    if r.sweep.is_empty() {
+        return;
+    }
+    md.push_str("### Start-up against tree size\n\n\
+Each tracker started on trees of increasing size with the same Jenkins shape (seed as above) but sparse files\n\
+(start-up reads directories, not contents), cold page cache, one start each. Tracking as above; capture live:\n\
+fsjournal's kernel capture in place (fanotify mark placed, eBPF programs attached).\n\n\
+| tool | files | directories | capture live | tracking | RSS tracking |\n| --- | --- | --- | --- | --- | --- |\n");
+    for p in &r.sweep {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            p.tool,
+            p.files,
+            p.dirs,
+            p.live_s.map_or("—".into(), |s| fmt_s(Some(s))),
+            fmt_s(Some(p.tracking_s)),
+            mib(p.rss_kib as f64)
+        );
+    }
+    if let Some(plot) = plot {
+        let _ = writeln!(md, "\n![start-up vs tree size]({plot})");
+    }
+    md.push('\n');
 }
 
 /// Median of `f` over the entries of `tool`.
@@ -349,6 +381,15 @@ fn goals(r: &Results, md: &mut String) {
     let verdict = |ok: bool| if ok { "**met**" } else { "**missed**" };
     let scale = &r.setup.scale;
     for tool in ["fsjournal-ebpf", "fsjournal-fanotify"] {
+        let swept: Vec<_> = r.sweep.iter().filter(|p| p.tool == tool).collect();
+        let small = swept.iter().min_by_key(|p| p.files);
+        let large = swept.iter().max_by_key(|p| p.files);
+        if let (Some(small), Some(large)) = (small, large) {
+            if small.files < large.files {
+                let _ = writeln!(md, "| start tracking ≤ 0.1 s, flat in tree size ({tool}) | {} at {} files, {} at {} files | {} |", fmt_s(Some(small.tracking_s)), small.files, fmt_s(Some(large.tracking_s)), large.files, verdict(large.tracking_s <= 0.1));
+                continue;
+            }
+        }
         if let Some(t) = med(&r.startup, tool, |s| s.tracking_s) {
             let _ = writeln!(md, "| start tracking ≤ 0.1 s, flat in tree size ({tool}) | {} at {scale} (one tree size: flatness not measured) | {} |", fmt_s(Some(t)), verdict(t <= 0.1));
         }
@@ -434,12 +475,14 @@ fn colour(tool: &str) -> RGBColor {
 }
 
 /// Draws the plots there is data for: (sync-vs-k.svg, latency-cdf.svg).
-fn plots(r: &Results, dir: &Path) -> anyhow::Result<(bool, bool)> {
+fn plots(r: &Results, dir: &Path) -> anyhow::Result<(bool, bool, bool)> {
     let sync = sync_plot(r, &dir.join("sync-vs-k.svg"))
         .map_err(|e| anyhow::anyhow!("sync-vs-k.svg: {e}"))?;
     let cdf = cdf_plot(r, &dir.join("latency-cdf.svg"))
         .map_err(|e| anyhow::anyhow!("latency-cdf.svg: {e}"))?;
-    Ok((sync, cdf))
+    let sweep = sweep_plot(r, &dir.join("startup-vs-size.svg"))
+        .map_err(|e| anyhow::anyhow!("startup-vs-size.svg: {e}"))?;
+    Ok((sync, cdf, sweep))
 }
 
 fn sync_plot(r: &Results, path: &Path) -> Result<bool, Box<dyn std::error::Error>> {
@@ -454,18 +497,66 @@ fn sync_plot(r: &Results, path: &Path) -> Result<bool, Box<dyn std::error::Error
                             .filter(|s| s.tool == tool && s.k == k)
                             .map(|s| s.seconds),
                     )
-                    .map(|s| (k as f64, s.max(1e-3)))
+                    .map(|s| (k as f64, s))
                 });
                 (tool, points.collect())
             })
-            .filter(|(_, p): &(&str, Vec<(f64, f64)>)| !p.is_empty())
             .collect();
+    log_log_plot(
+        path,
+        &format!("Change set → replica equal ({} files)", r.setup.files),
+        "changed files K",
+        series,
+    )
+}
+
+fn sweep_plot(r: &Results, path: &Path) -> Result<bool, Box<dyn std::error::Error>> {
+    let series: Vec<(&str, Vec<(f64, f64)>)> =
+        ["fsjournal-ebpf", "fsjournal-fanotify", "inotifywait"]
+            .into_iter()
+            .map(|tool| {
+                let points = r
+                    .sweep
+                    .iter()
+                    .filter(|p| p.tool == tool)
+                    .map(|p| (p.files as f64, p.tracking_s))
+                    .collect();
+                (tool, points)
+            })
+            .collect();
+    log_log_plot(
+        path,
+        "Start tracking vs tree size (cold cache)",
+        "files in the tree",
+        series,
+    )
+}
+
+/// Lines with dots on log-log axes, one per (tool, points) with points;
+/// false when there is nothing to draw.
+fn log_log_plot(
+    path: &Path,
+    caption: &str,
+    x_desc: &str,
+    series: Vec<(&str, Vec<(f64, f64)>)>,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let series: Vec<(&str, Vec<(f64, f64)>)> = series
+        .into_iter()
+        .filter(|(_, points)| !points.is_empty())
+        .map(|(tool, points)| {
+            (
+                tool,
+                points.into_iter().map(|(x, y)| (x, y.max(1e-3))).collect(),
+            )
+        })
+        .collect();
     if series.is_empty() {
         return Ok(false);
     }
     let all = series.iter().flat_map(|(_, p)| p.iter());
-    let (mut xmax, mut ymin, mut ymax) = (10.0f64, f64::MAX, 0.0f64);
+    let (mut xmin, mut xmax, mut ymin, mut ymax) = (f64::MAX, 10.0f64, f64::MAX, 0.0f64);
     for &(x, y) in all {
+        xmin = xmin.min(x);
         xmax = xmax.max(x);
         ymin = ymin.min(y);
         ymax = ymax.max(y);
@@ -473,20 +564,17 @@ fn sync_plot(r: &Results, path: &Path) -> Result<bool, Box<dyn std::error::Error
     let root = SVGBackend::new(path, (760, 460)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Change set → replica equal ({} files)", r.setup.files),
-            ("sans-serif", 18),
-        )
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(
-            (5.0..xmax * 2.0).log_scale(),
+            (xmin / 2.0..xmax * 2.0).log_scale(),
             (ymin / 2.0..ymax * 2.0).log_scale(),
         )?;
     chart
         .configure_mesh()
-        .x_desc("changed files K")
+        .x_desc(x_desc)
         .y_desc("seconds")
         .draw()?;
     for (tool, points) in series {

@@ -11,6 +11,9 @@ pub struct Results {
     pub machine: Machine,
     pub setup: Setup,
     pub startup: Vec<Startup>,
+    /// Start-up against tree size (absent from results written before it existed).
+    #[serde(default)]
+    pub sweep: Vec<SweepPoint>,
     pub sync: Vec<SyncTime>,
     pub latency: Vec<Latency>,
     pub throughput: Vec<Throughput>,
@@ -161,6 +164,23 @@ pub struct Throughput {
     pub rss_anon_kib: u64,
 }
 
+/// One tracker started on one tree of the start-up sweep (`sweep.rs`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SweepPoint {
+    pub tool: String,
+    /// The tree: files and directories.
+    pub files: u64,
+    pub dirs: u64,
+    /// From the spawn until it tracks the tree: fsjournal `capture armed`,
+    /// inotifywait `Watches established.` (s).
+    pub tracking_s: f64,
+    /// fsjournal: from the spawn until the kernel captures (mark placed,
+    /// programs attached), when the log says (s).
+    pub live_s: Option<f64>,
+    /// VmRSS once tracking (KiB).
+    pub rss_kib: u64,
+}
+
 /// A backlog of creates queued while the agent was stopped, then journaled
 /// at full speed (see `measure/drain.rs`).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -228,7 +248,7 @@ macro_rules! tool {
         }
     })*};
 }
-tool!(Startup, SyncTime, Latency, Throughput, Drain, Overhead);
+tool!(Startup, SweepPoint, SyncTime, Latency, Throughput, Drain, Overhead);
 
 #[cfg(test)]
 mod tests {

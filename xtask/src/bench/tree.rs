@@ -44,6 +44,9 @@ pub struct Tree {
     pub dirs: u64,
     pub bytes: u64,
     renames: u32,
+    /// Files get their size with `set_len` (sparse, no data written): a
+    /// tree of the same shape for measurements that read no contents.
+    sparse: bool,
 }
 
 /// A size (bytes) from a Pareto distribution with minimum `lo` and shape
@@ -56,6 +59,16 @@ fn pareto(rng: &mut StdRng, lo: f64, alpha: f64, hi: f64) -> usize {
 impl Tree {
     /// Generates about `files` files below `root` from `seed`.
     pub fn generate(root: &Path, files: u64, seed: u64) -> anyhow::Result<Tree> {
+        Tree::generate_as(root, files, seed, false)
+    }
+
+    /// [`Tree::generate`] with sparse files: the same directories, names
+    /// and sizes, no data (about 2 KiB of disk per file instead of 10).
+    pub fn generate_sparse(root: &Path, files: u64, seed: u64) -> anyhow::Result<Tree> {
+        Tree::generate_as(root, files, seed, true)
+    }
+
+    fn generate_as(root: &Path, files: u64, seed: u64, sparse: bool) -> anyhow::Result<Tree> {
         let mut rng = StdRng::seed_from_u64(seed);
         let words: [&[u8]; 8] = [
             b"[INFO] ",
@@ -80,6 +93,7 @@ impl Tree {
             dirs: 0,
             bytes: 0,
             renames: 0,
+            sparse,
         };
         // Per job: config.xml, 110 builds of about 4 files, 40 workspace files.
         let per_job = 1 + u64::from(BUILDS_PER_JOB) * 4 + u64::from(WORKSPACE_FILES);
@@ -131,12 +145,19 @@ impl Tree {
         }
         let mut file = std::fs::File::create(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
+        if self.sparse {
+            file.set_len(size as u64)
+                .with_context(|| format!("cannot size {}", path.display()))?;
+        }
         let mut left = size;
         while left > 0 {
             let n = left.min(self.filler.len());
             let start = self.rng.random_range(0..=self.filler.len() - n);
-            file.write_all(&self.filler[start..start + n])
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            // Sparse: the random draws still happen, so the tree is the same.
+            if !self.sparse {
+                file.write_all(&self.filler[start..start + n])
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             left -= n;
         }
         self.files += 1;
