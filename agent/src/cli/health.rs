@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::human_ms;
 use super::status::Status;
-use crate::journal::{now_ms, HoldReason};
+use crate::journal::now_ms;
 
 /// A target further behind than this is a problem (ms): the sample alert's
 /// "lag > 5 min".
@@ -55,12 +55,7 @@ pub fn judge(status: &Status) -> Health {
                 t.state.last_error.as_deref().unwrap_or("?")
             ));
         }
-        let refused = t
-            .state
-            .held
-            .iter()
-            .filter(|h| matches!(h.reason, HoldReason::Failed(_)))
-            .count();
+        let refused = t.state.refused_paths();
         if refused > 0 {
             problems.push(format!(
                 "{name}: {refused} paths refused by the target, retried with backoff"

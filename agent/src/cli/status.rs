@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::health::{self, Health};
 use super::{ago, display_path, human_ms, JournalArgs};
-use crate::journal::{now_ms, HoldReason, Journal, StartRecord};
+use crate::journal::{now_ms, Journal, StartRecord};
 use crate::target_status::{self, TargetStatus};
 
 /// Arguments of `fsjournal status`.
@@ -205,12 +205,7 @@ fn print(status: &Status, health: &Health) {
             t.state.last_full_sync_reason.as_deref().unwrap_or("-")
         );
         if !t.state.held.is_empty() {
-            let failing = t
-                .state
-                .held
-                .iter()
-                .filter(|h| matches!(h.reason, HoldReason::Failed(_)))
-                .count();
+            let failing = t.state.refused_paths();
             println!(
                 "  held         {} paths ({failing} refused by the target, retried with backoff)",
                 t.state.held.len()

@@ -198,6 +198,16 @@ pub struct TargetState {
     pub drift_found: u64,
 }
 
+impl TargetState {
+    /// Held paths the target refused (rsync exit 23), retried with backoff.
+    pub fn refused_paths(&self) -> usize {
+        self.held
+            .iter()
+            .filter(|h| matches!(h.reason, HoldReason::Failed(_)))
+            .count()
+    }
+}
+
 /// Why a target holds a path back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HoldReason {
