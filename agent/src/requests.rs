@@ -74,6 +74,9 @@ impl Ticket {
     }
 }
 
+/// A reply older than this was abandoned by its CLI and is deleted.
+const STALE_REPLY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 fn dir(journal: &Path) -> PathBuf {
     journal.join("requests")
 }
@@ -110,9 +113,18 @@ pub fn take(journal: &Path) -> Vec<(String, Ticket)> {
     let Ok(entries) = std::fs::read_dir(dir(journal)) else {
         return Vec::new();
     };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
+    let paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    // Replies nobody waited for to the end (the CLI was interrupted).
+    for stale in paths.iter().filter(|p| {
+        p.extension().is_some_and(|e| e == "reply")
+            && std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > STALE_REPLY)
+    }) {
+        let _ = std::fs::remove_file(stale);
+    }
+    let mut files: Vec<PathBuf> = paths
+        .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
