@@ -12,6 +12,20 @@ use std::time::Duration;
 
 use support::*;
 
+/// The ladder string says what the kernel answered to the rung-1 (fexit)
+/// probe: accepted, or refused with the kernel's error (EPERM on the
+/// project's VM).
+fn assert_names_the_rung_1_outcome(detail: &str) {
+    let refusal = detail
+        .split_once("fexit/LSM rung: refused by the kernel: ")
+        .map(|(_, error)| error.trim());
+    assert!(
+        detail.contains("fexit/LSM rung: fexit accepted by this kernel")
+            || refusal.is_some_and(|error| !error.is_empty()),
+        "{detail}"
+    );
+}
+
 fn run_scenario(
     scratch: &Scratch,
     backend: &str,
@@ -58,6 +72,9 @@ fn run_scenario(
         after["rescans"], 0,
         "nothing was lost, nothing needed a rescan"
     );
+    if backend == "ebpf" {
+        assert_names_the_rung_1_outcome(after["capture_detail"].as_str().unwrap());
+    }
     agent.stop();
 }
 
