@@ -315,7 +315,6 @@ impl EbpfCapture {
             }
             Err(e) => return Err(e),
         };
-        let ladder = format!("eBPF tracepoint rung; {}", rung1::probe(&mut ebpf));
         let mut devs: BpfHashMap<_, u32, u8> =
             BpfHashMap::try_from(ebpf.map_mut("DEVS").context("map DEVS")?)?;
         // Devices the adopted programs were tracking: only their roots'
@@ -352,7 +351,6 @@ impl EbpfCapture {
         let attached = started.elapsed();
         tracing::info!(
             rung = "tracepoint",
-            ladder = %ladder,
             filesystems = filesystems.len(),
             ring_buffer_bytes = config.ring_buffer_bytes,
             pins = %pin_dir.display(),
@@ -369,9 +367,13 @@ impl EbpfCapture {
             tracing::info!(root = %root.path.display(), directories = index.len(), "root indexed");
         }
         let times = super::arm_times(attached, started.elapsed());
+        // After the walk: parsing the kernel's BTF for the probe takes a
+        // while, and nothing waits on its answer but the logs.
+        let ladder = format!("eBPF tracepoint rung; {}", rung1::probe(&mut ebpf));
         tracing::info!(
             capture_attached_ms = times.attached_ms,
             index_ready_ms = times.index_ready_ms,
+            ladder = %ladder,
             "eBPF directory index ready"
         );
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;

@@ -14,30 +14,39 @@ const PROBE: &str = "probe_vfs_rename";
 /// The kernel function it would hook.
 const PROBED_FUNCTION: &str = "vfs_rename";
 
+/// Why the probe program did not load.
+enum Refusal {
+    /// The kernel said no: the `BPF_PROG_LOAD` error, and the verifier's log
+    /// when it wrote one.
+    Kernel(String),
+    /// The probe could not be tried (no kernel BTF, no probe program).
+    NotProbed(String),
+}
+
 /// Loads the probe program from `ebpf` against the running kernel's BTF
 /// (`/sys/kernel/btf/vmlinux`), unloads it again, and describes the outcome
 /// in one sentence for the ladder string: `fexit/LSM rung: refused by the
-/// kernel: <error>` or `fexit/LSM rung: fexit accepted by this kernel, but
-/// rung-1 programs are not built yet`.
+/// kernel: <error>`, `fexit/LSM rung: fexit accepted by this kernel, but
+/// rung-1 programs are not built yet`, or `fexit/LSM rung: not probed:
+/// <reason>`.
 pub fn probe(ebpf: &mut Ebpf) -> String {
     match load(ebpf) {
         Ok(()) => {
             "fexit/LSM rung: fexit accepted by this kernel, but rung-1 programs are not built yet"
                 .to_string()
         }
-        Err(refusal) => format!("fexit/LSM rung: refused by the kernel: {refusal}"),
+        Err(Refusal::Kernel(error)) => format!("fexit/LSM rung: refused by the kernel: {error}"),
+        Err(Refusal::NotProbed(reason)) => format!("fexit/LSM rung: not probed: {reason}"),
     }
 }
 
-/// The kernel's refusal, as text: the `BPF_PROG_LOAD` error and the
-/// verifier's log when it wrote one, or why the probe could not be tried.
-fn load(ebpf: &mut Ebpf) -> Result<(), String> {
-    let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+fn load(ebpf: &mut Ebpf) -> Result<(), Refusal> {
+    let btf = Btf::from_sys_fs().map_err(|e| Refusal::NotProbed(format!("no kernel BTF: {e}")))?;
     let program: &mut FExit = ebpf
         .program_mut(PROBE)
-        .ok_or_else(|| format!("program {PROBE} missing from the object"))?
+        .ok_or_else(|| Refusal::NotProbed(format!("program {PROBE} missing from the object")))?
         .try_into()
-        .map_err(|e: ProgramError| e.to_string())?;
+        .map_err(|e: ProgramError| Refusal::NotProbed(e.to_string()))?;
     match program.load(PROBED_FUNCTION, &btf) {
         Ok(()) => {
             if let Err(e) = program.unload() {
@@ -51,12 +60,12 @@ fn load(ebpf: &mut Ebpf) -> Result<(), String> {
         }) => {
             let log = verifier_log.to_string();
             let log = log.trim();
-            Err(if log.is_empty() {
+            Err(Refusal::Kernel(if log.is_empty() {
                 format!("BPF_PROG_LOAD: {io_error}")
             } else {
                 format!("BPF_PROG_LOAD: {io_error}; verifier: {log}")
-            })
+            }))
         }
-        Err(e) => Err(format!("{:#}", anyhow::Error::new(e))),
+        Err(e) => Err(Refusal::Kernel(format!("{:#}", anyhow::Error::new(e)))),
     }
 }

@@ -140,7 +140,10 @@ fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
     }
     let Some(seq) = SEQ.get_ptr_mut(0) else { return 0 };
     // SAFETY: an array slot shared by every CPU, only ever updated atomically.
-    let index = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(seq, 1) } + 1;
+    // SeqCst, not Relaxed: LLVM 22 compiles a relaxed fetch-and-add whose
+    // result is used to BPF's XADD without BPF_FETCH and reuses the addend
+    // as the "result" (every event numbered 2).
+    let index = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(seq, 1) } + 1;
     let event = InodeEvent { ino, dev, generation, tgid, hook, comm: bpf_get_current_comm().unwrap_or([0; 16]), index };
     match EVENTS.output::<InodeEvent>(&event, BPF_RB_NO_WAKEUP) {
         Ok(()) => {
