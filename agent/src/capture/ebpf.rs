@@ -361,9 +361,13 @@ impl EbpfCapture {
         );
         for (root, fs) in roots.iter().zip(root_fs) {
             let index = &mut filesystems[fs].index;
-            index
-                .add_root(root.id, &root.path, root.excludes.clone())
-                .with_context(|| format!("cannot index root {}", root.path.display()))?;
+            if let Err(e) = index.add_root(root.id, &root.path, root.excludes.clone()) {
+                // The pinned programs stay attached (as after a stop): they
+                // must not ignore a later process that gets our pid.
+                agent.set(0, 0, 0)?;
+                return Err(e)
+                    .with_context(|| format!("cannot index root {}", root.path.display()));
+            }
             tracing::info!(root = %root.path.display(), directories = index.len(), "root indexed");
         }
         let times = super::arm_times(attached, started.elapsed());
