@@ -78,6 +78,15 @@ fn run_scenario(
     if backend == "ebpf" {
         assert_names_the_rung_1_outcome(after["capture_detail"].as_str().unwrap());
     }
+    let arm_times = &after["arm_times"];
+    let (attached, ready) = (
+        arm_times["attached_ms"].as_u64(),
+        arm_times["index_ready_ms"].as_u64(),
+    );
+    assert!(
+        attached.is_some() && attached <= ready,
+        "status says when capture went live and when the index was ready: {after:#}"
+    );
     agent.stop();
 }
 
@@ -480,11 +489,20 @@ fn json_logs_are_one_object_per_line() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
         .collect();
+    let armed = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "capture armed" && l["level"] == "INFO")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    // Capture goes live before the directory index walk, and the log says
+    // when each happened.
+    let instant = |field: &str| {
+        armed["fields"][field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{armed:#}"))
+    };
     assert!(
-        lines
-            .iter()
-            .any(|l| l["fields"]["message"] == "capture armed" && l["level"] == "INFO"),
-        "{lines:#?}"
+        instant("capture_attached_ms") <= instant("index_ready_ms"),
+        "{armed:#}"
     );
 }
 
