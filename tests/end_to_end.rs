@@ -12,6 +12,23 @@ use std::time::Duration;
 
 use support::*;
 
+/// The ladder string says what the kernel answered to the rung-1 (fexit)
+/// probe: accepted, or refused with the kernel's error (EPERM on the
+/// project's VM), or why it could not ask (no kernel BTF).
+fn assert_names_the_rung_1_outcome(detail: &str) {
+    let reason = |prefix: &str| {
+        detail
+            .split_once(prefix)
+            .is_some_and(|(_, reason)| !reason.trim().is_empty())
+    };
+    assert!(
+        detail.contains("fexit/LSM rung: fexit accepted by this kernel")
+            || reason("fexit/LSM rung: refused by the kernel: ")
+            || reason("fexit/LSM rung: not probed: "),
+        "{detail}"
+    );
+}
+
 fn run_scenario(
     scratch: &Scratch,
     backend: &str,
@@ -57,6 +74,18 @@ fn run_scenario(
     assert_eq!(
         after["rescans"], 0,
         "nothing was lost, nothing needed a rescan"
+    );
+    if backend == "ebpf" {
+        assert_names_the_rung_1_outcome(after["capture_detail"].as_str().unwrap());
+    }
+    let arm_times = &after["arm_times"];
+    let (attached, ready) = (
+        arm_times["attached_ms"].as_u64(),
+        arm_times["index_ready_ms"].as_u64(),
+    );
+    assert!(
+        attached.is_some() && attached <= ready,
+        "status says when capture went live and when the index was ready: {after:#}"
     );
     agent.stop();
 }
@@ -533,11 +562,20 @@ fn json_logs_are_one_object_per_line() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
         .collect();
+    let armed = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "capture armed" && l["level"] == "INFO")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    // Capture goes live before the directory index walk, and the log says
+    // when each happened.
+    let instant = |field: &str| {
+        armed["fields"][field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{armed:#}"))
+    };
     assert!(
-        lines
-            .iter()
-            .any(|l| l["fields"]["message"] == "capture armed" && l["level"] == "INFO"),
-        "{lines:#?}"
+        instant("capture_attached_ms") <= instant("index_ready_ms"),
+        "{armed:#}"
     );
 }
 

@@ -76,4 +76,14 @@ fn ebpf_ring_buffer_drops_become_a_rescan_and_the_replica_converges() {
         || status(&scratch)["rescans"].as_u64() >= Some(1),
     );
     agent.stop();
+
+    // The drop counter is never reset: the drops this agent rescanned are
+    // accounted for, so the next start does not take them for drops while
+    // no agent ran, and the pinned backlog suffices.
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let after = status(&scratch);
+    let start = after["starts"].as_array().unwrap().last().unwrap();
+    assert_eq!(start["method"], "pinned eBPF backlog", "{after:#}");
+    agent.stop();
 }

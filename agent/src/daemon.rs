@@ -82,6 +82,9 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     let capture = Capture::start(&config.capture, &roots, journal.clone())?;
     tracing::info!(
         backend = capture.backend,
+        ladder = %capture.detail,
+        capture_attached_ms = capture.times.attached_ms,
+        index_ready_ms = capture.times.index_ready_ms,
         roots = roots.len(),
         ms = started.elapsed().as_millis() as u64,
         journal = %journal.path().display(),
@@ -98,7 +101,8 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
         events: 0,
         journaled: 0,
         rescans: 0,
-        kernel_events: [0; 5],
+        kernel_events: [0; 6],
+        arm_times: capture.times,
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     journal.save_agent_info(&info)?;

@@ -31,12 +31,13 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 const POLL: Duration = Duration::from_millis(250);
 
 /// The kernel counters' label values, by `fsjournal_common::counter` index.
-const KERNEL_COUNTERS: [(u32, &str); 5] = [
+const KERNEL_COUNTERS: [(u32, &str); 6] = [
     (counter::SEEN, "seen"),
     (counter::SENT, "sent"),
     (counter::FILTERED, "filtered"),
     (counter::DROPPED, "dropped"),
     (counter::SPILLED, "spilled"),
+    (counter::COALESCED, "coalesced"),
 ];
 
 /// Label set of the per-target and per-counter families.
@@ -277,12 +278,14 @@ mod tests {
         let stats = Stats::default();
         stats.journaled.store(42, Ordering::Relaxed);
         stats.kernel[counter::DROPPED as usize].store(3, Ordering::Relaxed);
+        stats.kernel[counter::COALESCED as usize].store(7, Ordering::Relaxed);
         let text = render(&journal, &stats, &Runs::new(1)).unwrap();
         for line in [
             "fsjournal_agent_up 1",
             "fsjournal_events_journaled_total 42",
             "fsjournal_events_captured_total 0",
             "fsjournal_kernel_events_total{counter=\"dropped\"} 3",
+            "fsjournal_kernel_events_total{counter=\"coalesced\"} 7",
             "fsjournal_journal_last_seq 1",
             "fsjournal_target_pending_paths{target=\"standby\"} 1",
             "fsjournal_target_pending_bytes{target=\"standby\"} 5",

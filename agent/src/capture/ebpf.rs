@@ -4,8 +4,9 @@
 //! path with `open_by_handle_at`.
 //!
 //! The attach ladder (issue 3): rung 1, fexit on `vfs_*` / BPF-LSM hooks, is
-//! not built yet, and this machine's kernel refuses trampolines anyway
-//! (EPERM); rung 2 is this module; rung 3 is fanotify, which `auto` falls
+//! not built yet; each start probes whether the kernel would accept it
+//! (`rung1.rs`) and says so in the ladder string; rung 2 is this module;
+//! rung 3 is fanotify, which `auto` falls
 //! back to when this module cannot arm (programs not built, tracefs
 //! missing, a format file that disagrees with the compiled offsets, a
 //! filesystem whose file handles we cannot build — tmpfs among them: its
@@ -23,6 +24,18 @@
 //! it; only when that is full too is an event lost, counted, and turned into
 //! a rescan of every root. A change to a hard-linked file reaches all its
 //! names in the root (see `hard_links.rs`).
+//!
+//! Coalescing happens in the kernel: a program skips an event while the
+//! inode's previous event still waits unread (see `ebpf/programs`); each
+//! drain tells the programs how far it has read (`DRAINED`) *before* it
+//! resolves what it read, so every skipped change happened before the
+//! resolution that covers it.
+//!
+//! Start-up order: the programs attach first, then the directory index is
+//! built by one walk of each root; whatever happens during the walk waits in
+//! the ring buffer, and the first drain judges its directories the way it
+//! judges a pinned backlog (the walk may already have seen them at their new
+//! place).
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -36,18 +49,14 @@ use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
-use fsjournal_common::{counter, ChangeKind, DirtyKey, InodeEvent};
+use fsjournal_common::{counter, drained, ChangeKind, DirtyKey, InodeEvent};
 
 use super::dir_index::DirIndex;
 use super::handle::{self, FileHandle};
 use super::hard_links::HardLinks;
-use super::{Root, Source, Stats};
+use super::{rung1, Root, Source, Stats};
 use crate::config::CaptureConfig;
-use crate::journal::{Change, RootId, Scope};
-
-/// The attach ladder's outcome when this module armed.
-pub const LADDER: &str =
-    "eBPF tracepoint rung; fexit/LSM rung not built (this kernel refuses trampolines: EPERM)";
+use crate::journal::{ArmTimes, Change, RootId, Scope};
 
 /// The kernel-side object, embedded by build.rs (empty when not built).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fsjournal-ebpf.o"));
@@ -61,8 +70,12 @@ struct Tracepoint {
 }
 
 /// Maps pinned in bpffs, so that what the programs record while no agent
-/// runs survives until the next one.
-const PINNED_MAPS: [&str; 5] = ["EVENTS", "DIRTY", "DEVS", "COUNTERS", "AGENT"];
+/// runs survives until the next one. A pin directory that lacks one of them
+/// was left by an older fsjournal (or by a load that died half-way): it is
+/// removed and the start closes the gap with a scan.
+const PINNED_MAPS: [&str; 8] = [
+    "EVENTS", "DIRTY", "DEVS", "COUNTERS", "AGENT", "SEQ", "DRAINED", "LAST",
+];
 
 const TRACEPOINTS: [Tracepoint; 2] = [
     Tracepoint {
@@ -137,11 +150,22 @@ pub struct EbpfCapture {
     counters: PerCpuArray<MapData, u64>,
     /// `[0]`: the pid the programs ignore (ours; 0 once we stop).
     agent: Array<MapData, u32>,
+    /// Written by us, indexed by `fsjournal_common::drained`.
+    drained: Array<MapData, u64>,
+    /// The highest event index read so far (as written to `DRAINED`).
+    drained_index: u64,
     filesystems: Vec<Filesystem>,
+    /// The `DROPPED` count accounted for (rescanned, or covered by this
+    /// start's gap scan); also in `DRAINED[DROPS]`.
     dropped_seen: u64,
     backlog_complete: bool,
-    /// The next drain holds the adopted programs' backlog.
+    /// The next drain holds events from before the directory index was
+    /// complete: an adopted backlog, and what happened during the walk.
     backlog_pending: bool,
+    /// The attach ladder's outcome.
+    ladder: String,
+    /// When capture went live and when the index was ready.
+    times: ArmTimes,
 }
 
 /// Loads the object, reusing the maps pinned in `pin_dir` (or pinning new ones).
@@ -247,13 +271,14 @@ fn check_format(category: &str, name: &str, fields: &[(&str, usize)]) -> anyhow:
 }
 
 impl EbpfCapture {
-    /// Loads and attaches the tracepoint programs for `roots`.
+    /// Loads and attaches the tracepoint programs for `roots`, then builds
+    /// the directory index (programs first: capture is live during the walk).
     ///
     /// Errors (each makes `auto` fall back to fanotify): the programs were
     /// not built (`cargo xtask build-ebpf`), bpffs/tracefs cannot be
     /// mounted, a tracepoint is missing or its format differs, the kernel
-    /// refuses the programs, or a root's filesystem has file handles of a
-    /// layout we do not know.
+    /// refuses the programs, a root's filesystem has file handles of a
+    /// layout we do not know, or a root cannot be walked.
     /// Maps and links are pinned under `pin_dir` (one directory per
     /// journal), so the programs keep capturing into the ring buffer while no
     /// agent runs; a later `arm` adopts them (see [`EbpfCapture::backlog_complete`]).
@@ -262,6 +287,7 @@ impl EbpfCapture {
         config: &CaptureConfig,
         pin_dir: &Path,
     ) -> anyhow::Result<EbpfCapture> {
+        let started = std::time::Instant::now();
         if OBJECT.is_empty() {
             bail!("the eBPF programs were not built into this binary: run `cargo xtask build-ebpf`, then rebuild");
         }
@@ -270,46 +296,10 @@ impl EbpfCapture {
         for tp in &TRACEPOINTS {
             check_format(tp.category, tp.name, &tp.fields)?;
         }
-        let mut filesystems: Vec<Filesystem> = Vec::new();
-        for root in roots {
-            let meta = std::fs::metadata(&root.path)
-                .with_context(|| format!("cannot stat root {}", root.path.display()))?;
-            let kernel_dev = kernel_dev(meta.dev());
-            if let Some(fs) = filesystems
-                .iter_mut()
-                .find(|fs| fs.kernel_dev == kernel_dev)
-            {
-                fs.index
-                    .add_root(root.id, &root.path, root.excludes.clone())?;
-                continue;
-            }
-            if is_tmpfs(&root.path)? {
-                bail!(
-                    "{} is on tmpfs, whose file handles decode only after they were exported (shmem_fh_to_dentry): \
-                     the tracepoint rung cannot name its inodes",
-                    root.path.display()
-                );
-            }
-            let (root_handle, _) = handle::handle_of(&root.path).with_context(|| {
-                format!("cannot read the file handle of {}", root.path.display())
-            })?;
-            let layout = HandleLayout::learn(&root_handle, meta.ino()).with_context(|| {
-                format!(
-                    "unknown file-handle layout on the filesystem of {} ({root_handle:?})",
-                    root.path.display()
-                )
-            })?;
-            let mount_fd = handle::open_dir(&root.path)?;
-            let mut index = DirIndex::default();
-            index.add_root(root.id, &root.path, root.excludes.clone())?;
-            filesystems.push(Filesystem {
-                kernel_dev,
-                mount_fd,
-                layout,
-                handle_type: root_handle.handle_type(),
-                index,
-                links: HardLinks::default(),
-            });
+        let (mut filesystems, root_fs) = plan_filesystems(roots)?;
+        if pin_dir.exists() && !PINNED_MAPS.iter().all(|m| pin_dir.join(m).exists()) {
+            tracing::warn!(pins = %pin_dir.display(), "pinned eBPF state lacks maps this version needs (an older fsjournal, or a load that died half-way); starting afresh, the gap scan covers the downtime");
+            unpin(pin_dir)?;
         }
         // Programs of a previous agent still attached: their maps hold what
         // happened while no agent ran.
@@ -339,74 +329,75 @@ impl EbpfCapture {
             devs.insert(dev, 1, 0)?;
         }
         let every_root_tracked = wanted.is_subset(&tracked);
-        let mut counters: PerCpuArray<MapData, u64> =
+        let counters: PerCpuArray<MapData, u64> =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
-        let lost_while_down = counters
-            .get(&counter::DROPPED, 0)
-            .map_or(0, |v| v.iter().sum::<u64>());
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-        counters.set(
-            counter::DROPPED,
-            aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?,
-            0,
-        )?;
+        let mut drained: Array<MapData, u64> =
+            Array::try_from(ebpf.take_map("DRAINED").context("map DRAINED")?)?;
+        // Never reset: drops beyond the count the last agent accounted for
+        // happened while no agent read; a drop from now on raises the count
+        // past `dropped_seen` and becomes a rescan.
+        let dropped = sum(&counters, counter::DROPPED);
+        let lost_while_down = dropped.saturating_sub(drained.get(&drained::DROPS, 0)?);
+        let drained_index = drained.get(&drained::INDEX, 0)?;
+        drained.set(drained::DROPS, dropped, 0)?;
         // New programs attach before the old ones detach: no instant without capture.
         for Tracepoint { category, name, .. } in &TRACEPOINTS {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name}"))?
-                .try_into()?;
-            program.load().with_context(|| format!("loading {name}"))?;
-            let link_id = program
-                .attach(category, name)
-                .with_context(|| format!("attaching {category}:{name}"))?;
-            let link: FdLink = program
-                .take_link(link_id)?
-                .try_into()
-                .context("this kernel has no BPF perf links to pin")?;
-            let (pin, fresh) = (
-                link_pin(pin_dir, name),
-                pin_dir.join(format!("link-{name}-new")),
-            ); // bpffs refuses dots in names
-            let _ = std::fs::remove_file(&fresh);
-            link.pin(&fresh)
-                .with_context(|| format!("pinning {}", fresh.display()))?;
-            if pin.exists() {
-                drop(PinnedLink::from_pin(&pin)?.unpin()?);
-            }
-            std::fs::rename(&fresh, &pin)
-                .with_context(|| format!("renaming {} in bpffs", fresh.display()))?;
+            attach_pinned(&mut ebpf, pin_dir, category, name)?;
         }
         // Our own I/O (journal, logs) must not feed back; the old programs
         // share this pinned map, so they ignore us from now on too.
         let mut agent = Array::try_from(ebpf.take_map("AGENT").context("map AGENT")?)?;
         agent.set(0, std::process::id(), 0)?;
-        let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
-        let dirty = BpfHashMap::try_from(ebpf.take_map("DIRTY").context("map DIRTY")?)?;
-        let backlog_complete = adopted && lost_while_down == 0 && every_root_tracked;
+        let attached = started.elapsed();
         tracing::info!(
             rung = "tracepoint",
-            ladder = LADDER,
             filesystems = filesystems.len(),
             ring_buffer_bytes = config.ring_buffer_bytes,
             pins = %pin_dir.display(),
             adopted,
             lost_while_down,
+            ms = attached.as_millis() as u64,
             "eBPF capture attached"
         );
+        for (root, fs) in roots.iter().zip(root_fs) {
+            let index = &mut filesystems[fs].index;
+            if let Err(e) = index.add_root(root.id, &root.path, root.excludes.clone()) {
+                // The pinned programs stay attached (as after a stop): they
+                // must not ignore a later process that gets our pid.
+                agent.set(0, 0, 0)?;
+                return Err(e)
+                    .with_context(|| format!("cannot index root {}", root.path.display()));
+            }
+            tracing::info!(root = %root.path.display(), directories = index.len(), "root indexed");
+        }
+        let times = super::arm_times(attached, started.elapsed());
+        // After the walk: parsing the kernel's BTF for the probe takes a
+        // while, and nothing waits on its answer but the logs.
+        let ladder = format!("eBPF tracepoint rung; {}", rung1::probe(&mut ebpf));
+        tracing::info!(
+            capture_attached_ms = times.attached_ms,
+            index_ready_ms = times.index_ready_ms,
+            ladder = %ladder,
+            "eBPF directory index ready"
+        );
+        let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
+        let dirty = BpfHashMap::try_from(ebpf.take_map("DIRTY").context("map DIRTY")?)?;
         Ok(EbpfCapture {
             _ebpf: ebpf,
             events,
             dirty,
             counters,
             agent,
+            drained,
+            drained_index,
             filesystems,
-            dropped_seen: 0,
-            backlog_complete,
-            backlog_pending: adopted,
+            dropped_seen: dropped,
+            backlog_complete: adopted && lost_while_down == 0 && every_root_tracked,
+            backlog_pending: true,
+            ladder,
+            times,
         })
     }
-
     /// True when programs pinned by a previous agent were found still
     /// attached and lost nothing while no agent ran: their ring buffer holds
     /// every change since, and no gap scan is needed.
@@ -414,12 +405,107 @@ impl EbpfCapture {
         self.backlog_complete
     }
 
-    /// A `COUNTERS` entry since load, summed over CPUs (events).
-    fn counter(&self, index: u32) -> u64 {
-        self.counters
-            .get(&index, 0)
-            .map_or(0, |values| values.iter().sum())
+    /// The attach ladder's outcome: the rung in use, and the kernel's
+    /// answer to the rung-1 probe.
+    pub fn ladder(&self) -> &str {
+        &self.ladder
     }
+
+    /// When capture went live and when the directory index was complete.
+    pub fn times(&self) -> ArmTimes {
+        self.times
+    }
+}
+
+/// A `COUNTERS` entry since the pinned maps were created, summed over CPUs
+/// (events; 0 if unreadable).
+fn sum(counters: &PerCpuArray<MapData, u64>, index: u32) -> u64 {
+    counters
+        .get(&index, 0)
+        .map_or(0, |values| values.iter().sum())
+}
+
+/// The filesystems under `roots`, with empty directory indexes, and for
+/// each root the position of its filesystem.
+///
+/// Errors: a root cannot be stat'ed, lies on tmpfs, or its filesystem's
+/// file handles are of a layout we do not know.
+fn plan_filesystems(roots: &[Root]) -> anyhow::Result<(Vec<Filesystem>, Vec<usize>)> {
+    let mut filesystems: Vec<Filesystem> = Vec::new();
+    let mut root_fs = Vec::new();
+    for root in roots {
+        let meta = std::fs::metadata(&root.path)
+            .with_context(|| format!("cannot stat root {}", root.path.display()))?;
+        let kernel_dev = kernel_dev(meta.dev());
+        if let Some(position) = filesystems
+            .iter()
+            .position(|fs| fs.kernel_dev == kernel_dev)
+        {
+            root_fs.push(position);
+            continue;
+        }
+        if is_tmpfs(&root.path)? {
+            bail!(
+                "{} is on tmpfs, whose file handles decode only after they were exported (shmem_fh_to_dentry): \
+                 the tracepoint rung cannot name its inodes",
+                root.path.display()
+            );
+        }
+        let (root_handle, _) = handle::handle_of(&root.path)
+            .with_context(|| format!("cannot read the file handle of {}", root.path.display()))?;
+        let layout = HandleLayout::learn(&root_handle, meta.ino()).with_context(|| {
+            format!(
+                "unknown file-handle layout on the filesystem of {} ({root_handle:?})",
+                root.path.display()
+            )
+        })?;
+        filesystems.push(Filesystem {
+            kernel_dev,
+            mount_fd: handle::open_dir(&root.path)?,
+            layout,
+            handle_type: root_handle.handle_type(),
+            index: DirIndex::default(),
+            links: HardLinks::default(),
+        });
+        root_fs.push(filesystems.len() - 1);
+    }
+    Ok((filesystems, root_fs))
+}
+
+/// Loads and attaches tracepoint program `name`, pins its link, and only
+/// then detaches the link an earlier agent pinned (at no instant is nothing
+/// attached).
+fn attach_pinned(
+    ebpf: &mut Ebpf,
+    pin_dir: &Path,
+    category: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name}"))?
+        .try_into()?;
+    program.load().with_context(|| format!("loading {name}"))?;
+    let link_id = program
+        .attach(category, name)
+        .with_context(|| format!("attaching {category}:{name}"))?;
+    let link: FdLink = program
+        .take_link(link_id)?
+        .try_into()
+        .context("this kernel has no BPF perf links to pin")?;
+    let (pin, fresh) = (
+        link_pin(pin_dir, name),
+        pin_dir.join(format!("link-{name}-new")),
+    ); // bpffs refuses dots in names
+    let _ = std::fs::remove_file(&fresh);
+    link.pin(&fresh)
+        .with_context(|| format!("pinning {}", fresh.display()))?;
+    if pin.exists() {
+        drop(PinnedLink::from_pin(&pin)?.unpin()?);
+    }
+    std::fs::rename(&fresh, &pin)
+        .with_context(|| format!("renaming {} in bpffs", fresh.display()))?;
+    Ok(())
 }
 
 impl Source for EbpfCapture {
@@ -430,6 +516,7 @@ impl Source for EbpfCapture {
 
     fn drain(&mut self, out: &mut Vec<Change>, stats: &Stats) -> anyhow::Result<()> {
         let mut inodes: HashMap<(u32, u64), (u32, u32, [u8; 16])> = HashMap::new();
+        let mut read_up_to = self.drained_index;
         while let Some(item) = self.events.next() {
             if item.len() < std::mem::size_of::<InodeEvent>() {
                 continue;
@@ -438,10 +525,18 @@ impl Source for EbpfCapture {
             // copes with the ring buffer's 8-byte record alignment.
             let event: InodeEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             stats.events.fetch_add(1, Ordering::Relaxed);
+            read_up_to = read_up_to.max(event.index);
             inodes.insert(
                 (event.dev, event.ino),
                 (event.generation, event.tgid, event.comm),
             );
+        }
+        // Before resolving: a change the programs skip from now on until the
+        // next drain is covered by the resolution below (or, for an event
+        // still unread, by the next drain's).
+        if read_up_to > self.drained_index {
+            self.drained.set(drained::INDEX, read_up_to, 0)?;
+            self.drained_index = read_up_to;
         }
         // Read each spilled inode, then delete it: a program that spills it
         // again in between re-adds it, and it is resolved now either way.
@@ -455,7 +550,7 @@ impl Source for EbpfCapture {
             let _ = self.dirty.remove(&key);
         }
         let counts: [u64; counter::COUNT as usize] =
-            std::array::from_fn(|index| self.counter(index as u32));
+            std::array::from_fn(|index| sum(&self.counters, index as u32));
         for (total, count) in stats.kernel.iter().zip(counts) {
             total.store(count, Ordering::Relaxed);
         }
@@ -467,6 +562,7 @@ impl Source for EbpfCapture {
                 "eBPF ring buffer was full: events were lost; rescanning every root"
             );
             self.dropped_seen = dropped;
+            self.drained.set(drained::DROPS, dropped, 0)?;
         }
         for fs in &mut self.filesystems {
             let mut found = Vec::new();
@@ -493,10 +589,11 @@ impl Source for EbpfCapture {
             }
             // Parents first, so a renamed directory is re-linked before its children are judged.
             found.sort_by_key(|(path, ..)| path.as_os_str().len());
-            // The backlog of pinned programs happened before this agent's
-            // index walk, which already saw its renames: judge its
-            // directories like the gap scan does (a directory whose parent
-            // changed too may have been renamed or created: push it whole).
+            // The backlog of pinned programs, and what happened during this
+            // agent's index walk, may have been seen by the walk at its new
+            // place: judge its directories like the gap scan does (a
+            // directory whose parent changed too may have been renamed or
+            // created: push it whole).
             let changed_dirs: HashSet<PathBuf> = if self.backlog_pending {
                 found
                     .iter()

@@ -24,7 +24,7 @@ use super::fanotify_sys::{self, parse_events, DirEntryName, Event, Group};
 use super::handle::{self, FileHandle};
 use super::hard_links::HardLinks;
 use super::{Root, Source, Stats};
-use crate::journal::{Change, RootId, Scope};
+use crate::journal::{ArmTimes, Change, RootId, Scope};
 
 /// Size of one read(2) of the event queue (bytes).
 const READ_BUFFER: usize = 256 * 1024;
@@ -50,6 +50,7 @@ struct Filesystem {
 pub struct FanotifyCapture {
     filesystems: Vec<Filesystem>,
     self_pid: i32,
+    times: ArmTimes,
 }
 
 impl FanotifyCapture {
@@ -64,12 +65,14 @@ impl FanotifyCapture {
                 tracing::warn!(error = %e, "cannot raise fs.fanotify.max_queued_events; keeping the kernel's limit");
             }
         }
+        let started = std::time::Instant::now();
         let mut filesystems: Vec<(u64, Filesystem)> = Vec::new();
+        let mut root_fs = Vec::new();
         for root in roots {
             let dev = std::fs::metadata(&root.path)
                 .with_context(|| format!("cannot stat root {}", root.path.display()))?
                 .dev();
-            let position = match filesystems.iter().position(|(d, _)| *d == dev) {
+            root_fs.push(match filesystems.iter().position(|(d, _)| *d == dev) {
                 Some(position) => position,
                 None => {
                     let group = Group::watch_filesystem(&root.path)
@@ -91,7 +94,12 @@ impl FanotifyCapture {
                     filesystems.push((dev, fs));
                     filesystems.len() - 1
                 }
-            };
+            });
+        }
+        // Every mark first; the roots' handles next (nothing is walked: the
+        // directory index is learnt lazily).
+        let attached = started.elapsed();
+        for (root, position) in roots.iter().zip(root_fs) {
             filesystems[position]
                 .1
                 .index
@@ -107,7 +115,13 @@ impl FanotifyCapture {
         Ok(FanotifyCapture {
             filesystems: filesystems.into_iter().map(|(_, fs)| fs).collect(),
             self_pid: std::process::id() as i32,
+            times: super::arm_times(attached, started.elapsed()),
         })
+    }
+
+    /// When the marks were placed and when the directory index was ready.
+    pub fn times(&self) -> ArmTimes {
+        self.times
     }
 }
 

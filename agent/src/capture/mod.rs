@@ -15,6 +15,7 @@ mod fanotify_sys;
 mod gap;
 mod handle;
 mod hard_links;
+mod rung1;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +27,7 @@ use anyhow::Context;
 
 use crate::config::{BackendChoice, CaptureConfig};
 use crate::filter::RootExcludes;
-use crate::journal::{now_ms, Change, Journal, RootId};
+use crate::journal::{now_ms, ArmTimes, Change, Journal, RootId};
 
 pub use ebpf::{pin_dir, unpin};
 pub use gap::{boot_id, close as close_gap};
@@ -51,9 +52,18 @@ pub struct Stats {
     pub journaled: AtomicU64,
     /// Rescan markers written (overflows, unresolvable events).
     pub rescans: AtomicU64,
-    /// eBPF programs' counters (summed over CPUs), by
-    /// `fsjournal_common::counter` index: seen, sent, filtered, dropped.
+    /// eBPF programs' counters (summed over CPUs, since their pinned maps
+    /// were created), by `fsjournal_common::counter` index: seen, sent,
+    /// filtered, dropped, spilled, coalesced.
     pub kernel: [AtomicU64; fsjournal_common::counter::COUNT as usize],
+}
+
+/// `ArmTimes` from two instants measured since arming began.
+fn arm_times(attached: Duration, index_ready: Duration) -> ArmTimes {
+    ArmTimes {
+        attached_ms: attached.as_millis() as u64,
+        index_ready_ms: index_ready.as_millis() as u64,
+    }
 }
 
 /// A running capture backend.
@@ -62,6 +72,8 @@ pub struct Capture {
     pub backend: &'static str,
     /// The attach ladder's outcome: the rung in use and why better ones were refused.
     pub detail: String,
+    /// When capture went live and when its directory index was ready.
+    pub times: ArmTimes,
     /// The backend holds every change made since the previous agent's last
     /// watermark (pinned eBPF programs that lost nothing): no gap scan needed.
     pub backlog_complete: bool,
@@ -94,24 +106,30 @@ impl Capture {
                 format!("{e:#}")
             }),
         };
-        let (backend, detail, backlog_complete, source): (
+        let (backend, detail, times, backlog_complete, source): (
             &'static str,
             String,
+            ArmTimes,
             bool,
             Box<dyn Source>,
         ) = match ebpf {
             Ok(capture) => (
                 "ebpf",
-                ebpf::LADDER.to_string(),
+                capture.ladder().to_string(),
+                capture.times(),
                 capture.backlog_complete(),
                 Box::new(capture),
             ),
-            Err(refused) => (
-                "fanotify",
-                format!("fanotify; eBPF refused: {refused}"),
-                false,
-                Box::new(fanotify()?),
-            ),
+            Err(refused) => {
+                let capture = fanotify()?;
+                (
+                    "fanotify",
+                    format!("fanotify; eBPF refused: {refused}"),
+                    capture.times(),
+                    false,
+                    Box::new(capture),
+                )
+            }
         };
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -135,6 +153,7 @@ impl Capture {
         Ok(Capture {
             backend,
             detail,
+            times,
             backlog_complete,
             stats,
             stop,

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::health::{self, Health};
 use super::{ago, display_path, human_ms, JournalArgs};
-use crate::journal::{now_ms, Journal, StartRecord};
+use crate::journal::{now_ms, ArmTimes, Journal, StartRecord};
 use crate::target_status::{self, TargetStatus};
 
 /// Arguments of `fsjournal status`.
@@ -48,8 +48,13 @@ pub struct Status {
     pub journaled: u64,
     /// Rescan markers written by the last agent since its start.
     pub rescans: u64,
-    /// eBPF programs' event counters: seen, sent, filtered, dropped, spilled.
-    pub kernel_events: [u64; 5],
+    /// eBPF programs' event counters since their pinned maps were created:
+    /// seen, sent, filtered, dropped, spilled, coalesced (see
+    /// `fsjournal_common::counter`).
+    pub kernel_events: [u64; 6],
+    /// When the last agent's capture went live and its directory index was
+    /// ready (ms since arming began).
+    pub arm_times: ArmTimes,
     /// Agent uptime (ms), 0 when not running.
     pub uptime_ms: u64,
     /// Source roots.
@@ -81,6 +86,7 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
         journaled: agent.journaled,
         rescans: agent.rescans,
         kernel_events: agent.kernel_events,
+        arm_times: agent.arm_times,
         uptime_ms: if agent_running {
             now.saturating_sub(agent.started_ms)
         } else {
@@ -154,9 +160,13 @@ fn print(status: &Status, health: &Health) {
             "capture   {}; {} events read, {} changes journaled",
             status.capture_detail, status.events, status.journaled
         );
+        println!(
+            "armed     capture live after {} ms, directory index ready after {} ms",
+            status.arm_times.attached_ms, status.arm_times.index_ready_ms
+        );
         if status.backend == "ebpf" {
-            let [seen, sent, filtered, dropped, spilled] = status.kernel_events;
-            println!("kernel    events seen {seen}, sent {sent}, filtered {filtered}, spilled {spilled}, dropped {dropped}");
+            let [seen, sent, filtered, dropped, spilled, coalesced] = status.kernel_events;
+            println!("kernel    events seen {seen}, sent {sent}, coalesced {coalesced}, filtered {filtered}, spilled {spilled}, dropped {dropped}");
         }
     } else {
         println!("agent     not running");

@@ -39,7 +39,11 @@ const COLUMN_FAMILIES: [&str; 5] = [CF_LOG, CF_PENDING, CF_BY_SEQ, CF_TARGETS, C
 const META_JOURNAL_ID: &[u8] = b"journal_id";
 const META_NEXT_SEQ: &[u8] = b"next_seq";
 const META_ROOTS: &[u8] = b"roots";
-const META_AGENT: &[u8] = b"agent";
+/// The running agent's [`AgentInfo`]. It is rewritten by every start and
+/// read only to show the agent: a change of its fields renames the key
+/// (an older agent's record is then ignored) instead of bumping
+/// [`JOURNAL_FORMAT`], which would cost every target a full sync.
+const META_AGENT: &[u8] = b"agent-2";
 const META_WATERMARK: &[u8] = b"watermark";
 const META_FORMAT: &[u8] = b"format";
 

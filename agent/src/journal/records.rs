@@ -237,6 +237,17 @@ pub struct HeldPath {
     pub reason: HoldReason,
 }
 
+/// When arming made capture live, and when the directory index was complete
+/// (ms since arming began). Capture goes live first: changes made during the
+/// index walk are captured, not missed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArmTimes {
+    /// Programs attached / fanotify marks placed (ms).
+    pub attached_ms: u64,
+    /// Directory index built: one walk of every root (ms).
+    pub index_ready_ms: u64,
+}
+
 /// The running agent's self-description (meta key `agent`), read by `status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInfo {
@@ -255,11 +266,16 @@ pub struct AgentInfo {
     pub journaled: u64,
     /// fanotify queue overflows and other capture losses turned into rescans since start.
     pub rescans: u64,
-    /// eBPF programs' counters since they were loaded: events seen, sent to
-    /// the ring buffer, filtered (other devices, the agent itself), dropped
-    /// (ring buffer and spill map full), spilled (kept in the spill map).
+    /// eBPF programs' counters since their pinned maps were created (they
+    /// outlive agents: a restart adopts them): events seen, sent to the ring
+    /// buffer, filtered (other devices, the agent itself), dropped (ring
+    /// buffer and spill map full), spilled (kept in the spill map),
+    /// coalesced (skipped: the inode's previous event was still unread).
     /// Zero with fanotify.
-    pub kernel_events: [u64; 5],
+    pub kernel_events: [u64; 6],
+    /// When this start's capture went live and its directory index was
+    /// ready (ms since arming began).
+    pub arm_times: ArmTimes,
     /// Agent version.
     pub version: String,
 }

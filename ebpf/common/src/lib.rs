@@ -66,7 +66,7 @@ impl ChangeKind {
 }
 
 /// One inode change seen by a kernel-side program, as written to the ring
-/// buffer `EVENTS` (40 bytes, native endian).
+/// buffer `EVENTS` (48 bytes, native endian).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InodeEvent {
@@ -82,6 +82,10 @@ pub struct InodeEvent {
     pub hook: u32,
     /// The task's `comm`, NUL-padded.
     pub comm: [u8; 16],
+    /// Position of this event among all events sent (from 1, one `SEQ`
+    /// counter shared by every CPU): what the agent reports back in
+    /// `DRAINED` once it has read it.
+    pub index: u64,
 }
 
 /// Values of [`InodeEvent::hook`].
@@ -104,8 +108,43 @@ pub mod counter {
     pub const DROPPED: u32 = 3;
     /// Events that did not fit in the ring buffer and were kept in `DIRTY`.
     pub const SPILLED: u32 = 4;
+    /// Events not sent because an earlier event of the same inode still
+    /// waited unread in the ring buffer (see [`CoalesceKey`]).
+    pub const COALESCED: u32 = 5;
     /// Number of counters.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 6;
+}
+
+/// Slots of the `DRAINED` array, written by the agent (`u64` each).
+pub mod drained {
+    /// The highest [`InodeEvent::index`](super::InodeEvent::index) the agent
+    /// has read out of the ring buffer, written *before* it resolves the
+    /// inodes it read: an event with a higher index may still be unread, or
+    /// read and about to be resolved.
+    pub const INDEX: u32 = 0;
+    /// The `DROPPED` count (summed over CPUs) that the agent has accounted
+    /// for: turned into a rescan, or covered by a gap scan at start. Drops
+    /// beyond it happened while no agent was reading.
+    pub const DROPS: u32 = 1;
+    /// Number of slots.
+    pub const COUNT: u32 = 2;
+}
+
+/// Key of the `LAST` map (the index of each inode's last event sent):
+/// `[ino, dev | generation << 32]`, dev in the kernel's encoding. The
+/// generation is part of the key so that a reused inode number never
+/// inherits another inode's pending event.
+///
+/// A program skips an event (counted as `COALESCED`) when the inode's last
+/// event has an index above `DRAINED[INDEX]`: that event is still unread in
+/// the ring buffer, or read but not yet resolved, and the agent resolves
+/// (opens and stats) the inode after it reads it, so it sees this change
+/// too.
+pub type CoalesceKey = [u64; 2];
+
+/// The [`CoalesceKey`] of an inode.
+pub fn coalesce_key(ino: u64, dev: u32, generation: u32) -> CoalesceKey {
+    [ino, dev as u64 | (generation as u64) << 32]
 }
 
 /// Key of the `DIRTY` map (the inodes whose events did not fit in the ring
@@ -119,7 +158,7 @@ mod tests {
 
     #[test]
     fn inode_event_has_the_layout_the_ring_buffer_reader_expects() {
-        assert_eq!(core::mem::size_of::<super::InodeEvent>(), 40);
+        assert_eq!(core::mem::size_of::<super::InodeEvent>(), 48);
         assert_eq!(core::mem::align_of::<super::InodeEvent>(), 8);
     }
 

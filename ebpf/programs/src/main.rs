@@ -16,14 +16,34 @@
 //! ring buffer is full the inode goes to the `DIRTY` hash map instead
 //! (`COUNTERS[SPILLED]`); only when that is full too is the event lost
 //! (`COUNTERS[DROPPED]`), which the agent turns into a rescan.
+//!
+//! Coalescing: each event sent carries an index from one shared counter
+//! (`SEQ`), and `LAST` remembers, per inode, the index of its last event
+//! sent. The agent writes the highest index it has read into `DRAINED`
+//! before it resolves what it read. An event whose inode's last event lies
+//! above `DRAINED` is skipped (`COUNTERS[COALESCED]`): that earlier event is
+//! still unread, or read but not yet resolved, and resolving it (an `open` by
+//! handle and a `stat`, after this change) covers this change too. A busy
+//! file thus costs one ring-buffer record per agent drain, and while no agent
+//! runs, one in all.
+//!
+//! `probe_vfs_rename` is no capture program: the agent only tries to load it,
+//! to learn whether this kernel accepts the attach ladder's rung 1 (fexit
+//! and BPF-LSM programs, which need BPF trampolines).
 #![no_std]
 #![no_main]
+// `AtomicU64::fetch_add` is not offered on bpfel-unknown-none (no
+// compare-and-swap); the intrinsic compiles to BPF's atomic fetch-and-add.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
+
+use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
-use aya_ebpf::macros::{map, tracepoint};
-use aya_ebpf::maps::{Array, HashMap, PerCpuArray, RingBuf};
-use aya_ebpf::programs::TracePointContext;
-use fsjournal_common::{counter, hook, DirtyKey, InodeEvent};
+use aya_ebpf::macros::{fexit, map, tracepoint};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
+use aya_ebpf::programs::{FExitContext, TracePointContext};
+use fsjournal_common::{coalesce_key, counter, drained, hook, CoalesceKey, DirtyKey, InodeEvent};
 
 /// `BPF_RB_NO_WAKEUP` from `include/uapi/linux/bpf.h`.
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -59,6 +79,20 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// process that reuses a stopped agent's pid is never filtered).
 #[map]
 static AGENT: Array<u32> = Array::with_max_entries(1, 0);
+
+/// `[0]`: the index of the last event sent (events are numbered from 1).
+#[map]
+static SEQ: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Written by the agent, indexed by `fsjournal_common::drained`: the highest
+/// event index it has read, and the drops it has accounted for.
+#[map]
+static DRAINED: Array<u64> = Array::with_max_entries(drained::COUNT, 0);
+
+/// Per inode ([`CoalesceKey`]), the index of its last event sent. Least
+/// recently used inodes are forgotten: their next event is sent.
+#[map]
+static LAST: LruHashMap<CoalesceKey, u64> = LruHashMap::with_max_entries(1 << 16, 0);
 
 #[tracepoint]
 pub fn ctime_ns_xchg(ctx: TracePointContext) -> u32 {
@@ -97,14 +131,37 @@ fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
     let (Ok(ino), Ok(generation)) = (unsafe { ctx.read_at::<u64>(INO_OFFSET) }, unsafe { ctx.read_at::<u32>(generation_offset) }) else {
         return 0;
     };
-    let event = InodeEvent { ino, dev, generation, tgid, hook, comm: bpf_get_current_comm().unwrap_or([0; 16]) };
+    let key = coalesce_key(ino, dev, generation);
+    let drained = DRAINED.get(drained::INDEX).copied().unwrap_or(0);
+    // SAFETY: a map lookup; the value is copied.
+    if unsafe { LAST.get(&key) }.is_some_and(|last| *last > drained) {
+        bump(counter::COALESCED);
+        return 0;
+    }
+    let Some(seq) = SEQ.get_ptr_mut(0) else { return 0 };
+    // SAFETY: an array slot shared by every CPU, only ever updated atomically.
+    // SeqCst, not Relaxed: LLVM 22 compiles a relaxed fetch-and-add whose
+    // result is used to BPF's XADD without BPF_FETCH and reuses the addend
+    // as the "result" (every event numbered 2).
+    let index = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(seq, 1) } + 1;
+    let event = InodeEvent { ino, dev, generation, tgid, hook, comm: bpf_get_current_comm().unwrap_or([0; 16]), index };
     match EVENTS.output::<InodeEvent>(&event, BPF_RB_NO_WAKEUP) {
-        Ok(()) => bump(counter::SENT),
+        Ok(()) => {
+            // Only an event in the ring buffer may hold later ones back.
+            let _ = LAST.insert(&key, &index, 0);
+            bump(counter::SENT)
+        }
         Err(_) => match DIRTY.insert(&[ino, dev as u64], &generation, 0) {
             Ok(()) => bump(counter::SPILLED),
             Err(_) => bump(counter::DROPPED),
         },
     }
+    0
+}
+
+/// Rung-1 probe: never attached, only loaded (see the module comment).
+#[fexit(function = "vfs_rename")]
+pub fn probe_vfs_rename(_ctx: FExitContext) -> i32 {
     0
 }
 

@@ -157,8 +157,9 @@ latency probes, change sets, burst, writer overhead (as applicable), stop it, br
 
 fn startup(r: &Results, md: &mut String) {
     md.push_str("## 1. Start tracking the tree\n\n\
-Tracking: fsjournal until its log says `capture armed` (eBPF: the directory index is walked *before* the programs attach;\n\
-fanotify: the mark is placed, `fanotify filesystem mark placed`, and nothing is walked: its directory index is learnt lazily);\n\
+Tracking: fsjournal until its log says `capture armed` (both backends go live first — eBPF `eBPF capture attached`,\n\
+fanotify `fanotify filesystem mark placed` — then eBPF walks the tree for its directory index, `eBPF directory index ready`;\n\
+fanotify walks nothing: its index is learnt lazily; the status's `arm_times` hold both instants);\n\
 inotifywait until `Watches established.`; lsyncd until its startup rsync begins (every watch placed).\n\
 Ready: the replica is known equal (fsjournal `full sync done`, lsyncd `Startup … finished.`). Cold page cache.\n\
 Slab: `/proc/meminfo` growth from before the start to ready (the whole machine's: other work adds noise).\n\
