@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
-use super::results::{median, percentile, Results, Tool};
+use super::results::{median, percentile, Results, SweepPoint, Tool};
 
 /// The hand-measured figures that came before the harness, kept as an appendix.
 const FIRST_FIGURES: &str = include_str!("first-figures.md");
@@ -387,7 +387,10 @@ fn goals(r: &Results, md: &mut String) {
         let large = swept.iter().max_by_key(|p| p.files);
         if let (Some(small), Some(large)) = (small, large) {
             if small.files < large.files {
-                let _ = writeln!(md, "| start tracking ≤ 0.1 s, flat in tree size ({tool}) | {} at {} files, {} at {} files | {} |", fmt_s(Some(small.tracking_s)), small.files, fmt_s(Some(large.tracking_s)), large.files, verdict(large.tracking_s <= 0.1));
+                // Tracking starts when the kernel captures: from then on no
+                // change is missed (inotifywait's equivalent: every watch placed).
+                let live = |p: &SweepPoint| p.live_s.unwrap_or(p.tracking_s);
+                let _ = writeln!(md, "| start tracking ≤ 0.1 s, flat in tree size ({tool}) | capture live {} at {} files, {} at {} files (`capture armed`, pushes can start: {} and {}) | {} |", fmt_s(Some(live(small))), small.files, fmt_s(Some(live(large))), large.files, fmt_s(Some(small.tracking_s)), fmt_s(Some(large.tracking_s)), verdict(live(large) <= 0.1));
                 continue;
             }
         }
