@@ -1,0 +1,55 @@
+//! The fsjournal agent as a library: the `fsjournal` binary (`main.rs`) is
+//! [`main`], and the criterion benches (`agent/benches/`) reach the journal
+//! and the capture internals they measure through the public modules.
+//!
+//! Only what the benches need is public; the rest stays private to the crate.
+
+pub mod capture;
+mod cli;
+mod config;
+mod daemon;
+mod filter;
+pub mod journal;
+mod metrics;
+mod push;
+mod requests;
+mod target_status;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+/// The `fsjournal` command line: parses the arguments, sets up logging, runs
+/// the agent (`run`) or a CLI command. Errors are printed to stderr and give
+/// a failing exit status.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        cli::LogFormat::Json => logs.json().init(),
+        cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    let result = match cli.command {
+        Command::Run(args) => args
+            .config()
+            .and_then(|config| daemon::run(config, args.config.as_deref()))
+            .and_then(|exit| match exit {
+                daemon::Exit::Stopped => Ok(()),
+                daemon::Exit::Reload => Err(daemon::reexec()),
+            }),
+        other => cli::dispatch(other),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fsjournal: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
