@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
+use super::micro::{self, Micro};
 use super::results::{median, percentile, Results, Tool};
 
 /// The hand-measured figures that came before the harness, kept as an appendix.
@@ -24,7 +25,8 @@ const TOOLS: [&str; 5] = [
 
 /// Writes `dir/benchmarks.md` and its plots; `link` prefixes the plots'
 /// file names in the markdown (relative to where the markdown ends up).
-pub fn write(r: &Results, dir: &Path, link: &str) -> anyhow::Result<()> {
+/// `micro`: the results of `--micro`, if any.
+pub fn write(r: &Results, micro: Option<&Micro>, dir: &Path, link: &str) -> anyhow::Result<()> {
     let mut md = String::new();
     let plots = plots(r, dir)?;
     header(r, &mut md);
@@ -37,6 +39,7 @@ pub fn write(r: &Results, dir: &Path, link: &str) -> anyhow::Result<()> {
     );
     throughput(r, &mut md);
     overhead(r, &mut md);
+    micro::sections(micro, &mut md);
     goals(r, &mut md);
     notes(r, &mut md);
     md.push_str("\n## Appendix: first figures, measured by hand\n\nBefore the harness existed; kept for comparison (another tree shape, an rsync daemon target).\n\n");
@@ -380,7 +383,7 @@ fn notes(r: &Results, md: &mut String) {
     for n in &r.notes {
         let _ = writeln!(md, "- `{}`", n.replace('`', "'"));
     }
-    md.push_str("\nNot measured yet: start-up vs tree size (one scale per run), the 5M tree (`--large`), several writers,\nRocksDB compaction behaviour over time, criterion micro-benchmarks, an rsync daemon target.\n");
+    md.push_str("\nNot measured yet: start-up vs tree size (one scale per run), the 5M tree (`--large`), several writers,\nan rsync daemon target.\n");
 }
 
 /// Colour of a tool in the plots.
