@@ -1,5 +1,5 @@
 //! RocksDB tuning of the journal: a memory budget that stays flat however
-//! large the journal or the tracked tree grows (issue 5: agent RSS ≤ 64 MiB).
+//! large the journal grows (issue 5: agent RSS ≤ 64 MiB).
 //!
 //! RocksDB's defaults give each column family its own 64 MiB memtable (two
 //! while one flushes) and its own 32 MiB block cache, and keep write-ahead
@@ -7,8 +7,8 @@
 //! flush: a burst of 10⁶ records peaked at 190 MiB of RSS and left 172 MB of
 //! WAL on disk. Here every column family shares one memtable budget and one
 //! block cache, and the WAL is capped so that old logs are flushed and
-//! deleted early. Figures: docs/benchmarks.md,
-//! "Journal memory and size".
+//! deleted early. Figures: docs/benchmarks.md, section 7 and "Appendix:
+//! agent memory".
 
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options};
 

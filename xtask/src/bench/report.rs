@@ -13,6 +13,8 @@ use super::results::{median, percentile, Results, Tool};
 
 /// The hand-measured figures that came before the harness, kept as an appendix.
 const FIRST_FIGURES: &str = include_str!("first-figures.md");
+/// The agent's memory, measured by hand (docs/bench/agent-memory.sh, heaptrack), an appendix.
+const MEMORY_FIGURES: &str = include_str!("memory-figures.md");
 
 /// Tools in table order.
 const TOOLS: [&str; 5] = [
@@ -44,6 +46,8 @@ pub fn write(r: &Results, micro: Option<&Micro>, dir: &Path, link: &str) -> anyh
     notes(r, &mut md);
     md.push_str("\n## Appendix: first figures, measured by hand\n\nBefore the harness existed; kept for comparison (another tree shape, an rsync daemon target).\n\n");
     md.push_str(FIRST_FIGURES);
+    md.push_str("\n## Appendix: agent memory, measured by hand\n\n");
+    md.push_str(MEMORY_FIGURES);
     let path = dir.join("benchmarks.md");
     std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))
 }
