@@ -78,7 +78,7 @@ fn run(scenario: &str, records: u64) {
     for start in (0..records).step_by(BATCH as usize) {
         let changes: Vec<Change> = (start..start + BATCH).map(change).collect();
         let last = journal.append(&changes, None, false).expect("append");
-        if ack && last % ACK_EVERY == 0 {
+        if ack && last.is_multiple_of(ACK_EVERY) {
             let state = TargetState {
                 cursor: last,
                 ..TargetState::default()
@@ -93,7 +93,7 @@ fn run(scenario: &str, records: u64) {
                     .expect("retention");
             }
         }
-        if (start + BATCH) % (records / 10).max(BATCH) == 0 {
+        if (start + BATCH).is_multiple_of((records / 10).max(BATCH)) {
             sizes.push((start + BATCH, dir_bytes(&path)));
         }
     }
