@@ -58,8 +58,8 @@ pub fn main() -> std::process::ExitCode {
 /// Caps glibc's malloc at two arenas (it makes up to 8 per core, one per
 /// thread that meets contention). The agent's threads (capture, pushers,
 /// RocksDB's flushes and compactions) each kept freed memory in their own
-/// arena: after a 10⁶-file burst, 74 MiB of RSS with the default, 65 MiB
-/// with two (docs/benchmarks.md, "Appendix: agent memory"). Must run before
+/// arena: after a 10⁶-file burst, 74 MiB of RSS with the default, 65–67
+/// MiB with two (docs/benchmarks.md, "Appendix: agent memory"). Must run before
 /// any thread starts.
 fn limit_malloc_arenas() {
     #[cfg(target_env = "gnu")]
