@@ -14,7 +14,8 @@
 //! - `cargo xtask demo`: setup, then a hot backup of a sample Jenkins-like tree
 //!   into a local replica, until Ctrl-C.
 //! - `cargo xtask bench`: fsjournal side by side with lsyncd, inotifywait and
-//!   full-scan rsync on a generated tree (`bench/`).
+//!   full-scan rsync on a generated tree (`bench/`); `--micro`: the agent's
+//!   criterion micro-benchmarks (`agent/benches/`).
 
 mod bench;
 

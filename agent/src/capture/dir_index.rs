@@ -146,6 +146,10 @@ impl DirIndex {
     }
 
     /// Number of directories indexed.
+    #[expect(
+        clippy::len_without_is_empty,
+        reason = "only its size is reported (logs, benches); emptiness is never asked"
+    )]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -8,12 +8,12 @@
 //! knows of (queue overflow, an unresolvable event) becomes a *rescan marker*
 //! in the journal, never a silent drop.
 
-mod dir_index;
+pub mod dir_index;
 mod ebpf;
 mod fanotify;
-mod fanotify_sys;
+pub mod fanotify_sys;
 mod gap;
-mod handle;
+pub mod handle;
 mod hard_links;
 mod rung1;
 

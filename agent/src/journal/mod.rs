@@ -16,6 +16,7 @@
 //! A pending entry is deleted only once every target's cursor has passed its
 //! sequence number. See docs/architecture.md, "Crash safety".
 
+mod options;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -97,13 +98,11 @@ impl Journal {
             .with_context(|| format!("cannot create journal directory {}", path.display()))?;
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
+        let cache = options::block_cache();
         let cfs = COLUMN_FAMILIES
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        let db = DB::open_cf_descriptors(&opts, path, cfs).with_context(|| {
+            .map(|name| ColumnFamilyDescriptor::new(*name, options::cf_options(name, &cache)));
+        let db = DB::open_cf_descriptors(&options::db_options(), path, cfs).with_context(|| {
             format!(
                 "cannot open journal {} (is another agent running?)",
                 path.display()

@@ -7,9 +7,11 @@
 //! on a cold page cache and measures what applies to it (see
 //! `measure.rs`); the figures go to `OUT/results.json`, and a report with
 //! tables and SVG plots to `OUT/benchmarks.md` (`--publish`: to
-//! `docs/benchmarks.md` and `docs/bench/`).
+//! `docs/benchmarks.md` and `docs/bench/`). `--micro` runs the agent's
+//! micro-benchmarks instead (`micro.rs`).
 
 mod measure;
+mod micro;
 mod report;
 mod results;
 mod sweep;
@@ -80,6 +82,11 @@ pub struct BenchArgs {
     /// (rewritten), then report as usual.
     #[arg(long, value_name = "RESULTS_JSON")]
     sweep_only: Option<PathBuf>,
+    /// Only the agent's micro-benchmarks (`cargo bench -p fsjournal --benches`, built in
+    /// --release-target-dir): OUT/micro.json and OUT/micro.md; with --publish, docs/bench/micro.json
+    /// and docs/benchmarks.md regenerated from docs/bench/results.json.
+    #[arg(long, conflicts_with = "report_only")]
+    micro: bool,
 }
 
 /// The workspace root.
@@ -93,6 +100,9 @@ fn workspace() -> PathBuf {
 pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::Result<()> {
     let out = workspace().join(&args.out);
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    if args.micro {
+        return run_micro(&args, &out);
+    }
     let mut failure = None;
     let read = |json: &Path| -> anyhow::Result<Results> {
         let text = std::fs::read_to_string(json)
@@ -119,7 +129,7 @@ pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::R
             results
         }
     };
-    report::write(&results, &out, "")?;
+    report::write(&results, read_micro(&out).as_ref(), &out, "")?;
     if args.publish {
         let docs = workspace().join("docs");
         std::fs::create_dir_all(docs.join("bench"))?;
@@ -127,15 +137,67 @@ pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::R
             docs.join("bench/results.json"),
             serde_json::to_string_pretty(&results)?,
         )?;
-        report::write(&results, &docs.join("bench"), "bench/")?;
-        std::fs::rename(docs.join("bench/benchmarks.md"), docs.join("benchmarks.md"))
-            .context("cannot move the report to docs/benchmarks.md")?;
-        eprintln!("bench: report in docs/benchmarks.md");
+        publish(&results, read_micro(&docs.join("bench")).as_ref())?;
     }
     match failure {
         Some(e) => Err(e.context("the bench stopped early (what it measured is in the results)")),
         None => Ok(()),
     }
+}
+
+/// Writes the report and its plots into docs/ (`docs/benchmarks.md`, `docs/bench/`).
+fn publish(results: &Results, micro: Option<&micro::Micro>) -> anyhow::Result<()> {
+    let docs = workspace().join("docs");
+    report::write(results, micro, &docs.join("bench"), "bench/")?;
+    std::fs::rename(docs.join("bench/benchmarks.md"), docs.join("benchmarks.md"))
+        .context("cannot move the report to docs/benchmarks.md")?;
+    eprintln!("bench: report in docs/benchmarks.md");
+    Ok(())
+}
+
+/// `dir/micro.json`, if an earlier `--micro` wrote one there.
+fn read_micro(dir: &Path) -> Option<micro::Micro> {
+    let text = std::fs::read_to_string(dir.join("micro.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// `--micro`: runs the micro-benchmarks, writes `out/micro.json` and
+/// `out/micro.md`; with `--publish`, `docs/bench/micro.json` and the report
+/// regenerated from `docs/bench/results.json`.
+fn run_micro(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
+    let micro = micro::run(&workspace(), &args.release_target_dir, git_describe())?;
+    let json = serde_json::to_string_pretty(&micro)?;
+    std::fs::write(out.join("micro.json"), &json)
+        .with_context(|| format!("cannot write {}", out.join("micro.json").display()))?;
+    let mut md = String::new();
+    micro::sections(Some(&micro), &mut md);
+    std::fs::write(out.join("micro.md"), md)
+        .with_context(|| format!("cannot write {}", out.join("micro.md").display()))?;
+    eprintln!(
+        "bench: micro-benchmarks in {}",
+        out.join("micro.md").display()
+    );
+    if args.publish {
+        let bench = workspace().join("docs/bench");
+        std::fs::create_dir_all(&bench)?;
+        std::fs::write(bench.join("micro.json"), json)?;
+        let text = std::fs::read_to_string(bench.join("results.json"))
+            .context("no docs/bench/results.json to regenerate docs/benchmarks.md from")?;
+        let results: Results = serde_json::from_str(&text)
+            .context("docs/bench/results.json is no results document")?;
+        publish(&results, Some(&micro))?;
+    }
+    Ok(())
+}
+
+/// `git describe --always --dirty` of the work tree, empty when git fails.
+fn git_describe() -> String {
+    Command::new("git")
+        .current_dir(workspace())
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Measures everything; the results so far, and the error that cut the
@@ -352,10 +414,6 @@ fn machine(bin: &Path) -> Machine {
         lsyncd: first_line(Command::new("lsyncd").arg("--version")),
         inotifywait: first_line(Command::new("inotifywait").arg("--help")),
         fsjournal: first_line(Command::new(bin).arg("--version")),
-        commit: first_line(
-            Command::new("git")
-                .current_dir(workspace())
-                .args(["describe", "--always", "--dirty"]),
-        ),
+        commit: git_describe(),
     }
 }

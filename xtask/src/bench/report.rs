@@ -8,10 +8,13 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
+use super::micro::{self, Micro};
 use super::results::{median, percentile, Results, SweepPoint, Tool};
 
 /// The hand-measured figures that came before the harness, kept as an appendix.
 const FIRST_FIGURES: &str = include_str!("first-figures.md");
+/// The agent's memory, measured by hand (docs/bench/agent-memory.sh, heaptrack), an appendix.
+const MEMORY_FIGURES: &str = include_str!("memory-figures.md");
 
 /// Tools in table order.
 const TOOLS: [&str; 5] = [
@@ -24,7 +27,8 @@ const TOOLS: [&str; 5] = [
 
 /// Writes `dir/benchmarks.md` and its plots; `link` prefixes the plots'
 /// file names in the markdown (relative to where the markdown ends up).
-pub fn write(r: &Results, dir: &Path, link: &str) -> anyhow::Result<()> {
+/// `micro`: the results of `--micro`, if any.
+pub fn write(r: &Results, micro: Option<&Micro>, dir: &Path, link: &str) -> anyhow::Result<()> {
     let mut md = String::new();
     let plots = plots(r, dir)?;
     header(r, &mut md);
@@ -43,10 +47,13 @@ pub fn write(r: &Results, dir: &Path, link: &str) -> anyhow::Result<()> {
     throughput(r, &mut md);
     drain(r, &mut md);
     overhead(r, &mut md);
+    micro::sections(micro, &mut md);
     goals(r, &mut md);
     notes(r, &mut md);
     md.push_str("\n## Appendix: first figures, measured by hand\n\nBefore the harness existed; kept for comparison (another tree shape, an rsync daemon target).\n\n");
     md.push_str(FIRST_FIGURES);
+    md.push_str("\n## Appendix: agent memory, measured by hand\n\n");
+    md.push_str(MEMORY_FIGURES);
     let path = dir.join("benchmarks.md");
     std::fs::write(&path, md).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -465,7 +472,7 @@ fn notes(r: &Results, md: &mut String) {
     for n in &r.notes {
         let _ = writeln!(md, "- `{}`", n.replace('`', "'"));
     }
-    md.push_str("\nNot measured yet: start-up vs tree size (one scale per run), the 5M tree (`--large`), several writers,\nRocksDB compaction behaviour over time, criterion micro-benchmarks, an rsync daemon target.\n");
+    md.push_str("\nNot measured yet: start-up vs tree size (one scale per run), the 5M tree (`--large`), several writers,\nan rsync daemon target.\n");
 }
 
 /// Colour of a tool in the plots.
