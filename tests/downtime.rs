@@ -219,14 +219,21 @@ fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason() {
     agent.stop();
 }
 
-#[test]
-fn ebpf_a_process_that_reuses_a_stopped_agents_pid_is_still_captured() {
+/// An eBPF agent on a seeded ext4 tree, its first full sync done; the
+/// configuration to start it again.
+fn ebpf_agent_in_sync() -> (Scratch, std::path::PathBuf, Agent) {
     let scratch = Scratch::ext4();
     workload::seed(&scratch.src());
     let replica = scratch.replica().display().to_string();
     let config = write_config(&scratch, &replica, None, "");
     use_backend(&config, "ebpf");
     let agent = start_and_sync(&config, &scratch);
+    (scratch, config, agent)
+}
+
+#[test]
+fn ebpf_a_process_that_reuses_a_stopped_agents_pid_is_still_captured() {
+    let (scratch, config, agent) = ebpf_agent_in_sync();
     let pid = agent.pid();
     agent.stop();
 
@@ -265,12 +272,7 @@ const COALESCED: usize = 5;
 #[test]
 fn ebpf_a_file_rewritten_thousands_of_times_while_down_costs_the_ring_buffer_one_event() {
     const WRITES: u64 = 5000;
-    let scratch = Scratch::ext4();
-    workload::seed(&scratch.src());
-    let replica = scratch.replica().display().to_string();
-    let config = write_config(&scratch, &replica, None, "");
-    use_backend(&config, "ebpf");
-    let agent = start_and_sync(&config, &scratch);
+    let (scratch, config, agent) = ebpf_agent_in_sync();
     // Events the live agent drains move DRAINED past the first indexes, so
     // coalescing must compare real event numbers.
     for i in 0..20 {
@@ -309,12 +311,7 @@ fn ebpf_a_file_rewritten_thousands_of_times_while_down_costs_the_ring_buffer_one
 
 #[test]
 fn ebpf_pins_of_an_older_version_are_replaced_and_the_gap_is_scanned() {
-    let scratch = Scratch::ext4();
-    workload::seed(&scratch.src());
-    let replica = scratch.replica().display().to_string();
-    let config = write_config(&scratch, &replica, None, "");
-    use_backend(&config, "ebpf");
-    let agent = start_and_sync(&config, &scratch);
+    let (scratch, config, agent) = ebpf_agent_in_sync();
     agent.stop();
     // An older fsjournal pinned no DRAINED map (nor SEQ, LAST).
     let journal_id = status(&scratch)["journal_id"].as_str().unwrap().to_string();

@@ -11,6 +11,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fsjournal::capture::dir_index::DirIndex;
 use fsjournal::capture::fanotify_sys::parse_events;
+use fsjournal::capture::fanotify_sys::synthetic::{event, info};
 use fsjournal::capture::handle::{handle_of, FileHandle};
 
 /// Jobs × builds of the generated tree: 100 × 100 build directories, plus
@@ -67,41 +68,6 @@ fn dir_index(c: &mut Criterion) {
         },
     );
     group.finish();
-}
-
-/// One FID info record as the kernel lays it out (see `parse_events`).
-fn info(info_type: u8, handle: &[u8], name: Option<&[u8]>) -> Vec<u8> {
-    let mut body = vec![0u8; 8]; // fsid
-    body.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
-    body.extend_from_slice(&1i32.to_ne_bytes());
-    body.extend_from_slice(handle);
-    if let Some(name) = name {
-        body.extend_from_slice(name);
-        body.push(0);
-    }
-    while !(body.len() + 4).is_multiple_of(4) {
-        body.push(0);
-    }
-    let mut record = vec![info_type, 0];
-    record.extend_from_slice(&((body.len() + 4) as u16).to_ne_bytes());
-    record.extend(body);
-    record
-}
-
-/// One event: metadata, then its info records.
-fn event(mask: u64, infos: &[Vec<u8>]) -> Vec<u8> {
-    let len = 24 + infos.iter().map(Vec::len).sum::<usize>();
-    let mut out = Vec::new();
-    out.extend_from_slice(&(len as u32).to_ne_bytes());
-    out.extend_from_slice(&[3, 0]);
-    out.extend_from_slice(&24u16.to_ne_bytes());
-    out.extend_from_slice(&mask.to_ne_bytes());
-    out.extend_from_slice(&(-1i32).to_ne_bytes());
-    out.extend_from_slice(&77i32.to_ne_bytes());
-    for i in infos {
-        out.extend_from_slice(i);
-    }
-    out
 }
 
 /// Decoding a buffer of 1,000 CREATE events (directory handle + name, and

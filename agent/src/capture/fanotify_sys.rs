@@ -243,12 +243,12 @@ fn decode_info(event: &mut Event, info_type: u8, body: &[u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Encodes one FID info record as the kernel would.
-    fn info(info_type: u8, handle: &[u8], name: Option<&[u8]>) -> Vec<u8> {
+/// Events encoded as the kernel lays them out, for the unit tests and the
+/// criterion benches (`agent/benches/capture.rs`) of [`parse_events`].
+#[doc(hidden)]
+pub mod synthetic {
+    /// One FID info record as the kernel lays it out (fsid, handle, optional name).
+    pub fn info(info_type: u8, handle: &[u8], name: Option<&[u8]>) -> Vec<u8> {
         let mut body = vec![0u8; 8]; // fsid
         body.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
         body.extend_from_slice(&1i32.to_ne_bytes());
@@ -266,7 +266,8 @@ mod tests {
         record
     }
 
-    fn event(mask: u64, infos: &[Vec<u8>]) -> Vec<u8> {
+    /// One event: metadata (pid 77, no fd), then its info records.
+    pub fn event(mask: u64, infos: &[Vec<u8>]) -> Vec<u8> {
         let len = 24 + infos.iter().map(Vec::len).sum::<usize>();
         let mut out = Vec::new();
         out.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -280,6 +281,13 @@ mod tests {
         }
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::synthetic::{event, info};
 
     #[test]
     fn decodes_variable_length_events_with_names_and_renames() {
