@@ -87,6 +87,10 @@ pub struct Journal {
     _secondary: Option<tempfile::TempDir>,
 }
 
+/// How often a reader opens the journal again when a compaction of the
+/// running agent deleted a table file under it (see [`Journal::open_reader`]).
+const READER_OPEN_ATTEMPTS: u32 = 10;
+
 impl Journal {
     /// Opens (creating if needed) the journal at `path` for writing; only one
     /// process may do so at a time (RocksDB's LOCK file).
@@ -124,9 +128,32 @@ impl Journal {
         let secondary = tempfile::Builder::new()
             .prefix("fsjournal-reader")
             .tempdir()?;
-        let db =
-            DB::open_cf_as_secondary(&Options::default(), path, secondary.path(), COLUMN_FAMILIES)
-                .with_context(|| format!("cannot read journal {}", path.display()))?;
+        // The agent may compact between our reading its MANIFEST and opening
+        // the table files it lists, deleting one of them (IO error, "No such
+        // file or directory"): read the MANIFEST again.
+        let mut attempt = 0;
+        let db = loop {
+            match DB::open_cf_as_secondary(
+                &Options::default(),
+                path,
+                secondary.path(),
+                COLUMN_FAMILIES,
+            ) {
+                Ok(db) => break db,
+                Err(e)
+                    if attempt < READER_OPEN_ATTEMPTS
+                        && e.kind() == rocksdb::ErrorKind::IOError
+                        && e.to_string().contains("No such file or directory") =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20 * attempt as u64));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::from(e))
+                        .with_context(|| format!("cannot read journal {}", path.display()))
+                }
+            }
+        };
         Journal::from_db(db, path, Some(secondary), false)
     }
 
