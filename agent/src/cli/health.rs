@@ -3,6 +3,7 @@
 //! as the sample alert rules in docs/operations.md, so a glance at `status`
 //! and the alerts agree.
 
+use fsjournal_common::counter;
 use serde::Serialize;
 
 use super::human_ms;
@@ -11,7 +12,7 @@ use crate::journal::now_ms;
 
 /// A target further behind than this is a problem (ms): the sample alert's
 /// "lag > 5 min".
-pub const LAG_LIMIT_MS: u64 = 5 * 60 * 1000;
+const LAG_LIMIT_MS: u64 = 5 * 60 * 1000;
 
 /// A running agent advances the capture watermark every second; older than
 /// this, capture is stuck (ms).
@@ -40,7 +41,7 @@ pub fn judge(status: &Status) -> Health {
             ));
         }
     }
-    let dropped = status.kernel_events[3];
+    let dropped = status.kernel_events[counter::DROPPED as usize];
     if status.agent_running && dropped > 0 {
         problems.push(format!(
             "{dropped} eBPF events dropped since start, each a rescan: raise capture.ring_buffer_bytes / dirty_inodes"
