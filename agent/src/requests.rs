@@ -63,12 +63,7 @@ impl Ticket {
     /// failure is logged: the CLI then waits until interrupted.
     pub fn answer(&self, ok: bool, message: String) {
         let Some(path) = &self.reply_to else { return };
-        let tmp = path.with_extension("reply.tmp");
-        let written = serde_json::to_vec(&Reply { ok, message })
-            .map_err(std::io::Error::from)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
+        if let Err(e) = write_atomically(path, &Reply { ok, message }) {
             tracing::error!(reply = %path.display(), error = %e, "cannot reply to a request");
         }
     }
@@ -91,15 +86,19 @@ pub fn submit(journal: &Path, request: &Request) -> anyhow::Result<PathBuf> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
-    let name = format!("{nanos}-{}", std::process::id());
-    let (tmp, path) = (
-        dir.join(format!(".{name}.tmp")),
-        dir.join(format!("{name}.json")),
-    );
-    std::fs::write(&tmp, serde_json::to_vec(request)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot rename {}", tmp.display()))?;
+    let path = dir.join(format!("{nanos}-{}.json", std::process::id()));
+    write_atomically(&path, request).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+/// Writes `value` as JSON to `path` through a hidden temporary name beside
+/// it and a rename, so that a reader sees the whole file or none (and
+/// [`take`], which reads `*.json`, never a partial request).
+fn write_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Where the reply to the request queued as `request_file` arrives.
