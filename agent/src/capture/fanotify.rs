@@ -281,10 +281,7 @@ impl Filesystem {
         let Some((root, path)) = self.resolve(entry) else {
             return;
         };
-        let meta = self
-            .index
-            .absolute(root, &path)
-            .and_then(|p| std::fs::symlink_metadata(p).ok());
+        let meta = self.metadata(root, &path);
         let ino = meta.as_ref().map_or(0, |m| m.ino());
         let Some(kind) = entry_kind(event.mask, || ino != 0) else {
             return;
@@ -308,6 +305,14 @@ impl Filesystem {
             comm: String::new(),
         };
         self.push_with_other_names(change, meta.as_ref(), out);
+    }
+
+    /// What the entry at root-relative `path` is now (`lstat`); `None` when
+    /// it is gone.
+    fn metadata(&self, root: RootId, path: &[u8]) -> Option<std::fs::Metadata> {
+        self.index
+            .absolute(root, path)
+            .and_then(|p| std::fs::symlink_metadata(p).ok())
     }
 
     /// Journals `change` and, for a write to a hard-linked file (`meta`
@@ -354,10 +359,7 @@ impl Filesystem {
         let Some((root, path)) = resolved else {
             return;
         };
-        let meta = self
-            .index
-            .absolute(root, &path)
-            .and_then(|p| std::fs::symlink_metadata(p).ok());
+        let meta = self.metadata(root, &path);
         let ino = meta.as_ref().map_or(0, |m| m.ino());
         let change = Change {
             root,
