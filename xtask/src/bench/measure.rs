@@ -106,7 +106,6 @@ impl Bench {
         sys::check_interrupted()?;
         let size = super::tree::count(&self.src);
         sys::drop_caches()?;
-        std::thread::sleep(Duration::from_millis(300));
         Ok((size, sys::slab_kib()))
     }
 

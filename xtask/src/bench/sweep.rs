@@ -74,7 +74,7 @@ pub fn run(
             tree.files, tree.dirs
         );
         for backend in ["fanotify", "ebpf"] {
-            cold()?;
+            sys::drop_caches()?;
             let mut agent = tools::Agent::start(
                 bin,
                 backend,
@@ -95,18 +95,12 @@ pub fn run(
                 &agent.proc,
             ));
         }
-        cold()?;
+        sys::drop_caches()?;
         let mut proc = tools::inotifywait(&src, &work)?;
         let tracking = proc.wait_line("Watches established.", LONGEST)?;
         points.push(point("inotifywait", &tree, tracking, None, &proc));
     }
     Ok(points)
-}
-
-fn cold() -> anyhow::Result<()> {
-    sys::drop_caches()?;
-    std::thread::sleep(Duration::from_millis(300));
-    Ok(())
 }
 
 fn point(

@@ -267,14 +267,39 @@ impl Proc {
         }
     }
 
+    /// CPU time of the process, user + system, all threads (s), from
+    /// `/proc/PID/stat` (proc(5): fields 14 and 15, in clock ticks).
+    pub fn cpu_s(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // The command name (field 2) may hold spaces: count from its closing parenthesis.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .context("a /proc/PID/stat line")?
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Ok(ticks as f64 / hz)
+    }
+
+    /// Sends `signal` to the process (not reaped yet: `stop` has not run).
+    pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        // SAFETY: kill(2) on our own child's pid, which `wait` has not reaped.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, signal) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("kill");
+        }
+        Ok(())
+    }
+
     /// SIGTERM, up to 10 s to exit, then SIGKILL. Idempotent.
     pub fn stop(&mut self) {
         if self.stopped {
             return;
         }
         self.stopped = true;
-        // SAFETY: kill(2) on our own child's pid, which `wait` has not reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -309,11 +334,14 @@ pub fn slab_kib() -> (u64, u64) {
     (meminfo_kib("SUnreclaim"), meminfo_kib("SReclaimable"))
 }
 
-/// `sync; echo 3 > /proc/sys/vm/drop_caches`: every tool starts on a cold cache.
+/// `sync; echo 3 > /proc/sys/vm/drop_caches`, then 300 ms for the
+/// writeback to settle: every tool starts on a cold cache.
 pub fn drop_caches() -> anyhow::Result<()> {
     output(&mut Command::new("sync"))?;
     std::fs::write("/proc/sys/vm/drop_caches", "3\n")
-        .context("cannot write /proc/sys/vm/drop_caches")
+        .context("cannot write /proc/sys/vm/drop_caches")?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(())
 }
 
 /// Whether dpkg says `package` is installed.

@@ -17,53 +17,26 @@ use super::Bench;
 /// The journal has stopped growing once `last_seq` held still this long.
 const QUIET: Duration = Duration::from_millis(1500);
 
-/// CPU time of process `pid`, user + system, all threads (s), from
-/// `/proc/PID/stat` (proc(5): fields 14 and 15, in clock ticks).
-fn cpu_s(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces: count from its closing parenthesis.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("a /proc/PID/stat line")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok(ticks as f64 / hz)
-}
-
-/// Sends `signal` to `pid`.
-fn signal(pid: u32, signal: libc::c_int) -> anyhow::Result<()> {
-    // SAFETY: kill(2) with a pid we spawned.
-    if unsafe { libc::kill(pid as libc::pid_t, signal) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("kill");
-    }
-    Ok(())
-}
-
 impl Bench {
     /// Queues `plan.burst_files` creates while `agent` is stopped, then
     /// times how fast it journals them.
     pub(super) fn drain(&mut self, tool: &str, run: u32, agent: &Agent) -> anyhow::Result<()> {
         let n = self.plan.burst_files;
-        let pid = agent.proc.pid();
         std::thread::sleep(Duration::from_millis(1200)); // agent counters are saved each second
         let before = agent.status()?;
         let count = |s: &serde_json::Value, key: &str| s[key].as_u64().unwrap_or(0);
         let dir = self.src.join(format!("drain-{tool}-{run}"));
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        signal(pid, libc::SIGSTOP)?;
+        agent.proc.signal(libc::SIGSTOP)?;
         let written: anyhow::Result<()> = (0..n).try_for_each(|i| {
             let path = dir.join(format!("f{i}"));
             std::fs::File::create(&path)
                 .and_then(|mut f| f.write_all(b"x"))
                 .with_context(|| format!("cannot write {}", path.display()))
         });
-        let cpu_before = cpu_s(pid)?;
+        let cpu_before = agent.proc.cpu_s()?;
         let start = Instant::now();
-        signal(pid, libc::SIGCONT)?;
+        agent.proc.signal(libc::SIGCONT)?;
         written?;
         let (mut seq, mut last_growth) = (count(&before, "last_seq"), Duration::ZERO);
         loop {
@@ -77,7 +50,7 @@ impl Bench {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let cpu = cpu_s(pid)? - cpu_before;
+        let cpu = agent.proc.cpu_s()? - cpu_before;
         std::thread::sleep(Duration::from_millis(1200));
         let after = agent.status()?;
         let kernel = |s: &serde_json::Value, i: usize| s["kernel_events"][i].as_u64().unwrap_or(0);
