@@ -53,7 +53,6 @@ pub struct DirIndex {
 #[derive(Debug)]
 struct IndexedRoot {
     path: PathBuf,
-    handle: FileHandle,
     mount_id: i32,
     excludes: RootExcludes,
 }
@@ -91,7 +90,6 @@ impl DirIndex {
             root,
             IndexedRoot {
                 path: path.to_path_buf(),
-                handle: handle.clone(),
                 mount_id,
                 excludes,
             },
@@ -101,34 +99,28 @@ impl DirIndex {
     }
 
     /// Learns directory `dir`, which the kernel finds at the absolute
-    /// `path` now, and every directory between its root and it (one
-    /// `name_to_handle_at` each, the first time). Returns its root and
-    /// root-relative path; `None` when `path` lies under no root. A
-    /// directory on the way that moved meanwhile is not learnt, but the path
-    /// is still returned: it is where the kernel saw `dir`.
+    /// `path` now, and the directories above it up to the first one the
+    /// index holds (its root at the latest): one `name_to_handle_at` per
+    /// directory learnt, so a new directory under a known one costs one.
+    /// Returns its root and root-relative path; `None` when `path` lies
+    /// under no root. A directory on the way that moved meanwhile stops the
+    /// climb, but the path is still returned: it is where the kernel saw `dir`.
     pub fn learn(&mut self, dir: &FileHandle, path: &Path) -> Option<(RootId, Vec<u8>)> {
-        let (root, rel) = self.relative_to_root(path)?;
-        let indexed = &self.roots[&root];
-        let (mut parent, mut at) = (indexed.handle.clone(), indexed.path.clone());
-        let names: Vec<&[u8]> = rel
-            .split(|&b| b == b'/')
-            .filter(|n| !n.is_empty())
-            .collect();
-        for (i, name) in names.iter().enumerate() {
-            at.push(std::ffi::OsStr::from_bytes(name));
-            let handle = if i + 1 == names.len() {
-                dir.clone()
-            } else {
-                match handle_of(&at) {
-                    Ok((handle, _)) => handle,
-                    Err(_) => break,
-                }
+        let found = self.relative_to_root(path)?;
+        let (mut handle, mut at) = (dir.clone(), path.to_path_buf());
+        while !self.entries.contains_key(&handle) {
+            let (Some(parent), Some(name)) = (at.parent(), at.file_name()) else {
+                break;
+            };
+            let (parent, name) = (parent.to_path_buf(), name.as_bytes().to_vec());
+            let Ok((parent_handle, _)) = handle_of(&parent) else {
+                break;
             };
             self.entries
-                .insert(handle.clone(), Parent::Dir(parent, name.to_vec()));
-            parent = handle;
+                .insert(handle, Parent::Dir(parent_handle.clone(), name));
+            (handle, at) = (parent_handle, parent);
         }
-        Some((root, rel))
+        Some(found)
     }
 
     /// Forgets every directory but the roots (lazy mode: they are learnt
