@@ -24,32 +24,52 @@ const ENABLED_LINK: &str = "etc/systemd/system/multi-user.target.wants/fsjournal
 /// Default configuration file of the service.
 const DEFAULT_CONFIG: &str = "/etc/fsjournal/fsjournal.toml";
 
+/// Where the service lives: shared by `install` and `uninstall`.
+#[derive(Debug, Args)]
+pub struct Layout {
+    /// Work below this directory instead of `/` (a system image, a test).
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Configuration file the service runs with (absolute, as the installed
+    /// system sees it); `uninstall --purge` removes it.
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Journal directory: created with mode 0700 and named in a new
+    /// configuration; `uninstall --purge` removes it.
+    #[arg(long, default_value = DEFAULT_JOURNAL_DIR)]
+    journal: PathBuf,
+}
+
+/// The unit, configuration and journal paths of a [`Layout`], below its root.
+struct Paths {
+    unit: PathBuf,
+    config: PathBuf,
+    journal: PathBuf,
+}
+
+impl Layout {
+    /// Errors: `--config` or `--journal` is relative.
+    fn paths(&self) -> anyhow::Result<Paths> {
+        Ok(Paths {
+            unit: self.root.join(UNIT_PATH),
+            config: under(&self.root, &self.config, "--config")?,
+            journal: under(&self.root, &self.journal, "--journal")?,
+        })
+    }
+}
+
 /// Arguments of `fsjournal install`.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// Install below this directory instead of `/` (a system image, a test).
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
-    /// Configuration file the service runs with (absolute, as the installed system sees it).
-    #[arg(long, default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// Journal directory: created with mode 0700, and named in a new configuration.
-    #[arg(long, default_value = DEFAULT_JOURNAL_DIR)]
-    journal: PathBuf,
+    #[command(flatten)]
+    layout: Layout,
 }
 
 /// Arguments of `fsjournal uninstall`.
 #[derive(Debug, Args)]
 pub struct UninstallArgs {
-    /// Uninstall below this directory instead of `/`.
-    #[arg(long, default_value = "/")]
-    root: PathBuf,
-    /// Configuration file removed by --purge.
-    #[arg(long, default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// Journal directory removed by --purge.
-    #[arg(long, default_value = DEFAULT_JOURNAL_DIR)]
-    journal: PathBuf,
+    #[command(flatten)]
+    layout: Layout,
     /// Also remove the configuration file and the journal (each target then
     /// needs a full sync if fsjournal is installed again).
     #[arg(long)]
@@ -117,9 +137,12 @@ fn create_parent(path: &Path) -> anyhow::Result<()> {
 /// directory cannot be written.
 pub fn install(args: InstallArgs) -> anyhow::Result<()> {
     let binary = std::env::current_exe().context("cannot find this binary's path")?;
-    let unit_path = args.root.join(UNIT_PATH);
-    let config_path = under(&args.root, &args.config, "--config")?;
-    let journal_path = under(&args.root, &args.journal, "--journal")?;
+    let args = args.layout;
+    let Paths {
+        unit: unit_path,
+        config: config_path,
+        journal: journal_path,
+    } = args.paths()?;
 
     let unit = unit_text(&binary, &args.config);
     let previous = std::fs::read_to_string(&unit_path).ok();
@@ -173,14 +196,17 @@ pub fn install(args: InstallArgs) -> anyhow::Result<()> {
 /// Runs `fsjournal uninstall`. Errors: a path is relative, a file cannot be
 /// removed, or (`--purge`) the journal directory does not look like a journal.
 pub fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
-    let unit_path = args.root.join(UNIT_PATH);
-    let config_path = under(&args.root, &args.config, "--config")?;
-    let journal_path = under(&args.root, &args.journal, "--journal")?;
-    if args.purge && journal_path.join("CURRENT").exists() {
+    let (purge, args) = (args.purge, args.layout);
+    let Paths {
+        unit: unit_path,
+        config: config_path,
+        journal: journal_path,
+    } = args.paths()?;
+    if purge && journal_path.join("CURRENT").exists() {
         if args.root == Path::new("/") {
             release_journal(&journal_path)?;
         }
-    } else if args.purge && journal_path.exists() && journal_path.read_dir()?.next().is_some() {
+    } else if purge && journal_path.exists() && journal_path.read_dir()?.next().is_some() {
         bail!(
             "{} does not look like an fsjournal journal (no RocksDB CURRENT file): not removed",
             journal_path.display()
@@ -199,7 +225,7 @@ pub fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
         println!("no unit  {} (already uninstalled)", unit_path.display());
     }
 
-    if args.purge {
+    if purge {
         if remove_file(&config_path)? {
             println!("removed  {}", config_path.display());
             // Its directory too, when nothing else is in it.
@@ -218,7 +244,7 @@ pub fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
         );
     }
     println!("\nif the service still runs: systemctl stop fsjournal && systemctl daemon-reload");
-    if !args.purge {
+    if !purge {
         println!("a stopped eBPF agent's programs keep capturing until: fsjournal unpin --journal {} (or a reboot)", args.journal.display());
     }
     Ok(())
