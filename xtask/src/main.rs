@@ -168,23 +168,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn installed(package: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", package])
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
-}
-
 fn setup() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES.into_iter().filter(|p| !installed(p)).collect();
-    if !missing.is_empty() {
-        eprintln!("xtask: installing {}", missing.join(" "));
-        run(Command::new("apt-get").arg("update").arg("-qq"))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
+    bench::ensure_packages(&PACKAGES)?;
     // rust-src for the nightly of ebpf/programs/rust-toolchain.toml (`-Z
     // build-std=core`). Not `rustup toolchain install`: that would try to
     // update the nightly, whose LLVM must stay the one bpf-linker uses.

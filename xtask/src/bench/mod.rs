@@ -19,6 +19,8 @@ mod sys;
 mod tools;
 mod tree;
 
+pub use sys::ensure_packages;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;

@@ -352,14 +352,14 @@ fn installed(package: &str) -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
 }
 
-/// Installs the Debian packages among `packages` that are missing (like
-/// `cargo xtask setup`).
+/// Installs the Debian packages among `packages` that are missing (used by
+/// `cargo xtask setup` and the bench).
 pub fn ensure_packages(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("bench: installing {}", missing.join(" "));
+    eprintln!("xtask: installing {}", missing.join(" "));
     output(Command::new("apt-get").arg("update").arg("-qq"))?;
     output(
         Command::new("apt-get")
