@@ -39,7 +39,15 @@ pub enum Scale {
     K100,
     #[value(name = "1m")]
     M1,
+    /// `--large`: only where the disk has room (see [`LARGE_BYTES_PER_FILE`]).
+    #[value(name = "5m")]
+    M5,
 }
+
+/// Disk a run needs per file of the tree: the source and the replica
+/// (about 10 KiB a file each) and the change sets' growth, with room for
+/// the journals and the start-up sweep's sparse trees.
+const LARGE_BYTES_PER_FILE: u64 = 25 * 1024;
 
 /// `cargo xtask bench` options.
 #[derive(Debug, Args)]
@@ -47,6 +55,11 @@ pub struct BenchArgs {
     /// Tree size (files).
     #[arg(long, value_enum, default_value = "100k")]
     scale: Scale,
+    /// The 5M-file tree (`--scale 5m`), disk permitting: the run refuses to
+    /// start when the scratch filesystem has less than about 25 KiB free per
+    /// file (≈ 120 GiB).
+    #[arg(long, conflicts_with_all = ["scale", "quick"])]
+    large: bool,
     /// Smoke run: a 10k-file tree, K ∈ {10, 1000}, one run, fewer samples.
     #[arg(long)]
     quick: bool,
@@ -76,8 +89,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "RESULTS_JSON")]
     report_only: Option<PathBuf>,
     /// File counts of the start-up sweep's trees (sparse files, see
-    /// sweep.rs), e.g. `10k,100k,1m`; default `1k,5k` with --quick, else
-    /// `10k,100k,1m`.
+    /// sweep.rs), e.g. `10k,100k,1m`, or `none`; default `1k,5k` with
+    /// --quick, else `10k,100k,1m`.
     #[arg(long, value_name = "SIZES", value_parser = sweep::parse_sizes)]
     sweep: Option<sweep::Sizes>,
     /// Measure only the start-up sweep, store it in this results document
@@ -106,40 +119,31 @@ pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::R
         return run_micro(&args, &out);
     }
     let mut failure = None;
-    let read = |json: &Path| -> anyhow::Result<Results> {
-        let text = std::fs::read_to_string(json)
-            .with_context(|| format!("cannot read {}", json.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is no results document", json.display()))
-    };
     let results = match (&args.report_only, &args.sweep_only) {
-        (Some(json), _) => read(json)?,
+        (Some(json), _) => read_results(json)?,
         (None, Some(json)) => {
-            let mut results = read(json)?;
+            let mut results = read_results(json)?;
             results.sweep = measure_sweep(&args, build_ebpf)?;
-            std::fs::write(json, serde_json::to_string_pretty(&results)?)
-                .with_context(|| format!("cannot write {}", json.display()))?;
+            write_results(json, &results)?;
             results
         }
         (None, None) => {
             let (results, failed) = measure_all(&args, build_ebpf)?;
             failure = failed;
             let json = out.join("results.json");
-            std::fs::write(&json, serde_json::to_string_pretty(&results)?)
-                .with_context(|| format!("cannot write {}", json.display()))?;
+            write_results(&json, &results)?;
             eprintln!("bench: results in {}", json.display());
             results
         }
     };
-    report::write(&results, read_micro(&out).as_ref(), &out, "")?;
+    let micro = read_micro(&out);
+    let extras = report::Extras {
+        micro: micro.as_ref(),
+        ..Default::default()
+    };
+    report::write(&results, &extras, &out, "")?;
     if args.publish {
-        let docs = workspace().join("docs");
-        std::fs::create_dir_all(docs.join("bench"))?;
-        std::fs::write(
-            docs.join("bench/results.json"),
-            serde_json::to_string_pretty(&results)?,
-        )?;
-        publish(&results, read_micro(&docs.join("bench")).as_ref())?;
+        publish(&results, None)?;
     }
     match failure {
         Some(e) => Err(e.context("the bench stopped early (what it measured is in the results)")),
@@ -147,14 +151,66 @@ pub fn run(args: BenchArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::R
     }
 }
 
-/// Writes the report and its plots into docs/ (`docs/benchmarks.md`, `docs/bench/`).
+/// Publishes a run into docs/: the 100k (or quick) run as
+/// `docs/bench/results.json`; a run at one of the larger scales as
+/// `docs/bench/<scale>/results.json` with its own report
+/// `docs/benchmarks-<scale>.md`. Then regenerates `docs/benchmarks.md` from
+/// `docs/bench/results.json`, the largest published run and `micro` (else
+/// `docs/bench/micro.json`).
 fn publish(results: &Results, micro: Option<&micro::Micro>) -> anyhow::Result<()> {
     let docs = workspace().join("docs");
-    report::write(results, micro, &docs.join("bench"), "bench/")?;
-    std::fs::rename(docs.join("bench/benchmarks.md"), docs.join("benchmarks.md"))
-        .context("cannot move the report to docs/benchmarks.md")?;
-    eprintln!("bench: report in docs/benchmarks.md");
+    let bench = docs.join("bench");
+    let scale = results.setup.scale.as_str();
+    let own_dir = if report::LARGER_SCALES.contains(&scale) {
+        bench.join(scale)
+    } else {
+        bench.clone()
+    };
+    std::fs::create_dir_all(&own_dir)?;
+    write_results(&own_dir.join("results.json"), results)?;
+    if own_dir != bench {
+        report::write(
+            results,
+            &report::Extras::default(),
+            &own_dir,
+            &format!("bench/{scale}/"),
+        )?;
+        move_report(&own_dir, &docs.join(format!("benchmarks-{scale}.md")))?;
+    }
+    let main = read_results(&bench.join("results.json"))?;
+    let larger = report::LARGER_SCALES
+        .iter()
+        .rev()
+        .find_map(|scale| read_results(&bench.join(scale).join("results.json")).ok());
+    let stored_micro = read_micro(&bench);
+    let extras = report::Extras {
+        micro: micro.or(stored_micro.as_ref()),
+        larger: larger.as_ref(),
+    };
+    report::write(&main, &extras, &bench, "bench/")?;
+    move_report(&bench, &docs.join("benchmarks.md"))
+}
+
+/// Moves `dir/benchmarks.md` to `to`.
+fn move_report(dir: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::rename(dir.join("benchmarks.md"), to)
+        .with_context(|| format!("cannot move the report to {}", to.display()))?;
+    eprintln!("bench: report in {}", to.display());
     Ok(())
+}
+
+/// Reads a results document.
+fn read_results(json: &Path) -> anyhow::Result<Results> {
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("cannot read {}", json.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is no results document", json.display()))
+}
+
+/// Writes a results document.
+fn write_results(json: &Path, results: &Results) -> anyhow::Result<()> {
+    std::fs::write(json, serde_json::to_string_pretty(results)?)
+        .with_context(|| format!("cannot write {}", json.display()))
 }
 
 /// `dir/micro.json`, if an earlier `--micro` wrote one there.
@@ -183,10 +239,8 @@ fn run_micro(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
         let bench = workspace().join("docs/bench");
         std::fs::create_dir_all(&bench)?;
         std::fs::write(bench.join("micro.json"), json)?;
-        let text = std::fs::read_to_string(bench.join("results.json"))
+        let results = read_results(&bench.join("results.json"))
             .context("no docs/bench/results.json to regenerate docs/benchmarks.md from")?;
-        let results: Results = serde_json::from_str(&text)
-            .context("docs/bench/results.json is no results document")?;
         publish(&results, Some(&micro))?;
     }
     Ok(())
@@ -209,14 +263,17 @@ fn measure_all(
     build_ebpf: fn() -> anyhow::Result<()>,
 ) -> anyhow::Result<(Results, Option<anyhow::Error>)> {
     let started = Instant::now();
-    sys::catch_interrupts();
-    sys::ensure_packages(&["rsync", "e2fsprogs", "lsyncd", "inotify-tools"])?;
-    let bin = build_agent(&args.release_target_dir, build_ebpf)?;
-    let (files, scale) = match (args.quick, args.scale) {
+    let scale = if args.large { Scale::M5 } else { args.scale };
+    let (files, scale) = match (args.quick, scale) {
         (true, _) => (10_000, "quick (10k)"),
         (false, Scale::K100) => (100_000, "100k"),
         (false, Scale::M1) => (1_000_000, "1m"),
+        (false, Scale::M5) => (5_000_000, "5m"),
     };
+    check_room(&args.scratch, files)?;
+    sys::catch_interrupts();
+    sys::ensure_packages(&["rsync", "e2fsprogs", "lsyncd", "inotify-tools"])?;
+    let bin = build_agent(&args.release_target_dir, build_ebpf)?;
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let plan = Plan {
         ks: if args.quick {
@@ -326,6 +383,45 @@ fn measure_all(
     results.duration_s = started.elapsed().as_secs_f64();
     eprintln!("bench: done in {:.0} s", results.duration_s);
     Ok((results, failure))
+}
+
+/// Refuses a run whose tree would not fit in the scratch directory's
+/// filesystem: `files × LARGE_BYTES_PER_FILE` bytes must be free there.
+fn check_room(scratch: &Path, files: u64) -> anyhow::Result<()> {
+    let existing = scratch
+        .ancestors()
+        .find(|dir| dir.exists())
+        .unwrap_or(Path::new("/"));
+    let (needed, free) = (
+        files * LARGE_BYTES_PER_FILE,
+        sys::free_bytes(existing) + images_bytes(scratch),
+    );
+    if free < needed {
+        bail!(
+            "a {files}-file run needs about {:.0} GiB in {} and {:.0} GiB is free there \
+             (counting the scratch directory it clears): free some, or pass --scratch on a larger disk",
+            needed as f64 / GIB,
+            scratch.display(),
+            free as f64 / GIB
+        );
+    }
+    Ok(())
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Disk blocks held by the files directly in `scratch` (an earlier run's
+/// images, sparse: allocated bytes, not lengths), which the run frees.
+fn images_bytes(scratch: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(scratch)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.blocks() * 512)
+        .sum()
 }
 
 /// The sweep's tree sizes (files).

@@ -23,8 +23,12 @@ const LONGEST: Duration = Duration::from_secs(1800);
 #[derive(Debug, Clone)]
 pub struct Sizes(pub Vec<u64>);
 
-/// Parses `10k,100k,1m` into file counts. Errors name the bad item.
+/// Parses `10k,100k,1m` into file counts, `none` into no sizes (no
+/// sweep). Errors name the bad item.
 pub fn parse_sizes(text: &str) -> Result<Sizes, String> {
+    if text.trim() == "none" {
+        return Ok(Sizes(Vec::new()));
+    }
     text.split(',')
         .map(|item| {
             let item = item.trim();

@@ -329,6 +329,20 @@ pub fn meminfo_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes free to an unprivileged writer on the filesystem holding `path`
+/// (statvfs(3): `f_bavail × f_frsize`); 0 when it cannot be read.
+pub fn free_bytes(path: &Path) -> u64 {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return 0;
+    };
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a zeroed statvfs the call fills in.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return 0;
+    }
+    stat.f_bavail as u64 * stat.f_frsize as u64
+}
+
 /// Kernel slab memory now: (`SUnreclaim`, `SReclaimable`) in KiB.
 pub fn slab_kib() -> (u64, u64) {
     (meminfo_kib("SUnreclaim"), meminfo_kib("SReclaimable"))
