@@ -54,7 +54,7 @@ use fsjournal_common::{counter, drained, ChangeKind, DirtyKey, InodeEvent};
 use super::dir_index::DirIndex;
 use super::handle::{self, FileHandle};
 use super::hard_links::HardLinks;
-use super::{rung1, Root, Source, Stats};
+use super::{rung1, Root, Sink, Source, Stats};
 use crate::config::CaptureConfig;
 use crate::journal::{ArmTimes, Change, RootId, Scope};
 
@@ -514,7 +514,7 @@ impl Source for EbpfCapture {
         // loop's read interval is the schedule.
     }
 
-    fn drain(&mut self, out: &mut Vec<Change>, stats: &Stats) -> anyhow::Result<()> {
+    fn drain(&mut self, sink: &mut Sink, stats: &Stats) -> anyhow::Result<()> {
         let mut inodes: HashMap<(u32, u64), (u32, u32, [u8; 16])> = HashMap::new();
         let mut read_up_to = self.drained_index;
         while let Some(item) = self.events.next() {
@@ -648,18 +648,20 @@ impl Source for EbpfCapture {
                     pid: tgid,
                     comm,
                 };
+                let out = sink.changes();
                 out.extend(others.into_iter().map(|path| Change {
                     path,
                     ..change.clone()
                 }));
                 out.push(change);
+                sink.hand_over_if_full()?;
             }
         }
         self.backlog_pending = false;
         if rescan {
             for root in self.filesystems.iter().flat_map(|fs| fs.index.root_ids()) {
                 stats.rescans.fetch_add(1, Ordering::Relaxed);
-                out.push(Change {
+                sink.changes().push(Change {
                     root,
                     path: Vec::new(),
                     kind: ChangeKind::Rescan,

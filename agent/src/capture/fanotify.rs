@@ -23,7 +23,7 @@ use super::dir_index::{self, DirIndex};
 use super::fanotify_sys::{self, parse_events, DirEntryName, Event, Group};
 use super::handle::{self, FileHandle};
 use super::hard_links::HardLinks;
-use super::{Root, Source, Stats};
+use super::{Root, Sink, Source, Stats};
 use crate::journal::{ArmTimes, Change, RootId, Scope};
 
 /// Size of one read(2) of the event queue (bytes).
@@ -146,7 +146,7 @@ impl Source for FanotifyCapture {
         };
     }
 
-    fn drain(&mut self, out: &mut Vec<Change>, stats: &Stats) -> anyhow::Result<()> {
+    fn drain(&mut self, sink: &mut Sink, stats: &Stats) -> anyhow::Result<()> {
         let mut buf = vec![0u8; READ_BUFFER];
         for fs in &mut self.filesystems {
             loop {
@@ -159,8 +159,9 @@ impl Source for FanotifyCapture {
                 }
                 for event in parse_events(&buf[..n]) {
                     stats.events.fetch_add(1, Ordering::Relaxed);
-                    fs.translate(&event, self.self_pid, out, &stats.rescans);
+                    fs.translate(&event, self.self_pid, sink.changes(), &stats.rescans);
                 }
+                sink.hand_over_if_full()?;
             }
         }
         Ok(())

@@ -16,6 +16,7 @@ mod gap;
 pub mod handle;
 mod hard_links;
 mod rung1;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +28,8 @@ use anyhow::Context;
 
 use crate::config::{BackendChoice, CaptureConfig};
 use crate::filter::RootExcludes;
-use crate::journal::{now_ms, ArmTimes, Change, Journal, RootId};
+use crate::journal::{now_ms, ArmTimes, Journal, RootId};
+use writer::Sink;
 
 pub use ebpf::{pin_dir, unpin};
 pub use gap::{boot_id, close as close_gap};
@@ -137,17 +139,23 @@ impl Capture {
         let interval = Duration::from_millis(config.read_interval_ms);
         let (thread_stats, thread_stop, thread_watermark) =
             (stats.clone(), stop.clone(), watermark_allowed.clone());
+        let (sink, writer) = writer::start(journal, stop.clone(), stats.clone())?;
         let thread = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
-                run(
+                let captured = run(
                     source,
-                    &journal,
+                    sink,
                     &thread_stop,
                     &thread_watermark,
                     interval,
                     &thread_stats,
-                )
+                );
+                let written = writer
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("journal writer thread panicked"))?;
+                // The writer's error explains a capture that could not hand over.
+                written.and(captured)
             })
             .context("cannot start the capture thread")?;
         Ok(Capture {
@@ -188,31 +196,33 @@ trait Source: Send {
     /// for a backend that is drained on a schedule).
     fn wait(&mut self, timeout: Duration);
 
-    /// Moves every event queued in the kernel into `out`. Every change made
-    /// before the call is in `out` when it returns: that is what makes the
-    /// call's start time a valid watermark.
-    fn drain(&mut self, out: &mut Vec<Change>, stats: &Stats) -> anyhow::Result<()>;
+    /// Moves every event queued in the kernel into `sink` as changes,
+    /// handing full chunks to the journal writer on the way. Every change
+    /// made before the call is in the sink when it returns: that is what
+    /// makes the call's start time a valid watermark.
+    ///
+    /// Errors: reading the kernel's queue failed, or the writer stopped.
+    fn drain(&mut self, sink: &mut Sink, stats: &Stats) -> anyhow::Result<()>;
 }
 
 /// The watermark is written at least this often while idle (ms).
 const WATERMARK_INTERVAL_MS: u64 = 1_000;
 
-/// Drains `source` every `read_interval` into the journal until `stop` is
-/// set, then once more.
+/// Drains `source` every `read_interval` into `sink` (the journal writer,
+/// `writer.rs`) until `stop` is set, then once more; returns when the last
+/// cycle is handed over, dropping the sink so that the writer ends.
 ///
-/// A failed journal write is retried (the changes stay in memory) until it
-/// succeeds or `stop` is set. The watermark advances only once
-/// `watermark_allowed` is set: until the gap since the previous run is
-/// closed, a crash must leave the old watermark in place.
+/// The watermark advances only once `watermark_allowed` is set: until the
+/// gap since the previous run is closed, a crash must leave the old
+/// watermark in place.
 fn run(
     mut source: Box<dyn Source>,
-    journal: &Journal,
+    mut sink: Sink,
     stop: &AtomicBool,
     watermark_allowed: &AtomicBool,
     read_interval: Duration,
     stats: &Stats,
 ) -> anyhow::Result<()> {
-    let mut changes = Vec::new();
     let mut last_watermark_ms = 0;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
@@ -222,29 +232,21 @@ fn run(
             Duration::from_millis(200)
         });
         let cycle_ms = now_ms();
-        source.drain(&mut changes, stats)?;
+        source.drain(&mut sink, stats)?;
         let watermark = watermark_allowed
             .load(Ordering::Relaxed)
             .then_some(cycle_ms);
         let watermark_due = watermark.is_some()
             && (stopping || cycle_ms >= last_watermark_ms + WATERMARK_INTERVAL_MS);
-        while !changes.is_empty() || watermark_due {
-            match journal.append(&changes, watermark, stopping && watermark.is_some()) {
-                Ok(_) => {
-                    stats
-                        .journaled
-                        .fetch_add(changes.len() as u64, Ordering::Relaxed);
-                    changes.clear();
-                    last_watermark_ms = cycle_ms;
-                    break;
-                }
-                Err(e) if !stop.load(Ordering::Relaxed) => {
-                    tracing::error!(error = %format!("{e:#}"), held = changes.len(), "journal write failed; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e.context("journal write failed at shutdown")),
-            }
+        // The watermark rides on every cycle's last write, and alone when due.
+        let writing = watermark_due || !sink.changes().is_empty();
+        if writing {
+            last_watermark_ms = cycle_ms;
         }
+        sink.end_cycle(
+            watermark.filter(|_| writing),
+            stopping && watermark.is_some(),
+        )?;
         if stopping {
             return Ok(());
         }

@@ -24,9 +24,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
-};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
 pub use records::*;
 
@@ -36,6 +34,15 @@ const CF_BY_SEQ: &str = "by_seq";
 const CF_TARGETS: &str = "targets";
 const CF_META: &str = "meta";
 const COLUMN_FAMILIES: [&str; 5] = [CF_LOG, CF_PENDING, CF_BY_SEQ, CF_TARGETS, CF_META];
+
+/// Every column family with its tuned options (`options.rs`), sharing one
+/// block cache: the agent and the CLI's reader open the journal alike.
+fn column_families() -> impl Iterator<Item = ColumnFamilyDescriptor> {
+    let cache = options::block_cache();
+    COLUMN_FAMILIES
+        .iter()
+        .map(move |name| ColumnFamilyDescriptor::new(*name, options::cf_options(name, &cache)))
+}
 
 const META_JOURNAL_ID: &[u8] = b"journal_id";
 const META_NEXT_SEQ: &[u8] = b"next_seq";
@@ -102,16 +109,13 @@ impl Journal {
             .with_context(|| format!("cannot create journal directory {}", path.display()))?;
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
-        let cache = options::block_cache();
-        let cfs = COLUMN_FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, options::cf_options(name, &cache)));
-        let db = DB::open_cf_descriptors(&options::db_options(), path, cfs).with_context(|| {
-            format!(
-                "cannot open journal {} (is another agent running?)",
-                path.display()
-            )
-        })?;
+        let db = DB::open_cf_descriptors(&options::db_options(), path, column_families())
+            .with_context(|| {
+                format!(
+                    "cannot open journal {} (is another agent running?)",
+                    path.display()
+                )
+            })?;
         Journal::from_db(db, path, None, true)
     }
 
@@ -133,11 +137,11 @@ impl Journal {
         // file or directory"): read the MANIFEST again.
         let mut attempt = 0;
         let db = loop {
-            match DB::open_cf_as_secondary(
-                &Options::default(),
+            match DB::open_cf_descriptors_as_secondary(
+                &options::reader_options(),
                 path,
                 secondary.path(),
-                COLUMN_FAMILIES,
+                column_families(),
             ) {
                 Ok(db) => break db,
                 Err(e)

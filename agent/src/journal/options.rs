@@ -33,6 +33,15 @@ pub(super) fn db_options() -> Options {
     opts
 }
 
+/// The database-wide options of a read-only (secondary) journal, as the
+/// CLI opens it: the WAL it replays fills memtables within the same budget
+/// as the agent's, instead of RocksDB's 64 MiB per column family.
+pub(super) fn reader_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+    opts
+}
+
 /// The options of column family `name`; `cache` is shared by all of them.
 ///
 /// Only `pending` has a bloom filter: `append` looks up every changed path
