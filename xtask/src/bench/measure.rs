@@ -23,6 +23,8 @@ pub struct Plan {
     /// Pause between two latency samples (ms).
     pub latency_interval_ms: u64,
     pub burst_files: u64,
+    /// Writer counts of the bursts (one burst each).
+    pub burst_writers: Vec<u32>,
     pub overhead_files: u64,
     pub batch_delay_ms: u64,
 }
@@ -196,7 +198,9 @@ impl Bench {
             self.change_sync(&tool, run, k)?;
         }
         agent.wait_pending_zero(long)?;
-        self.burst(&tool, run, &agent)?;
+        for writers in self.plan.burst_writers.clone() {
+            self.burst(&tool, run, &agent, writers)?;
+        }
         self.drain(&tool, run, &agent)?;
         self.overhead(&tool, run, Some(&agent))?;
         startup.peak_rss_kib = agent.proc.rss().peak;
@@ -360,9 +364,10 @@ impl Bench {
         Ok(())
     }
 
-    /// A burst of creates of one-byte files from this process; journal
-    /// growth polled through `fsjournal status --json`.
-    fn burst(&mut self, tool: &str, run: u32, agent: &Agent) -> anyhow::Result<()> {
+    /// A burst of creates of one-byte files from `writers` threads of this
+    /// process, each in a directory of its own; journal growth polled
+    /// through `fsjournal status --json`.
+    fn burst(&mut self, tool: &str, run: u32, agent: &Agent, writers: u32) -> anyhow::Result<()> {
         let n = self.plan.burst_files;
         let counters = |s: &serde_json::Value| {
             let k = |i: usize| s["kernel_events"][i].as_u64().unwrap_or(0);
@@ -378,15 +383,9 @@ impl Bench {
         };
         std::thread::sleep(Duration::from_millis(1200)); // agent counters are saved each second
         let before = counters(&agent.status()?);
-        let dir = self.src.join(format!("burst-{tool}-{run}"));
-        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = self.src.join(format!("burst-{tool}-{run}-{writers}w"));
         let start = Instant::now();
-        for i in 0..n {
-            let path = dir.join(format!("f{i}"));
-            std::fs::File::create(&path)
-                .and_then(|mut f| f.write_all(b"x"))
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
+        create_in_parallel(&dir, n, writers)?;
         let writer = start.elapsed();
         let (mut seq, mut last_growth) = (before[0], start.elapsed());
         loop {
@@ -404,17 +403,17 @@ impl Bench {
         let replicated = (start.elapsed() - writer).max(pending);
         std::thread::sleep(Duration::from_millis(1200));
         let after = counters(&agent.status()?);
-        let copied = std::fs::read_dir(self.dst.join(dir.file_name().expect("named")))
-            .map_or(0, |d| d.count() as u64);
+        let copied = sys::file_count(&self.dst.join(dir.file_name().expect("named")));
         if copied != n {
             self.note(format!(
-                "{tool} run {run}: burst of {n} creates: the replica has {copied}"
+                "{tool} run {run}: burst of {n} creates by {writers} writer(s): the replica has {copied}"
             ));
         }
         let t = Throughput {
             tool: tool.into(),
             run,
             files: n,
+            writers,
             writer_s: secs(writer),
             journal_s: secs(last_growth),
             records: after[0] - before[0],
@@ -430,7 +429,7 @@ impl Bench {
             rss_anon_kib: agent.proc.rss().anon,
         };
         eprintln!(
-            "bench: {tool}: burst of {n}: writer {:.2} s, {} records in {:.2} s ({:.0}/s), dropped {}, rescans {}, replicated {:.2} s after the writer",
+            "bench: {tool}: burst of {n} by {writers} writer(s): writers {:.2} s, {} records in {:.2} s ({:.0}/s), dropped {}, rescans {}, replicated {:.2} s after the writer",
             t.writer_s, t.records, t.journal_s, t.records as f64 / t.journal_s, t.dropped, t.rescans, t.replicated_s
         );
         self.results.throughput.push(t);
@@ -466,6 +465,32 @@ impl Bench {
             self.results.notes.push(note);
         }
     }
+}
+
+/// Creates `n` one-byte files under `dir` from `writers` threads, writer
+/// `w` in `dir/w<w>`.
+fn create_in_parallel(dir: &Path, n: u64, writers: u32) -> anyhow::Result<()> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..writers)
+            .map(|w| {
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let own = dir.join(format!("w{w}"));
+                    std::fs::create_dir_all(&own)
+                        .with_context(|| format!("cannot create {}", own.display()))?;
+                    for i in (w as u64..n).step_by(writers as usize) {
+                        let path = own.join(format!("f{i}"));
+                        std::fs::File::create(&path)
+                            .and_then(|mut f| f.write_all(b"x"))
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .try_for_each(|t| t.join().expect("writer thread panicked"))
+    })
 }
 
 /// Creates, writes 100 bytes to, closes and unlinks `n` files in `dir`;

@@ -284,6 +284,7 @@ fn measure_all(
         latency_samples: if args.quick { 10 } else { 30 },
         latency_interval_ms: 500,
         burst_files: files.min(100_000),
+        burst_writers: vec![1, 2],
         overhead_files: if args.quick { 10_000 } else { 100_000 },
         batch_delay_ms: args.batch_delay_ms,
     };

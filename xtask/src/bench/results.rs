@@ -131,12 +131,16 @@ pub struct Latency {
     pub samples_ms: Vec<f64>,
 }
 
-/// A burst of creates from one writer, journaled by fsjournal.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// A burst of creates from one or more writers, journaled by fsjournal.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Throughput {
     pub tool: String,
     pub run: u32,
     pub files: u64,
+    /// Writer threads sharing the files, each in a directory of its own
+    /// (1 in results taken before it was recorded).
+    #[serde(default = "one")]
+    pub writers: u32,
     /// The writer's time for the creates (s).
     pub writer_s: f64,
     /// From the burst's start to the last journal growth (s).
@@ -237,6 +241,10 @@ pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
 }
 
 /// Entries that belong to one tool.
+fn one() -> u32 {
+    1
+}
+
 pub trait Tool {
     fn tool(&self) -> &str;
 }

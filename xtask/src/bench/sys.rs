@@ -384,16 +384,26 @@ pub fn ensure_packages(packages: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Total size of the regular files below `dir` (bytes), like `du -sb`.
+/// Bytes of the regular files under `dir`, recursively (lengths).
 pub fn dir_bytes(dir: &Path) -> u64 {
+    sum_files(dir, &|e| e.metadata().map_or(0, |m| m.len()))
+}
+
+/// Regular files under `dir`, recursively.
+pub fn file_count(dir: &Path) -> u64 {
+    sum_files(dir, &|_| 1)
+}
+
+/// Sums `f` over the regular files under `dir`, recursively.
+fn sum_files(dir: &Path, f: &dyn Fn(&std::fs::DirEntry) -> u64) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
         .flatten()
         .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            Ok(t) if t.is_dir() => sum_files(&e.path(), f),
+            Ok(t) if t.is_file() => f(&e),
             _ => 0,
         })
         .sum()
