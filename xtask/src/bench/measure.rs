@@ -203,6 +203,9 @@ impl Bench {
         }
         self.drain(&tool, run, &agent)?;
         self.overhead(&tool, run, Some(&agent))?;
+        if backend == "ebpf" {
+            self.overhead_paused(&tool, run, &agent)?;
+        }
         startup.peak_rss_kib = agent.proc.rss().peak;
         self.results.startup.push(startup);
         // A fresh journal's full sync is announced with warnings: expected here.
@@ -456,6 +459,18 @@ impl Bench {
         if let Some(agent) = agent {
             agent.wait_pending_zero(Duration::from_secs(600))?;
         }
+        Ok(())
+    }
+
+    /// The writer-overhead workload while the eBPF agent is stopped
+    /// (SIGSTOP): what the kernel-side programs alone cost the writer (they
+    /// coalesce while nothing reads); recorded as `<tool>, agent paused`.
+    fn overhead_paused(&mut self, tool: &str, run: u32, agent: &Agent) -> anyhow::Result<()> {
+        agent.proc.signal(libc::SIGSTOP)?;
+        let measured = self.overhead(&format!("{tool}, agent paused"), run, None);
+        agent.proc.signal(libc::SIGCONT)?;
+        measured?;
+        agent.wait_pending_zero(Duration::from_secs(600))?;
         Ok(())
     }
 
