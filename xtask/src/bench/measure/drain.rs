@@ -14,8 +14,12 @@ use super::super::results::Drain;
 use super::super::tools::Agent;
 use super::Bench;
 
-/// The journal has stopped growing once `last_seq` held still this long.
-const QUIET: Duration = Duration::from_millis(1500);
+/// The journal has stopped growing once `last_seq` held still this long
+/// after reaching one record per create…
+const QUIET: Duration = Duration::from_millis(500);
+/// …or this long short of it: an agent still resolving the backlog
+/// (`open_by_handle_at` per inode) may write nothing for seconds.
+const QUIET_SHORT_OF_BACKLOG: Duration = Duration::from_secs(15);
 
 impl Bench {
     /// Queues `plan.burst_files` creates while `agent` is stopped, then
@@ -38,14 +42,20 @@ impl Bench {
         let start = Instant::now();
         agent.proc.signal(libc::SIGCONT)?;
         written?;
-        let (mut seq, mut last_growth) = (count(&before, "last_seq"), Duration::ZERO);
+        let first_seq = count(&before, "last_seq");
+        let (mut seq, mut last_growth) = (first_seq, Duration::ZERO);
         loop {
             super::sys::check_interrupted()?;
             let now_seq = count(&agent.status()?, "last_seq");
+            let quiet = if seq - first_seq >= n {
+                QUIET
+            } else {
+                QUIET_SHORT_OF_BACKLOG
+            };
             if now_seq != seq {
                 seq = now_seq;
                 last_growth = start.elapsed();
-            } else if start.elapsed() > last_growth + QUIET {
+            } else if start.elapsed() > last_growth + quiet {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
