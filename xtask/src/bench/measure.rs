@@ -445,7 +445,9 @@ impl Bench {
     /// The writer-overhead workload, timed, while `tool` runs.
     fn overhead(&mut self, tool: &str, run: u32, agent: Option<&Agent>) -> anyhow::Result<()> {
         let n = self.plan.overhead_files;
-        let dir = self.src.join(format!("overhead-{tool}-{run}"));
+        let dir = self
+            .src
+            .join(format!("overhead-{}-{run}", tool.replace([',', ' '], "")));
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let seconds = create_write_unlink(&dir, n)?;
         std::fs::remove_dir(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
