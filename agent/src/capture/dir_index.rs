@@ -18,35 +18,91 @@
 //!   for its handle): fanotify, whose rename events name both sides, starts
 //!   in constant time and holds only the directories that changed.
 //!
-//! Memory: one entry per directory held (handle ≈ 12–24 bytes plus the
-//! name, about 100 bytes with the map's overhead), nothing per file.
+//! Memory: nothing per file; per directory held, a 12-byte record, its
+//! handle (12–20 bytes on ext4, xfs, tmpfs) and name in one byte vector,
+//! and 5–11 bytes of hash table. `benches/dir_index_footprint.rs` counts
+//! 41 bytes of heap a directory after a walk (ext4, 60,402 directories) and
+//! 53 while links add them (573,780, the 1M-file tree's count; the vectors'
+//! doubling room included, 39 bytes of it resident), against 188 and 163
+//! when every entry was a map slot with three allocations of its own.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+use hashbrown::{hash_table::Entry, DefaultHashBuilder, HashTable};
 
 use super::handle::{handle_of, FileHandle};
 use crate::filter::RootExcludes;
 use crate::journal::RootId;
 
-/// Where a directory hangs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Parent {
-    /// The directory is this root.
-    Root(RootId),
-    /// The directory is the entry `name` of the directory with this handle.
-    Dir(FileHandle, Vec<u8>),
-}
-
 /// Longest parent chain followed before giving up (a cycle would be a bug).
 const MAX_DEPTH: usize = 4096;
 
+/// Removed directories (beyond those still named as a parent) that the
+/// index keeps before it compacts; plus half the directories held.
+const SLACK_DIRS: usize = if cfg!(test) { 4 } else { 1024 };
+/// Unreferenced bytes (old names) the index keeps before it compacts; plus
+/// half of `bytes`.
+const SLACK_BYTES: usize = if cfg!(test) { 64 } else { 64 * 1024 };
+
+/// What a handle the index interned is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A root; `Dir::link` is its [`RootId`].
+    Root,
+    /// Entry `name` of directory `Dir::link` (an id).
+    Dir,
+    /// No entry: a directory named as a parent before (or without) being
+    /// learnt, or one removed while entries still name it as their parent
+    /// (they resolve again if it is linked back). Dropped by compaction
+    /// when nothing names it.
+    Absent,
+}
+
+/// One interned directory handle: 12 bytes. Its handle and name are
+/// `bytes[at..at + handle_len]` and the `name_len` bytes after them.
+#[derive(Debug, Clone, Copy)]
+struct Dir {
+    /// The parent's id ([`Kind::Dir`]) or the root's id ([`Kind::Root`]).
+    link: u32,
+    at: u32,
+    /// Names are at most 255 bytes on Linux (`NAME_MAX`), any `u16` here.
+    name_len: u16,
+    /// Handles are at most 4 + 128 bytes (type and `MAX_HANDLE_SZ`).
+    handle_len: u8,
+    kind: Kind,
+}
+
+const _: () = assert!(std::mem::size_of::<Dir>() == 12);
+
 /// See the module documentation.
+///
+/// Directories are interned into dense `u32` ids, indexes into `dirs`; the
+/// hash table holds only the ids (4 bytes and 1 control byte a bucket) and
+/// hashes and compares them through the handle bytes in `bytes`. Removals
+/// and renames leave garbage (removed ids, old names) that
+/// `compact` reclaims once it exceeds half of what is held, so
+/// memory follows the directories held, not the churn.
 #[derive(Debug, Default)]
 pub struct DirIndex {
-    entries: HashMap<FileHandle, Parent>,
+    ids: HashTable<u32>,
+    dirs: Vec<Dir>,
+    /// Every directory's handle followed by its name, and garbage.
+    bytes: Vec<u8>,
+    hasher: DefaultHashBuilder,
+    /// Ids that are [`Kind::Root`] or [`Kind::Dir`] (what [`DirIndex::len`] counts).
+    entries: usize,
+    /// Ids that are [`Kind::Absent`], and how many the last compaction kept.
+    absent: usize,
+    absent_kept: usize,
+    /// Bytes of `bytes` that no id points at.
+    garbage: usize,
     roots: HashMap<RootId, IndexedRoot>,
+    #[cfg(test)]
+    compactions: usize,
 }
 
 /// A root as the index knows it.
@@ -72,6 +128,8 @@ impl DirIndex {
     ) -> io::Result<()> {
         let handle = self.register_root(root, path, excludes)?;
         self.index_subtree(root, path, handle);
+        // The walk's growth left up to half of the vectors' room unused.
+        self.compact();
         Ok(())
     }
 
@@ -94,7 +152,8 @@ impl DirIndex {
                 excludes,
             },
         );
-        self.entries.insert(handle.clone(), Parent::Root(root));
+        let id = self.intern(&handle);
+        self.set(id, Kind::Root, root, b"");
         Ok(handle)
     }
 
@@ -108,26 +167,30 @@ impl DirIndex {
     pub fn learn(&mut self, dir: &FileHandle, path: &Path) -> Option<(RootId, Vec<u8>)> {
         let found = self.relative_to_root(path)?;
         let (mut handle, mut at) = (dir.clone(), path.to_path_buf());
-        while !self.entries.contains_key(&handle) {
+        while self.entry(&handle).is_none() {
             let (Some(parent), Some(name)) = (at.parent(), at.file_name()) else {
                 break;
             };
-            let (parent, name) = (parent.to_path_buf(), name.as_bytes().to_vec());
-            let Ok((parent_handle, _)) = handle_of(&parent) else {
+            let Ok((parent_handle, _)) = handle_of(parent) else {
                 break;
             };
-            self.entries
-                .insert(handle, Parent::Dir(parent_handle.clone(), name));
-            (handle, at) = (parent_handle, parent);
+            let (id, parent_id) = (self.intern(&handle), self.intern(&parent_handle));
+            self.set(id, Kind::Dir, parent_id, name.as_bytes());
+            (handle, at) = (parent_handle, parent.to_path_buf());
         }
+        self.compact_if_wasteful();
         Some(found)
     }
 
     /// Forgets every directory but the roots (lazy mode: they are learnt
     /// again as events name them).
     pub fn forget_learnt(&mut self) {
-        self.entries
-            .retain(|_, parent| matches!(parent, Parent::Root(_)));
+        for id in 0..self.dirs.len() {
+            if self.dirs[id].kind == Kind::Dir {
+                self.remove(id as u32);
+            }
+        }
+        self.compact();
     }
 
     /// True when every sync of `root` excludes `path`.
@@ -143,7 +206,7 @@ impl DirIndex {
         reason = "only its size is reported (logs, benches); emptiness is never asked"
     )]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries
     }
 
     /// Indexes the directories below `path` (whose handle is `handle`),
@@ -154,8 +217,8 @@ impl DirIndex {
             return;
         };
         let (root_path, mount_id) = (indexed.path.clone(), indexed.mount_id);
-        let mut stack = vec![(path.to_path_buf(), handle)];
-        while let Some((dir, dir_handle)) = stack.pop() {
+        let mut stack = vec![(path.to_path_buf(), self.intern(&handle))];
+        while let Some((dir, dir_id)) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(e) => {
@@ -176,10 +239,9 @@ impl DirIndex {
                 }
                 match handle_of(&child) {
                     Ok((child_handle, child_mount)) if child_mount == mount_id => {
-                        let name = entry.file_name().into_vec();
-                        self.entries
-                            .insert(child_handle.clone(), Parent::Dir(dir_handle.clone(), name));
-                        stack.push((child, child_handle));
+                        let id = self.intern(&child_handle);
+                        self.set(id, Kind::Dir, dir_id, &entry.file_name().into_vec());
+                        stack.push((child, id));
                     }
                     Ok(_) => {
                         tracing::info!(dir = %child.display(), "not following a mount point below a root")
@@ -190,33 +252,55 @@ impl DirIndex {
                 }
             }
         }
+        self.compact_if_wasteful();
     }
 
     /// Records that directory `dir` is now entry `name` of `parent`. Returns
     /// false (and forgets `dir`) when `parent` is not under a root: the
     /// directory was created or moved outside every root.
     pub fn link(&mut self, dir: FileHandle, parent: &FileHandle, name: &[u8]) -> bool {
-        if self.entries.contains_key(parent) {
-            self.entries
-                .insert(dir, Parent::Dir(parent.clone(), name.to_vec()));
-            true
-        } else {
-            self.entries.remove(&dir);
-            false
-        }
+        let linked = match self.entry(parent) {
+            Some((parent_id, _)) => {
+                let id = self.intern(&dir);
+                self.set(id, Kind::Dir, parent_id, name);
+                true
+            }
+            None => {
+                if let Some((id, _)) = self.entry(&dir) {
+                    self.remove(id);
+                }
+                false
+            }
+        };
+        self.compact_if_wasteful();
+        linked
     }
 
     /// Forgets a deleted directory (never a root).
     pub fn unlink(&mut self, dir: &FileHandle) {
-        if matches!(self.entries.get(dir), Some(Parent::Dir(..))) {
-            self.entries.remove(dir);
+        if let Some((
+            id,
+            Dir {
+                kind: Kind::Dir, ..
+            },
+        )) = self.entry(dir)
+        {
+            self.remove(id);
+            self.compact_if_wasteful();
         }
     }
 
     /// The root a handle *is*, if it is one.
     pub fn root_of_handle(&self, dir: &FileHandle) -> Option<RootId> {
-        match self.entries.get(dir) {
-            Some(Parent::Root(root)) => Some(*root),
+        match self.entry(dir)? {
+            (
+                _,
+                Dir {
+                    kind: Kind::Root,
+                    link,
+                    ..
+                },
+            ) => Some(link),
             _ => None,
         }
     }
@@ -225,17 +309,18 @@ impl DirIndex {
     /// directory is not (known to be) under a root.
     pub fn dir_path(&self, dir: &FileHandle) -> Option<(RootId, Vec<u8>)> {
         let mut names: Vec<&[u8]> = Vec::new();
-        let mut current = dir;
+        let (_, mut current) = self.entry(dir)?;
         for _ in 0..MAX_DEPTH {
-            match self.entries.get(current)? {
-                Parent::Root(root) => {
+            match current.kind {
+                Kind::Root => {
                     names.reverse();
-                    return Some((*root, names.join(&b'/')));
+                    return Some((current.link, names.join(&b'/')));
                 }
-                Parent::Dir(parent, name) => {
-                    names.push(name);
-                    current = parent;
+                Kind::Dir => {
+                    names.push(self.name(current));
+                    current = self.dirs[current.link as usize];
                 }
+                Kind::Absent => return None,
             }
         }
         None
@@ -276,6 +361,184 @@ impl DirIndex {
             base.join(std::ffi::OsStr::from_bytes(rel))
         })
     }
+
+    /// The id and record of `handle` when it is an entry (a root or a
+    /// directory), not [`Kind::Absent`] or unknown.
+    fn entry(&self, handle: &FileHandle) -> Option<(u32, Dir)> {
+        let handle = handle.as_bytes();
+        let hash = self.hasher.hash_one(handle);
+        let &id = self
+            .ids
+            .find(hash, |&id| handle_at(&self.dirs, &self.bytes, id) == handle)?;
+        let dir = self.dirs[id as usize];
+        (dir.kind != Kind::Absent).then_some((id, dir))
+    }
+
+    /// The id of `handle`, interned as [`Kind::Absent`] if it is new.
+    fn intern(&mut self, handle: &FileHandle) -> u32 {
+        let handle = handle.as_bytes();
+        let Self {
+            ids,
+            dirs,
+            bytes,
+            hasher,
+            ..
+        } = self;
+        let hash = hasher.hash_one(handle);
+        let entry = ids.entry(
+            hash,
+            |&id| handle_at(dirs, bytes, id) == handle,
+            |&id| hasher.hash_one(handle_at(dirs, bytes, id)),
+        );
+        match entry {
+            Entry::Occupied(occupied) => *occupied.get(),
+            Entry::Vacant(vacant) => {
+                let id = u32::try_from(dirs.len()).expect("fewer than 2^32 directories");
+                dirs.push(Dir {
+                    link: 0,
+                    at: offset(bytes),
+                    name_len: 0,
+                    handle_len: handle.len().try_into().expect("handles under 256 bytes"),
+                    kind: Kind::Absent,
+                });
+                bytes.extend_from_slice(handle);
+                vacant.insert(id);
+                self.absent += 1;
+                id
+            }
+        }
+    }
+
+    /// Makes `id` a root or a directory named `name`.
+    fn set(&mut self, id: u32, kind: Kind, link: u32, name: &[u8]) {
+        let dir = &mut self.dirs[id as usize];
+        if dir.kind == Kind::Absent {
+            (self.absent, self.entries) = (self.absent - 1, self.entries + 1);
+        }
+        (dir.kind, dir.link) = (kind, link);
+        let name_len = u16::try_from(name.len()).expect("names under 64 KiB");
+        let (at, old_len) = (
+            dir.at as usize + dir.handle_len as usize,
+            dir.name_len as usize,
+        );
+        if name.len() <= old_len {
+            self.bytes[at..at + name.len()].copy_from_slice(name);
+            self.garbage += old_len - name.len();
+        } else if at + old_len == self.bytes.len() {
+            // Last in `bytes`, as a directory just interned is.
+            self.bytes.truncate(at);
+            self.bytes.extend_from_slice(name);
+        } else {
+            // Elsewhere a longer name moves the handle too.
+            let handle = dir.at as usize..at;
+            dir.at = offset(&self.bytes);
+            self.bytes.extend_from_within(handle.clone());
+            self.bytes.extend_from_slice(name);
+            self.garbage += handle.len() + old_len;
+        }
+        dir.name_len = name_len;
+    }
+
+    /// Makes entry `id` [`Kind::Absent`] (kept while entries name it as
+    /// their parent, so that they resolve again if it is linked back).
+    fn remove(&mut self, id: u32) {
+        let dir = &mut self.dirs[id as usize];
+        self.garbage += dir.name_len as usize;
+        (dir.kind, dir.name_len) = (Kind::Absent, 0);
+        (self.absent, self.entries) = (self.absent + 1, self.entries - 1);
+    }
+
+    fn name(&self, dir: Dir) -> &[u8] {
+        let at = dir.at as usize + dir.handle_len as usize;
+        &self.bytes[at..at + dir.name_len as usize]
+    }
+
+    /// Compacts when removed directories or old names outweigh half of
+    /// what is held (amortised: a compaction costs one pass over the
+    /// index, and comes after as many removals or renames again).
+    fn compact_if_wasteful(&mut self) {
+        if self.absent > self.absent_kept + self.entries / 2 + SLACK_DIRS
+            || self.garbage > self.bytes.len() / 2 + SLACK_BYTES
+        {
+            self.compact();
+        }
+    }
+
+    /// Drops the [`Kind::Absent`] ids that no entry names as its parent,
+    /// numbers the others densely again, copies the live bytes into a
+    /// vector of their size and rebuilds the hash table. Transient memory:
+    /// 4 bytes per id and the live bytes.
+    fn compact(&mut self) {
+        // First: 1 for the ids to keep. Then: their new ids.
+        const DROP: u32 = u32::MAX;
+        let mut new_ids = vec![DROP; self.dirs.len()];
+        for (id, dir) in self.dirs.iter().enumerate() {
+            if dir.kind != Kind::Absent {
+                new_ids[id] = 1;
+            }
+            if dir.kind == Kind::Dir {
+                new_ids[dir.link as usize] = 1;
+            }
+        }
+        let live = (self.dirs.iter().zip(&new_ids))
+            .filter(|(_, &new)| new != DROP)
+            .map(|(dir, _)| dir.handle_len as usize + dir.name_len as usize)
+            .sum();
+        let mut bytes = Vec::with_capacity(live);
+        let mut kept = 0;
+        for (id, new_id) in new_ids.iter_mut().enumerate() {
+            if *new_id == DROP {
+                continue;
+            }
+            let mut dir = self.dirs[id];
+            let at = dir.at as usize;
+            let len = dir.handle_len as usize + dir.name_len as usize;
+            dir.at = offset(&bytes);
+            bytes.extend_from_slice(&self.bytes[at..at + len]);
+            self.dirs[kept] = dir;
+            *new_id = kept as u32;
+            kept += 1;
+        }
+        self.dirs.truncate(kept);
+        self.dirs.shrink_to_fit();
+        for dir in &mut self.dirs {
+            if dir.kind == Kind::Dir {
+                dir.link = new_ids[dir.link as usize];
+            }
+        }
+        drop(new_ids);
+        (self.bytes, self.garbage) = (bytes, 0);
+        self.absent = self.dirs.len() - self.entries;
+        self.absent_kept = self.absent;
+        #[cfg(test)]
+        {
+            self.compactions += 1;
+        }
+        let Self {
+            ids,
+            dirs,
+            bytes,
+            hasher,
+            ..
+        } = self;
+        let hash = |&id: &u32| hasher.hash_one(handle_at(dirs, bytes, id));
+        ids.clear();
+        ids.shrink_to(dirs.len(), hash);
+        for id in 0..dirs.len() as u32 {
+            ids.insert_unique(hash(&id), id, hash);
+        }
+    }
+}
+
+/// The handle bytes of `id`.
+fn handle_at<'a>(dirs: &[Dir], bytes: &'a [u8], id: u32) -> &'a [u8] {
+    let dir = dirs[id as usize];
+    &bytes[dir.at as usize..dir.at as usize + dir.handle_len as usize]
+}
+
+/// The offset of the next byte pushed on `bytes`.
+fn offset(bytes: &[u8]) -> u32 {
+    u32::try_from(bytes.len()).expect("directory index bytes under 4 GiB")
 }
 
 /// The root and root-relative path of entry `name` of the directory at
@@ -373,5 +636,141 @@ mod tests {
         let (a, _) = handle_of(&dir.path().join("jobs/a")).unwrap();
         assert!(!index.link(a.clone(), &out, b"a"), "moved out of the root");
         assert_eq!(index.dir_path(&a), None);
+    }
+
+    /// The index as it was before interning (a map from handle to parent
+    /// handle and name), the reference for the randomised test below.
+    #[derive(Default)]
+    struct Model(std::collections::BTreeMap<FileHandle, Result<RootId, (FileHandle, Vec<u8>)>>);
+
+    impl Model {
+        fn link(&mut self, dir: FileHandle, parent: &FileHandle, name: &[u8]) -> bool {
+            if self.0.contains_key(parent) {
+                self.0.insert(dir, Err((parent.clone(), name.to_vec())));
+                true
+            } else {
+                self.0.remove(&dir);
+                false
+            }
+        }
+
+        fn unlink(&mut self, dir: &FileHandle) {
+            if matches!(self.0.get(dir), Some(Err(_))) {
+                self.0.remove(dir);
+            }
+        }
+
+        fn dir_path(&self, dir: &FileHandle) -> Option<(RootId, Vec<u8>)> {
+            let (mut names, mut current) = (Vec::new(), dir);
+            for _ in 0..MAX_DEPTH {
+                match self.0.get(current)? {
+                    Ok(root) => {
+                        names.reverse();
+                        return Some((*root, names.join(&b'/')));
+                    }
+                    Err((parent, name)) => {
+                        names.push(name.as_slice());
+                        current = parent;
+                    }
+                }
+            }
+            None
+        }
+    }
+
+    #[test]
+    fn random_links_and_unlinks_resolve_as_a_plain_map_of_parents_does() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = DirIndex::default();
+        let root = index
+            .register_root(3, dir.path(), RootExcludes::default())
+            .unwrap();
+        let mut model = Model::default();
+        model.0.insert(root.clone(), Ok(3));
+        // Handles of 12 and 20 bytes (ext4, xfs), and the root's.
+        let mut handles: Vec<FileHandle> = (0..200u32)
+            .map(|n| FileHandle::new(1, &[n.to_ne_bytes(); 2].concat()))
+            .chain((0..100u32).map(|n| FileHandle::new(0x81, &[n.to_ne_bytes(); 4].concat())))
+            .collect();
+        handles.push(root);
+        let (mut most_ids, mut most_bytes) = (0, 0);
+        for step in 0..10_000 {
+            // Never the root: a root linked under an unknown parent is forgotten.
+            let dir = handles[rng.random_range(0..handles.len() - 1)].clone();
+            match rng.random_range(0..10) {
+                0..=5 => {
+                    // Mostly under a directory held, as the kernel reports them.
+                    let parent = &match rng.random_range(0..5) {
+                        0 => handles[rng.random_range(0..handles.len())].clone(),
+                        _ => model
+                            .0
+                            .keys()
+                            .nth(rng.random_range(0..model.0.len()))
+                            .unwrap()
+                            .clone(),
+                    };
+                    let name = vec![b'a' + rng.random_range(0..26u8); rng.random_range(0..12)];
+                    assert_eq!(
+                        index.link(dir.clone(), parent, &name),
+                        model.link(dir.clone(), parent, &name),
+                        "step {step}"
+                    );
+                }
+                6..=8 => {
+                    index.unlink(&dir);
+                    model.unlink(&dir);
+                }
+                _ if step % 2500 == 9 => {
+                    index.forget_learnt();
+                    model.0.retain(|_, parent| parent.is_ok());
+                }
+                _ => {}
+            }
+            assert_eq!(index.len(), model.0.len(), "step {step}");
+            // All of them now and then: a cycle costs MAX_DEPTH steps each.
+            let checked = if step % 25 == 0 {
+                &handles[..]
+            } else {
+                std::slice::from_ref(&dir)
+            };
+            for handle in checked {
+                assert_eq!(
+                    index.dir_path(handle),
+                    model.dir_path(handle),
+                    "step {step}"
+                );
+                assert_eq!(
+                    index.root_of_handle(handle),
+                    model.0.get(handle).and_then(|p| p.as_ref().ok().copied()),
+                    "step {step}"
+                );
+            }
+            most_ids = most_ids.max(index.dirs.len());
+            most_bytes = most_bytes.max(index.bytes.len());
+        }
+        // Compaction keeps memory to what is held, whatever the churn.
+        assert!(index.compactions > 5, "{} compactions", index.compactions);
+        assert!(most_ids <= 301, "{most_ids} ids");
+        assert!(most_bytes < 3 * 301 * (20 + 11) + 64, "{most_bytes} bytes");
+    }
+
+    #[test]
+    fn children_of_a_removed_directory_resolve_again_when_it_is_linked_back() {
+        let (dir, mut index) = tree();
+        let (jobs, _) = handle_of(&dir.path().join("jobs")).unwrap();
+        let (a, _) = handle_of(&dir.path().join("jobs/a")).unwrap();
+        let (one, _) = handle_of(&dir.path().join("jobs/a/builds/1")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let (out, _) = handle_of(outside.path()).unwrap();
+        assert!(!index.link(a.clone(), &out, b"a"), "moved out");
+        assert_eq!((index.len(), index.dir_path(&one)), (4, None));
+        index.compact();
+        assert!(index.link(a, &jobs, b"back-in-with-a-longer-name"));
+        assert_eq!(
+            index.dir_path(&one),
+            Some((3, b"jobs/back-in-with-a-longer-name/builds/1".to_vec()))
+        );
     }
 }

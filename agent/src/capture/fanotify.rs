@@ -30,8 +30,8 @@ use crate::journal::{ArmTimes, Change, RootId, Scope};
 const READ_BUFFER: usize = 256 * 1024;
 /// Handles cached as "outside every root" before the cache is reset.
 const OUTSIDE_CACHE_MAX: usize = 65_536;
-/// Directories the index holds before it forgets them all (about 100 bytes
-/// each): they are learnt again as events name them.
+/// Directories the index holds before it forgets them all (about 40–55
+/// bytes each): they are learnt again as events name them.
 const INDEX_MAX: usize = 262_144;
 
 /// The capture state of one filesystem.

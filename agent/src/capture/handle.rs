@@ -45,6 +45,11 @@ impl FileHandle {
     pub fn bytes(&self) -> &[u8] {
         &self.0[4..]
     }
+
+    /// The type and the opaque bytes, as one slice.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
