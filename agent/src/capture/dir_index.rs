@@ -221,6 +221,12 @@ impl DirIndex {
         while let Some((dir, dir_id)) = stack.pop() {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(entries) => entries,
+                // Removed since it was seen (a directory created and deleted
+                // while the agent was away): nothing to index, nothing lost.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::debug!(dir = %dir.display(), "directory gone before it was indexed");
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot index directory");
                     continue;
@@ -245,6 +251,9 @@ impl DirIndex {
                     }
                     Ok(_) => {
                         tracing::info!(dir = %child.display(), "not following a mount point below a root")
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::debug!(dir = %child.display(), "directory gone before it was indexed")
                     }
                     Err(e) => {
                         tracing::warn!(dir = %child.display(), error = %e, "cannot read directory handle")
