@@ -9,7 +9,7 @@ use anyhow::Context;
 use plotters::prelude::*;
 
 use super::micro::{self, Micro};
-use super::results::{median, percentile, Results, SweepPoint, Tool};
+use super::results::{median, percentile, Results, Startup, SweepPoint, Tool};
 
 /// The hand-measured figures that came before the harness, kept as an appendix.
 const FIRST_FIGURES: &str = include_str!("first-figures.md");
@@ -108,6 +108,15 @@ fsjournal's kernel capture in place (fanotify mark placed, eBPF programs attache
         let _ = writeln!(md, "\n![start-up vs tree size]({plot})");
     }
     md.push('\n');
+}
+
+/// When fsjournal's kernel capture went live (s after the spawn): its
+/// milestone, else when it tracked the tree.
+fn capture_live(s: &Startup) -> f64 {
+    ["eBPF capture attached", "fanotify filesystem mark placed"]
+        .iter()
+        .find_map(|m| s.milestones.get(*m).copied())
+        .unwrap_or(s.tracking_s)
 }
 
 /// Median of `f` over the entries of `tool`.
@@ -210,12 +219,7 @@ pages the kernel maps twice: about 64 MiB counted as file-backed), hence the `Rs
         let Some(tracking) = med(st, tool, |s| s.tracking_s) else {
             continue;
         };
-        let live = med(st, tool, |s| {
-            ["eBPF capture attached", "fanotify filesystem mark placed"]
-                .iter()
-                .find_map(|m| s.milestones.get(*m).copied())
-                .unwrap_or(s.tracking_s)
-        });
+        let live = med(st, tool, capture_live);
         let ratio = match inotify {
             Some(i) if tool != "inotifywait" => format!("{:.2}×", i / tracking),
             _ => "(anchor)".into(),
@@ -451,8 +455,11 @@ fn goals(r: &Results, larger: Option<&Results>, md: &mut String) {
                 continue;
             }
         }
-        if let Some(t) = med(&r.startup, tool, |s| s.tracking_s) {
-            let _ = writeln!(md, "| start tracking ≤ 0.1 s, flat in tree size ({tool}) | {} at {scale} (one tree size: flatness not measured) | {} |", fmt_s(Some(t)), verdict(t <= 0.1));
+        if let (Some(live), Some(t)) = (
+            med(&r.startup, tool, capture_live),
+            med(&r.startup, tool, |s| s.tracking_s),
+        ) {
+            let _ = writeln!(md, "| start tracking ≤ 0.1 s, flat in tree size ({tool}) | capture live {} at {scale}, pushes can start {} (one tree size: flatness not measured) | {} |", fmt_s(Some(live)), fmt_s(Some(t)), verdict(live <= 0.1));
         }
     }
     let at = |tool: &str, k: u64| {
