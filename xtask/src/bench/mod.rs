@@ -395,7 +395,7 @@ fn check_room(scratch: &Path, files: u64) -> anyhow::Result<()> {
         .unwrap_or(Path::new("/"));
     let (needed, free) = (
         files * LARGE_BYTES_PER_FILE,
-        sys::free_bytes(existing) + images_bytes(scratch),
+        sys::free_bytes(existing) + sys::images_bytes(scratch),
     );
     if free < needed {
         bail!(
@@ -410,20 +410,6 @@ fn check_room(scratch: &Path, files: u64) -> anyhow::Result<()> {
 }
 
 const GIB: f64 = (1u64 << 30) as f64;
-
-/// Disk blocks held by the files directly in `scratch` (an earlier run's
-/// images, sparse: allocated bytes, not lengths), which the run frees.
-fn images_bytes(scratch: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir(scratch)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.blocks() * 512)
-        .sum()
-}
 
 /// The sweep's tree sizes (files).
 fn sweep_sizes(args: &BenchArgs) -> Vec<u64> {

@@ -343,6 +343,20 @@ pub fn free_bytes(path: &Path) -> u64 {
     stat.f_bavail as u64 * stat.f_frsize as u64
 }
 
+/// Disk blocks held by the files directly in `scratch` (an earlier run's
+/// images, sparse: allocated bytes, not lengths), which the run frees.
+pub fn images_bytes(scratch: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(scratch)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
 /// Kernel slab memory now: (`SUnreclaim`, `SReclaimable`) in KiB.
 pub fn slab_kib() -> (u64, u64) {
     (meminfo_kib("SUnreclaim"), meminfo_kib("SReclaimable"))
