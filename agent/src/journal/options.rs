@@ -23,12 +23,12 @@ const BLOCK_CACHE: usize = 8 << 20;
 /// flushed (bytes).
 const MAX_TOTAL_WAL: u64 = 64 << 20;
 
-/// The database-wide options of a journal opened for writing.
+/// The database-wide options of a journal opened for writing: the
+/// reader's memtable budget, plus creation and the WAL cap.
 pub(super) fn db_options() -> Options {
-    let mut opts = Options::default();
+    let mut opts = reader_options();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
     opts.set_max_total_wal_size(MAX_TOTAL_WAL);
     opts
 }
