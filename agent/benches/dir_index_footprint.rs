@@ -19,8 +19,9 @@
 //! Run by `cargo bench -p fsjournal --bench dir_index_footprint`; under
 //! `cargo test` (no `--bench` argument) the scenarios are 100 times smaller.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fsjournal::capture::dir_index::DirIndex;
@@ -61,8 +62,6 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 const SCENARIOS: [&str; 2] = ["walk", "link"];
-const SCENARIO_ENV: &str = "FSJ_INDEX_SCENARIO";
-const SCALE_ENV: &str = "FSJ_INDEX_SCALE";
 /// Directories of the `link` scenario at full scale.
 const DIRS: usize = 573_779;
 /// Build directories of the `walk` scenario at full scale (three
@@ -70,35 +69,12 @@ const DIRS: usize = 573_779;
 const WALK_BUILDS: usize = 20_000;
 
 fn main() {
-    match std::env::var(SCENARIO_ENV) {
-        Ok(scenario) => {
-            let divisor: usize = std::env::var(SCALE_ENV)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .expect("scale divisor");
-            run(&scenario, divisor);
-        }
-        Err(_) => {
-            let divisor = if std::env::args().any(|a| a == "--bench") {
-                1
-            } else {
-                100
-            };
-            let exe = std::env::current_exe().expect("own executable");
-            for scenario in SCENARIOS {
-                let status = Command::new(&exe)
-                    .env(SCENARIO_ENV, scenario)
-                    .env(SCALE_ENV, divisor.to_string())
-                    .status()
-                    .expect("run a scenario");
-                assert!(status.success(), "scenario {scenario} failed: {status}");
-            }
-        }
-    }
+    support::run_scenarios(&SCENARIOS, 1, 100, run);
 }
 
 /// Builds one scenario's index in this process and prints its JSON line.
-fn run(scenario: &str, divisor: usize) {
+fn run(scenario: &str, divisor: u64) {
+    let divisor = divisor as usize;
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut build: Box<dyn FnMut() -> DirIndex> = match scenario {
         "walk" => {
@@ -126,11 +102,11 @@ fn run(scenario: &str, divisor: usize) {
         }
         other => panic!("unknown scenario {other}"),
     };
-    let (heap_before, rss_before) = (LIVE.load(Ordering::Relaxed), rss_kib());
+    let (heap_before, rss_before) = (LIVE.load(Ordering::Relaxed), support::status_kib("VmRSS:"));
     let started = std::time::Instant::now();
     let index = build();
     let elapsed = started.elapsed();
-    let (heap_after, rss_after) = (LIVE.load(Ordering::Relaxed), rss_kib());
+    let (heap_after, rss_after) = (LIVE.load(Ordering::Relaxed), support::status_kib("VmRSS:"));
     let dirs = index.len();
     let heap = heap_after - heap_before;
     let rss = (rss_after - rss_before) * 1024;
@@ -179,14 +155,4 @@ fn synthetic(root: &std::path::Path, dirs: usize) -> DirIndex {
         job += 1;
     }
     index
-}
-
-/// This process's resident set size in KiB (`VmRSS`).
-fn rss_kib() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
 }

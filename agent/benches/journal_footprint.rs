@@ -18,44 +18,19 @@
 //! `cargo xtask bench --micro`; under `cargo test` (no `--bench` argument)
 //! it runs 10,000 records only.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 use fsjournal::journal::{Change, Journal, Retention, Scope, TargetState};
 use fsjournal_common::ChangeKind;
 
 const SCENARIOS: [&str; 3] = ["burst", "burst+ack", "burst+ack+retention"];
-const SCENARIO_ENV: &str = "FSJ_FOOTPRINT_SCENARIO";
-const RECORDS_ENV: &str = "FSJ_FOOTPRINT_RECORDS";
 const BATCH: u64 = 1000;
 const ACK_EVERY: u64 = 10_000;
 
 fn main() {
-    match std::env::var(SCENARIO_ENV) {
-        Ok(scenario) => {
-            let records = std::env::var(RECORDS_ENV)
-                .ok()
-                .and_then(|r| r.parse().ok())
-                .expect("records to append");
-            run(&scenario, records);
-        }
-        Err(_) => {
-            let records: u64 = if std::env::args().any(|a| a == "--bench") {
-                1_000_000
-            } else {
-                10_000
-            };
-            let exe = std::env::current_exe().expect("own executable");
-            for scenario in SCENARIOS {
-                let status = Command::new(&exe)
-                    .env(SCENARIO_ENV, scenario)
-                    .env(RECORDS_ENV, records.to_string())
-                    .status()
-                    .expect("run a scenario");
-                assert!(status.success(), "scenario {scenario} failed: {status}");
-            }
-        }
-    }
+    support::run_scenarios(&SCENARIOS, 1_000_000, 10_000, run);
 }
 
 /// Runs one scenario in this process and prints its JSON line.
@@ -66,7 +41,7 @@ fn run(scenario: &str, records: u64) {
         "burst+ack+retention" => (true, true),
         other => panic!("unknown scenario {other}"),
     };
-    let rss_before_kib = status_kib("VmRSS:");
+    let rss_before_kib = support::status_kib("VmRSS:");
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("journal");
     let journal = Journal::open(&path).expect("open journal");
@@ -103,8 +78,8 @@ fn run(scenario: &str, records: u64) {
         "records": records,
         "seconds": seconds,
         "rss_before_kib": rss_before_kib,
-        "peak_rss_kib": status_kib("VmHWM:"),
-        "rss_kib": status_kib("VmRSS:"),
+        "peak_rss_kib": support::status_kib("VmHWM:"),
+        "rss_kib": support::status_kib("VmRSS:"),
         "journal_bytes": sizes,
     });
     println!("{line}");
@@ -121,16 +96,6 @@ fn change(n: u64) -> Change {
         pid: 1234,
         comm: "java".into(),
     }
-}
-
-/// A field of /proc/self/status, in KiB.
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .expect("read /proc/self/status")
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("field in /proc/self/status")
 }
 
 /// Bytes of the files in `dir` (RocksDB keeps no subdirectories).
