@@ -12,6 +12,7 @@ mod filter;
 pub mod journal;
 mod logs;
 mod metrics;
+mod private_dir;
 mod push;
 mod requests;
 mod target_status;
