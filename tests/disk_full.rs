@@ -82,7 +82,9 @@ fn changes(src: &Path, round: usize, files: usize) {
 fn a_full_journal_disk_keeps_the_agent_running_and_loses_nothing() {
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
-    let disk = SmallDisk::mount(&scratch.path().join("journal-parent"), "64m");
+    // RocksDB resumes writing only once 64 MiB are free again (the write
+    // buffer it reserves), so the disk must be larger than that.
+    let disk = SmallDisk::mount(&scratch.path().join("journal-parent"), "256m");
     let config = write_config(&scratch, scratch.replica().to_str().unwrap(), None, "");
     use_backend(&config, "fanotify");
     let agent = start_and_sync(&config, &scratch);

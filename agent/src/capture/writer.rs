@@ -16,8 +16,9 @@
 //! succeeds again. The watermark cannot advance meanwhile, so `status`
 //! turns red ("the capture watermark is … old") and a crash in between
 //! leaves the gap to the start's gap scan. RocksDB itself clears its
-//! "no space" error once space returns (its `SstFileManager` polls the free
-//! space every 5 s).
+//! "no space" error once space returns: its `SstFileManager` polls the free
+//! space every 5 s and resumes once a write buffer's worth is free (64 MiB,
+//! the default column family's; `file/sst_file_manager_impl.cc`).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
