@@ -13,6 +13,7 @@ mod host;
 pub mod journal;
 mod logs;
 mod metrics;
+mod private_dir;
 mod push;
 mod requests;
 mod target_status;

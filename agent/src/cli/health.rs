@@ -36,7 +36,7 @@ pub fn judge(status: &Status) -> Health {
     } else if let Some(age) = status.watermark_ms.map(|w| now.saturating_sub(w)) {
         if age > WATERMARK_LIMIT_MS {
             problems.push(format!(
-                "the capture watermark is {} old: capture is stuck",
+                "the capture watermark is {} old: capture is stuck, or the journal cannot be written (disk full? see the agent's log)",
                 human_ms(age)
             ));
         }

@@ -22,7 +22,8 @@ pub struct ResyncArgs {
     /// The sync to resync (default: every target of the journal).
     #[arg(long)]
     target: Option<String>,
-    /// Only this subtree (relative to the source); without it, a full sync.
+    /// Only this subtree: a path relative to the source (or absolute inside
+    /// it) that exists there, without `..`; without it, a full sync.
     #[arg(long)]
     path: Option<String>,
     /// Confirm a full sync that a safety interlock refused: the source's
@@ -65,7 +66,9 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
 /// Queues `action` for `target` (or every known target) and says when it
 /// will happen; with `wait` (or on a terminal) and a running agent, waits
 /// for each target's reply. Errors: an unknown target, a journal that cannot
-/// be read, a target that could not carry the request out.
+/// be read, a resync `--path` that names nothing inside a target's source
+/// (see [`requests::subtree_under`]; nothing is queued then), a target that
+/// could not carry the request out.
 fn send(
     journal_args: &JournalArgs,
     target: Option<String>,
@@ -73,25 +76,45 @@ fn send(
     wait: bool,
 ) -> anyhow::Result<()> {
     let journal = journal_args.open()?;
-    let known: Vec<String> = journal
-        .target_states()?
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
-    let targets = match target {
-        Some(name) if known.contains(&name) => vec![name],
-        Some(name) => anyhow::bail!(
+    let states = journal.target_states()?;
+    let known: Vec<&str> = states.iter().map(|(name, _)| name.as_str()).collect();
+    if let Some(name) = &target {
+        anyhow::ensure!(
+            known.contains(&name.as_str()),
             "no target named `{name}` in {} (known: {})",
             journal.path().display(),
             known.join(", ")
-        ),
-        None => known,
-    };
+        );
+    }
+    let roots = journal.roots()?;
+    // Every request is checked before any is queued.
+    let mut actions = Vec::new();
+    for (name, state) in &states {
+        if target.as_ref().is_some_and(|t| t != name) {
+            continue;
+        }
+        let action = match &action {
+            Action::Resync {
+                path: Some(path),
+                force,
+            } => {
+                let source = roots.get(state.root as usize).ok_or_else(|| {
+                    anyhow::anyhow!("target {name}: its source is missing from the journal")
+                })?;
+                Action::Resync {
+                    path: Some(requests::subtree_under(source, path, true)?),
+                    force: *force,
+                }
+            }
+            other => other.clone(),
+        };
+        actions.push((name.clone(), action));
+    }
     let pid = journal.agent_info()?.unwrap_or_default().pid;
     let running = super::status::is_running(pid);
     let wait = running && (wait || std::io::stdout().is_terminal());
     let mut queued: Vec<(String, PathBuf)> = Vec::new();
-    for target in targets {
+    for (target, action) in actions {
         let file = requests::submit(
             journal.path(),
             &Request {
