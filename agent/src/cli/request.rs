@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::JournalArgs;
+use crate::presence;
 use crate::requests::{self, Action, Reply, Request};
 
 /// How often a waiting CLI looks for the reply and the agent (ms).
@@ -82,7 +83,7 @@ fn send(
         None => known,
     };
     let pid = journal.agent_info()?.unwrap_or_default().pid;
-    let running = super::status::is_running(pid);
+    let running = presence::is_running(journal.path(), pid);
     let wait = running && (wait || std::io::stdout().is_terminal());
     let mut queued: Vec<(String, PathBuf)> = Vec::new();
     for target in targets {
@@ -110,7 +111,8 @@ fn send(
     }
     let mut failed = 0;
     for (target, file) in queued {
-        let reply = await_reply(&requests::reply_path(&file), &target, pid)?;
+        let mut agent = presence::Watch::new(journal.path(), pid);
+        let reply = await_reply(&requests::reply_path(&file), &target, &mut agent)?;
         println!("{target}: {}", reply.message);
         failed += usize::from(!reply.ok);
     }
@@ -121,10 +123,10 @@ fn send(
     Ok(())
 }
 
-/// Waits with a spinner for the reply at `path` and takes it. Errors: the
-/// agent (pid `pid`) stopped before replying (the request stays queued or
-/// owed), or the reply cannot be read.
-fn await_reply(path: &Path, target: &str, pid: u32) -> anyhow::Result<Reply> {
+/// Waits with a spinner for the reply at `path` and takes it, across a
+/// SIGHUP re-exec of the agent. Errors: the `agent` stopped before
+/// replying (the request stays queued or owed), or the reply cannot be read.
+fn await_reply(path: &Path, target: &str, agent: &mut presence::Watch) -> anyhow::Result<Reply> {
     let bar = indicatif::ProgressBar::new_spinner()
         .with_message(format!("{target}: waiting for the agent to push it"));
     bar.enable_steady_tick(Duration::from_millis(100));
@@ -134,7 +136,7 @@ fn await_reply(path: &Path, target: &str, pid: u32) -> anyhow::Result<Reply> {
             break serde_json::from_slice::<Reply>(&bytes)
                 .map_err(|e| anyhow::anyhow!("unreadable reply {}: {e}", path.display()));
         }
-        if !super::status::is_running(pid) {
+        if agent.gone() {
             break Err(anyhow::anyhow!(
                 "{target}: the agent stopped before it was done; the next start carries it out"
             ));
