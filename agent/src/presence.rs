@@ -20,7 +20,7 @@
 //! own journal lock. It never writes.
 
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::journal::Journal;
@@ -78,17 +78,17 @@ pub fn is_running(journal_dir: &Path, recorded_pid: u32) -> bool {
 /// journal's lock is free and either the recorded pid is gone too (the
 /// agent exited) or the lock stayed free longer than [`RESTART_GRACE`] (not
 /// a re-exec; the pid was reused).
-pub struct Watch<'a> {
-    journal_dir: &'a Path,
+pub struct Watch {
+    journal_dir: PathBuf,
     recorded_pid: u32,
     free_since: Option<Instant>,
 }
 
-impl<'a> Watch<'a> {
+impl Watch {
     /// Starts watching the agent recorded with `recorded_pid`.
-    pub fn new(journal_dir: &'a Path, recorded_pid: u32) -> Watch<'a> {
+    pub fn new(journal_dir: &Path, recorded_pid: u32) -> Watch {
         Watch {
-            journal_dir,
+            journal_dir: journal_dir.to_path_buf(),
             recorded_pid,
             free_since: None,
         }
@@ -96,7 +96,7 @@ impl<'a> Watch<'a> {
 
     /// Whether the agent has gone (see [`Watch`]); call it every poll.
     pub fn gone(&mut self) -> bool {
-        if lock_holder(self.journal_dir).is_some() {
+        if lock_holder(&self.journal_dir).is_some() {
             self.free_since = None;
             return false;
         }
