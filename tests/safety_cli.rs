@@ -342,6 +342,39 @@ fn a_flood_of_idle_metrics_connections_costs_bounded_threads_and_pushes_go_on() 
     );
     drop(flood);
 
+    let response = get_metrics(port);
+    assert!(
+        response.starts_with("HTTP/1.1 200 ") && response.contains("\nfsjournal_agent_up 1\n"),
+        "{response}"
+    );
+    agent.stop();
+}
+
+#[test]
+fn a_metrics_address_beyond_loopback_is_served_with_a_warning() {
+    let scratch = Scratch::tmpfs();
+    workload::seed(&scratch.src());
+    let port = free_port();
+    let config = write_config(
+        &scratch,
+        scratch.replica().to_str().unwrap(),
+        None,
+        &format!("\n[metrics]\naddress = \"0.0.0.0:{port}\"\n"),
+    );
+    use_backend(&config, "fanotify");
+    let agent = Agent::start(&config, &scratch);
+    let log = agent.log_text();
+    assert!(
+        log.contains("metrics endpoint listens beyond loopback"),
+        "no warning for 0.0.0.0:\n{log}"
+    );
+    let response = get_metrics(port);
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    agent.stop();
+}
+
+/// `GET /metrics` on 127.0.0.1:`port`: the whole response, head included.
+fn get_metrics(port: u16) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -349,11 +382,7 @@ fn a_flood_of_idle_metrics_connections_costs_bounded_threads_and_pushes_go_on() 
     std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.1 200 ") && response.contains("\nfsjournal_agent_up 1\n"),
-        "{response}"
-    );
-    agent.stop();
+    response
 }
 
 fn raise_fd_limit(n: u64) {
