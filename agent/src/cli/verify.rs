@@ -142,8 +142,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
 /// journal cannot be read).
 fn agent_runs(journal: &std::path::Path) -> bool {
     Journal::open_reader(journal)
-        .and_then(|j| j.agent_info())
+        .and_then(|j| crate::presence::agent_of(&j))
         .ok()
         .flatten()
-        .is_some_and(|info| super::status::is_running(info.pid))
+        .is_some()
 }

@@ -114,8 +114,15 @@ impl Pusher {
         let bar = (mode == Mode::Full && crate::logs::shows_progress())
             .then(|| progress::full_sync_span(self.name()));
         let _shown = bar.as_ref().map(tracing::Span::enter);
-        self.runs
-            .run(self.name(), mode, cmd, list, &self.stop, bar.clone())
+        self.runs.run(
+            &self.journal,
+            self.name(),
+            mode,
+            cmd,
+            list,
+            &self.stop,
+            bar.clone(),
+        )
     }
 
     fn run(self) -> anyhow::Result<()> {
