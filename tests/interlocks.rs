@@ -309,3 +309,45 @@ fn ebpf_programs_detached_under_a_running_agent_stop_it_and_a_restart_closes_the
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     agent.stop();
 }
+
+#[test]
+fn a_directory_swapped_for_a_symlink_never_sends_what_it_points_to() {
+    let scratch = Scratch::tmpfs();
+    let private = scratch.path().join("root-only");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("f"), "secret").unwrap();
+    sh("chmod", &["700", private.to_str().unwrap()]);
+    std::fs::create_dir(scratch.src().join("sub")).unwrap();
+    std::fs::write(scratch.src().join("sub/f"), "a").unwrap();
+    let replica = scratch.replica().display().to_string();
+    let config = write_config(&scratch, &replica, None, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("batch_delay_ms = 200", "batch_delay_ms = 2000"),
+    )
+    .unwrap();
+    use_backend(&config, "fanotify");
+    let agent = start_and_sync(&config, &scratch);
+
+    // Within one batch: `sub/f` changes, then `sub` becomes a symlink to a
+    // directory only root may read. rsync would read `sub/f` through it.
+    std::fs::write(scratch.src().join("sub/f"), "changed").unwrap();
+    std::fs::remove_dir_all(scratch.src().join("sub")).unwrap();
+    std::os::unix::fs::symlink(&private, scratch.src().join("sub")).unwrap();
+
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let sub = std::fs::symlink_metadata(scratch.replica().join("sub")).unwrap();
+    assert!(
+        sub.file_type().is_symlink(),
+        "the replica's sub is not the symlink"
+    );
+    let grep = Command::new("grep")
+        .args(["-rl", "secret"])
+        .arg(scratch.replica())
+        .output()
+        .unwrap();
+    let leaked = String::from_utf8_lossy(&grep.stdout);
+    assert!(leaked.is_empty(), "leaked into the replica: {leaked}");
+    agent.stop();
+}

@@ -253,7 +253,9 @@ fn status_shows_a_push_hanging_on_a_silent_target_with_its_age_and_command() {
         || status(&scratch)["targets"][0]["push_in_flight"]["age_ms"].as_u64() >= Some(1_500),
     );
     let run_json = &status(&scratch)["targets"][0]["push_in_flight"];
-    assert_eq!(run_json["mode"], "full", "{run_json:#}");
+    // A new target's first run: the full sync's dry run (the safety
+    // interlock's preview of what it would delete) hangs first.
+    assert_eq!(run_json["mode"], "fullpreview", "{run_json:#}");
     assert_eq!(run_json["pid"], agent.pid(), "{run_json:#}");
     let command = run_json["command"].as_str().unwrap();
     assert!(
@@ -268,18 +270,21 @@ fn status_shows_a_push_hanging_on_a_silent_target_with_its_age_and_command() {
         .find(|l| l.trim_start().starts_with("pushing"))
         .unwrap_or_else(|| panic!("no push in flight shown:\n{text}"));
     assert!(
-        line.contains("full run for ") && line.ends_with(command),
+        line.contains("fullpreview run for ") && line.ends_with(command),
         "{line}"
     );
     let table = fsjournal(&["targets", "--journal", journal]);
     assert!(
         table.lines().next().unwrap().contains("PUSHING")
-            && table.lines().nth(1).unwrap().contains("full for "),
+            && table.lines().nth(1).unwrap().contains("fullpreview for "),
         "{table}"
     );
     let targets: Value =
         serde_json::from_str(&fsjournal(&["targets", "--json", "--journal", journal])).unwrap();
-    assert_eq!(targets[0]["push_in_flight"]["mode"], "full", "{targets:#}");
+    assert_eq!(
+        targets[0]["push_in_flight"]["mode"], "fullpreview",
+        "{targets:#}"
+    );
 
     // A killed agent leaves its record behind: nobody shows it as running.
     agent.kill9();

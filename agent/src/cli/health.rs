@@ -59,7 +59,7 @@ pub fn judge(status: &Status) -> Health {
         let refused = t.state.refused_paths();
         if refused > 0 {
             problems.push(format!(
-                "{name}: {refused} paths refused by the target, retried with backoff"
+                "{name}: {refused} paths refused (by the target, or unreadable on the source: see its last error), retried with backoff"
             ));
         }
         if let Some(reason) = &t.state.full_sync_needed {
