@@ -87,12 +87,16 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         }
         if args.fix && !paths.is_empty() {
             let actions: Vec<Action> = if paths.len() > FIX_PATHS_MAX {
-                vec![Action::Resync { path: None }]
+                vec![Action::Resync {
+                    path: None,
+                    force: false,
+                }]
             } else {
                 paths
                     .iter()
                     .map(|p| Action::Resync {
                         path: Some(String::from_utf8_lossy(p).into_owned()),
+                        force: false,
                     })
                     .collect()
             };
@@ -138,8 +142,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
 /// journal cannot be read).
 fn agent_runs(journal: &std::path::Path) -> bool {
     Journal::open_reader(journal)
-        .and_then(|j| j.agent_info())
+        .and_then(|j| crate::presence::agent_of(&j))
         .ok()
         .flatten()
-        .is_some_and(|info| super::status::is_running(info.pid))
+        .is_some()
 }

@@ -60,6 +60,8 @@ const META_FORMAT: &[u8] = b"format";
 /// refuses a journal of another version rather than misread it.
 pub const JOURNAL_FORMAT: u32 = 2;
 const META_STARTS: &[u8] = b"starts";
+/// `push/<target>`: the target's [`PushInFlight`], while rsync runs.
+const META_PUSH_PREFIX: &str = "push/";
 
 /// Start records kept in the journal.
 pub const STARTS_KEPT: usize = 20;
@@ -241,6 +243,12 @@ impl Journal {
         &self.path
     }
 
+    /// Whether this is a CLI reader (a secondary instance), not the agent's
+    /// primary that holds the journal's lock.
+    pub fn is_reader(&self) -> bool {
+        self._secondary.is_some()
+    }
+
     /// Random id chosen when the journal was created; a cursor from another
     /// journal id is meaningless (Watchman's "fresh instance").
     pub fn journal_id(&self) -> u64 {
@@ -378,7 +386,7 @@ impl Journal {
         if let Some(time_ms) = watermark_ms {
             let watermark = Watermark {
                 time_ms,
-                boot_id: crate::capture::boot_id(),
+                boot_id: crate::host::boot_id(),
                 clean_stop,
             };
             batch.put_cf(self.cf(CF_META), META_WATERMARK, encode(&watermark));
@@ -742,6 +750,29 @@ impl Journal {
         self.db
             .get_cf(self.cf(CF_META), META_AGENT)?
             .map(|b| decode(&b, "agent info"))
+            .transpose()
+    }
+
+    /// Records the rsync run now in flight for `target`, or with `None`
+    /// that it ended. Not fsynced: only `status` reads it.
+    pub fn save_push_in_flight(
+        &self,
+        target: &str,
+        run: Option<&PushInFlight>,
+    ) -> anyhow::Result<()> {
+        let key = format!("{META_PUSH_PREFIX}{target}");
+        Ok(match run {
+            Some(run) => self.db.put_cf(self.cf(CF_META), key, encode(run))?,
+            None => self.db.delete_cf(self.cf(CF_META), key)?,
+        })
+    }
+
+    /// The rsync run recorded in flight for `target`, if any (see
+    /// [`PushInFlight`] for a record left by a killed agent).
+    pub fn push_in_flight(&self, target: &str) -> anyhow::Result<Option<PushInFlight>> {
+        self.db
+            .get_cf(self.cf(CF_META), format!("{META_PUSH_PREFIX}{target}"))?
+            .map(|b| decode(&b, "push in flight"))
             .transpose()
     }
 }
