@@ -59,14 +59,22 @@ fn refused_run(config: &Path) -> String {
 
 /// A source with content and a replica holding one file of its own, which a
 /// push with `--delete` would remove; the configuration syncs them locally
-/// with fanotify.
-fn scratch_with_a_replica() -> (Scratch, std::path::PathBuf) {
-    let scratch = Scratch::tmpfs();
+/// with capture `backend` (eBPF needs ext4: tmpfs handles cannot be named).
+fn scratch_with(backend: &str) -> (Scratch, std::path::PathBuf) {
+    let scratch = if backend == "ebpf" {
+        Scratch::ext4()
+    } else {
+        Scratch::tmpfs()
+    };
     workload::seed(&scratch.src());
     std::fs::write(scratch.replica().join("keep-me"), "the replica's own\n").unwrap();
     let config = write_config(&scratch, scratch.replica().to_str().unwrap(), None, "");
-    use_backend(&config, "fanotify");
+    use_backend(&config, backend);
     (scratch, config)
+}
+
+fn scratch_with_a_replica() -> (Scratch, std::path::PathBuf) {
+    scratch_with("fanotify")
 }
 
 /// The replica still holds only its own file.
@@ -324,4 +332,41 @@ fn verify_fix_with_no_agent_says_the_fix_waits_for_the_next_start() {
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     assert_eq!(status(&scratch)["targets"][0]["full_syncs"], 1);
     agent.stop();
+}
+
+#[test]
+fn an_ebpf_pin_directory_another_user_owns_is_refused() {
+    let (scratch, config) = scratch_with("ebpf");
+    std::fs::remove_file(scratch.replica().join("keep-me")).unwrap();
+    let agent = start_and_sync(&config, &scratch);
+    let journal_id = status(&scratch)["journal_id"].as_str().unwrap().to_string();
+    agent.stop();
+    // The stopped agent's programs stay pinned, capturing; another user
+    // takes their directory over.
+    let pins = Path::new("/sys/fs/bpf/fsjournal").join(journal_id);
+    assert!(pins.is_dir(), "no pins at {}", pins.display());
+    chown(&pins, NOBODY);
+    std::fs::write(scratch.src().join("after-the-takeover"), "x\n").unwrap();
+
+    let stderr = refused_run(&config);
+    for expected in [
+        "eBPF pin directory",
+        "owned by uid 65534",
+        "chown root:root",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in:\n{stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&pins).unwrap().uid(),
+        NOBODY,
+        "left as it was"
+    );
+    assert!(
+        !scratch.replica().join("after-the-takeover").exists(),
+        "nothing was pushed"
+    );
+    chown(&pins, 0);
 }
