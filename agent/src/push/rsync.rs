@@ -11,7 +11,7 @@
 //!   as `DIR/`: their direct children are copied and children the source no
 //!   longer has are deleted, without recursing (entries removed while
 //!   nothing captured); also the root as `.` when a contents or subtree
-//!   run adds or removes one of its entries (see [`Lists::new`]).
+//!   run adds or removes one of its entries (see [`Lists::of_source`]).
 //! - subtree: the same list mode plus `-r --delete`, for directories that
 //!   moved in, directories deleted or renamed away (made again at the same
 //!   path before the push, they lose what the old one held), and rescan
@@ -205,10 +205,10 @@ pub struct Lists {
 pub type Listed = (Vec<u8>, usize);
 
 impl Lists {
-    /// Lists root-relative `paths` (`""` is the root) by scope: entries
-    /// as they are, contents as `DIR/` (`-d` then takes the directory's
-    /// children), subtrees as they are, and the root as `.` when it or an
-    /// entry of it changed.
+    /// Lists root-relative `paths` of `source` (`""` is the root) by
+    /// scope: entries as they are, contents as `DIR/` (`-d` then takes the
+    /// directory's children), subtrees as they are, and the root as `.`
+    /// when it or an entry of it changed.
     ///
     /// The root needs its own listing: rsync gives implied parent
     /// directories their attributes, never the root, so a run that adds or
@@ -223,19 +223,16 @@ impl Lists {
     /// right after the entries run, and the subtree run below it no longer
     /// adds or removes any of them. A root pushed whole (contents or
     /// subtree) is `.` in its own run.
-    pub fn new<'a>(paths: impl IntoIterator<Item = (&'a [u8], Scope)>) -> Lists {
-        Lists::keeping(paths, |_| true)
-    }
-
-    /// [`Lists::new`] for the paths of `source` as they are now, leaving
-    /// out each path below an entry that is no longer a directory (`lstat`
-    /// fails with `ENOTDIR`: a directory replaced by a file or a symlink
-    /// since the path changed). rsync's `--delete-missing-args` takes only
-    /// `ENOENT` for missing; `ENOTDIR` is a sender error (exit 23) that
-    /// would hold the path and fail it again at every retry. Nothing is
-    /// lost: the entry stopped being a directory after the path changed, so
-    /// its own change is pending in this push or a later one, and pushing it
-    /// replaces the whole directory on the target (`--force`, `--delete`).
+    ///
+    /// A path below an entry of `source` that is no longer a directory
+    /// (`lstat` fails with `ENOTDIR`: a directory replaced by a file or a
+    /// symlink since the path changed) is left out. rsync's
+    /// `--delete-missing-args` takes only `ENOENT` for missing; `ENOTDIR`
+    /// is a sender error (exit 23) that would hold the path and fail it
+    /// again at every retry. Nothing is lost: the entry stopped being a
+    /// directory after the path changed, so its own change is pending in
+    /// this push or a later one, and pushing it replaces the whole
+    /// directory on the target (`--force`, `--delete`).
     pub fn of_source<'a>(
         source: &Path,
         paths: impl IntoIterator<Item = (&'a [u8], Scope)>,
@@ -252,8 +249,8 @@ impl Lists {
         })
     }
 
-    /// [`Lists::new`] with only the paths `keep` accepts (indexes still
-    /// count every path).
+    /// [`Lists::of_source`]'s listing of the paths `keep` accepts (the
+    /// indexes still count every path).
     fn keeping<'a>(
         paths: impl IntoIterator<Item = (&'a [u8], Scope)>,
         keep: impl Fn(&[u8]) -> bool,
@@ -466,7 +463,7 @@ mod tests {
     #[test]
     fn the_root_is_listed_when_it_or_an_entry_of_it_changed() {
         let listed = |paths: &[(&[u8], Scope)]| -> Vec<(Mode, Vec<Vec<u8>>)> {
-            let lists = Lists::new(paths.iter().copied());
+            let lists = Lists::keeping(paths.iter().copied(), |_| true);
             lists
                 .by_mode()
                 .map(|(mode, list)| (mode, list.iter().map(|(p, _)| p.clone()).collect()))
