@@ -166,12 +166,14 @@ pub struct EbpfCapture {
     ladder: String,
     /// When capture went live and when the index was ready.
     times: ArmTimes,
+    /// Where the links are pinned: their pins are all that keeps the
+    /// programs attached (see [`EbpfCapture::check_attached`]).
+    pin_dir: PathBuf,
 }
 
 /// Loads the object, reusing the maps pinned in `pin_dir` (or pinning new ones).
 fn load(pin_dir: &Path, config: &CaptureConfig) -> anyhow::Result<Ebpf> {
-    std::fs::create_dir_all(pin_dir)
-        .with_context(|| format!("cannot create {}", pin_dir.display()))?;
+    crate::private_dir::ensure(pin_dir, "eBPF pin directory")?;
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries("EVENTS", config.ring_buffer_bytes)
@@ -198,6 +200,20 @@ pub fn unpin(pin_dir: &Path) -> anyhow::Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Refuses pin directories another user could write (`private_dir.rs`):
+/// they could plant the maps and links an agent adopts. `/sys/fs/bpf/fsjournal`
+/// is created (mode 0700) when missing; `pin_dir` is only checked here
+/// ([`load`] creates it).
+fn check_pin_dirs(pin_dir: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = pin_dir.parent() {
+        crate::private_dir::ensure(parent, "eBPF pin directory")?;
+    }
+    if std::fs::symlink_metadata(pin_dir).is_ok() {
+        crate::private_dir::ensure(pin_dir, "eBPF pin directory")?;
+    }
+    Ok(())
 }
 
 /// The bpffs directory of a journal's pinned programs and maps.
@@ -297,6 +313,7 @@ impl EbpfCapture {
             check_format(tp.category, tp.name, &tp.fields)?;
         }
         let (mut filesystems, root_fs) = plan_filesystems(roots)?;
+        check_pin_dirs(pin_dir)?;
         if pin_dir.exists() && !PINNED_MAPS.iter().all(|m| pin_dir.join(m).exists()) {
             tracing::warn!(pins = %pin_dir.display(), "pinned eBPF state lacks maps this version needs (an older fsjournal, or a load that died half-way); starting afresh, the gap scan covers the downtime");
             unpin(pin_dir)?;
@@ -396,7 +413,28 @@ impl EbpfCapture {
             backlog_pending: true,
             ladder,
             times,
+            pin_dir: pin_dir.to_path_buf(),
         })
+    }
+
+    /// Errors when a link pin is gone (`fsjournal unpin`, or its directory
+    /// removed under a running agent): the programs are detached and
+    /// nothing is captured any more. The capture loop then stops before
+    /// this cycle's watermark is written, the agent exits non-zero, and the
+    /// next start re-arms and closes the gap with a scan (the service
+    /// manager restarts it).
+    fn check_attached(&self) -> anyhow::Result<()> {
+        match TRACEPOINTS
+            .iter()
+            .map(|tp| link_pin(&self.pin_dir, tp.name))
+            .find(|pin| !pin.exists())
+        {
+            Some(pin) => bail!(
+                "the eBPF programs were detached under the running agent ({} is gone: `fsjournal unpin`?):                  capture stopped; a restart re-arms it and scans the gap",
+                pin.display()
+            ),
+            None => Ok(()),
+        }
     }
     /// True when programs pinned by a previous agent were found still
     /// attached and lost nothing while no agent ran: their ring buffer holds
@@ -515,6 +553,7 @@ impl Source for EbpfCapture {
     }
 
     fn drain(&mut self, sink: &mut Sink, stats: &Stats) -> anyhow::Result<()> {
+        self.check_attached()?;
         let mut inodes: HashMap<(u32, u64), (u32, u32, [u8; 16])> = HashMap::new();
         let mut read_up_to = self.drained_index;
         while let Some(item) = self.events.next() {

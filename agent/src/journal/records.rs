@@ -373,3 +373,23 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// An rsync run in progress for one target (meta key `push/<target>`),
+/// written when it starts and removed when it ends, so that the CLI can
+/// show a push that hangs (a target that accepts and never answers) next
+/// to an older error. A record left by an agent that was killed names a pid
+/// that no longer holds the journal: readers ignore it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushInFlight {
+    /// The agent running it.
+    pub pid: u32,
+    /// When rsync started (ms since the Unix epoch).
+    pub started_ms: u64,
+    /// Which run: `incremental`, `contents`, `subtree`, `full`, `verify`.
+    pub mode: String,
+    /// Paths listed on its stdin (0 for a full sync).
+    pub paths: u64,
+    /// The command line, arguments separated by spaces (an argument with
+    /// a space or a quote in it is single-quoted).
+    pub command: String,
+}

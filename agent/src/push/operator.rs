@@ -5,7 +5,7 @@
 use super::hold;
 use super::Pusher;
 use crate::journal::{now_ms, HeldPath, HoldReason, Scope, Seq, TargetState};
-use crate::requests::{Action, Ticket};
+use crate::requests::{subtree_under, Action, Ticket};
 
 /// Requests carried out whose answer waits for a push.
 #[derive(Default)]
@@ -22,7 +22,9 @@ struct Awaited {
 
 impl Pusher {
     /// Carries out the operator's requests; true when one asked to push
-    /// what is pending without waiting for the batch delay.
+    /// what is pending without waiting for the batch delay. A resync of a
+    /// path outside the source (`..`, absolute elsewhere, through a
+    /// symbolic link) is refused and answered as failed.
     pub(super) fn handle_requests(
         &self,
         state: &mut TargetState,
@@ -34,20 +36,46 @@ impl Pusher {
             tracing::info!(target = self.name(), action = ?ticket.action, "operator request");
             let until_seq = self.journal.last_seq();
             match &ticket.action {
-                Action::Resync { path: None } => {
-                    state.full_sync_needed = Some("requested by fsjournal resync".into());
+                Action::Resync { path: None, force } => {
+                    if *force {
+                        self.confirm_source()?;
+                    }
+                    state.full_sync_needed = Some(match (state.full_sync_needed.take(), *force) {
+                        (Some(owed), true) => {
+                            format!("{owed}; confirmed by fsjournal resync --force")
+                        }
+                        (_, true) => "requested by fsjournal resync --force".into(),
+                        (_, false) => "requested by fsjournal resync".into(),
+                    });
                     self.journal.save_target(self.name(), state)?;
                     let before = state.full_syncs;
-                    self.full_sync(state)?;
+                    self.full_sync(state, *force)?;
                     if state.full_syncs > before {
                         ticket.answer(true, "full sync done".into());
-                    } else {
+                    } else if self.stopping() {
                         ticket.answer(false, "the agent is stopping: the full sync is owed and runs at its next start".into());
+                    } else {
+                        let refused = state.last_error.clone().unwrap_or_default();
+                        ticket.answer(
+                            false,
+                            format!("the full sync is owed but was refused: {refused}"),
+                        );
                     }
                     continue;
                 }
-                Action::Resync { path: Some(path) } => {
-                    let path = path.trim_matches('/').as_bytes().to_vec();
+                Action::Resync {
+                    path: Some(path), ..
+                } => {
+                    // The CLI checked it too; a request file may come from elsewhere.
+                    let path = match subtree_under(&self.source, path, false) {
+                        Ok(path) => path.into_bytes(),
+                        Err(e) => {
+                            let error = format!("{e:#}");
+                            tracing::warn!(target = self.name(), %error, "resync request refused");
+                            ticket.answer(false, error);
+                            continue;
+                        }
+                    };
                     hold::hold(
                         state,
                         HeldPath {
@@ -75,6 +103,17 @@ impl Pusher {
             }
         }
         Ok(flush)
+    }
+
+    /// The operator's `resync --force`: the source's filesystem as it is
+    /// now is the one to replicate (recorded as the root's identity).
+    fn confirm_source(&self) -> anyhow::Result<()> {
+        let current = crate::host::identity(&self.source)?;
+        if self.journal.root_identity(self.root)?.as_ref() != Some(&current) {
+            tracing::warn!(target = self.name(), source = %self.source.display(), identity = ?current, "the operator confirmed the source's filesystem: recorded");
+            self.journal.save_root_identity(self.root, &current)?;
+        }
+        Ok(())
     }
 
     /// Answers the awaited requests whose changes the target now has (or
