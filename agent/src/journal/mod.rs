@@ -316,7 +316,10 @@ impl Journal {
 
     /// Appends changes in one durable batch: each gets the next sequence
     /// number and a log record, and replaces its path's pending entry
-    /// (coalescing; the widest scope is kept).
+    /// (coalescing; the widest scope is kept: a directory's subtree-scoped
+    /// deletion followed by a create at the same path stays a subtree
+    /// push, which removes what the old directory held — see
+    /// docs/architecture.md, "Journal: RocksDB").
     ///
     /// With `watermark_ms`, the capture watermark moves there in the same
     /// batch: capture vouches that every change made before it is in.

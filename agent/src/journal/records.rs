@@ -26,8 +26,10 @@ pub enum Scope {
     /// no longer has (a directory whose entries changed while nothing
     /// captured: rsync `-d --delete`).
     Contents,
-    /// Everything below the path (a directory moved in, a rescan marker:
-    /// rsync `-r --delete`).
+    /// Everything below the path (a directory moved in, a rescan marker, a
+    /// directory deleted or renamed away: rsync `-r --delete`). On a
+    /// directory's departure it makes a directory made again at the path
+    /// before the push lose what the old one held (coalescing keeps it).
     Subtree,
 }
 

@@ -431,7 +431,10 @@ impl Pusher {
             }
         }
         let push = self.without_symlinked_parents(push);
-        let lists = Lists::new(push.iter().map(|p| (p.path.as_slice(), p.scope)));
+        let lists = Lists::of_source(
+            &self.source,
+            push.iter().map(|p| (p.path.as_slice(), p.scope)),
+        );
         let prefixes = self.error_prefixes();
         let refused = self.retry(state, |pusher| {
             let mut refused = Vec::new();

@@ -10,9 +10,12 @@
 //! - contents: the same list mode plus `-d --delete`, for directories listed
 //!   as `DIR/`: their direct children are copied and children the source no
 //!   longer has are deleted, without recursing (entries removed while
-//!   nothing captured).
+//!   nothing captured); also the root as `.` when a contents or subtree
+//!   run adds or removes one of its entries (see [`Lists::of_source`]).
 //! - subtree: the same list mode plus `-r --delete`, for directories that
-//!   moved in and for rescan markers: the subtree is made equal.
+//!   moved in, directories deleted or renamed away (made again at the same
+//!   path before the push, they lose what the old one held), and rescan
+//!   markers: the subtree is made equal.
 //! - full: `-a --delete --force SRC/ DEST/`, the whole root; before it, the
 //!   same with `--dry-run --stats` (full preview) counts what it would delete.
 //!
@@ -207,41 +210,92 @@ pub struct Lists {
 pub type Listed = (Vec<u8>, usize);
 
 impl Lists {
-    /// Lists root-relative `paths` (`""` is the root) by scope: entries
-    /// as they are (plus `.` when the root or an entry of it changed: rsync
-    /// gives implied parents their attributes, never the root; a listed `.`
-    /// also compares the root's direct children, as `--files-from` implies
-    /// `-d`), contents as `DIR/` (`-d` then takes the directory's children),
-    /// subtrees as they are.
-    pub fn new<'a>(paths: impl IntoIterator<Item = (&'a [u8], Scope)>) -> Lists {
+    /// Lists root-relative `paths` of `source` (`""` is the root) by
+    /// scope: entries as they are, contents as `DIR/` (`-d` then takes the
+    /// directory's children), subtrees as they are, and the root as `.`
+    /// when it or an entry of it changed.
+    ///
+    /// The root needs its own listing: rsync gives implied parent
+    /// directories their attributes, never the root, so a run that adds or
+    /// removes a direct entry of the root leaves the root's mtime at the
+    /// time of that run unless `.` is listed in it or in a later run (a
+    /// listed `.` also compares the root's direct children, as
+    /// `--files-from` implies `-d`). Runs go entries, contents, subtrees;
+    /// `.` goes into the entries run, or into the contents run (`-d
+    /// --delete`) when a direct entry of the root is contents- or
+    /// subtree-scoped (a directory renamed in or away, or deleted and made
+    /// again): the contents run then makes the root's children and mtime
+    /// right after the entries run, and the subtree run below it no longer
+    /// adds or removes any of them. A root pushed whole (contents or
+    /// subtree) is `.` in its own run.
+    ///
+    /// A path below an entry of `source` that is no longer a directory
+    /// (`lstat` fails with `ENOTDIR`: a directory replaced by a file or a
+    /// symlink since the path changed) is left out. rsync's
+    /// `--delete-missing-args` takes only `ENOENT` for missing; `ENOTDIR`
+    /// is a sender error (exit 23) that would hold the path and fail it
+    /// again at every retry. Nothing is lost: the entry stopped being a
+    /// directory after the path changed, so its own change is pending in
+    /// this push or a later one, and pushing it replaces the whole
+    /// directory on the target (`--force`, `--delete`).
+    pub fn of_source<'a>(
+        source: &Path,
+        paths: impl IntoIterator<Item = (&'a [u8], Scope)>,
+    ) -> Lists {
+        use std::os::unix::ffi::OsStrExt;
+        Lists::keeping(paths, |path| {
+            match std::fs::symlink_metadata(source.join(std::ffi::OsStr::from_bytes(path))) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                    tracing::debug!(path = %String::from_utf8_lossy(path), "not listed: an entry above it is no longer a directory");
+                    false
+                }
+                _ => true,
+            }
+        })
+    }
+
+    /// [`Lists::of_source`]'s listing of the paths `keep` accepts (the
+    /// indexes still count every path).
+    fn keeping<'a>(
+        paths: impl IntoIterator<Item = (&'a [u8], Scope)>,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Lists {
         let mut runs = [
             (Mode::Incremental, Vec::new()),
             (Mode::Contents, Vec::new()),
             (Mode::Subtree, Vec::new()),
         ];
-        let mut root_listed = false;
+        // The first path that changed the root or one of its entries, and
+        // whether a contents or subtree run touches the root's entries.
+        let (mut root_changed, mut root_wide, mut root_whole) = (None, false, false);
         for (i, (path, scope)) in paths.into_iter().enumerate() {
-            // The root itself, or any entry of it (whatever the scope: a
-            // directory renamed into the root changes the root's mtime too).
-            let root_changed = !path.contains(&b'/');
-            let root_pushed_whole = path.is_empty() && scope != Scope::Entry;
-            if root_changed && !root_pushed_whole && !root_listed {
-                root_listed = true;
-                runs[0].1.push((b".".to_vec(), i));
+            if !path.is_empty() && !keep(path) {
+                continue;
             }
-            let listed = match (scope, path.is_empty()) {
-                (Scope::Entry, true) => continue,
-                (Scope::Entry, false) => path.to_vec(),
-                (Scope::Contents, true) | (Scope::Subtree, true) => b".".to_vec(),
-                (Scope::Contents, false) => [path, b"/"].concat(),
-                (Scope::Subtree, false) => path.to_vec(),
-            };
             let run = match scope {
                 Scope::Entry => 0,
                 Scope::Contents => 1,
                 Scope::Subtree => 2,
             };
+            if !path.contains(&b'/') {
+                root_changed.get_or_insert(i);
+                root_wide |= scope != Scope::Entry;
+            }
+            let listed = match (scope, path.is_empty()) {
+                (Scope::Entry, true) => continue,
+                (Scope::Entry, false) => path.to_vec(),
+                (Scope::Contents, true) | (Scope::Subtree, true) => {
+                    root_whole = true;
+                    b".".to_vec()
+                }
+                (Scope::Contents, false) => [path, b"/"].concat(),
+                (Scope::Subtree, false) => path.to_vec(),
+            };
             runs[run].1.push((listed, i));
+        }
+        if let (Some(i), false) = (root_changed, root_whole) {
+            let run = if root_wide { 1 } else { 0 };
+            runs[run].1.insert(0, (b".".to_vec(), i));
         }
         Lists { runs }
     }
@@ -396,7 +450,7 @@ pub fn unescape(text: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{command, named_paths, Lists, Mode, Scope};
+    use super::{command, named_paths, Listed, Lists, Mode, Scope};
     use crate::config::SyncConfig;
 
     #[test]
@@ -426,18 +480,32 @@ mod tests {
     #[test]
     fn the_root_is_listed_when_it_or_an_entry_of_it_changed() {
         let listed = |paths: &[(&[u8], Scope)]| -> Vec<(Mode, Vec<Vec<u8>>)> {
-            let lists = Lists::new(paths.iter().copied());
+            let lists = Lists::keeping(paths.iter().copied(), |_| true);
             lists
                 .by_mode()
                 .map(|(mode, list)| (mode, list.iter().map(|(p, _)| p.clone()).collect()))
                 .collect()
         };
         assert_eq!(
-            listed(&[(b"moved-in", Scope::Subtree), (b"a/b", Scope::Entry)]),
+            listed(&[(b"top", Scope::Entry), (b"a/b", Scope::Entry)]),
+            vec![(
+                Mode::Incremental,
+                vec![b".".to_vec(), b"top".to_vec(), b"a/b".to_vec()]
+            )]
+        );
+        // A subtree run that adds or removes an entry of the root comes
+        // after the entries run: the root goes into the contents run.
+        assert_eq!(
+            listed(&[(b"a/b", Scope::Entry), (b"moved-in", Scope::Subtree)]),
             vec![
-                (Mode::Incremental, vec![b".".to_vec(), b"a/b".to_vec()]),
+                (Mode::Incremental, vec![b"a/b".to_vec()]),
+                (Mode::Contents, vec![b".".to_vec()]),
                 (Mode::Subtree, vec![b"moved-in".to_vec()])
             ]
+        );
+        assert_eq!(
+            listed(&[(b"d/e", Scope::Subtree)]),
+            vec![(Mode::Subtree, vec![b"d/e".to_vec()])]
         );
         assert_eq!(
             listed(&[(b"", Scope::Entry)]),
@@ -450,8 +518,41 @@ mod tests {
         assert_eq!(
             listed(&[(b"d", Scope::Contents), (b"d/e/f", Scope::Entry)]),
             vec![
-                (Mode::Incremental, vec![b".".to_vec(), b"d/e/f".to_vec()]),
-                (Mode::Contents, vec![b"d/".to_vec()])
+                (Mode::Incremental, vec![b"d/e/f".to_vec()]),
+                (Mode::Contents, vec![b".".to_vec(), b"d/".to_vec()])
+            ]
+        );
+        assert_eq!(
+            listed(&[(b"", Scope::Contents), (b"new", Scope::Subtree)]),
+            vec![
+                (Mode::Contents, vec![b".".to_vec()]),
+                (Mode::Subtree, vec![b"new".to_vec()])
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_below_an_entry_that_is_no_longer_a_directory_are_not_listed() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("was-dir"), "a file now").unwrap();
+        std::fs::create_dir(source.path().join("dir")).unwrap();
+        let paths: [(&[u8], Scope); 4] = [
+            (b"was-dir/old", Scope::Entry),
+            (b"dir/gone", Scope::Entry),
+            (b"was-dir/sub/deeper", Scope::Subtree),
+            (b"was-dir", Scope::Subtree),
+        ];
+        let lists = Lists::of_source(source.path(), paths);
+        let listed: Vec<(Mode, Vec<Listed>)> = lists
+            .by_mode()
+            .map(|(mode, list)| (mode, list.to_vec()))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                (Mode::Incremental, vec![(b"dir/gone".to_vec(), 1)]),
+                (Mode::Contents, vec![(b".".to_vec(), 3)]),
+                (Mode::Subtree, vec![(b"was-dir".to_vec(), 3)]),
             ]
         );
     }
