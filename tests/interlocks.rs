@@ -330,15 +330,20 @@ fn a_directory_swapped_for_a_symlink_never_sends_what_it_points_to() {
     )
     .unwrap();
     use_backend(&config, "fanotify");
-    let agent = start_and_sync(&config, &scratch);
+    let agent = Agent::start(&config, &scratch);
+    let outside_history = ["--exclude=/.fsjournal-history/"];
+    assert_converges_with(&scratch.src(), &scratch.replica(), &agent, &outside_history);
+    wait_for_full_syncs(&scratch, 1);
 
     // Within one batch: `sub/f` changes, then `sub` becomes a symlink to a
     // directory only root may read. rsync would read `sub/f` through it.
     std::fs::write(scratch.src().join("sub/f"), "changed").unwrap();
+    wait_until(Duration::from_secs(10), "sub/f journaled", || {
+        journaled(&journal_log(&scratch), "modify", "sub/f")
+    });
     std::fs::remove_dir_all(scratch.src().join("sub")).unwrap();
     std::os::unix::fs::symlink(&private, scratch.src().join("sub")).unwrap();
 
-    let outside_history = ["--exclude=/.fsjournal-history/"];
     assert_converges_with(&scratch.src(), &scratch.replica(), &agent, &outside_history);
     let sub = std::fs::symlink_metadata(scratch.replica().join("sub")).unwrap();
     assert!(
