@@ -378,3 +378,41 @@ fn a_target_that_accepts_and_never_answers_times_out_retries_and_loses_nothing()
     });
     agent.stop();
 }
+
+#[test]
+fn an_ssh_target_gets_connect_and_keepalive_timeouts() {
+    let scratch = Scratch::tmpfs();
+    std::fs::write(scratch.src().join("file"), "data\n").unwrap();
+    // A program named `ssh` that records its arguments and runs rsync's
+    // server side here: rsync calls it as `ssh [-o …]… -l USER HOST rsync --server …`.
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = scratch.path().join("ssh-calls");
+    let ssh = bin.join("ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nwhile [ \"$1\" = -o ]; do shift 2; done\n[ \"$1\" = -l ] && shift 2\nshift\nexec \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let target = format!("backup@standby:{}", scratch.replica().display());
+    let config = write_config(
+        &scratch,
+        &target,
+        None,
+        &format!("ssh_command = \"{}\"\n", ssh.display()),
+    );
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let recorded = std::fs::read_to_string(&calls).unwrap();
+    assert!(
+        recorded.lines().all(|l| l.starts_with(
+            "-o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -l backup standby rsync --server"
+        )),
+        "every ssh call carries the default timeouts:\n{recorded}"
+    );
+    agent.stop();
+}
