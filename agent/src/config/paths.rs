@@ -77,9 +77,8 @@ impl Node {
     }
 }
 
-/// Two nodes that overlap: the index of the one the problem is reported at,
-/// the index of the other, and what is wrong with `at` given `other` (to be
-/// completed by the caller with where `other` was written).
+/// Two nodes that overlap, as indices into the node list; [`describe`]
+/// says what is wrong.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Clash {
     /// The node the problem is reported at (a target when one is involved,
