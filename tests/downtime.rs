@@ -183,7 +183,7 @@ fn ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan() {
 }
 
 #[test]
-fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason() {
+fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason_once_confirmed() {
     let scratch = Scratch::ext4();
     workload::seed(&scratch.src());
     let replica = scratch.replica().display().to_string();
@@ -196,6 +196,24 @@ fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason() {
     std::fs::write(scratch.replica().join("stale-on-target"), "must go").unwrap();
 
     let agent = Agent::start(&config, &scratch);
+    // Another filesystem is replicated only once the operator confirms it
+    // (tests/interlocks.rs has the refusal itself).
+    wait_until(Duration::from_secs(30), "the safety interlock", || {
+        status(&scratch)["targets"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not on the filesystem replicated so far"))
+    });
+    assert!(scratch.replica().join("stale-on-target").exists());
+    sh(
+        env!("CARGO_BIN_EXE_fsjournal"),
+        &[
+            "resync",
+            "--force",
+            "--wait",
+            "--journal",
+            scratch.journal().to_str().unwrap(),
+        ],
+    );
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let recorded = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));

@@ -277,6 +277,12 @@ pub struct SyncConfig {
     /// under `.fsjournal-history/<YYYY-MM-DD>/` (days; 0 = keep nothing).
     #[serde(default)]
     pub history_days: u32,
+    /// A full sync that would delete more than this share of the target's
+    /// entries (percent, 0–100; 100 = no limit) is refused until the
+    /// operator confirms it with `fsjournal resync --force`: rsync
+    /// `--max-delete`'s idea, as a share, measured by a dry run first.
+    #[serde(default = "default_max_delete_percent")]
+    pub max_delete_percent: u8,
 }
 
 fn default_batch_max_files() -> usize {
@@ -299,6 +305,9 @@ fn default_verify_slices() -> u32 {
 }
 fn default_hook_timeout_s() -> u64 {
     60
+}
+fn default_max_delete_percent() -> u8 {
+    50
 }
 
 impl SyncConfig {
@@ -330,6 +339,7 @@ impl SyncConfig {
             after_push: None,
             hook_timeout_s: default_hook_timeout_s(),
             history_days: 0,
+            max_delete_percent: default_max_delete_percent(),
         }
     }
 

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod daemon;
 mod filter;
+mod host;
 pub mod journal;
 mod logs;
 mod metrics;

@@ -22,6 +22,11 @@ pub enum Action {
     Resync {
         /// The subtree, or `None` for the whole root.
         path: Option<String>,
+        /// The operator confirms a full sync that a safety interlock
+        /// refused (`--force`: another filesystem, an empty root, many
+        /// deletions; see push/interlock.rs).
+        #[serde(default)]
+        force: bool,
     },
     /// Push what is pending now, without waiting for the batch delay.
     PushNow,
@@ -160,6 +165,7 @@ mod tests {
             target: "a".into(),
             action: Action::Resync {
                 path: Some("jobs/x".into()),
+                force: false,
             },
             reply: false,
         };

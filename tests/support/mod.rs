@@ -577,3 +577,10 @@ pub fn append(path: &Path, text: &str) {
         .write_all(text.as_bytes())
         .unwrap();
 }
+
+impl Agent {
+    /// `Some(success)` once the agent process has exited, `None` while it runs.
+    pub fn exited(&mut self) -> Option<bool> {
+        self.child.try_wait().unwrap().map(|s| s.success())
+    }
+}

@@ -166,6 +166,9 @@ pub struct EbpfCapture {
     ladder: String,
     /// When capture went live and when the index was ready.
     times: ArmTimes,
+    /// Where the links are pinned: their pins are all that keeps the
+    /// programs attached (see [`EbpfCapture::check_attached`]).
+    pin_dir: PathBuf,
 }
 
 /// Loads the object, reusing the maps pinned in `pin_dir` (or pinning new ones).
@@ -396,7 +399,28 @@ impl EbpfCapture {
             backlog_pending: true,
             ladder,
             times,
+            pin_dir: pin_dir.to_path_buf(),
         })
+    }
+
+    /// Errors when a link pin is gone (`fsjournal unpin`, or its directory
+    /// removed under a running agent): the programs are detached and
+    /// nothing is captured any more. The capture loop then stops before
+    /// this cycle's watermark is written, the agent exits non-zero, and the
+    /// next start re-arms and closes the gap with a scan (the service
+    /// manager restarts it).
+    fn check_attached(&self) -> anyhow::Result<()> {
+        match TRACEPOINTS
+            .iter()
+            .map(|tp| link_pin(&self.pin_dir, tp.name))
+            .find(|pin| !pin.exists())
+        {
+            Some(pin) => bail!(
+                "the eBPF programs were detached under the running agent ({} is gone: `fsjournal unpin`?):                  capture stopped; a restart re-arms it and scans the gap",
+                pin.display()
+            ),
+            None => Ok(()),
+        }
     }
     /// True when programs pinned by a previous agent were found still
     /// attached and lost nothing while no agent ran: their ring buffer holds
@@ -515,6 +539,7 @@ impl Source for EbpfCapture {
     }
 
     fn drain(&mut self, sink: &mut Sink, stats: &Stats) -> anyhow::Result<()> {
+        self.check_attached()?;
         let mut inodes: HashMap<(u32, u64), (u32, u32, [u8; 16])> = HashMap::new();
         let mut read_up_to = self.drained_index;
         while let Some(item) = self.events.next() {

@@ -29,14 +29,14 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use fsjournal_common::ChangeKind;
 
 use super::Root;
-use crate::journal::{now_ms, Change, FsIdentity, Journal, Scope, StartRecord};
+use crate::host::{boot_id, identity};
+use crate::journal::{now_ms, Change, Journal, Scope, StartRecord};
 
 /// Timestamp granularity and clock-skew allowance (ms): entries whose ctime
 /// is at most this much older than the watermark are pushed too.
@@ -45,32 +45,6 @@ pub const MARGIN_MS: u64 = 2_000;
 const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Changes appended to the journal per write during a scan.
 const APPEND_CHUNK: usize = 10_000;
-
-/// This boot's id (`/proc/sys/kernel/random/boot_id`).
-pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// The identity of the filesystem holding `root`: `statvfs` f_fsid (from the
-/// filesystem UUID on ext4/xfs/btrfs) and the root directory's inode.
-pub fn identity(root: &Path) -> anyhow::Result<FsIdentity> {
-    let c_path = std::ffi::CString::new(root.as_os_str().as_bytes())?;
-    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is NUL-terminated and `vfs` is a valid out-pointer.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut vfs) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("statvfs {}", root.display()));
-    }
-    let root_ino = std::fs::metadata(root)
-        .with_context(|| format!("stat {}", root.display()))?
-        .ino();
-    Ok(FsIdentity {
-        fsid: vfs.f_fsid as u64,
-        root_ino,
-    })
-}
 
 /// Decides how the gap since the last watermark is closed for each root,
 /// closes it (a scan, or full syncs owed by the targets), records the
@@ -103,7 +77,8 @@ pub fn close(
     let mut methods = Vec::new();
     for root in roots {
         let current = identity(&root.path)?;
-        let untrusted = match (&watermark, journal.root_identity(root.id)?) {
+        let stored = journal.root_identity(root.id)?;
+        let untrusted = match (&watermark, stored.clone()) {
             (None, _) => Some("new journal: no capture watermark".to_string()),
             (Some(_), None) => Some("no filesystem identity recorded for this root".to_string()),
             (Some(_), Some(stored)) if stored != current => {
@@ -141,7 +116,13 @@ pub fn close(
             }
             (None, None) => unreachable!("no watermark is untrusted"),
         }
-        journal.save_root_identity(root.id, &current)?;
+        // A changed identity is not recorded: the pushers refuse to put
+        // another filesystem's tree over the target (an unmounted data disk
+        // shows the empty mount point) until it is back or the operator
+        // confirms it (`fsjournal resync --force`; push/interlock.rs).
+        if stored.is_none() {
+            journal.save_root_identity(root.id, &current)?;
+        }
     }
     methods.dedup();
     record.in_progress = false;

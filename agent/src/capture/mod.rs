@@ -32,7 +32,7 @@ use crate::journal::{now_ms, ArmTimes, Journal, RootId};
 use writer::Sink;
 
 pub use ebpf::{pin_dir, unpin};
-pub use gap::{boot_id, close as close_gap};
+pub use gap::close as close_gap;
 
 /// A tracked source tree.
 #[derive(Debug, Clone)]

@@ -25,6 +25,11 @@ pub struct ResyncArgs {
     /// Only this subtree (relative to the source); without it, a full sync.
     #[arg(long)]
     path: Option<String>,
+    /// Confirm a full sync that a safety interlock refused: the source's
+    /// filesystem changed, its root is empty, or the sync would delete more
+    /// than `max_delete_percent` of the target (`fsjournal status` says which).
+    #[arg(long, conflicts_with = "path")]
+    force: bool,
     /// Wait until the agent has pushed it (the default on a terminal).
     #[arg(long)]
     wait: bool,
@@ -47,6 +52,7 @@ pub struct PushArgs {
 pub fn resync(args: ResyncArgs) -> anyhow::Result<()> {
     let action = Action::Resync {
         path: args.path.clone(),
+        force: args.force,
     };
     send(&args.journal, args.target, action, args.wait)
 }

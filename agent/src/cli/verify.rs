@@ -77,12 +77,16 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         }
         if args.fix && !paths.is_empty() {
             let actions: Vec<Action> = if paths.len() > FIX_PATHS_MAX {
-                vec![Action::Resync { path: None }]
+                vec![Action::Resync {
+                    path: None,
+                    force: false,
+                }]
             } else {
                 paths
                     .iter()
                     .map(|p| Action::Resync {
                         path: Some(String::from_utf8_lossy(p).into_owned()),
+                        force: false,
                     })
                     .collect()
             };

@@ -373,7 +373,7 @@ impl Journal {
         if let Some(time_ms) = watermark_ms {
             let watermark = Watermark {
                 time_ms,
-                boot_id: crate::capture::boot_id(),
+                boot_id: crate::host::boot_id(),
                 clean_stop,
             };
             batch.put_cf(self.cf(CF_META), META_WATERMARK, encode(&watermark));

@@ -14,6 +14,7 @@
 mod history;
 mod hold;
 mod hooks;
+mod interlock;
 mod operator;
 mod process;
 mod progress;
@@ -59,6 +60,8 @@ pub struct Pusher {
     inbox: Inbox,
     /// The parallelism bound and metrics shared by every pusher.
     runs: Arc<Runs>,
+    /// The source root as armed, held open (see `interlock.rs`).
+    armed: interlock::ArmedRoot,
 }
 
 /// Where the supervisor leaves a target's operator requests.
@@ -81,6 +84,7 @@ impl Pusher {
             Target::Local(dir) => Some(dir),
             _ => None,
         };
+        let armed = interlock::ArmedRoot::open(&source)?;
         let pusher = Pusher {
             sync,
             excludes,
@@ -91,6 +95,7 @@ impl Pusher {
             stop,
             inbox,
             runs,
+            armed,
         };
         std::thread::Builder::new()
             .name(format!("push-{}", pusher.sync.name))
@@ -115,9 +120,6 @@ impl Pusher {
 
     fn run(self) -> anyhow::Result<()> {
         let mut state = self.validated_state()?;
-        if state.full_sync_needed.is_some() {
-            self.full_sync(&mut state)?;
-        }
         // The first rolling verification comes one interval after start.
         if state.last_verify_ms == 0 {
             state.last_verify_ms = now_ms();
@@ -128,6 +130,15 @@ impl Pusher {
         while !self.stopping() {
             flush |= self.handle_requests(&mut state, &mut awaiting)?;
             self.answer_reached(&state, &mut awaiting);
+            if let Some(reason) = self.root_refusal()? {
+                self.refuse(&mut state, &reason)?;
+                continue;
+            }
+            self.clear_refusal(&mut state)?;
+            if state.full_sync_needed.is_some() {
+                self.full_sync(&mut state, false)?;
+                continue;
+            }
             if self.sync.history_days > 0 && history::today() != history_pruned_on {
                 history::prune(&self.sync, &self.stop);
                 history_pruned_on = history::today();
@@ -241,7 +252,105 @@ impl Pusher {
         Ok(state)
     }
 
-    fn full_sync(&self, state: &mut TargetState) -> anyhow::Result<()> {
+    /// Why no push may run from the source root now (see `interlock.rs`):
+    /// it is not the directory armed, or not on the filesystem the journal
+    /// recorded for it.
+    fn root_refusal(&self) -> anyhow::Result<Option<String>> {
+        if let Some(reason) = self.armed.changed() {
+            return Ok(Some(reason));
+        }
+        let current = crate::host::identity(self.armed.path())?;
+        let recorded = self.journal.root_identity(self.root)?;
+        Ok(interlock::identity_refusal(
+            self.armed.path(),
+            recorded.as_ref(),
+            &current,
+            self.name(),
+        ))
+    }
+
+    /// Why a full sync may not run now without the operator's confirmation:
+    /// the root is empty though the target was replicated from it, or the
+    /// full sync would delete more than `max_delete_percent` of the target.
+    fn full_sync_refusal(&self, state: &mut TargetState) -> anyhow::Result<Option<String>> {
+        let replicated_before = state.full_syncs > 0 || state.pushed_paths > 0;
+        if let Some(reason) =
+            interlock::empty_root_refusal(&self.source, replicated_before, self.name())?
+        {
+            return Ok(Some(reason));
+        }
+        if self.sync.max_delete_percent >= 100 {
+            return Ok(None);
+        }
+        let Some(stats) = self.retry(state, |pusher| pusher.rsync(Mode::FullPreview, &[]))? else {
+            return Ok(None); // stopping: the full sync does not run either
+        };
+        let preview = interlock::DeletionPreview::parse(&stats).with_context(|| {
+            format!(
+                "rsync --dry-run --stats printed no deletion count: {}",
+                String::from_utf8_lossy(&stats)
+            )
+        })?;
+        tracing::info!(
+            target = self.name(),
+            deleted = preview.deleted,
+            entries = preview.target_entries,
+            "full sync preview"
+        );
+        Ok(preview.refusal(self.sync.max_delete_percent, self.name()))
+    }
+
+    /// Records a safety interlock's refusal as a failed push (red health,
+    /// the reason as the target's error) and waits with backoff, waking
+    /// early for an operator request.
+    fn refuse(&self, state: &mut TargetState, reason: &str) -> anyhow::Result<()> {
+        let error = format!("{}: {reason}", interlock::PREFIX);
+        state.consecutive_failures += 1;
+        state.last_push_ms = now_ms();
+        if state.last_error.as_deref() != Some(error.as_str()) {
+            tracing::error!(target = self.name(), %reason, "push refused by a safety interlock; the journal keeps every change");
+        }
+        state.last_error = Some(error);
+        self.journal.save_target(self.name(), state)?;
+        self.sleep(backoff_ms(
+            state.consecutive_failures,
+            self.sync.retry_max_ms,
+        ));
+        Ok(())
+    }
+
+    /// Forgets a root refusal once its cause is gone (the filesystem is
+    /// mounted again): health turns green without waiting for a push.
+    fn clear_refusal(&self, state: &mut TargetState) -> anyhow::Result<()> {
+        let refused = state
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(interlock::PREFIX));
+        if refused && state.full_sync_needed.is_none() {
+            tracing::info!(
+                target = self.name(),
+                "safety interlock cleared: the source root is back"
+            );
+            state.last_error = None;
+            state.consecutive_failures = 0;
+            self.journal.save_target(self.name(), state)?;
+        }
+        Ok(())
+    }
+
+    /// The owed full sync of the whole root, unless a safety interlock
+    /// refuses it (it stays owed): the root's ([`Pusher::root_refusal`]) and,
+    /// unless `confirmed` by the operator (`resync --force`), those of
+    /// [`Pusher::full_sync_refusal`].
+    fn full_sync(&self, state: &mut TargetState, confirmed: bool) -> anyhow::Result<()> {
+        let refusal = match self.root_refusal()? {
+            Some(reason) => Some(reason),
+            None if confirmed => None,
+            None => self.full_sync_refusal(state)?,
+        };
+        if let Some(reason) = refusal {
+            return self.refuse(state, &reason);
+        }
         let reason = state.full_sync_needed.clone().unwrap_or_default();
         tracing::warn!(target = self.name(), source = %self.source.display(), %reason, "full sync of the whole root");
         if let Some(command) = &self.sync.before_full_sync {
@@ -251,6 +360,9 @@ impl Pusher {
         let done = self.retry(state, |pusher| pusher.rsync(Mode::Full, &[]).map(drop))?;
         if done.is_none() {
             return Ok(());
+        }
+        if let Some(reason) = self.root_refusal()? {
+            return self.refuse(state, &reason); // changed while rsync ran: still owed
         }
         state.full_syncs += 1;
         // The whole root went: nothing held back is owed any more.
@@ -313,6 +425,7 @@ impl Pusher {
         let prefixes = self.error_prefixes();
         let refused = self.retry(state, |pusher| {
             let mut refused = Vec::new();
+            let mut on_source = true;
             for (mode, list) in lists.by_mode() {
                 let paths: Vec<&[u8]> = list.iter().map(|(path, _)| path.as_slice()).collect();
                 match pusher.rsync(mode, &paths) {
@@ -339,17 +452,23 @@ impl Pusher {
                                 stderr,
                             });
                         }
+                        on_source &= rsync::sender_only(&stderr);
                         refused.extend(blamed);
                     }
                     result => drop(result?),
                 }
             }
-            Ok(refused)
+            Ok((refused, on_source))
         })?;
-        let Some(refused) = refused else {
+        let Some((refused, on_source)) = refused else {
             return Ok(());
         };
-        self.hold_refused(state, &push, &refused, now);
+        if let Some(reason) = self.root_refusal()? {
+            // The root changed while rsync ran: what it sent may come from
+            // elsewhere, so the batch stays pending.
+            return self.refuse(state, &reason);
+        }
+        self.hold_refused(state, &push, &refused, on_source, now);
         state.cursor = batch.high_seq;
         state.pushed_paths += (push.len() - refused.len()) as u64;
         self.journal.save_target(self.name(), state)?;
@@ -400,12 +519,14 @@ impl Pusher {
     }
 
     /// Holds the `refused` paths of `push` for a retry with backoff, and
-    /// records them as the target's error.
+    /// records them as the target's error, blaming the source when only
+    /// rsync's sending side complained (`on_source`), else the target.
     fn hold_refused(
         &self,
         state: &mut TargetState,
         push: &[HeldPath],
         refused: &[usize],
+        on_source: bool,
         now: u64,
     ) {
         if refused.is_empty() {
@@ -432,8 +553,13 @@ impl Pusher {
             );
             names.push(String::from_utf8_lossy(&push[i].path).into_owned());
         }
+        let side = if on_source {
+            "could not be read on the source (rsync's sending side refused them)"
+        } else {
+            "were refused by the target"
+        };
         let error = format!(
-            "rsync exit 23: the target refused {} path(s), retried with backoff: {}",
+            "rsync exit 23: {} path(s) {side}, retried with backoff: {}",
             names.len(),
             names.join(", ")
         );

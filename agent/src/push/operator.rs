@@ -34,19 +34,36 @@ impl Pusher {
             tracing::info!(target = self.name(), action = ?ticket.action, "operator request");
             let until_seq = self.journal.last_seq();
             match &ticket.action {
-                Action::Resync { path: None } => {
-                    state.full_sync_needed = Some("requested by fsjournal resync".into());
+                Action::Resync { path: None, force } => {
+                    if *force {
+                        self.confirm_source()?;
+                    }
+                    state.full_sync_needed = Some(match (state.full_sync_needed.take(), *force) {
+                        (Some(owed), true) => {
+                            format!("{owed}; confirmed by fsjournal resync --force")
+                        }
+                        (_, true) => "requested by fsjournal resync --force".into(),
+                        (_, false) => "requested by fsjournal resync".into(),
+                    });
                     self.journal.save_target(self.name(), state)?;
                     let before = state.full_syncs;
-                    self.full_sync(state)?;
+                    self.full_sync(state, *force)?;
                     if state.full_syncs > before {
                         ticket.answer(true, "full sync done".into());
-                    } else {
+                    } else if self.stopping() {
                         ticket.answer(false, "the agent is stopping: the full sync is owed and runs at its next start".into());
+                    } else {
+                        let refused = state.last_error.clone().unwrap_or_default();
+                        ticket.answer(
+                            false,
+                            format!("the full sync is owed but was refused: {refused}"),
+                        );
                     }
                     continue;
                 }
-                Action::Resync { path: Some(path) } => {
+                Action::Resync {
+                    path: Some(path), ..
+                } => {
                     let path = path.trim_matches('/').as_bytes().to_vec();
                     hold::hold(
                         state,
@@ -75,6 +92,17 @@ impl Pusher {
             }
         }
         Ok(flush)
+    }
+
+    /// The operator's `resync --force`: the source's filesystem as it is
+    /// now is the one to replicate (recorded as the root's identity).
+    fn confirm_source(&self) -> anyhow::Result<()> {
+        let current = crate::host::identity(&self.source)?;
+        if self.journal.root_identity(self.root)?.as_ref() != Some(&current) {
+            tracing::warn!(target = self.name(), source = %self.source.display(), identity = ?current, "the operator confirmed the source's filesystem: recorded");
+            self.journal.save_root_identity(self.root, &current)?;
+        }
+        Ok(())
     }
 
     /// Answers the awaited requests whose changes the target now has (or

@@ -13,7 +13,8 @@
 //!   nothing captured).
 //! - subtree: the same list mode plus `-r --delete`, for directories that
 //!   moved in and for rescan markers: the subtree is made equal.
-//! - full: `-a --delete --force -- SRC/ DEST/`, the whole root.
+//! - full: `-a --delete --force -- SRC/ DEST/`, the whole root; before it, the
+//!   same with `--dry-run --stats` (full preview) counts what it would delete.
 //!
 //! Every run ends its options with `--` before the two operands, so no
 //! path or target string is ever read as an option.
@@ -48,6 +49,9 @@ pub enum Mode {
     Subtree,
     /// The whole root, with `--delete`.
     Full,
+    /// What [`Mode::Full`] would do, not done (`--dry-run --stats`): the
+    /// safety interlock reads how much it would delete (push/interlock.rs).
+    FullPreview,
     /// Listed entries and everything below them compared, not copied
     /// (`-n`), with one itemized line per difference on stdout.
     Verify,
@@ -136,6 +140,7 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
             "--force",
         ]),
         Mode::Full => cmd.args(["--delete", "--force"]),
+        Mode::FullPreview => cmd.args(["--delete", "--force", "--dry-run", "--stats"]),
         Mode::VerifyAll => cmd.args(["--delete", "--dry-run", "--out-format=%i %n"]),
         Mode::Verify => cmd.args([
             "-r",
@@ -158,7 +163,7 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
     }
     if sync.history_days > 0 {
         cmd.args(history::filter_args());
-        if !matches!(mode, Mode::Verify | Mode::VerifyAll) {
+        if !matches!(mode, Mode::Verify | Mode::VerifyAll | Mode::FullPreview) {
             cmd.args(history::backup_args());
         }
     }
@@ -429,6 +434,18 @@ pub fn named_paths(stderr: &[u8]) -> Vec<Vec<u8>> {
     named
 }
 
+/// Whether every error line in rsync's `stderr` comes from its sending side
+/// (`rsync: [sender] …`): the source could not be read, the target is not
+/// to blame. False when no line names a side.
+pub fn sender_only(stderr: &str) -> bool {
+    let mut sides = stderr
+        .lines()
+        .filter(|l| l.starts_with("rsync: "))
+        .map(|l| l.starts_with("rsync: [sender]"))
+        .peekable();
+    sides.peek().is_some() && sides.all(|sender| sender)
+}
+
 /// Decodes rsync's `\#ooo` (octal) escapes.
 pub fn unescape(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
@@ -495,6 +512,7 @@ mod tests {
             Mode::Contents,
             Mode::Subtree,
             Mode::Full,
+            Mode::FullPreview,
             Mode::Verify,
             Mode::VerifyAll,
         ] {
@@ -580,6 +598,17 @@ mod tests {
                 (Mode::Contents, vec![b"d/".to_vec()])
             ]
         );
+    }
+
+    #[test]
+    fn the_sending_side_is_blamed_only_when_it_alone_complained() {
+        let sender = "rsync: [sender] opendir \"/src/sub\" failed: Permission denied (13)\nrsync error: some files/attrs were not transferred (code 23)\n";
+        let both = "rsync: [sender] opendir \"/src/sub\" failed: Permission denied (13)\nrsync: [receiver] mkstemp \"/dst/x\" failed: Read-only file system (30)\n";
+        assert!(super::sender_only(sender));
+        assert!(!super::sender_only(both));
+        assert!(!super::sender_only(
+            "rsync error: unexplained error (code 23)\n"
+        ));
     }
 
     #[test]

@@ -1,0 +1,42 @@
+//! Facts about the machine and its filesystems that several stages read:
+//! this boot's id and a root's filesystem identity. It sits below every
+//! stage (capture, journal and push all ask it), so none of them imports
+//! another against the data flow to learn them.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::journal::FsIdentity;
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), empty when unreadable.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The identity of the filesystem holding `root`: `statvfs` f_fsid (from the
+/// filesystem UUID on ext4/xfs/btrfs; a new value for every tmpfs mount) and
+/// the root directory's inode. A source whose filesystem is not mounted shows
+/// the identity of the filesystem below its mount point instead.
+///
+/// Errors: `root` cannot be reached (`statvfs` or `stat` fails).
+pub fn identity(root: &Path) -> anyhow::Result<FsIdentity> {
+    let c_path = std::ffi::CString::new(root.as_os_str().as_bytes())?;
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is NUL-terminated and `vfs` is a valid out-pointer.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut vfs) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statvfs {}", root.display()));
+    }
+    let root_ino = std::fs::metadata(root)
+        .with_context(|| format!("stat {}", root.display()))?
+        .ino();
+    Ok(FsIdentity {
+        fsid: vfs.f_fsid as u64,
+        root_ino,
+    })
+}
