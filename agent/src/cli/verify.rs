@@ -72,7 +72,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         bar.enable_steady_tick(Duration::from_millis(100));
         let mut cmd = rsync::command(sync, sync.source.get_ref(), Mode::VerifyAll);
         if args.checksum {
-            cmd.arg("--checksum");
+            cmd = rsync::with_option(cmd, "--checksum");
         }
         let itemized = rsync::run(cmd, &[], &AtomicBool::new(false))
             .with_context(|| format!("comparing target {}", sync.name))?;

@@ -16,12 +16,16 @@
 //!   moved in, directories deleted or renamed away (made again at the same
 //!   path before the push, they lose what the old one held), and rescan
 //!   markers: the subtree is made equal.
-//! - full: `-a --delete --force SRC/ DEST/`, the whole root; before it, the
+//! - full: `-a --delete --force -- SRC/ DEST/`, the whole root; before it, the
 //!   same with `--dry-run --stats` (full preview) counts what it would delete.
+//!
+//! Every run ends its options with `--` before the two operands, so no
+//! path or target string is ever read as an option.
 //!
 //! Exit 0 and 24 ("some files vanished before they could be transferred":
 //! their deletion is already in the journal) count as success.
 
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -29,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Span;
 
+use super::target::Target;
 use super::{history, process, progress};
 use crate::config::SyncConfig;
 use crate::journal::Scope;
@@ -177,27 +182,96 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
     cmd.args(&sync.rsync_args);
     let mut source_arg = source.as_os_str().to_owned();
     source_arg.push("/");
-    cmd.arg(source_arg).arg(sync.target().rsync_destination());
+    operands(
+        &mut cmd,
+        [source_arg, sync.target().rsync_destination().into()],
+    );
     cmd
 }
 
-/// `rsync` with the sync's connection options: I/O timeout, daemon password
-/// file, remote shell.
+/// Ends `cmd`'s options with `--` and adds `operands` (source, then
+/// destination): whatever a path or target string holds, rsync never reads
+/// it as an option (`--dest=--rsh=…` would otherwise run a command).
+/// Options added later must go through [`with_option`].
+pub fn operands(cmd: &mut Command, operands: [OsString; 2]) {
+    cmd.arg("--").args(operands);
+}
+
+/// `cmd` with `option` added before its `--` (or at the end when it has
+/// none), program, environment and working directory kept.
+pub fn with_option(cmd: Command, option: impl AsRef<OsStr>) -> Command {
+    let mut args: Vec<OsString> = cmd.get_args().map(OsStr::to_owned).collect();
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.insert(at, option.as_ref().to_owned());
+    let mut rebuilt = Command::new(cmd.get_program());
+    rebuilt.args(args);
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => rebuilt.env(key, value),
+            None => rebuilt.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        rebuilt.current_dir(dir);
+    }
+    rebuilt
+}
+
+/// `rsync` with the sync's connection options: I/O timeout (`--timeout`),
+/// connect timeout (`--contimeout` for a daemon, ssh's `ConnectTimeout` for
+/// a remote shell, with `ServerAlive*` probes bounding a silent ssh peer like
+/// `--timeout` bounds rsync's), daemon password file, remote shell. The
+/// timeouts default by target kind (`push/target.rs`).
 pub fn connection(sync: &SyncConfig) -> Command {
     let mut cmd = Command::new("rsync");
-    if sync.timeout_s > 0 {
-        cmd.arg(format!("--timeout={}", sync.timeout_s));
+    let io_timeout = sync.io_timeout();
+    let connect_timeout = sync.connect_timeout();
+    if io_timeout > 0 {
+        cmd.arg(format!("--timeout={io_timeout}"));
     }
     if let Some(password_file) = &sync.password_file {
-        cmd.arg(format!(
-            "--password-file={}",
-            password_file.get_ref().display()
-        ));
+        let mut arg = OsString::from("--password-file=");
+        arg.push(password_file.get_ref());
+        cmd.arg(arg);
     }
-    if let Some(ssh) = &sync.ssh_command {
-        cmd.arg("-e").arg(ssh);
+    let target = sync.target();
+    if matches!(target, Target::Daemon(_)) && sync.ssh_command.is_none() && connect_timeout > 0 {
+        cmd.arg(format!("--contimeout={connect_timeout}"));
+    }
+    let shell = match (&sync.ssh_command, &target) {
+        (Some(shell), _) => Some(shell.clone()),
+        (None, Target::Ssh(_)) => Some("ssh".to_string()),
+        (None, _) => None,
+    };
+    if let Some(shell) = shell {
+        cmd.arg("-e")
+            .arg(with_ssh_timeouts(&shell, io_timeout, connect_timeout));
     }
     cmd
+}
+
+/// `shell` with ssh(1)'s `-o ConnectTimeout=…`, `-o ServerAliveInterval=…`
+/// and `-o ServerAliveCountMax=3` appended when its program is `ssh` (ssh
+/// takes the first value given for an option, so the operator's own `-o`
+/// in `ssh_command` wins); another program is left as written. A silent
+/// server is dropped after three unanswered probes a quarter of the I/O
+/// timeout apart.
+fn with_ssh_timeouts(shell: &str, io_timeout: u64, connect_timeout: u64) -> String {
+    let program = shell.split_whitespace().next().unwrap_or("");
+    if Path::new(program).file_name() != Some(OsStr::new("ssh")) {
+        return shell.to_string();
+    }
+    let mut shell = shell.to_string();
+    if connect_timeout > 0 {
+        shell.push_str(&format!(" -o ConnectTimeout={connect_timeout}"));
+    }
+    if io_timeout > 0 {
+        let interval = (io_timeout / 4).max(1);
+        shell.push_str(&format!(
+            " -o ServerAliveInterval={interval} -o ServerAliveCountMax=3"
+        ));
+    }
+    shell
 }
 
 /// The paths of one push split into the rsync runs that carry them, each
@@ -333,7 +407,7 @@ pub fn run_showing(
     progress: Option<Span>,
 ) -> Result<Vec<u8>, RsyncError> {
     if progress.is_some() {
-        cmd.arg(progress::RSYNC_OPTION);
+        cmd = with_option(cmd, progress::RSYNC_OPTION);
     }
     cmd.stdin(if list.is_empty() {
         Stdio::null()
@@ -450,14 +524,14 @@ pub fn unescape(text: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{command, named_paths, Listed, Lists, Mode, Scope};
+    use super::{command, connection, named_paths, with_option, Listed, Lists, Mode, Scope};
     use crate::config::SyncConfig;
 
     #[test]
     fn bwlimit_and_connection_options_reach_every_mode_before_the_source() {
         let mut sync = SyncConfig::new("t", "/src".into(), "rsync://u@h/m".into());
         sync.bwlimit = Some(toml::Spanned::new(0..0, "50M".into()));
-        sync.timeout_s = 30;
+        sync.io_timeout_s = Some(30);
         for mode in [Mode::Incremental, Mode::Full, Mode::Verify] {
             let args: Vec<String> = command(&sync, "/src".as_ref(), mode)
                 .get_args()
@@ -475,6 +549,76 @@ mod tests {
                 "{args:?}"
             );
         }
+    }
+
+    fn args(cmd: &std::process::Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn operands_follow_a_double_dash_in_every_mode() {
+        let mut sync = SyncConfig::new("t", "/src".into(), "/srv/replica".into());
+        sync.rsync_args = vec!["--checksum".into()];
+        for mode in [
+            Mode::Incremental,
+            Mode::Contents,
+            Mode::Subtree,
+            Mode::Full,
+            Mode::FullPreview,
+            Mode::Verify,
+            Mode::VerifyAll,
+        ] {
+            let cmd = with_option(command(&sync, "/src".as_ref(), mode), "--info=progress2");
+            let args = args(&cmd);
+            assert_eq!(
+                args[args.len() - 3..],
+                ["--", "/src/", "/srv/replica/"],
+                "{mode:?}: {args:?}"
+            );
+            assert_eq!(args.iter().filter(|a| *a == "--").count(), 1);
+            assert!(args.contains(&"--info=progress2".to_string()), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn timeouts_fit_the_target_kind() {
+        let daemon = SyncConfig::new("t", "/src".into(), "rsync://u@h/m".into());
+        let daemon_args = args(&connection(&daemon));
+        assert!(
+            daemon_args.contains(&"--timeout=20".to_string())
+                && daemon_args.contains(&"--contimeout=10".to_string())
+                && !daemon_args.contains(&"-e".to_string()),
+            "{daemon_args:?}"
+        );
+
+        let mut ssh = SyncConfig::new("t", "/src".into(), "root@standby:/srv".into());
+        let args_of = |sync: &SyncConfig| args(&connection(sync));
+        assert_eq!(
+            args_of(&ssh),
+            [
+                "--timeout=20",
+                "-e",
+                "ssh -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
+            ]
+        );
+        ssh.ssh_command = Some("/usr/bin/ssh -p 2222".into());
+        ssh.io_timeout_s = Some(0);
+        ssh.connect_timeout_s = Some(3);
+        assert_eq!(
+            args_of(&ssh),
+            ["-e", "/usr/bin/ssh -p 2222 -o ConnectTimeout=3"]
+        );
+        ssh.ssh_command = Some("my-wrapper --x".into());
+        assert_eq!(
+            args_of(&ssh),
+            ["-e", "my-wrapper --x"],
+            "not ssh: as written"
+        );
+
+        let local = SyncConfig::new("t", "/src".into(), "/srv/r".into());
+        assert_eq!(args_of(&local), ["--timeout=120"]);
     }
 
     #[test]
