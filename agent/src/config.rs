@@ -611,6 +611,13 @@ impl Config {
                     "expected a number of paths >= 1".into(),
                 ));
             }
+            if sync.max_delete_percent > 100 {
+                problems.push((
+                    None,
+                    key("max_delete_percent"),
+                    format!("{}: expected a share of the target from 0 to 100 (percent; 100 = no limit)", sync.max_delete_percent),
+                ));
+            }
         }
         problems
     }
