@@ -700,15 +700,7 @@ impl Source for EbpfCapture {
         if rescan {
             for root in self.filesystems.iter().flat_map(|fs| fs.index.root_ids()) {
                 stats.rescans.fetch_add(1, Ordering::Relaxed);
-                sink.changes().push(Change {
-                    root,
-                    path: Vec::new(),
-                    kind: ChangeKind::Rescan,
-                    scope: Scope::Subtree,
-                    ino: 0,
-                    pid: 0,
-                    comm: String::new(),
-                });
+                sink.changes().push(Change::rescan(root, Vec::new()));
             }
         }
         Ok(())

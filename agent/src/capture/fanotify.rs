@@ -428,15 +428,7 @@ impl Filesystem {
 
     fn rescan(&self, root: RootId, path: Vec<u8>, out: &mut Vec<Change>, rescans: &AtomicU64) {
         rescans.fetch_add(1, Ordering::Relaxed);
-        out.push(Change {
-            root,
-            path,
-            kind: ChangeKind::Rescan,
-            scope: Scope::Subtree,
-            ino: 0,
-            pid: 0,
-            comm: String::new(),
-        });
+        out.push(Change::rescan(root, path));
     }
 
     /// After a queue overflow: every root is pushed whole, and what the

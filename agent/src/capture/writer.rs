@@ -164,15 +164,10 @@ impl Backlog {
 
     /// Appends everything in one batch; on success the backlog is empty.
     fn write(&mut self, journal: &Journal, stats: &Stats) -> anyhow::Result<()> {
-        let rescans = self.rescan_owed.iter().map(|&root| Change {
-            root,
-            path: Vec::new(),
-            kind: ChangeKind::Rescan,
-            scope: Scope::Subtree,
-            ino: 0,
-            pid: 0,
-            comm: String::new(),
-        });
+        let rescans = self
+            .rescan_owed
+            .iter()
+            .map(|&root| Change::rescan(root, Vec::new()));
         let mut changes = std::mem::take(&mut self.changes);
         let held = changes.len();
         changes.extend(rescans);

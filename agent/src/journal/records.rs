@@ -64,6 +64,24 @@ pub struct Change {
     pub comm: String,
 }
 
+impl Change {
+    /// A rescan marker: `path` (`""` for the whole root) and everything
+    /// below it is pushed with `--delete` (a loss capture knows of: an
+    /// overflow, an unresolvable event, changes dropped while the journal
+    /// could not be written).
+    pub fn rescan(root: RootId, path: Vec<u8>) -> Change {
+        Change {
+            root,
+            path,
+            kind: ChangeKind::Rescan,
+            scope: Scope::Subtree,
+            ino: 0,
+            pid: 0,
+            comm: String::new(),
+        }
+    }
+}
+
 /// One entry of the sequence-ordered inspection log (column family `log`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRecord {
