@@ -278,7 +278,14 @@ struct SilentTarget {
 
 impl SilentTarget {
     fn listen(port: u16) -> SilentTarget {
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        // The paused daemon's forked child (it served the readiness probe)
+        // may hold the port a moment longer.
+        let mut bound = None;
+        wait_until(Duration::from_secs(20), "the port to be free", || {
+            bound = TcpListener::bind(("127.0.0.1", port)).ok();
+            bound.is_some()
+        });
+        let listener = bound.unwrap();
         listener.set_nonblocking(true).unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
