@@ -82,6 +82,12 @@ mv /srv/source/jobs/b /srv/source/jobs/c
 rm /srv/source/jobs/a/config.xml
 wait_same "after a modify, a create, a rename and a delete"
 fsjournal status --journal /var/lib/fsjournal | tee /tmp/status.txt
+fsjournal log --journal /var/lib/fsjournal >/tmp/log.txt
+TZ=America/New_York fsjournal log --journal /var/lib/fsjournal | tail -n 1
+grep -Eq '^ +[0-9]+ [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}[+-][0-9]{2}:[0-9]{2} ' /tmp/log.txt \
+    || fail "fsjournal log does not show local RFC 3339 times: $(head -n 3 /tmp/log.txt)"
+fsjournal log --utc --journal /var/lib/fsjournal | tail -n 1 | grep -Eq ' [0-9T:.-]+Z ' \
+    || fail "fsjournal log --utc does not show UTC times"
 kill -TERM $agent
 wait $agent || fail "the agent did not stop cleanly on SIGTERM: $(tail -n 5 /tmp/agent.log)"
 pins=$(ls /sys/fs/bpf/fsjournal 2>/dev/null || true)
