@@ -54,14 +54,17 @@ fn record_version(manifest: &Path) {
     });
     let version = match describe {
         Some(describe) => {
-            for file in ["HEAD", "index", "packed-refs"] {
-                if let Some(path) = git(manifest, &["rev-parse", "--git-path", file]) {
-                    println!("cargo:rerun-if-changed={}", manifest.join(path).display());
-                }
-            }
-            if let Some(head) = git(manifest, &["symbolic-ref", "-q", "HEAD"]) {
-                if let Some(path) = git(manifest, &["rev-parse", "--git-path", &head]) {
-                    println!("cargo:rerun-if-changed={}", manifest.join(path).display());
+            let head = git(manifest, &["symbolic-ref", "-q", "HEAD"]);
+            for file in ["HEAD", "index", "packed-refs"]
+                .into_iter()
+                .chain(head.as_deref())
+            {
+                // Only files that exist: cargo reruns the script on every
+                // build while a listed file is missing.
+                let path =
+                    git(manifest, &["rev-parse", "--git-path", file]).map(|p| manifest.join(p));
+                if let Some(path) = path.filter(|p| p.exists()) {
+                    println!("cargo:rerun-if-changed={}", path.display());
                 }
             }
             format!("{crate_version} ({describe})")
