@@ -73,9 +73,9 @@ enum Task {
     /// Setup, then measure fsjournal against lsyncd, inotifywait and full-scan rsync (needs root).
     Bench(bench::BenchArgs),
     /// Build the release artifacts: target/dist/fsjournal_VERSION-1_amd64.deb and a tarball of its files.
-    Dist,
+    Dist(dist::DistArgs),
     /// Dist, lintian, then install, run and purge the package in a clean Debian 12 root (needs root).
-    TestPackage,
+    TestPackage(dist::DistArgs),
     /// Setup, then keep a replica of a sample tree in sync until Ctrl-C.
     Demo {
         /// Where the sample source, replica and journal are created.
@@ -119,13 +119,13 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             bench::run(args, build_ebpf)
         }
-        Task::Dist => {
+        Task::Dist(args) => {
             setup()?;
-            dist::dist(build_ebpf).map(|_| ())
+            dist::dist(&args, build_ebpf).map(|_| ())
         }
-        Task::TestPackage => {
+        Task::TestPackage(args) => {
             setup()?;
-            dist::package_test::test_package(build_ebpf)
+            dist::package_test::test_package(&args, build_ebpf)
         }
         Task::Demo { dir } => {
             setup()?;

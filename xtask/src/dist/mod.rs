@@ -29,6 +29,25 @@ use crate::run;
 /// missing (`cargo install --locked`).
 const CARGO_DEB_VERSION: &str = "3.8.0";
 
+/// Arguments of `cargo xtask dist` and `cargo xtask test-package`.
+#[derive(clap::Args)]
+pub struct DistArgs {
+    /// Cargo profile of the packaged binary: `release`, or `dev` to try the
+    /// packaging quickly without RocksDB's optimized C++ build (never ship it).
+    #[arg(long, default_value = "release")]
+    pub profile: String,
+}
+
+impl DistArgs {
+    /// The directory of the profile's output below the target directory.
+    fn profile_dir(&self) -> &str {
+        match self.profile.as_str() {
+            "dev" => "debug",
+            other => other,
+        }
+    }
+}
+
 /// What `cargo xtask dist` produced.
 pub struct Artifacts {
     /// The Debian package.
@@ -71,19 +90,22 @@ pub fn ensure_cargo_deb() -> anyhow::Result<()> {
 
 /// Builds the release binary, generates man pages and completions, then
 /// the .deb and the tarball. `build_ebpf` builds the kernel-side object.
-pub fn dist(build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::Result<Artifacts> {
+pub fn dist(args: &DistArgs, build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::Result<Artifacts> {
     let started = Instant::now();
     ensure_cargo_deb()?;
     build_ebpf()?;
     let root = workspace();
     run(Command::new(crate::cargo()).current_dir(&root).args([
         "build",
-        "--release",
+        "--profile",
+        &args.profile,
         "--locked",
         "-p",
         "fsjournal",
     ]))?;
-    let binary = cargo_target_dir().join("release/fsjournal");
+    let binary = cargo_target_dir()
+        .join(args.profile_dir())
+        .join("fsjournal");
     let out = root.join("target/dist");
     let stage = out.join("stage");
     if stage.exists() {
@@ -105,6 +127,8 @@ pub fn dist(build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::Result<Artifacts>
             "fsjournal",
             "--no-build",
             "--locked",
+            "--profile",
+            &args.profile,
             "--output",
         ])
         .arg(&out))?;
@@ -164,6 +188,7 @@ fn tarball(deb: &Path, out: &Path, version: &str) -> anyhow::Result<PathBuf> {
     if tree.exists() {
         std::fs::remove_dir_all(&tree)?;
     }
+    std::fs::create_dir_all(&tree)?;
     run(Command::new("dpkg-deb")
         .arg("-x")
         .arg(deb)

@@ -55,10 +55,13 @@ exec chroot "$root" /bin/sh /tmp/operator_test.sh
 "#;
 
 /// Runs the whole test; `build_ebpf` builds the kernel-side object.
-pub fn test_package(build_ebpf: fn() -> anyhow::Result<()>) -> anyhow::Result<()> {
+pub fn test_package(
+    args: &super::DistArgs,
+    build_ebpf: fn() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     crate::bench::ensure_packages(&["debootstrap", "lintian", "e2fsprogs"])?;
-    let artifacts = super::dist(build_ebpf)?;
+    let artifacts = super::dist(args, build_ebpf)?;
     let built = started.elapsed();
     let lintian = lintian(&artifacts.deb)?;
     let root_start = Instant::now();
