@@ -107,7 +107,8 @@ fn assert_fanotify_journal(log: &[serde_json::Value]) {
         ("rename-to", "jobs/beta-renamed"),
         ("delete", "jobs/doomed"),
         ("rename-to", "jobs/alpha/config.xml"),
-        ("create", "jobs/alpha/new\nline.txt"),
+        // A control character is shown escaped, like a byte that is not UTF-8.
+        ("create", "jobs/alpha/new\\x0aline.txt"),
         ("create", "jobs/alpha/latin1-\\xe9t\\xe9.txt"),
         ("create", "jobs/alpha/builds/2/archive/deep/er/x.bin"),
         ("create", "queue.xml"),
@@ -139,7 +140,7 @@ fn assert_ebpf_journal(log: &[serde_json::Value]) {
     for path in [
         "jobs/alpha/builds/1/renamed.txt",
         "jobs/alpha/config.xml",
-        "jobs/alpha/new\nline.txt",
+        "jobs/alpha/new\\x0aline.txt",
         "jobs/alpha/latin1-\\xe9t\\xe9.txt",
         "jobs/alpha/builds/2/archive/deep/er/x.bin",
         "queue.xml",

@@ -105,16 +105,7 @@ fn a_source_not_mounted_at_start_leaves_the_replica_intact_until_it_is_back() {
 
     // The disk is back: the owed full sync runs (it deletes nothing), and
     // the verdict is green again.
-    let image = scratch.path().join("ext4.img");
-    sh(
-        "mount",
-        &[
-            "-o",
-            "loop",
-            image.to_str().unwrap(),
-            scratch.src().to_str().unwrap(),
-        ],
-    );
+    scratch.mount_ext4_image(&scratch.path().join("ext4.img"));
     std::fs::write(scratch.src().join("jobs/alpha/after-mount"), "m").unwrap();
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
@@ -307,5 +298,55 @@ fn ebpf_programs_detached_under_a_running_agent_stop_it_and_a_restart_closes_the
 
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    agent.stop();
+}
+
+#[test]
+fn a_directory_swapped_for_a_symlink_never_sends_what_it_points_to() {
+    let scratch = Scratch::tmpfs();
+    let private = scratch.path().join("root-only");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("f"), "secret").unwrap();
+    sh("chmod", &["700", private.to_str().unwrap()]);
+    std::fs::create_dir(scratch.src().join("sub")).unwrap();
+    std::fs::write(scratch.src().join("sub/f"), "a").unwrap();
+    let replica = scratch.replica().display().to_string();
+    // History keeps what a push replaces on the target: a leak that a later
+    // rsync run of the same push undid would still be found there.
+    let config = write_config(&scratch, &replica, None, "history_days = 1\n");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("batch_delay_ms = 200", "batch_delay_ms = 2000"),
+    )
+    .unwrap();
+    use_backend(&config, "fanotify");
+    let agent = Agent::start(&config, &scratch);
+    let outside_history = ["--exclude=/.fsjournal-history/"];
+    assert_converges_with(&scratch.src(), &scratch.replica(), &agent, &outside_history);
+    wait_for_full_syncs(&scratch, 1);
+
+    // Within one batch: `sub/f` changes, then `sub` becomes a symlink to a
+    // directory only root may read. rsync would read `sub/f` through it.
+    std::fs::write(scratch.src().join("sub/f"), "changed").unwrap();
+    wait_until(Duration::from_secs(10), "sub/f journaled", || {
+        journaled(&journal_log(&scratch), "modify", "sub/f")
+    });
+    std::fs::remove_dir_all(scratch.src().join("sub")).unwrap();
+    std::os::unix::fs::symlink(&private, scratch.src().join("sub")).unwrap();
+
+    assert_converges_with(&scratch.src(), &scratch.replica(), &agent, &outside_history);
+    let sub = std::fs::symlink_metadata(scratch.replica().join("sub")).unwrap();
+    assert!(
+        sub.file_type().is_symlink(),
+        "the replica's sub is not the symlink"
+    );
+    let grep = Command::new("grep")
+        .args(["-rl", "secret"])
+        .arg(scratch.replica())
+        .output()
+        .unwrap();
+    let leaked = String::from_utf8_lossy(&grep.stdout);
+    assert!(leaked.is_empty(), "leaked into the replica: {leaked}");
     agent.stop();
 }

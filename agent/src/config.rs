@@ -10,14 +10,18 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::filter::Excludes;
-use crate::push::target::Target;
+use crate::push::target::{self, Target};
+
+mod paths;
+
+use paths::{Node, Role};
 
 /// Default journal directory (RocksDB database).
 pub const DEFAULT_JOURNAL_DIR: &str = "/var/lib/fsjournal";
@@ -209,9 +213,17 @@ pub struct SyncConfig {
     /// Upper bound of the retry backoff after a failed push (ms).
     #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
-    /// rsync I/O timeout (`--timeout`, seconds; 0 = none).
-    #[serde(default = "default_timeout_s")]
-    pub timeout_s: u64,
+    /// rsync's I/O timeout (`--timeout`, s; 0 = none): a run with no byte
+    /// from the other side for about 1.5 times this fails and is retried.
+    /// `None`: by target kind (see [`SyncConfig::io_timeout`]). Also read
+    /// under its former name `timeout_s`.
+    #[serde(default, alias = "timeout_s")]
+    pub io_timeout_s: Option<u64>,
+    /// Connect timeout (s; 0 = none): rsync `--contimeout` for a daemon,
+    /// ssh `-o ConnectTimeout` for a remote shell; unused for a local
+    /// directory. `None`: [`target::CONNECT_TIMEOUT_S`].
+    #[serde(default)]
+    pub connect_timeout_s: Option<u64>,
     /// Bandwidth limit of each rsync run to this target (`--bwlimit`):
     /// KiB/s, or a number with rsync's suffix `K`, `M` or `G` (`"10M"`).
     #[serde(default)]
@@ -285,9 +297,6 @@ fn default_batch_delay_ms() -> u64 {
 fn default_retry_max_ms() -> u64 {
     60_000
 }
-fn default_timeout_s() -> u64 {
-    600
-}
 fn default_settle_max_ms() -> u64 {
     60_000
 }
@@ -317,7 +326,8 @@ impl SyncConfig {
             batch_max_bytes: 0,
             batch_delay_ms: default_batch_delay_ms(),
             retry_max_ms: default_retry_max_ms(),
-            timeout_s: default_timeout_s(),
+            io_timeout_s: None,
+            connect_timeout_s: None,
             bwlimit: None,
             rsync_args: Vec::new(),
             exclude: None,
@@ -351,6 +361,20 @@ impl SyncConfig {
     /// The parsed target (validated at load time, so this cannot fail later).
     pub fn target(&self) -> Target {
         Target::parse(self.target.get_ref()).expect("target validated at load")
+    }
+
+    /// rsync's I/O timeout (s; 0 = none): `io_timeout_s`, else
+    /// [`target::REMOTE_IO_TIMEOUT_S`] for a daemon or remote shell and
+    /// [`target::LOCAL_IO_TIMEOUT_S`] for a local directory.
+    pub fn io_timeout(&self) -> u64 {
+        self.io_timeout_s
+            .unwrap_or_else(|| self.target().default_io_timeout_s())
+    }
+
+    /// The connect timeout (s; 0 = none): `connect_timeout_s`, else
+    /// [`target::CONNECT_TIMEOUT_S`].
+    pub fn connect_timeout(&self) -> u64 {
+        self.connect_timeout_s.unwrap_or(target::CONNECT_TIMEOUT_S)
     }
 }
 
@@ -391,7 +415,15 @@ impl Config {
                 inner.message().to_string(),
             ))])
         })?;
-        let problems = config.validate();
+        let journal_span = toml::from_str::<JournalSpan>(text)
+            .ok()
+            .and_then(|s| s.journal.path.map(|p| p.span()));
+        let place = |node: &Node| {
+            let line = node.span.clone().map_or(0, |s| line_of(text, s.start));
+            format!("{file}:{line}: key `{}`", node.key)
+        };
+        let mut problems = config.validate();
+        problems.extend(config.path_problems(journal_span, &place));
         if !problems.is_empty() {
             return Err(ConfigErrors(problems.into_iter().map(located).collect()));
         }
@@ -411,22 +443,68 @@ impl Config {
             push: PushConfig::default(),
             sync: vec![SyncConfig::new("default", source, dest)],
         };
+        let journal_given = journal.is_some();
         if let Some(journal) = journal {
             config.journal.path = journal;
         }
-        let problems = config.validate();
+        let place = |node: &Node| match node.role {
+            Role::Journal if !journal_given => "the default of --journal".to_string(),
+            _ => option_of(&node.key),
+        };
+        let mut problems = config.validate();
+        problems.extend(config.path_problems(None, &place));
         if !problems.is_empty() {
             let errors = problems.into_iter().map(|(_, key, message)| ConfigError {
                 file: "<command line>".into(),
                 line: 0,
-                key: key
-                    .replace("sync[0].source", "--source")
-                    .replace("sync[0].target", "--dest"),
+                key: option_of(&key),
                 message,
             });
             return Err(ConfigErrors(errors.collect()));
         }
         Ok(config)
+    }
+
+    /// The journal, the sources and the local targets, as a path graph
+    /// (see `config/paths.rs`) whose overlaps are problems, each reported at
+    /// one end and naming the other end's `place`.
+    fn path_problems(
+        &self,
+        journal_span: Option<Range<usize>>,
+        place: &dyn Fn(&Node) -> String,
+    ) -> Vec<Problem> {
+        let mut nodes = vec![Node::new(
+            Role::Journal,
+            "journal.path".into(),
+            journal_span,
+            &self.journal.path,
+        )];
+        for (i, sync) in self.sync.iter().enumerate() {
+            let source = sync.source.get_ref();
+            let key = |k: &str| format!("sync[{i}].{k}");
+            nodes.push(Node::new(
+                Role::Source,
+                key("source"),
+                Some(sync.source.span()),
+                source,
+            ));
+            if let Ok(Target::Local(dir)) = Target::parse(sync.target.get_ref()) {
+                nodes.push(Node::new(
+                    Role::Target,
+                    key("target"),
+                    Some(sync.target.span()),
+                    &dir,
+                ));
+            }
+        }
+        paths::clashes(&nodes)
+            .iter()
+            .map(|clash| {
+                let at = &nodes[clash.at];
+                let message = paths::describe(&nodes, clash, place);
+                (at.span.clone(), at.key.clone(), message)
+            })
+            .collect()
     }
 
     /// Semantic checks: every problem, each with the value's span and dotted key.
@@ -478,18 +556,11 @@ impl Config {
                 ));
             }
             let source = sync.source.get_ref();
-            if let Err(message) = self.check_source(source) {
+            if let Err(message) = check_source(source) {
                 problems.push((Some(sync.source.span()), key("source"), message));
             }
             match Target::parse(sync.target.get_ref()) {
                 Err(message) => problems.push((Some(sync.target.span()), key("target"), message)),
-                Ok(Target::Local(dir)) if dir.starts_with(source) || source.starts_with(&dir) => {
-                    problems.push((
-                        Some(sync.target.span()),
-                        key("target"),
-                        "a local target must not overlap its source".into(),
-                    ));
-                }
                 Ok(Target::Local(dir))
                     if !dir.is_dir() && !dir.parent().is_some_and(Path::is_dir) =>
                 {
@@ -543,35 +614,66 @@ impl Config {
                     "expected a number of paths >= 1".into(),
                 ));
             }
+            if sync.max_delete_percent > 100 {
+                problems.push((
+                    None,
+                    key("max_delete_percent"),
+                    format!("{}: expected a share of the target from 0 to 100 (percent; 100 = no limit)", sync.max_delete_percent),
+                ));
+            }
         }
         problems
     }
+}
 
-    fn check_source(&self, source: &Path) -> Result<(), String> {
-        if !source.is_absolute() {
-            return Err("expected an absolute path".into());
-        }
-        match std::fs::metadata(source) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => return Err("is not a directory".into()),
-            Err(e) => return Err(format!("{}: {e}", source.display())),
-        }
-        if self.journal.path.starts_with(source) {
-            return Err(format!(
-                "contains the journal {}: the journal must live outside every source",
-                self.journal.path.display()
-            ));
-        }
-        Ok(())
+/// `[journal] path`'s span, read beside the configuration (whose
+/// `JournalConfig.path` is a plain path) to name its line in errors.
+#[derive(Deserialize)]
+struct JournalSpan {
+    #[serde(default)]
+    journal: JournalPathSpan,
+}
+
+#[derive(Default, Deserialize)]
+struct JournalPathSpan {
+    path: Option<Spanned<PathBuf>>,
+}
+
+/// The `fsjournal run` option a key comes from without `--config`.
+fn option_of(key: &str) -> String {
+    key.replace("journal.path", "--journal")
+        .replace("sync[0].source", "--source")
+        .replace("sync[0].target", "--dest")
+}
+
+/// A source must be an existing directory, written absolute.
+fn check_source(source: &Path) -> Result<(), String> {
+    if !source.is_absolute() {
+        return Err("expected an absolute path".into());
+    }
+    match std::fs::metadata(source) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err("is not a directory".into()),
+        Err(e) => Err(format!("{}: {e}", source.display())),
     }
 }
 
-/// A secret file must exist, be readable and be private (no group/other bits),
-/// as rsync itself demands of `--password-file` when run as root.
+/// A secret file must exist, be readable, be private (no group/other bits)
+/// and be owned by root, as rsync itself demands of `--password-file` when
+/// run as root (authenticate.c: "password file must be owned by root when
+/// running as root"); the agent runs as root.
 fn check_private_file(path: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
+    }
+    if meta.uid() != 0 {
+        return Err(format!(
+            "{} is owned by uid {}, not root: rsync, run as root by the agent, refuses it (\"password file must be owned by root when running as root\") and every push would fail; chown root {}",
+            path.display(),
+            meta.uid(),
+            path.display()
+        ));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -730,6 +832,153 @@ mod tests {
     fn journal_inside_a_source_is_refused() {
         let err = parse_err("[journal]\npath = \"/tmp/j\"\n[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n");
         assert_eq!(err.key, "sync[0].source");
+    }
+
+    /// A scratch directory (canonical) with `dirs` created in it.
+    fn tree(dirs: &[&str]) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        for d in dirs {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let root = root.display().to_string();
+        (dir, root)
+    }
+
+    #[test]
+    fn a_target_inside_its_source_through_dotdot_is_refused_naming_both() {
+        let (_dir, r) = tree(&["src", "other"]);
+        let err = parse_err(&format!(
+            "[journal]\npath = \"{r}/j\"\n[[sync]]\nname = \"a\"\nsource = \"{r}/src\"\ntarget = \"{r}/other/../src/replica\"\n"
+        ));
+        assert_eq!((err.line, err.key.as_str()), (6, "sync[0].target"), "{err}");
+        assert!(
+            err.message.starts_with(&format!(
+                "target {r}/other/../src/replica (resolves to {r}/src/replica) lies inside source {r}/src (test.toml:5: key `sync[0].source`)"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syncs_feeding_each_other_and_nested_sources_are_refused() {
+        let (_dir, r) = tree(&["a/inner", "b"]);
+        let sync = |name: &str, source: &str, target: &str| {
+            format!(
+                "[[sync]]\nname = \"{name}\"\nsource = \"{r}/{source}\"\ntarget = \"{target}\"\n"
+            )
+        };
+        let crossed = format!(
+            "[journal]\npath = \"{r}/j\"\n{}{}",
+            sync("one", "a", &format!("{r}/b")),
+            sync("two", "b", &format!("{r}/a/"))
+        );
+        let errors = parse(&crossed).unwrap_err();
+        let found: Vec<_> = errors.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(found, [(10, "sync[1].target"), (6, "sync[0].target")]);
+        assert!(
+            errors.0[1]
+                .message
+                .contains("test.toml:9: key `sync[1].source`"),
+            "{errors}"
+        );
+        let nested = format!(
+            "[journal]\npath = \"{r}/j\"\n{}{}{}",
+            sync("one", "a", "rsync://h/m"),
+            sync("two", "a/inner", "rsync://h/n"),
+            sync("three", "a", "rsync://h/o")
+        );
+        let errors = parse(&nested).unwrap_err();
+        let found: Vec<_> = errors.0.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            found,
+            [(9, "sync[1].source"), (9, "sync[1].source")],
+            "{errors}"
+        );
+        assert!(
+            errors.0[0].message.contains("sources must not nest"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn a_journal_inside_a_target_names_its_own_line() {
+        let (_dir, r) = tree(&["src", "b"]);
+        let err = parse_err(&format!(
+            "[journal]\npath = \"{r}/b/journal\"\n[[sync]]\nname = \"a\"\nsource = \"{r}/src\"\ntarget = \"{r}/b\"\n"
+        ));
+        assert_eq!(err.key, "sync[0].target", "{err}");
+        assert!(
+            err.message.contains(&format!(
+                "contains the journal {r}/b/journal (test.toml:2: key `journal.path`)"
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_command_line_names_its_options() {
+        let (_dir, r) = tree(&["src"]);
+        let errors = Config::from_command_line(
+            PathBuf::from(format!("{r}/src")),
+            format!("{r}/src/replica"),
+            Some(PathBuf::from(format!("{r}/j"))),
+        )
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].key, "--dest");
+        assert!(
+            errors.0[0]
+                .message
+                .contains(&format!("source {r}/src (--source)")),
+            "{errors}"
+        );
+        let errors = Config::from_command_line(
+            PathBuf::from(format!("{r}/src")),
+            "--rsh=touch:x".into(),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(errors.0[0].key, "--dest");
+        assert!(errors.0[0].message.contains("starts with `-`"), "{errors}");
+    }
+
+    #[test]
+    fn timeouts_default_by_target_kind_and_read_the_former_key() {
+        let sync = |target: &str, extra: &str| {
+            let text = format!(
+                "[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"{target}\"\n{extra}"
+            );
+            parse(&text).unwrap().sync.remove(0)
+        };
+        let daemon = sync("rsync://h/m", "");
+        assert_eq!((daemon.io_timeout(), daemon.connect_timeout()), (20, 10));
+        assert_eq!(sync("/srv/x", "").io_timeout(), 120);
+        assert_eq!(sync("h:/srv", "timeout_s = 45\n").io_timeout(), 45);
+        let set = sync("h:/srv", "io_timeout_s = 0\nconnect_timeout_s = 3\n");
+        assert_eq!((set.io_timeout(), set.connect_timeout()), (0, 3));
+    }
+
+    #[test]
+    fn password_file_owned_by_another_user_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "pw\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&secret, Some(65534), None).unwrap();
+        let err = parse_err(&format!(
+            "[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"rsync://u@h/m\"\npassword_file = \"{}\"\n",
+            secret.display()
+        ));
+        assert_eq!((err.line, err.key.as_str()), (5, "sync[0].password_file"));
+        assert!(
+            err.message.contains("owned by uid 65534")
+                && err
+                    .message
+                    .contains("must be owned by root when running as root")
+                && err.message.contains("chown root"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod host;
 pub mod journal;
 mod logs;
 mod metrics;
+mod presence;
+mod private_dir;
 mod push;
 mod requests;
 mod target_status;
@@ -36,7 +38,10 @@ pub fn main() -> std::process::ExitCode {
                 daemon::Exit::Stopped => Ok(()),
                 daemon::Exit::Reload => Err(daemon::reexec()),
             }),
-        other => cli::dispatch(other),
+        other => {
+            quiet_on_closed_pipe();
+            cli::dispatch(other)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -44,6 +49,20 @@ pub fn main() -> std::process::ExitCode {
             eprintln!("fsjournal: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets a CLI command whose reader went away (`fsjournal status | head -4`)
+/// end quietly, killed by SIGPIPE like `cat` or `ls` (exit 141 in a shell),
+/// instead of panicking in `println!` with "failed printing to stdout:
+/// Broken pipe": Rust ignores SIGPIPE by default, so every write to a
+/// closed pipe fails with EPIPE. Only for the CLI: the agent (`run`) keeps
+/// ignoring it, as an rsync or hook child that exits early must not kill
+/// it. The CLI writes to no child's stdin (`verify` lists nothing on it).
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

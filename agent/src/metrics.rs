@@ -2,15 +2,16 @@
 //! the OpenMetrics text format, built afresh on every scrape from the
 //! capture counters, the journal (the same target figures as
 //! `fsjournal status`) and the pushers' rsync run metrics (`push/runs.rs`).
-//! One thread, blocking I/O (tiny_http), no state of its own. Other paths
-//! answer 404.
+//! A fixed pool of threads with bounded connections and client deadlines
+//! (`metrics/server.rs`), no state of its own. Other paths answer 404.
 
-use std::net::SocketAddr;
+mod server;
+
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use fsjournal_common::counter;
 use prometheus_client::encoding::text::encode;
@@ -23,12 +24,10 @@ use crate::capture::Stats;
 use crate::journal::Journal;
 use crate::push::runs::Runs;
 use crate::target_status;
+use server::Response;
 
 /// The OpenMetrics text format's content type (Prometheus accepts it).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// How often the serving thread looks at the stop flag while idle.
-const POLL: Duration = Duration::from_millis(250);
 
 /// The kernel counters' label values, by `fsjournal_common::counter` index.
 const KERNEL_COUNTERS: [(u32, &str); 6] = [
@@ -46,20 +45,29 @@ type Labels = Vec<(String, String)>;
 /// A bound, not yet serving endpoint: binding early makes a taken port an
 /// error at start, before capture is armed.
 pub struct Endpoint {
-    server: tiny_http::Server,
+    listener: TcpListener,
     address: SocketAddr,
 }
 
 impl Endpoint {
-    /// Listens on `address`. Errors: the address cannot be bound (in use,
-    /// not local, no permission).
+    /// Listens on `address`; an address other than loopback is accepted
+    /// with a warning (anyone who reaches it reads the metrics: the source
+    /// paths' target names, the backlog). Errors: the address cannot be
+    /// bound (in use, not local, no permission).
     pub fn bind(address: SocketAddr) -> anyhow::Result<Endpoint> {
-        let server = tiny_http::Server::http(address)
+        let listener = server::bind(address)
             .map_err(|e| anyhow::anyhow!("cannot serve metrics on {address}: {e}"))?;
-        Ok(Endpoint { server, address })
+        if !address.ip().is_loopback() {
+            tracing::warn!(
+                %address,
+                "metrics endpoint listens beyond loopback: any host that reaches it reads the targets' state; prefer 127.0.0.1 behind a scraper, or firewall the port"
+            );
+        }
+        Ok(Endpoint { listener, address })
     }
 
-    /// Serves scrapes on a thread until `stop` is set.
+    /// Serves scrapes until `stop` is set, on a bounded pool of threads
+    /// (`metrics/server.rs`); the returned thread ends after them.
     pub fn serve(
         self,
         journal: Arc<Journal>,
@@ -67,45 +75,32 @@ impl Endpoint {
         runs: Arc<Runs>,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<JoinHandle<()>> {
-        tracing::info!(address = %self.address, "serving metrics at /metrics");
-        let thread = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match self.server.recv_timeout(POLL) {
-                        Ok(Some(request)) => answer(request, &journal, &stats, &runs),
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "metrics endpoint: cannot accept a request")
-                        }
-                    }
-                }
-            })?;
-        Ok(thread)
+        tracing::info!(
+            address = %self.address,
+            workers = server::WORKERS,
+            queue = server::QUEUE,
+            "serving metrics at /metrics"
+        );
+        let handler = move |request: &server::Request| answer(request, &journal, &stats, &runs);
+        Ok(server::serve(self.listener, handler, stop)?)
     }
 }
 
 /// Answers one request: the metrics for `GET /metrics`, 404 otherwise.
-fn answer(request: tiny_http::Request, journal: &Journal, stats: &Stats, runs: &Runs) {
-    let path = request.url().split('?').next().unwrap_or_default();
-    let response = if *request.method() != tiny_http::Method::Get || path != "/metrics" {
-        tiny_http::Response::from_string("not found: GET /metrics\n").with_status_code(404)
-    } else {
-        match render(journal, stats, runs) {
-            Ok(text) => {
-                let header = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE)
-                    .expect("a valid header");
-                tiny_http::Response::from_string(text).with_header(header)
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "metrics endpoint: cannot read the journal");
-                tiny_http::Response::from_string(format!("cannot read the journal: {e:#}\n"))
-                    .with_status_code(500)
-            }
+fn answer(request: &server::Request, journal: &Journal, stats: &Stats, runs: &Runs) -> Response {
+    if request.method != "GET" || request.path != "/metrics" {
+        return server::plain(404, "not found: GET /metrics\n");
+    }
+    match render(journal, stats, runs) {
+        Ok(body) => Response {
+            status: 200,
+            content_type: CONTENT_TYPE,
+            body,
+        },
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "metrics endpoint: cannot read the journal");
+            server::plain(500, &format!("cannot read the journal: {e:#}\n"))
         }
-    };
-    if let Err(e) = request.respond(response) {
-        tracing::debug!(error = %e, "metrics endpoint: the scraper went away");
     }
 }
 
@@ -163,6 +158,7 @@ pub fn render(journal: &Journal, stats: &Stats, runs: &Runs) -> anyhow::Result<S
     let cursor = Family::<Labels, Gauge<u64, AtomicU64>>::default();
     let full_syncs = Family::<Labels, Counter>::default();
     let failures = Family::<Labels, Gauge<u64, AtomicU64>>::default();
+    let in_flight = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     for target in target_status::collect(journal)? {
         let labels = label("target", &target.name);
         pending.get_or_create(&labels).set(target.pending);
@@ -178,6 +174,11 @@ pub fn render(journal: &Journal, stats: &Stats, runs: &Runs) -> anyhow::Result<S
         failures
             .get_or_create(&labels)
             .set(u64::from(target.state.consecutive_failures));
+        in_flight.get_or_create(&labels).set(
+            target
+                .push_in_flight
+                .map_or(0.0, |run| run.age_ms as f64 / 1000.0),
+        );
     }
     registry.register(
         "fsjournal_target_pending_paths",
@@ -208,6 +209,11 @@ pub fn render(journal: &Journal, stats: &Stats, runs: &Runs) -> anyhow::Result<S
         "fsjournal_target_consecutive_failures",
         "Failed pushes to the target since its last success",
         failures,
+    );
+    registry.register(
+        "fsjournal_target_push_in_flight_seconds",
+        "Age of the target's rsync run in progress (seconds, 0 when none runs)",
+        in_flight,
     );
 
     let mut text = String::new();
@@ -292,6 +298,7 @@ mod tests {
             "fsjournal_target_cursor{target=\"standby\"} 0",
             "fsjournal_target_full_syncs_total{target=\"standby\"} 2",
             "fsjournal_target_consecutive_failures{target=\"standby\"} 4",
+            "fsjournal_target_push_in_flight_seconds{target=\"standby\"} 0.0",
             "# TYPE fsjournal_target_lag_seconds gauge",
         ] {
             assert!(

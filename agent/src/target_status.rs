@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::journal::{now_ms, Journal, TargetState};
+use crate::journal::{now_ms, Journal, PushInFlight, TargetState};
 
 /// At most this many pending paths are measured for [`TargetStatus::pending_bytes`]
 /// (an `lstat` each, about 1–2 µs when cached); beyond it the total is
@@ -31,6 +31,8 @@ pub struct TargetStatus {
     pub pending_bytes_estimated: bool,
     /// Age of the oldest unpushed change (ms), 0 when in sync.
     pub lag_ms: u64,
+    /// The rsync run in progress, when the running agent recorded one.
+    pub push_in_flight: Option<InFlight>,
     /// Cursor, last push, errors, full syncs: see [`TargetState`].
     #[serde(flatten)]
     pub state: TargetState,
@@ -56,6 +58,7 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Vec<TargetStatus>> {
             .into_iter()
             .chain(state.held.iter().map(|h| h.since_ms))
             .min();
+        let push_in_flight = in_flight(journal, &name, now)?;
         targets.push(TargetStatus {
             name,
             root_path: root_path.map_or_else(String::new, |p| p.display().to_string()),
@@ -63,10 +66,41 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Vec<TargetStatus>> {
             pending_bytes: sizes.total(pending + state.held.len() as u64),
             pending_bytes_estimated: sizes.measured < pending + state.held.len() as u64,
             lag_ms: oldest.map_or(0, |t| now.saturating_sub(t)),
+            push_in_flight,
             state,
         });
     }
     Ok(targets)
+}
+
+/// A push in flight as reported: the run and how long it has been going.
+#[derive(Debug, Serialize)]
+pub struct InFlight {
+    /// Time since rsync started (ms).
+    pub age_ms: u64,
+    /// Mode, command line, start time, pid: see [`PushInFlight`].
+    #[serde(flatten)]
+    pub run: PushInFlight,
+}
+
+/// Target `name`'s push in flight, unless its record was left by an agent
+/// that no longer runs (killed mid-push): the recording pid must be this
+/// process (the metrics endpoint, inside the agent, which must never query
+/// its own lock: see `presence.rs`) or, for a CLI reader, the journal's
+/// current lock holder.
+fn in_flight(journal: &Journal, name: &str, now: u64) -> anyhow::Result<Option<InFlight>> {
+    let Some(run) = journal.push_in_flight(name)? else {
+        return Ok(None);
+    };
+    let current = if journal.is_reader() {
+        crate::presence::running_agent(journal.path(), run.pid) == Some(run.pid)
+    } else {
+        run.pid == std::process::id()
+    };
+    Ok(current.then(|| InFlight {
+        age_ms: now.saturating_sub(run.started_ms),
+        run,
+    }))
 }
 
 /// Sizes of the first [`MEASURED_PATHS`] pending paths.

@@ -78,17 +78,22 @@ impl Scratch {
             .set_len(256 << 20)
             .unwrap();
         sh("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        scratch.mount_ext4_image(&image);
+        std::fs::remove_dir(scratch.src().join("lost+found")).unwrap();
+        scratch
+    }
+
+    /// Loop-mounts the ext4 `image` at `src` (again, after a test unmounted it).
+    pub fn mount_ext4_image(&self, image: &Path) {
         sh(
             "mount",
             &[
                 "-o",
                 "loop",
                 image.to_str().unwrap(),
-                scratch.src().to_str().unwrap(),
+                self.src().to_str().unwrap(),
             ],
         );
-        std::fs::remove_dir(scratch.src().join("lost+found")).unwrap();
-        scratch
     }
 
     /// Moves the source tree onto a freshly made ext4 filesystem mounted at
@@ -126,15 +131,7 @@ impl Scratch {
         );
         unmount(&staging);
         unmount(&self.src());
-        sh(
-            "mount",
-            &[
-                "-o",
-                "loop",
-                image.to_str().unwrap(),
-                self.src().to_str().unwrap(),
-            ],
-        );
+        self.mount_ext4_image(&image);
     }
 
     fn empty() -> Scratch {

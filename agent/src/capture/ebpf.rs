@@ -173,8 +173,7 @@ pub struct EbpfCapture {
 
 /// Loads the object, reusing the maps pinned in `pin_dir` (or pinning new ones).
 fn load(pin_dir: &Path, config: &CaptureConfig) -> anyhow::Result<Ebpf> {
-    std::fs::create_dir_all(pin_dir)
-        .with_context(|| format!("cannot create {}", pin_dir.display()))?;
+    crate::private_dir::ensure(pin_dir, "eBPF pin directory")?;
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries("EVENTS", config.ring_buffer_bytes)
@@ -201,6 +200,20 @@ pub fn unpin(pin_dir: &Path) -> anyhow::Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Refuses pin directories another user could write (`private_dir.rs`):
+/// they could plant the maps and links an agent adopts. `/sys/fs/bpf/fsjournal`
+/// is created (mode 0700) when missing; `pin_dir` is only checked here
+/// ([`load`] creates it).
+fn check_pin_dirs(pin_dir: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = pin_dir.parent() {
+        crate::private_dir::ensure(parent, "eBPF pin directory")?;
+    }
+    if std::fs::symlink_metadata(pin_dir).is_ok() {
+        crate::private_dir::ensure(pin_dir, "eBPF pin directory")?;
+    }
+    Ok(())
 }
 
 /// The bpffs directory of a journal's pinned programs and maps.
@@ -300,6 +313,7 @@ impl EbpfCapture {
             check_format(tp.category, tp.name, &tp.fields)?;
         }
         let (mut filesystems, root_fs) = plan_filesystems(roots)?;
+        check_pin_dirs(pin_dir)?;
         if pin_dir.exists() && !PINNED_MAPS.iter().all(|m| pin_dir.join(m).exists()) {
             tracing::warn!(pins = %pin_dir.display(), "pinned eBPF state lacks maps this version needs (an older fsjournal, or a load that died half-way); starting afresh, the gap scan covers the downtime");
             unpin(pin_dir)?;
@@ -686,15 +700,7 @@ impl Source for EbpfCapture {
         if rescan {
             for root in self.filesystems.iter().flat_map(|fs| fs.index.root_ids()) {
                 stats.rescans.fetch_add(1, Ordering::Relaxed);
-                sink.changes().push(Change {
-                    root,
-                    path: Vec::new(),
-                    kind: ChangeKind::Rescan,
-                    scope: Scope::Subtree,
-                    ino: 0,
-                    pid: 0,
-                    comm: String::new(),
-                });
+                sink.changes().push(Change::rescan(root, Vec::new()));
             }
         }
         Ok(())

@@ -8,7 +8,10 @@
 //! after the fact) can no longer be found (`ESTALE`): its events are
 //! skipped. Nothing is lost: the deletion of the topmost deleted directory
 //! is an event in a directory that still exists, and its push (a delete with
-//! `--force`) removes the whole subtree from the target.
+//! `--force`) removes the whole subtree from the target. That deletion is
+//! subtree-scoped (see [`departure_scope`]): when a directory is made again
+//! at the same path before the push, the path's coalesced entry still
+//! removes what the old directory held.
 
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
@@ -206,6 +209,25 @@ fn entry_kind(mask: u64, exists: impl FnOnce() -> bool) -> Option<ChangeKind> {
     })
 }
 
+/// The scope of a change that took an entry away from its path (a delete,
+/// the old side of a rename): a directory's departure is a subtree, so that
+/// a directory made again at that path before the push (`rm -rf d; mkdir
+/// d`, a `git checkout`) still wipes what the old one held. Coalescing keeps
+/// the widest scope: the path's one pending entry becomes a subtree push
+/// (`-r --delete`) of whatever the path is by then. The old directory's own
+/// entries are often not journaled at all (read after it was gone: see the
+/// module documentation), so the push of the path is the only carrier of
+/// their deletion. A file's departure stays an entry: a file made again
+/// is pushed whole (with `--ignore-times`), and a directory made in its
+/// place has nothing old below it.
+fn departure_scope(was_dir: bool) -> Scope {
+    if was_dir {
+        Scope::Subtree
+    } else {
+        Scope::Entry
+    }
+}
+
 impl Filesystem {
     /// Turns one event into journal changes, keeping the index current.
     fn translate(
@@ -237,7 +259,7 @@ impl Filesystem {
                         root,
                         path,
                         kind: ChangeKind::RenameFrom,
-                        scope: Scope::Entry,
+                        scope: departure_scope(is_dir),
                         ino: 0,
                         pid,
                         comm: String::new(),
@@ -300,7 +322,9 @@ impl Filesystem {
             root,
             path,
             kind,
-            scope: Scope::Entry,
+            // A merged CREATE|DELETE (journaled as a create when the entry
+            // exists) still took a directory away first.
+            scope: departure_scope(is_dir && event.mask & libc::FAN_DELETE != 0),
             ino,
             pid,
             comm: String::new(),
@@ -404,15 +428,7 @@ impl Filesystem {
 
     fn rescan(&self, root: RootId, path: Vec<u8>, out: &mut Vec<Change>, rescans: &AtomicU64) {
         rescans.fetch_add(1, Ordering::Relaxed);
-        out.push(Change {
-            root,
-            path,
-            kind: ChangeKind::Rescan,
-            scope: Scope::Subtree,
-            ino: 0,
-            pid: 0,
-            comm: String::new(),
-        });
+        out.push(Change::rescan(root, path));
     }
 
     /// After a queue overflow: every root is pushed whole, and what the

@@ -52,8 +52,12 @@ pub struct Stats {
     pub events: AtomicU64,
     /// Changes written to the journal.
     pub journaled: AtomicU64,
-    /// Rescan markers written (overflows, unresolvable events).
+    /// Rescan markers written (overflows, unresolvable events, changes
+    /// dropped while the journal could not be written).
     pub rescans: AtomicU64,
+    /// Failed journal writes (disk full, I/O errors), each retried; see
+    /// `writer.rs`.
+    pub journal_write_errors: AtomicU64,
     /// eBPF programs' counters (summed over CPUs, since their pinned maps
     /// were created), by `fsjournal_common::counter` index: seen, sent,
     /// filtered, dropped, spilled, coalesced.

@@ -173,7 +173,7 @@ mod tests {
         let stop = std::sync::atomic::AtomicBool::new(false);
         let true_cmd = std::process::Command::new("true");
         let mode = crate::push::rsync::Mode::Incremental;
-        runs.run("standby", mode, true_cmd, &[], &stop, None)
+        runs.run(&journal, "standby", mode, true_cmd, &[], &stop, None)
             .unwrap();
         let scrape = crate::metrics::render(&journal, &stats, &runs).unwrap();
         let exported = exported_series(&scrape);

@@ -36,7 +36,7 @@ pub fn judge(status: &Status) -> Health {
     } else if let Some(age) = status.watermark_ms.map(|w| now.saturating_sub(w)) {
         if age > WATERMARK_LIMIT_MS {
             problems.push(format!(
-                "the capture watermark is {} old: capture is stuck",
+                "the capture watermark is {} old: capture is stuck, or the journal cannot be written (disk full? see the agent's log)",
                 human_ms(age)
             ));
         }
@@ -59,7 +59,7 @@ pub fn judge(status: &Status) -> Health {
         let refused = t.state.refused_paths();
         if refused > 0 {
             problems.push(format!(
-                "{name}: {refused} paths refused by the target, retried with backoff"
+                "{name}: {refused} paths refused (by the target, or unreadable on the source: see its last error), retried with backoff"
             ));
         }
         if let Some(reason) = &t.state.full_sync_needed {

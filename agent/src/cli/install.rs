@@ -256,8 +256,7 @@ pub fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
 /// the journal or the pins cannot be read.
 fn release_journal(journal_path: &Path) -> anyhow::Result<()> {
     let journal = Journal::open_reader(journal_path)?;
-    let pid = journal.agent_info()?.unwrap_or_default().pid;
-    if super::status::is_running(pid) {
+    if let Some(pid) = crate::presence::agent_of(&journal)? {
         bail!(
             "an agent (pid {pid}) runs on {}: stop it first (systemctl disable --now fsjournal)",
             journal_path.display()

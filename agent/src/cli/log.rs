@@ -9,7 +9,7 @@ use globset::Glob;
 use serde::Serialize;
 
 use super::log_filter::{self, Bound, Filter};
-use super::{display_path, JournalArgs};
+use super::{display_path, exact_path, JournalArgs};
 use crate::journal::{now_ms, Journal, LogRecord, Scope, Seq, StartRecord};
 
 /// Records printed per journal read.
@@ -53,7 +53,11 @@ struct JsonRecord<'a> {
     seq: Seq,
     time_ms: u64,
     root: &'a str,
+    /// [`display_path`]: the name, escaped where it is not plain UTF-8.
     path: String,
+    /// The exact bytes when `path` is not the name itself ([`exact_path`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<Vec<u8>>,
     kind: &'static str,
     scope: &'static str,
     ino: u64,
@@ -92,6 +96,7 @@ fn print(
             time_ms: record.time_ms,
             root,
             path,
+            path_bytes: exact_path(&record.path),
             kind: record.kind().name(),
             scope: record.scope.name(),
             ino: record.ino,
@@ -105,7 +110,7 @@ fn print(
             other => format!(" ({})", other.name()),
         };
         println!(
-            "{seq:>10} {} {:<11} {root}/{path:?}{scope} ino={} pid={} comm={}",
+            "{seq:>10} {} {:<11} {root}/{path}{scope} ino={} pid={} comm={}",
             format_time(record.time_ms, utc),
             record.kind().name(),
             record.ino,

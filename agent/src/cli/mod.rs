@@ -151,33 +151,66 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Install(args) => install::install(args),
         Command::Uninstall(args) => install::uninstall(args),
         Command::Generate(command) => generate::run(command),
-        Command::Unpin(args) => {
-            let pins = crate::capture::pin_dir(args.open()?.journal_id());
-            crate::capture::unpin(&pins)?;
-            println!(
-                "unpinned {}: nothing is captured until an agent starts",
-                pins.display()
-            );
-            Ok(())
-        }
+        Command::Unpin(args) => unpin(&args.open()?),
         Command::Run(_) => unreachable!("run is handled by main"),
     }
 }
 
-/// A root-relative path for people and JSON: UTF-8 as is, other bytes as
-/// `\xNN`, and `.` for the root itself.
+/// Runs `fsjournal unpin`: detaches the eBPF programs pinned for a stopped
+/// agent. Errors: an agent runs on the journal (its capture would stop
+/// without it noticing, and the watermark would keep claiming "complete"),
+/// or the pins cannot be removed.
+fn unpin(journal: &Journal) -> anyhow::Result<()> {
+    if let Some(pid) = crate::presence::agent_of(journal)? {
+        anyhow::bail!(
+            "an agent (pid {pid}) runs on {}: its capture uses these programs; \
+             stop the agent first (systemctl stop fsjournal), then unpin",
+            journal.path().display()
+        );
+    }
+    let pins = crate::capture::pin_dir(journal.journal_id());
+    crate::capture::unpin(&pins)?;
+    println!(
+        "unpinned {}: nothing is captured until an agent starts",
+        pins.display()
+    );
+    Ok(())
+}
+
+/// A root-relative path for people and JSON, escaped so that it reads back
+/// to the exact bytes (the tests' `parse_display_path`) and stays on one line: UTF-8
+/// as is, except a backslash, written `\\`, and control characters
+/// (newline, tab, …), written `\xNN` like bytes that are not UTF-8; `.` for
+/// the root itself. A file named with the byte 0xFF shows as `bad\xff`, one
+/// literally named `bad\xff` as `bad\\xff`.
 pub fn display_path(path: &[u8]) -> String {
     if path.is_empty() {
         return ".".into();
     }
-    let mut out = String::new();
+    let mut out = String::with_capacity(path.len());
     for chunk in path.utf8_chunks() {
-        out.push_str(chunk.valid());
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u8)),
+                c => out.push(c),
+            }
+        }
         for byte in chunk.invalid() {
             out.push_str(&format!("\\x{byte:02x}"));
         }
     }
     out
+}
+
+/// The exact bytes of a path for JSON consumers when [`display_path`]'s
+/// string is not the name itself (bytes that are not UTF-8, a backslash,
+/// a control character); `None` when it is. JSON output carries it as
+/// `path_bytes`, an array of numbers (docs/operations.md).
+pub fn exact_path(path: &[u8]) -> Option<Vec<u8>> {
+    let plain = std::str::from_utf8(path)
+        .is_ok_and(|s| !s.chars().any(|c| c == '\\' || c.is_ascii_control()));
+    (!plain).then(|| path.to_vec())
 }
 
 /// How an agent start closed the gap since the previous watermark, in
@@ -230,11 +263,70 @@ pub fn ago(now: u64, time_ms: u64) -> String {
 mod tests {
     use super::*;
 
+    /// Reads a [`display_path`] string back to its bytes (`.` is the root,
+    /// empty). `None` for a string `display_path` never writes (a lone
+    /// backslash, a bad `\x` escape).
+    fn parse_display_path(text: &str) -> Option<Vec<u8>> {
+        if text == "." {
+            return Some(Vec::new());
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut rest = text.as_bytes();
+        while let Some((&first, tail)) = rest.split_first() {
+            if first != b'\\' {
+                out.push(first);
+                rest = tail;
+                continue;
+            }
+            match tail {
+                [b'\\', tail @ ..] => {
+                    out.push(b'\\');
+                    rest = tail;
+                }
+                [b'x', hi, lo, tail @ ..] => {
+                    let hex = std::str::from_utf8(&[*hi, *lo]).ok()?.to_owned();
+                    out.push(u8::from_str_radix(&hex, 16).ok()?);
+                    rest = tail;
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
     #[test]
     fn paths_keep_every_byte_visible() {
         assert_eq!(display_path(b""), ".");
         assert_eq!(display_path("jobs/ä b".as_bytes()), "jobs/ä b");
         assert_eq!(display_path(b"bad\xff\xfename"), "bad\\xff\\xfename");
+        assert_eq!(display_path(br"bad\xff"), r"bad\\xff");
+    }
+
+    #[test]
+    fn displayed_paths_read_back_to_their_exact_bytes() {
+        for path in [
+            &b""[..],
+            b"plain/name",
+            "jobs/ä b".as_bytes(),
+            b"bad\xff",
+            br"bad\xff",
+            br"a\\b\",
+            b"\xc3\x28\\x41",
+            b"two\nlines\t",
+        ] {
+            let shown = display_path(path);
+            assert_eq!(parse_display_path(&shown).as_deref(), Some(path), "{shown}");
+            assert_eq!(
+                exact_path(path).is_some(),
+                std::str::from_utf8(path)
+                    .map_or(true, |s| s.contains('\\') || s.contains(['\n', '\t'])),
+                "{shown}"
+            );
+        }
+        assert_ne!(display_path(b"bad\xff"), display_path(br"bad\xff"));
+        assert_eq!(display_path(b"two\nlines"), r"two\x0alines");
+        assert_eq!(parse_display_path(r"lone\"), None);
+        assert_eq!(parse_display_path(r"bad\xzz"), None);
     }
 
     #[test]

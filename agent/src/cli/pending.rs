@@ -3,7 +3,7 @@
 use clap::Args;
 use serde::Serialize;
 
-use super::{display_path, JournalArgs};
+use super::{display_path, exact_path, JournalArgs};
 
 /// Arguments of `fsjournal pending`.
 #[derive(Debug, Args)]
@@ -22,7 +22,11 @@ pub struct PendingArgs {
 struct JsonPending<'a> {
     target: &'a str,
     seq: u64,
+    /// [`display_path`]: the name, escaped where it is not plain UTF-8.
     path: String,
+    /// The exact bytes when `path` is not the name itself ([`exact_path`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<Vec<u8>>,
     scope: &'static str,
     time_ms: u64,
 }
@@ -48,12 +52,13 @@ pub fn run(args: PendingArgs) -> anyhow::Result<()> {
                     target: name,
                     seq: p.seq,
                     path,
+                    path_bytes: exact_path(&p.path),
                     scope: p.scope.name(),
                     time_ms: p.time_ms,
                 };
                 println!("{}", serde_json::to_string(&line)?);
             } else {
-                println!("{name}\t{}\t{:<8}\t{path:?}", p.seq, p.scope.name());
+                println!("{name}\t{}\t{:<8}\t{path}", p.seq, p.scope.name());
             }
         }
     }

@@ -34,9 +34,10 @@ pub struct Status {
     pub last_seq: u64,
     /// Oldest sequence number still in the inspection log.
     pub log_first_seq: u64,
-    /// Whether the agent process recorded in the journal is alive.
+    /// Whether an agent holds the journal open (its RocksDB lock; see
+    /// `presence.rs`), whatever its process is named.
     pub agent_running: bool,
-    /// Its pid (0 if no agent ever ran).
+    /// Its pid: the lock holder's, else the last recorded one (0 if no agent ever ran).
     pub agent_pid: u32,
     /// Capture backend of the last agent.
     pub backend: String,
@@ -72,14 +73,15 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
     let now = now_ms();
     let roots = journal.roots()?;
     let agent = journal.agent_info()?.unwrap_or_default();
-    let agent_running = is_running(agent.pid);
+    let running = crate::presence::running_agent(journal.path(), agent.pid);
+    let agent_running = running.is_some();
     Ok(Status {
         journal: journal.path().display().to_string(),
         journal_id: format!("{:016x}", journal.journal_id()),
         last_seq: journal.last_seq(),
         log_first_seq: journal.log_first_seq(),
         agent_running,
-        agent_pid: agent.pid,
+        agent_pid: running.unwrap_or(agent.pid),
         backend: agent.backend,
         capture_detail: agent.capture_detail,
         events: agent.events,
@@ -100,17 +102,6 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Status> {
             .collect(),
         targets: target_status::collect(journal)?,
     })
-}
-
-/// Whether the agent recorded with `pid` (0: none ever ran) still runs: a
-/// pid is ours if `/proc/PID/comm` says `fsjournal` (pids get reused).
-pub fn is_running(pid: u32) -> bool {
-    pid != 0 && process_is_fsjournal(pid)
-}
-
-fn process_is_fsjournal(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .is_ok_and(|comm| comm.trim() == "fsjournal")
 }
 
 /// Runs `fsjournal status`. Errors: the journal cannot be read; with
@@ -198,6 +189,15 @@ fn print(status: &Status, health: &Health) {
             indicatif::HumanBytes(t.pending_bytes),
             human_ms(t.lag_ms)
         );
+        if let Some(run) = &t.push_in_flight {
+            println!(
+                "  pushing      {} run for {} ({} paths listed): {}",
+                run.run.mode,
+                human_ms(run.age_ms),
+                run.run.paths,
+                run.run.command
+            );
+        }
         let last = ago(now, t.state.last_push_ms);
         match &t.state.last_error {
             None => println!("  last push    {last}, ok"),

@@ -1,4 +1,6 @@
 //! `fsjournal targets`: one line per target, for a quick look or a script.
+//! A push in flight shows its mode and age (`full for 2m05s`); `--json` and
+//! `status` add its command line.
 
 use clap::Args;
 
@@ -17,7 +19,7 @@ pub struct TargetsArgs {
 }
 
 /// Column headers of the text output.
-const HEADERS: [&str; 9] = [
+const HEADERS: [&str; 10] = [
     "NAME",
     "TARGET",
     "SOURCE",
@@ -26,6 +28,7 @@ const HEADERS: [&str; 9] = [
     "LAG",
     "FULL SYNCS",
     "LAST PUSH",
+    "PUSHING",
     "LAST ERROR",
 ];
 
@@ -57,6 +60,10 @@ pub fn run(args: TargetsArgs) -> anyhow::Result<()> {
             human_ms(t.lag_ms),
             t.state.full_syncs.to_string(),
             ago(now, t.state.last_push_ms),
+            t.push_in_flight.as_ref().map_or_else(
+                || "-".to_string(),
+                |run| format!("{} for {}", run.run.mode, human_ms(run.age_ms)),
+            ),
             error,
         ]);
     }

@@ -1,7 +1,13 @@
 //! `fsjournal verify`: compares each source with its target now (rsync
 //! `--dry-run --itemize-changes`, optionally `--checksum`) and lists what
-//! differs; `--fix` asks the running agent to push those paths again. The
+//! differs; `--fix` asks the agent to push those paths again. The
 //! agent's rolling verification does the same a slice at a time.
+//!
+//! `--fix` never pushes by itself: a push outside the agent would bypass its
+//! cursor, its held paths and its safety checks. With no agent running, the
+//! requests are queued in the journal and carried out when the agent
+//! starts; `verify` says so and exits non-zero, since the targets still
+//! differ.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -12,6 +18,7 @@ use clap::Args;
 
 use super::display_path;
 use crate::config::Config;
+use crate::journal::Journal;
 use crate::push::rsync::{self, Mode};
 use crate::push::verify::itemized_paths;
 use crate::requests::{self, Action, Request};
@@ -33,14 +40,17 @@ pub struct VerifyArgs {
     /// Compare contents by checksum, not size and mtime (reads every file on both sides).
     #[arg(long)]
     checksum: bool,
-    /// Ask the running agent to push every differing path again.
+    /// Ask the agent to push every differing path again (with no agent
+    /// running: queued for its next start, and the exit status is non-zero).
     #[arg(long)]
     fix: bool,
 }
 
-/// Runs `fsjournal verify`; fails (non-zero exit) when a target differs.
+/// Runs `fsjournal verify`; fails (non-zero exit) when a target differs,
+/// unless `--fix` handed the differences to a running agent.
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
+    let agent_running = args.fix && agent_runs(&config.journal.path);
     let syncs: Vec<_> = config
         .sync
         .iter()
@@ -62,7 +72,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         bar.enable_steady_tick(Duration::from_millis(100));
         let mut cmd = rsync::command(sync, sync.source.get_ref(), Mode::VerifyAll);
         if args.checksum {
-            cmd.arg("--checksum");
+            cmd = rsync::with_option(cmd, "--checksum");
         }
         let itemized = rsync::run(cmd, &[], &AtomicBool::new(false))
             .with_context(|| format!("comparing target {}", sync.name))?;
@@ -100,16 +110,40 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
                     },
                 )?;
             }
-            println!(
-                "{}: resync requested; the running agent pushes it within a second",
-                sync.name
-            );
+            if agent_running {
+                println!(
+                    "{}: resync requested; the running agent pushes it within a second",
+                    sync.name
+                );
+            } else {
+                println!(
+                    "{}: resync requested, but no agent is running: nothing was pushed now; \
+                     the request is queued in {} and pushed when the agent starts",
+                    sync.name,
+                    requests::dir(&config.journal.path).display()
+                );
+            }
         }
         differing += paths.len();
     }
     anyhow::ensure!(
-        differing == 0 || args.fix,
-        "{differing} path(s) differ between sources and targets"
+        differing == 0 || agent_running,
+        "{differing} path(s) differ between sources and targets{}",
+        if args.fix {
+            " (queued for the agent's next start: `systemctl start fsjournal`)"
+        } else {
+            ""
+        }
     );
     Ok(())
+}
+
+/// Whether an agent runs on the journal at `journal` (none when the
+/// journal cannot be read).
+fn agent_runs(journal: &std::path::Path) -> bool {
+    Journal::open_reader(journal)
+        .and_then(|j| crate::presence::agent_of(&j))
+        .ok()
+        .flatten()
+        .is_some()
 }

@@ -60,6 +60,8 @@ const META_FORMAT: &[u8] = b"format";
 /// refuses a journal of another version rather than misread it.
 pub const JOURNAL_FORMAT: u32 = 2;
 const META_STARTS: &[u8] = b"starts";
+/// `push/<target>`: the target's [`PushInFlight`], while rsync runs.
+const META_PUSH_PREFIX: &str = "push/";
 
 /// Start records kept in the journal.
 pub const STARTS_KEPT: usize = 20;
@@ -90,6 +92,9 @@ pub struct Journal {
     journal_id: u64,
     writer: Mutex<Writer>,
     appended: Condvar,
+    /// Set at shutdown ([`Journal::wake_waiters`]): writes that fail are no
+    /// longer retried.
+    closing: std::sync::atomic::AtomicBool,
     /// Keeps a reader's secondary-instance directory alive.
     _secondary: Option<tempfile::TempDir>,
 }
@@ -100,15 +105,16 @@ const READER_OPEN_ATTEMPTS: u32 = 10;
 
 impl Journal {
     /// Opens (creating if needed) the journal at `path` for writing; only one
-    /// process may do so at a time (RocksDB's LOCK file).
+    /// process may do so at a time (RocksDB's LOCK file). The directory and
+    /// its `requests/` are created mode 0700, or, when they exist, must be
+    /// owned by the agent's user and not writable by group or others
+    /// (`private_dir.rs`; they are never chmod'ed).
     ///
-    /// Errors: the directory cannot be created, another agent holds it, or
-    /// the database is corrupt.
+    /// Errors: a directory fails that rule or cannot be created, another
+    /// agent holds the journal, or the database is corrupt.
     pub fn open(path: &Path) -> anyhow::Result<Journal> {
-        std::fs::create_dir_all(path)
-            .with_context(|| format!("cannot create journal directory {}", path.display()))?;
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
+        crate::private_dir::ensure(path, "journal directory")?;
+        crate::private_dir::ensure(&crate::requests::dir(path), "requests directory")?;
         let db = DB::open_cf_descriptors(&options::db_options(), path, column_families())
             .with_context(|| {
                 format!(
@@ -177,6 +183,7 @@ impl Journal {
                 trimmed_through: 0,
             }),
             appended: Condvar::new(),
+            closing: Default::default(),
             _secondary: secondary,
         };
         journal.load_meta(writable)?;
@@ -234,6 +241,12 @@ impl Journal {
     /// Directory of the database.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this is a CLI reader (a secondary instance), not the agent's
+    /// primary that holds the journal's lock.
+    pub fn is_reader(&self) -> bool {
+        self._secondary.is_some()
     }
 
     /// Random id chosen when the journal was created; a cursor from another
@@ -303,7 +316,10 @@ impl Journal {
 
     /// Appends changes in one durable batch: each gets the next sequence
     /// number and a log record, and replaces its path's pending entry
-    /// (coalescing; the widest scope is kept).
+    /// (coalescing; the widest scope is kept: a directory's subtree-scoped
+    /// deletion followed by a create at the same path stays a subtree
+    /// push, which removes what the old directory held — see
+    /// docs/architecture.md, "Journal: RocksDB").
     ///
     /// With `watermark_ms`, the capture watermark moves there in the same
     /// batch: capture vouches that every change made before it is in.
@@ -396,8 +412,11 @@ impl Journal {
         writer.next_seq - 1
     }
 
-    /// Wakes every [`Journal::wait_for_append`] caller (used at shutdown).
+    /// Wakes every [`Journal::wait_for_append`] caller, and ends the retries
+    /// of [`Journal::save_target`] (used at shutdown).
     pub fn wake_waiters(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _writer = self.writer.lock().expect("writer lock");
         self.appended.notify_all();
     }
@@ -515,7 +534,34 @@ impl Journal {
     /// Stores `state` for target `name`, and in the same atomic batch trims
     /// the pending entries that every target has now acknowledged (sequence
     /// number ≤ the minimum cursor over all targets).
+    ///
+    /// A write that fails with an I/O error (disk full) is retried every
+    /// second until it succeeds or the journal is closing: the pusher waits
+    /// instead of ending the agent. Errors: any other failure, or an I/O
+    /// error at shutdown.
     pub fn save_target(&self, name: &str, state: &TargetState) -> anyhow::Result<()> {
+        let mut last_report: Option<std::time::Instant> = None;
+        loop {
+            let error = match self.save_target_once(name, state) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let io = error
+                .downcast_ref::<rocksdb::Error>()
+                .is_some_and(|e| e.kind() == rocksdb::ErrorKind::IOError);
+            if !io || self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(error);
+            }
+            // Logged at once, then every 30 s: the journal writer logs the same state.
+            if last_report.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                last_report = Some(std::time::Instant::now());
+                tracing::error!(target = name, error = %format!("{error:#}"), "journal_write_error: cannot record the target's cursor; retrying every second");
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn save_target_once(&self, name: &str, state: &TargetState) -> anyhow::Result<()> {
         let mut writer = self.writer.lock().expect("writer lock");
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_TARGETS), name, encode(state));
@@ -707,6 +753,29 @@ impl Journal {
         self.db
             .get_cf(self.cf(CF_META), META_AGENT)?
             .map(|b| decode(&b, "agent info"))
+            .transpose()
+    }
+
+    /// Records the rsync run now in flight for `target`, or with `None`
+    /// that it ended. Not fsynced: only `status` reads it.
+    pub fn save_push_in_flight(
+        &self,
+        target: &str,
+        run: Option<&PushInFlight>,
+    ) -> anyhow::Result<()> {
+        let key = format!("{META_PUSH_PREFIX}{target}");
+        Ok(match run {
+            Some(run) => self.db.put_cf(self.cf(CF_META), key, encode(run))?,
+            None => self.db.delete_cf(self.cf(CF_META), key)?,
+        })
+    }
+
+    /// The rsync run recorded in flight for `target`, if any (see
+    /// [`PushInFlight`] for a record left by a killed agent).
+    pub fn push_in_flight(&self, target: &str) -> anyhow::Result<Option<PushInFlight>> {
+        self.db
+            .get_cf(self.cf(CF_META), format!("{META_PUSH_PREFIX}{target}"))?
+            .map(|b| decode(&b, "push in flight"))
             .transpose()
     }
 }

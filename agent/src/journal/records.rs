@@ -26,8 +26,10 @@ pub enum Scope {
     /// no longer has (a directory whose entries changed while nothing
     /// captured: rsync `-d --delete`).
     Contents,
-    /// Everything below the path (a directory moved in, a rescan marker:
-    /// rsync `-r --delete`).
+    /// Everything below the path (a directory moved in, a rescan marker, a
+    /// directory deleted or renamed away: rsync `-r --delete`). On a
+    /// directory's departure it makes a directory made again at the path
+    /// before the push lose what the old one held (coalescing keeps it).
     Subtree,
 }
 
@@ -60,6 +62,24 @@ pub struct Change {
     pub pid: u32,
     /// That process's `comm`, empty when unknown (fanotify does not say).
     pub comm: String,
+}
+
+impl Change {
+    /// A rescan marker: `path` (`""` for the whole root) and everything
+    /// below it is pushed with `--delete` (a loss capture knows of: an
+    /// overflow, an unresolvable event, changes dropped while the journal
+    /// could not be written).
+    pub fn rescan(root: RootId, path: Vec<u8>) -> Change {
+        Change {
+            root,
+            path,
+            kind: ChangeKind::Rescan,
+            scope: Scope::Subtree,
+            ino: 0,
+            pid: 0,
+            comm: String::new(),
+        }
+    }
 }
 
 /// One entry of the sequence-ordered inspection log (column family `log`).
@@ -370,4 +390,24 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An rsync run in progress for one target (meta key `push/<target>`),
+/// written when it starts and removed when it ends, so that the CLI can
+/// show a push that hangs (a target that accepts and never answers) next
+/// to an older error. A record left by an agent that was killed names a pid
+/// that no longer holds the journal: readers ignore it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushInFlight {
+    /// The agent running it.
+    pub pid: u32,
+    /// When rsync started (ms since the Unix epoch).
+    pub started_ms: u64,
+    /// Which run: `incremental`, `contents`, `subtree`, `full`, `verify`.
+    pub mode: String,
+    /// Paths listed on its stdin (0 for a full sync).
+    pub paths: u64,
+    /// The command line, arguments separated by spaces (an argument with
+    /// a space or a quote in it is single-quoted).
+    pub command: String,
 }

@@ -323,3 +323,30 @@ fn a_byte_limit_keeps_a_prefix_and_the_cursor_stops_before_the_first_path_left_o
         (vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()], 12, false)
     );
 }
+
+#[test]
+fn a_directory_made_again_after_its_deletion_keeps_the_deletions_subtree_scope() {
+    let (_dir, journal) = open();
+    let mut gone = change("dir", ChangeKind::Delete);
+    gone.scope = Scope::Subtree;
+    let mut renamed_away = change("moved", ChangeKind::RenameFrom);
+    renamed_away.scope = Scope::Subtree;
+    journal.append(&[gone, renamed_away], None, false).unwrap();
+    // Made again, in a later capture cycle, with new entries and a chmod.
+    journal
+        .append(
+            &[
+                change("dir", ChangeKind::Create),
+                change("dir/new", ChangeKind::Create),
+                change("moved", ChangeKind::Create),
+                change("dir", ChangeKind::Attrib),
+            ],
+            None,
+            false,
+        )
+        .unwrap();
+    let batch = journal.pending_batch(0, 0, 100).unwrap();
+    assert_eq!(paths(&batch), ["dir/new", "moved", "dir"]);
+    let scopes: Vec<Scope> = batch.paths.iter().map(|p| p.scope).collect();
+    assert_eq!(scopes, [Scope::Entry, Scope::Subtree, Scope::Subtree]);
+}

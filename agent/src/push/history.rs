@@ -55,11 +55,10 @@ pub fn prune(sync: &SyncConfig, stop: &AtomicBool) {
         let day = SystemTime::now() - Duration::from_secs(days_ago * 86_400);
         cmd.arg(format!("--filter=P /{}/", date(day)));
     }
-    cmd.arg(format!("{}/", empty.path().display()));
-    cmd.arg(format!(
-        "{}{HISTORY_DIR}/",
-        sync.target().rsync_destination()
-    ));
+    let mut empty_dir = empty.path().as_os_str().to_owned();
+    empty_dir.push("/");
+    let history = format!("{}{HISTORY_DIR}/", sync.target().rsync_destination());
+    rsync::operands(&mut cmd, [empty_dir, history.into()]);
     match rsync::run(cmd, &[], stop) {
         Ok(_) => tracing::info!(target = %sync.name, days = sync.history_days, "history pruned"),
         Err(e) => {

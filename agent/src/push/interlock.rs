@@ -134,6 +134,34 @@ pub fn empty_root_refusal(
     }))
 }
 
+/// The part of the root-relative `path` that rsync's sender would follow
+/// through a symlink, if any: an ancestor that is a symlink now, or, when
+/// `listed_as_dir` (a contents push lists `DIR/`), the path itself. rsync
+/// resolves a listed `sub/f` with the kernel, so a `sub` swapped for a
+/// symlink to `/root/private` after `sub/f` was journaled would send
+/// `/root/private/f` as `sub/f`, implied directory and all (rsync 3.5,
+/// `--files-from`, even with `sub` listed too). Pushing the returned prefix
+/// as an entry sends the symlink itself instead, as the source has it.
+pub fn symlinked_prefix(root: &Path, path: &[u8], listed_as_dir: bool) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let ends = path
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'/')
+        .map(|(i, _)| i)
+        .chain(listed_as_dir.then_some(path.len()));
+    for end in ends {
+        let prefix = &path[..end];
+        let meta = std::fs::symlink_metadata(root.join(std::ffi::OsStr::from_bytes(prefix)));
+        match meta {
+            Ok(m) if m.file_type().is_symlink() => return Some(prefix.to_vec()),
+            Ok(_) => {}
+            Err(_) => return None, // gone: rsync deletes what is missing
+        }
+    }
+    None
+}
+
 /// What a full sync's dry run (`--stats`) says it would do to the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeletionPreview {
@@ -239,6 +267,29 @@ Number of deleted files: 1,208 (reg: 1,200, dir: 8)\nNumber of regular files tra
         std::fs::remove_dir(&root).unwrap();
         assert!(armed.changed().is_some_and(|r| r.contains("is gone")));
         assert!(ArmedRoot::open(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_path_below_a_symlink_is_cut_back_to_the_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("jobs/a")).unwrap();
+        std::fs::write(root.join("jobs/a/f"), "x").unwrap();
+        std::fs::create_dir(root.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink("elsewhere", root.join("sub")).unwrap();
+        assert_eq!(symlinked_prefix(root, b"jobs/a/f", false), None);
+        assert_eq!(symlinked_prefix(root, b"jobs/a", true), None);
+        assert_eq!(
+            symlinked_prefix(root, b"sub/f", false),
+            Some(b"sub".to_vec())
+        );
+        assert_eq!(
+            symlinked_prefix(root, b"sub/d/f", false),
+            Some(b"sub".to_vec())
+        );
+        assert_eq!(symlinked_prefix(root, b"sub", true), Some(b"sub".to_vec()));
+        assert_eq!(symlinked_prefix(root, b"sub", false), None);
+        assert_eq!(symlinked_prefix(root, b"gone/f", false), None);
     }
 
     #[test]

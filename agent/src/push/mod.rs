@@ -37,7 +37,9 @@ use self::runs::Runs;
 use self::target::Target;
 use crate::config::SyncConfig;
 use crate::filter::Excludes;
-use crate::journal::{now_ms, Batch, HeldPath, HoldReason, Journal, RootId, Seq, TargetState};
+use crate::journal::{
+    now_ms, Batch, HeldPath, HoldReason, Journal, RootId, Scope, Seq, TargetState,
+};
 use crate::requests::Ticket;
 
 /// First retry delay after a failed push (ms); doubles per failure up to
@@ -114,8 +116,15 @@ impl Pusher {
         let bar = (mode == Mode::Full && crate::logs::shows_progress())
             .then(|| progress::full_sync_span(self.name()));
         let _shown = bar.as_ref().map(tracing::Span::enter);
-        self.runs
-            .run(self.name(), mode, cmd, list, &self.stop, bar.clone())
+        self.runs.run(
+            &self.journal,
+            self.name(),
+            mode,
+            cmd,
+            list,
+            &self.stop,
+            bar.clone(),
+        )
     }
 
     fn run(self) -> anyhow::Result<()> {
@@ -421,7 +430,11 @@ impl Pusher {
                 None => push.push(due),
             }
         }
-        let lists = Lists::new(push.iter().map(|p| (p.path.as_slice(), p.scope)));
+        let push = self.without_symlinked_parents(push);
+        let lists = Lists::of_source(
+            &self.source,
+            push.iter().map(|p| (p.path.as_slice(), p.scope)),
+        );
         let prefixes = self.error_prefixes();
         let refused = self.retry(state, |pusher| {
             let mut refused = Vec::new();
@@ -493,6 +506,26 @@ impl Pusher {
             "pushed"
         );
         Ok(())
+    }
+
+    /// `push` with every path that rsync would read through a symlink (a
+    /// directory swapped for one since the change was journaled) cut back
+    /// to that symlink, pushed as an entry: the target gets the symlink,
+    /// never what it points to (see [`interlock::symlinked_prefix`]).
+    fn without_symlinked_parents(&self, push: Vec<HeldPath>) -> Vec<HeldPath> {
+        let mut kept: Vec<HeldPath> = Vec::with_capacity(push.len());
+        for mut p in push {
+            let listed_as_dir = p.scope == Scope::Contents;
+            if let Some(link) = interlock::symlinked_prefix(&self.source, &p.path, listed_as_dir) {
+                tracing::warn!(target = self.name(), path = %String::from_utf8_lossy(&p.path), symlink = %String::from_utf8_lossy(&link), "a directory on the path is a symlink now: pushing the symlink, not what it points to");
+                (p.path, p.scope) = (link, Scope::Entry);
+            }
+            match kept.iter_mut().find(|k| k.path == p.path) {
+                Some(k) => k.scope = k.scope.max(p.scope),
+                None => kept.push(p),
+            }
+        }
+        kept
     }
 
     /// With a settle time, when a path whose latest change has sequence

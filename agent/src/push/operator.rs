@@ -5,7 +5,7 @@
 use super::hold;
 use super::Pusher;
 use crate::journal::{now_ms, HeldPath, HoldReason, Scope, Seq, TargetState};
-use crate::requests::{Action, Ticket};
+use crate::requests::{subtree_under, Action, Ticket};
 
 /// Requests carried out whose answer waits for a push.
 #[derive(Default)]
@@ -22,7 +22,9 @@ struct Awaited {
 
 impl Pusher {
     /// Carries out the operator's requests; true when one asked to push
-    /// what is pending without waiting for the batch delay.
+    /// what is pending without waiting for the batch delay. A resync of a
+    /// path outside the source (`..`, absolute elsewhere, through a
+    /// symbolic link) is refused and answered as failed.
     pub(super) fn handle_requests(
         &self,
         state: &mut TargetState,
@@ -64,7 +66,16 @@ impl Pusher {
                 Action::Resync {
                     path: Some(path), ..
                 } => {
-                    let path = path.trim_matches('/').as_bytes().to_vec();
+                    // The CLI checked it too; a request file may come from elsewhere.
+                    let path = match subtree_under(&self.source, path, false) {
+                        Ok(path) => path.into_bytes(),
+                        Err(e) => {
+                            let error = format!("{e:#}");
+                            tracing::warn!(target = self.name(), %error, "resync request refused");
+                            ticket.answer(false, error);
+                            continue;
+                        }
+                    };
                     hold::hold(
                         state,
                         HeldPath {

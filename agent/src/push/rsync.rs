@@ -10,15 +10,22 @@
 //! - contents: the same list mode plus `-d --delete`, for directories listed
 //!   as `DIR/`: their direct children are copied and children the source no
 //!   longer has are deleted, without recursing (entries removed while
-//!   nothing captured).
+//!   nothing captured); also the root as `.` when a contents or subtree
+//!   run adds or removes one of its entries (see [`Lists::of_source`]).
 //! - subtree: the same list mode plus `-r --delete`, for directories that
-//!   moved in and for rescan markers: the subtree is made equal.
-//! - full: `-a --delete --force SRC/ DEST/`, the whole root; before it, the
+//!   moved in, directories deleted or renamed away (made again at the same
+//!   path before the push, they lose what the old one held), and rescan
+//!   markers: the subtree is made equal.
+//! - full: `-a --delete --force -- SRC/ DEST/`, the whole root; before it, the
 //!   same with `--dry-run --stats` (full preview) counts what it would delete.
+//!
+//! Every run ends its options with `--` before the two operands, so no
+//! path or target string is ever read as an option.
 //!
 //! Exit 0 and 24 ("some files vanished before they could be transferred":
 //! their deletion is already in the journal) count as success.
 
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Span;
 
+use super::target::Target;
 use super::{history, process, progress};
 use crate::config::SyncConfig;
 use crate::journal::Scope;
@@ -174,27 +182,96 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
     cmd.args(&sync.rsync_args);
     let mut source_arg = source.as_os_str().to_owned();
     source_arg.push("/");
-    cmd.arg(source_arg).arg(sync.target().rsync_destination());
+    operands(
+        &mut cmd,
+        [source_arg, sync.target().rsync_destination().into()],
+    );
     cmd
 }
 
-/// `rsync` with the sync's connection options: I/O timeout, daemon password
-/// file, remote shell.
+/// Ends `cmd`'s options with `--` and adds `operands` (source, then
+/// destination): whatever a path or target string holds, rsync never reads
+/// it as an option (`--dest=--rsh=…` would otherwise run a command).
+/// Options added later must go through [`with_option`].
+pub fn operands(cmd: &mut Command, operands: [OsString; 2]) {
+    cmd.arg("--").args(operands);
+}
+
+/// `cmd` with `option` added before its `--` (or at the end when it has
+/// none), program, environment and working directory kept.
+pub fn with_option(cmd: Command, option: impl AsRef<OsStr>) -> Command {
+    let mut args: Vec<OsString> = cmd.get_args().map(OsStr::to_owned).collect();
+    let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    args.insert(at, option.as_ref().to_owned());
+    let mut rebuilt = Command::new(cmd.get_program());
+    rebuilt.args(args);
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => rebuilt.env(key, value),
+            None => rebuilt.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        rebuilt.current_dir(dir);
+    }
+    rebuilt
+}
+
+/// `rsync` with the sync's connection options: I/O timeout (`--timeout`),
+/// connect timeout (`--contimeout` for a daemon, ssh's `ConnectTimeout` for
+/// a remote shell, with `ServerAlive*` probes bounding a silent ssh peer like
+/// `--timeout` bounds rsync's), daemon password file, remote shell. The
+/// timeouts default by target kind (`push/target.rs`).
 pub fn connection(sync: &SyncConfig) -> Command {
     let mut cmd = Command::new("rsync");
-    if sync.timeout_s > 0 {
-        cmd.arg(format!("--timeout={}", sync.timeout_s));
+    let io_timeout = sync.io_timeout();
+    let connect_timeout = sync.connect_timeout();
+    if io_timeout > 0 {
+        cmd.arg(format!("--timeout={io_timeout}"));
     }
     if let Some(password_file) = &sync.password_file {
-        cmd.arg(format!(
-            "--password-file={}",
-            password_file.get_ref().display()
-        ));
+        let mut arg = OsString::from("--password-file=");
+        arg.push(password_file.get_ref());
+        cmd.arg(arg);
     }
-    if let Some(ssh) = &sync.ssh_command {
-        cmd.arg("-e").arg(ssh);
+    let target = sync.target();
+    if matches!(target, Target::Daemon(_)) && sync.ssh_command.is_none() && connect_timeout > 0 {
+        cmd.arg(format!("--contimeout={connect_timeout}"));
+    }
+    let shell = match (&sync.ssh_command, &target) {
+        (Some(shell), _) => Some(shell.clone()),
+        (None, Target::Ssh(_)) => Some("ssh".to_string()),
+        (None, _) => None,
+    };
+    if let Some(shell) = shell {
+        cmd.arg("-e")
+            .arg(with_ssh_timeouts(&shell, io_timeout, connect_timeout));
     }
     cmd
+}
+
+/// `shell` with ssh(1)'s `-o ConnectTimeout=…`, `-o ServerAliveInterval=…`
+/// and `-o ServerAliveCountMax=3` appended when its program is `ssh` (ssh
+/// takes the first value given for an option, so the operator's own `-o`
+/// in `ssh_command` wins); another program is left as written. A silent
+/// server is dropped after three unanswered probes a quarter of the I/O
+/// timeout apart.
+fn with_ssh_timeouts(shell: &str, io_timeout: u64, connect_timeout: u64) -> String {
+    let program = shell.split_whitespace().next().unwrap_or("");
+    if Path::new(program).file_name() != Some(OsStr::new("ssh")) {
+        return shell.to_string();
+    }
+    let mut shell = shell.to_string();
+    if connect_timeout > 0 {
+        shell.push_str(&format!(" -o ConnectTimeout={connect_timeout}"));
+    }
+    if io_timeout > 0 {
+        let interval = (io_timeout / 4).max(1);
+        shell.push_str(&format!(
+            " -o ServerAliveInterval={interval} -o ServerAliveCountMax=3"
+        ));
+    }
+    shell
 }
 
 /// The paths of one push split into the rsync runs that carry them, each
@@ -207,41 +284,92 @@ pub struct Lists {
 pub type Listed = (Vec<u8>, usize);
 
 impl Lists {
-    /// Lists root-relative `paths` (`""` is the root) by scope: entries
-    /// as they are (plus `.` when the root or an entry of it changed: rsync
-    /// gives implied parents their attributes, never the root; a listed `.`
-    /// also compares the root's direct children, as `--files-from` implies
-    /// `-d`), contents as `DIR/` (`-d` then takes the directory's children),
-    /// subtrees as they are.
-    pub fn new<'a>(paths: impl IntoIterator<Item = (&'a [u8], Scope)>) -> Lists {
+    /// Lists root-relative `paths` of `source` (`""` is the root) by
+    /// scope: entries as they are, contents as `DIR/` (`-d` then takes the
+    /// directory's children), subtrees as they are, and the root as `.`
+    /// when it or an entry of it changed.
+    ///
+    /// The root needs its own listing: rsync gives implied parent
+    /// directories their attributes, never the root, so a run that adds or
+    /// removes a direct entry of the root leaves the root's mtime at the
+    /// time of that run unless `.` is listed in it or in a later run (a
+    /// listed `.` also compares the root's direct children, as
+    /// `--files-from` implies `-d`). Runs go entries, contents, subtrees;
+    /// `.` goes into the entries run, or into the contents run (`-d
+    /// --delete`) when a direct entry of the root is contents- or
+    /// subtree-scoped (a directory renamed in or away, or deleted and made
+    /// again): the contents run then makes the root's children and mtime
+    /// right after the entries run, and the subtree run below it no longer
+    /// adds or removes any of them. A root pushed whole (contents or
+    /// subtree) is `.` in its own run.
+    ///
+    /// A path below an entry of `source` that is no longer a directory
+    /// (`lstat` fails with `ENOTDIR`: a directory replaced by a file or a
+    /// symlink since the path changed) is left out. rsync's
+    /// `--delete-missing-args` takes only `ENOENT` for missing; `ENOTDIR`
+    /// is a sender error (exit 23) that would hold the path and fail it
+    /// again at every retry. Nothing is lost: the entry stopped being a
+    /// directory after the path changed, so its own change is pending in
+    /// this push or a later one, and pushing it replaces the whole
+    /// directory on the target (`--force`, `--delete`).
+    pub fn of_source<'a>(
+        source: &Path,
+        paths: impl IntoIterator<Item = (&'a [u8], Scope)>,
+    ) -> Lists {
+        use std::os::unix::ffi::OsStrExt;
+        Lists::keeping(paths, |path| {
+            match std::fs::symlink_metadata(source.join(std::ffi::OsStr::from_bytes(path))) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                    tracing::debug!(path = %String::from_utf8_lossy(path), "not listed: an entry above it is no longer a directory");
+                    false
+                }
+                _ => true,
+            }
+        })
+    }
+
+    /// [`Lists::of_source`]'s listing of the paths `keep` accepts (the
+    /// indexes still count every path).
+    fn keeping<'a>(
+        paths: impl IntoIterator<Item = (&'a [u8], Scope)>,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Lists {
         let mut runs = [
             (Mode::Incremental, Vec::new()),
             (Mode::Contents, Vec::new()),
             (Mode::Subtree, Vec::new()),
         ];
-        let mut root_listed = false;
+        // The first path that changed the root or one of its entries, and
+        // whether a contents or subtree run touches the root's entries.
+        let (mut root_changed, mut root_wide, mut root_whole) = (None, false, false);
         for (i, (path, scope)) in paths.into_iter().enumerate() {
-            // The root itself, or any entry of it (whatever the scope: a
-            // directory renamed into the root changes the root's mtime too).
-            let root_changed = !path.contains(&b'/');
-            let root_pushed_whole = path.is_empty() && scope != Scope::Entry;
-            if root_changed && !root_pushed_whole && !root_listed {
-                root_listed = true;
-                runs[0].1.push((b".".to_vec(), i));
+            if !path.is_empty() && !keep(path) {
+                continue;
             }
-            let listed = match (scope, path.is_empty()) {
-                (Scope::Entry, true) => continue,
-                (Scope::Entry, false) => path.to_vec(),
-                (Scope::Contents, true) | (Scope::Subtree, true) => b".".to_vec(),
-                (Scope::Contents, false) => [path, b"/"].concat(),
-                (Scope::Subtree, false) => path.to_vec(),
-            };
             let run = match scope {
                 Scope::Entry => 0,
                 Scope::Contents => 1,
                 Scope::Subtree => 2,
             };
+            if !path.contains(&b'/') {
+                root_changed.get_or_insert(i);
+                root_wide |= scope != Scope::Entry;
+            }
+            let listed = match (scope, path.is_empty()) {
+                (Scope::Entry, true) => continue,
+                (Scope::Entry, false) => path.to_vec(),
+                (Scope::Contents, true) | (Scope::Subtree, true) => {
+                    root_whole = true;
+                    b".".to_vec()
+                }
+                (Scope::Contents, false) => [path, b"/"].concat(),
+                (Scope::Subtree, false) => path.to_vec(),
+            };
             runs[run].1.push((listed, i));
+        }
+        if let (Some(i), false) = (root_changed, root_whole) {
+            let run = if root_wide { 1 } else { 0 };
+            runs[run].1.insert(0, (b".".to_vec(), i));
         }
         Lists { runs }
     }
@@ -279,7 +407,7 @@ pub fn run_showing(
     progress: Option<Span>,
 ) -> Result<Vec<u8>, RsyncError> {
     if progress.is_some() {
-        cmd.arg(progress::RSYNC_OPTION);
+        cmd = with_option(cmd, progress::RSYNC_OPTION);
     }
     cmd.stdin(if list.is_empty() {
         Stdio::null()
@@ -396,14 +524,14 @@ pub fn unescape(text: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{command, named_paths, Lists, Mode, Scope};
+    use super::{command, connection, named_paths, with_option, Listed, Lists, Mode, Scope};
     use crate::config::SyncConfig;
 
     #[test]
     fn bwlimit_and_connection_options_reach_every_mode_before_the_source() {
         let mut sync = SyncConfig::new("t", "/src".into(), "rsync://u@h/m".into());
         sync.bwlimit = Some(toml::Spanned::new(0..0, "50M".into()));
-        sync.timeout_s = 30;
+        sync.io_timeout_s = Some(30);
         for mode in [Mode::Incremental, Mode::Full, Mode::Verify] {
             let args: Vec<String> = command(&sync, "/src".as_ref(), mode)
                 .get_args()
@@ -423,21 +551,105 @@ mod tests {
         }
     }
 
+    fn args(cmd: &std::process::Command) -> Vec<String> {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn operands_follow_a_double_dash_in_every_mode() {
+        let mut sync = SyncConfig::new("t", "/src".into(), "/srv/replica".into());
+        sync.rsync_args = vec!["--checksum".into()];
+        for mode in [
+            Mode::Incremental,
+            Mode::Contents,
+            Mode::Subtree,
+            Mode::Full,
+            Mode::FullPreview,
+            Mode::Verify,
+            Mode::VerifyAll,
+        ] {
+            let cmd = with_option(command(&sync, "/src".as_ref(), mode), "--info=progress2");
+            let args = args(&cmd);
+            assert_eq!(
+                args[args.len() - 3..],
+                ["--", "/src/", "/srv/replica/"],
+                "{mode:?}: {args:?}"
+            );
+            assert_eq!(args.iter().filter(|a| *a == "--").count(), 1);
+            assert!(args.contains(&"--info=progress2".to_string()), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn timeouts_fit_the_target_kind() {
+        let daemon = SyncConfig::new("t", "/src".into(), "rsync://u@h/m".into());
+        let daemon_args = args(&connection(&daemon));
+        assert!(
+            daemon_args.contains(&"--timeout=20".to_string())
+                && daemon_args.contains(&"--contimeout=10".to_string())
+                && !daemon_args.contains(&"-e".to_string()),
+            "{daemon_args:?}"
+        );
+
+        let mut ssh = SyncConfig::new("t", "/src".into(), "root@standby:/srv".into());
+        let args_of = |sync: &SyncConfig| args(&connection(sync));
+        assert_eq!(
+            args_of(&ssh),
+            [
+                "--timeout=20",
+                "-e",
+                "ssh -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
+            ]
+        );
+        ssh.ssh_command = Some("/usr/bin/ssh -p 2222".into());
+        ssh.io_timeout_s = Some(0);
+        ssh.connect_timeout_s = Some(3);
+        assert_eq!(
+            args_of(&ssh),
+            ["-e", "/usr/bin/ssh -p 2222 -o ConnectTimeout=3"]
+        );
+        ssh.ssh_command = Some("my-wrapper --x".into());
+        assert_eq!(
+            args_of(&ssh),
+            ["-e", "my-wrapper --x"],
+            "not ssh: as written"
+        );
+
+        let local = SyncConfig::new("t", "/src".into(), "/srv/r".into());
+        assert_eq!(args_of(&local), ["--timeout=120"]);
+    }
+
     #[test]
     fn the_root_is_listed_when_it_or_an_entry_of_it_changed() {
         let listed = |paths: &[(&[u8], Scope)]| -> Vec<(Mode, Vec<Vec<u8>>)> {
-            let lists = Lists::new(paths.iter().copied());
+            let lists = Lists::keeping(paths.iter().copied(), |_| true);
             lists
                 .by_mode()
                 .map(|(mode, list)| (mode, list.iter().map(|(p, _)| p.clone()).collect()))
                 .collect()
         };
         assert_eq!(
-            listed(&[(b"moved-in", Scope::Subtree), (b"a/b", Scope::Entry)]),
+            listed(&[(b"top", Scope::Entry), (b"a/b", Scope::Entry)]),
+            vec![(
+                Mode::Incremental,
+                vec![b".".to_vec(), b"top".to_vec(), b"a/b".to_vec()]
+            )]
+        );
+        // A subtree run that adds or removes an entry of the root comes
+        // after the entries run: the root goes into the contents run.
+        assert_eq!(
+            listed(&[(b"a/b", Scope::Entry), (b"moved-in", Scope::Subtree)]),
             vec![
-                (Mode::Incremental, vec![b".".to_vec(), b"a/b".to_vec()]),
+                (Mode::Incremental, vec![b"a/b".to_vec()]),
+                (Mode::Contents, vec![b".".to_vec()]),
                 (Mode::Subtree, vec![b"moved-in".to_vec()])
             ]
+        );
+        assert_eq!(
+            listed(&[(b"d/e", Scope::Subtree)]),
+            vec![(Mode::Subtree, vec![b"d/e".to_vec()])]
         );
         assert_eq!(
             listed(&[(b"", Scope::Entry)]),
@@ -450,8 +662,41 @@ mod tests {
         assert_eq!(
             listed(&[(b"d", Scope::Contents), (b"d/e/f", Scope::Entry)]),
             vec![
-                (Mode::Incremental, vec![b".".to_vec(), b"d/e/f".to_vec()]),
-                (Mode::Contents, vec![b"d/".to_vec()])
+                (Mode::Incremental, vec![b"d/e/f".to_vec()]),
+                (Mode::Contents, vec![b".".to_vec(), b"d/".to_vec()])
+            ]
+        );
+        assert_eq!(
+            listed(&[(b"", Scope::Contents), (b"new", Scope::Subtree)]),
+            vec![
+                (Mode::Contents, vec![b".".to_vec()]),
+                (Mode::Subtree, vec![b"new".to_vec()])
+            ]
+        );
+    }
+
+    #[test]
+    fn paths_below_an_entry_that_is_no_longer_a_directory_are_not_listed() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("was-dir"), "a file now").unwrap();
+        std::fs::create_dir(source.path().join("dir")).unwrap();
+        let paths: [(&[u8], Scope); 4] = [
+            (b"was-dir/old", Scope::Entry),
+            (b"dir/gone", Scope::Entry),
+            (b"was-dir/sub/deeper", Scope::Subtree),
+            (b"was-dir", Scope::Subtree),
+        ];
+        let lists = Lists::of_source(source.path(), paths);
+        let listed: Vec<(Mode, Vec<Listed>)> = lists
+            .by_mode()
+            .map(|(mode, list)| (mode, list.to_vec()))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                (Mode::Incremental, vec![(b"dir/gone".to_vec(), 1)]),
+                (Mode::Contents, vec![(b".".to_vec(), 3)]),
+                (Mode::Subtree, vec![(b"was-dir".to_vec(), 3)]),
             ]
         );
     }

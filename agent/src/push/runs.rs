@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use tracing::Span;
 
 use super::rsync::{self, Mode, RsyncError};
+use crate::journal::{now_ms, Journal, PushInFlight};
 
 /// Label set: `(name, value)` pairs.
 type Labels = Vec<(String, String)>;
@@ -53,10 +54,13 @@ impl Runs {
 
     /// Runs `cmd` for `target` once a slot is free (see
     /// [`rsync::run_showing`] for `list`, `progress` and the result), and
-    /// records its duration and exit code. Waiting for a slot ends with
+    /// records its duration and exit code; while it runs, `journal` shows
+    /// it as the target's push in flight. Waiting for a slot ends with
     /// [`RsyncError::Interrupted`] once `stop` is set.
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
+        journal: &Journal,
         target: &str,
         mode: Mode,
         cmd: Command,
@@ -65,6 +69,7 @@ impl Runs {
         progress: Option<Span>,
     ) -> Result<Vec<u8>, RsyncError> {
         let _slot = self.take_slot(stop)?;
+        let _shown = InFlight::show(journal, target, mode, &cmd, list.len());
         let started = Instant::now();
         let result = rsync::run_showing(cmd, list, stop, progress);
         let code = match &result {
@@ -118,6 +123,62 @@ impl Runs {
     }
 }
 
+/// A run shown in the journal as its target's push in flight
+/// ([`PushInFlight`]) until dropped. The journal only informs `status`
+/// here: a failed write is logged, never fails the push.
+struct InFlight<'a> {
+    journal: &'a Journal,
+    target: &'a str,
+}
+
+impl<'a> InFlight<'a> {
+    fn show(
+        journal: &'a Journal,
+        target: &'a str,
+        mode: Mode,
+        cmd: &Command,
+        paths: usize,
+    ) -> Self {
+        let run = PushInFlight {
+            pid: std::process::id(),
+            started_ms: now_ms(),
+            mode: format!("{mode:?}").to_lowercase(),
+            paths: paths as u64,
+            command: command_line(cmd),
+        };
+        if let Err(e) = journal.save_push_in_flight(target, Some(&run)) {
+            tracing::warn!(target, error = %format!("{e:#}"), "cannot record the push in flight");
+        }
+        InFlight { journal, target }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.journal.save_push_in_flight(self.target, None) {
+            tracing::warn!(target = self.target, error = %format!("{e:#}"), "cannot record the end of a push");
+        }
+    }
+}
+
+/// `cmd` as one line for people: program and arguments separated by spaces,
+/// an argument that is empty or holds a space, quote or backslash
+/// single-quoted (sh style).
+pub fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|arg| {
+            let arg = arg.to_string_lossy();
+            if !arg.is_empty() && !arg.contains([' ', '\'', '"', '\\', '\t', '\n']) {
+                arg.into_owned()
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A taken slot, given back when dropped.
 struct Slot<'a> {
     runs: &'a Runs,
@@ -135,6 +196,44 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn a_run_is_shown_in_flight_while_it_lasts() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 0.5; echo \"it's done\""]);
+        let reader = std::thread::scope(|scope| {
+            let run = scope.spawn(|| {
+                Runs::new(1).run(
+                    &journal,
+                    "t",
+                    Mode::Full,
+                    cmd,
+                    &[],
+                    &AtomicBool::new(false),
+                    None,
+                )
+            });
+            let mut seen = None;
+            while seen.is_none() && !run.is_finished() {
+                seen = journal.push_in_flight("t").unwrap();
+            }
+            let result = run.join().unwrap();
+            assert!(result.is_ok(), "{result:?}");
+            seen
+        });
+        let seen = reader.expect("the run was recorded while it ran");
+        assert_eq!(seen.pid, std::process::id());
+        assert_eq!(seen.mode, "full");
+        assert_eq!(seen.command, r#"sh -c 'sleep 0.5; echo "it'\''s done"'"#);
+        assert!(seen.started_ms > 0 && seen.started_ms <= now_ms());
+        assert_eq!(
+            journal.push_in_flight("t").unwrap(),
+            None,
+            "cleared at the end"
+        );
+    }
 
     #[test]
     fn at_most_max_parallel_runs_hold_a_slot_and_a_waiter_leaves_at_stop() {
@@ -163,13 +262,17 @@ mod tests {
     fn every_run_is_counted_by_exit_code_and_timed_by_mode() {
         let runs = Runs::new(1);
         let stop = AtomicBool::new(false);
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
         let mut fails = Command::new("rsync");
         fails.arg("--no-such-option");
-        assert!(runs.run("t", Mode::Full, fails, &[], &stop, None).is_err());
+        assert!(runs
+            .run(&journal, "t", Mode::Full, fails, &[], &stop, None)
+            .is_err());
         let mut succeeds = Command::new("rsync");
         succeeds.arg("--version");
         assert!(runs
-            .run("t", Mode::Incremental, succeeds, &[], &stop, None)
+            .run(&journal, "t", Mode::Incremental, succeeds, &[], &stop, None)
             .is_ok());
         let mut registry = Registry::default();
         runs.register(&mut registry);
