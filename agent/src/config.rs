@@ -71,6 +71,9 @@ pub struct Config {
     #[serde(default)]
     pub push: PushConfig,
     /// One entry per (source tree, target) pair, each with its own cursor.
+    /// Absent (the package's commented default) is not a parse error but
+    /// the check's "at least one [[sync]] table is required".
+    #[serde(default)]
     pub sync: Vec<SyncConfig>,
 }
 

@@ -16,8 +16,13 @@
 //! - `cargo xtask bench`: fsjournal side by side with lsyncd, inotifywait and
 //!   full-scan rsync on a generated tree (`bench/`); `--micro`: the agent's
 //!   criterion micro-benchmarks (`agent/benches/`).
+//! - `cargo xtask dist`: the Debian package and a tarball of the same files
+//!   into `target/dist/` (`dist/`).
+//! - `cargo xtask test-package`: dist, lintian, then the package installed,
+//!   run and purged in a clean Debian 12 root (needs root).
 
 mod bench;
+mod dist;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,6 +72,10 @@ enum Task {
     },
     /// Setup, then measure fsjournal against lsyncd, inotifywait and full-scan rsync (needs root).
     Bench(bench::BenchArgs),
+    /// Build the release artifacts: target/dist/fsjournal_VERSION-1_amd64.deb and a tarball of its files.
+    Dist(dist::DistArgs),
+    /// Dist, lintian, then install, run and purge the package in a clean Debian 12 root (needs root).
+    TestPackage(dist::DistArgs),
     /// Setup, then keep a replica of a sample tree in sync until Ctrl-C.
     Demo {
         /// Where the sample source, replica and journal are created.
@@ -109,6 +118,14 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => {
             setup()?;
             bench::run(args, build_ebpf)
+        }
+        Task::Dist(args) => {
+            setup()?;
+            dist::dist(&args, build_ebpf).map(|_| ())
+        }
+        Task::TestPackage(args) => {
+            setup()?;
+            dist::package_test::test_package(&args, build_ebpf)
         }
         Task::Demo { dir } => {
             setup()?;

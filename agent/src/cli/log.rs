@@ -39,9 +39,12 @@ pub struct LogArgs {
     /// Keep printing new records as they are journaled.
     #[arg(long, short)]
     follow: bool,
-    /// One JSON object per line.
+    /// One JSON object per line (times as `time_ms`, milliseconds since the Unix epoch).
     #[arg(long)]
     json: bool,
+    /// Show times in UTC (`…Z`) instead of the local time zone.
+    #[arg(long)]
+    utc: bool,
 }
 
 /// One record as `--json` prints it.
@@ -62,7 +65,29 @@ struct JsonRecord<'a> {
     comm: &'a str,
 }
 
-fn print(seq: Seq, record: &LogRecord, roots: &[String], json: bool) -> anyhow::Result<()> {
+/// A record time (ms since the Unix epoch) as RFC 3339 with milliseconds:
+/// local (`2026-12-02T23:04:05.123+01:00`, the zone of TZ or /etc/localtime)
+/// or, with `utc`, `2026-12-02T22:04:05.123Z`.
+fn format_time(time_ms: u64, utc: bool) -> String {
+    let Ok(time) = jiff::Timestamp::from_millisecond(time_ms as i64) else {
+        return format!("{time_ms}ms");
+    };
+    if utc {
+        time.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    } else {
+        time.to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%dT%H:%M:%S%.3f%:z")
+            .to_string()
+    }
+}
+
+fn print(
+    seq: Seq,
+    record: &LogRecord,
+    roots: &[String],
+    json: bool,
+    utc: bool,
+) -> anyhow::Result<()> {
     let root = roots.get(record.root as usize).map_or("?", String::as_str);
     let path = display_path(&record.path);
     if json {
@@ -86,7 +111,7 @@ fn print(seq: Seq, record: &LogRecord, roots: &[String], json: bool) -> anyhow::
         };
         println!(
             "{seq:>10} {} {:<11} {root}/{path}{scope} ino={} pid={} comm={}",
-            record.time_ms,
+            format_time(record.time_ms, utc),
             record.kind().name(),
             record.ino,
             record.pid,
@@ -97,13 +122,13 @@ fn print(seq: Seq, record: &LogRecord, roots: &[String], json: bool) -> anyhow::
 }
 
 /// Prints an agent start: how it closed the gap while nothing captured.
-fn print_start(start: &StartRecord, json: bool) -> anyhow::Result<()> {
+fn print_start(start: &StartRecord, json: bool, utc: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::json!({ "start": start }));
     } else {
         println!(
             "     start {} gap {}",
-            start.time_ms,
+            format_time(start.time_ms, utc),
             super::describe_gap(start)
         );
     }
@@ -145,11 +170,11 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
                     .iter()
                     .filter(|s| s.time_ms >= from && s.time_ms <= record.time_ms)
                 {
-                    print_start(start, args.json)?;
+                    print_start(start, args.json, args.utc)?;
                 }
                 starts_from = Some(from.max(record.time_ms + 1));
                 if filter.selects(record) {
-                    print(*seq, record, &roots, args.json)?;
+                    print(*seq, record, &roots, args.json, args.utc)?;
                 }
             }
             if records.len() < PAGE {
@@ -160,7 +185,7 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
             for start in starts.iter().filter(|s| {
                 s.time_ms >= from && filter.admits_later_start(s.time_ms, journal.last_seq())
             }) {
-                print_start(start, args.json)?;
+                print_start(start, args.json, args.utc)?;
                 starts_from = Some(start.time_ms + 1);
             }
         }
@@ -169,5 +194,22 @@ pub fn run(args: LogArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
         journal.catch_up()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_time;
+
+    #[test]
+    fn times_read_as_rfc3339_local_or_utc() {
+        assert_eq!(
+            format_time(1_700_000_000_123, true),
+            "2023-11-14T22:13:20.123Z"
+        );
+        let local = format_time(1_700_000_000_123, false);
+        let parsed: jiff::Timestamp = local.parse().unwrap();
+        assert_eq!(parsed.as_millisecond(), 1_700_000_000_123, "{local}");
+        assert!(local.starts_with("2023-11-1"), "{local}");
     }
 }

@@ -3,6 +3,7 @@
 //! `install`/`uninstall` write the service's files.
 
 mod config_file;
+mod generate;
 mod health;
 mod install;
 mod log;
@@ -22,7 +23,7 @@ use crate::journal::Journal;
 
 /// fsjournal: kernel-level change capture for hot backup of huge trees.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = env!("FSJOURNAL_VERSION"), about, long_about = None)]
 pub struct Cli {
     /// Log filter for the agent's logs (tracing EnvFilter syntax; also RUST_LOG).
     #[arg(long, global = true, default_value = "info", env = "FSJOURNAL_LOG")]
@@ -72,6 +73,9 @@ pub enum Command {
     /// Detach the eBPF programs a stopped agent left pinned (they keep
     /// capturing while no agent runs, until this or a reboot).
     Unpin(JournalArgs),
+    /// Write man pages or shell completions (for packagers: `cargo xtask dist`).
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
 
 /// `fsjournal run`.
@@ -146,6 +150,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Config(command) => config_file::run(command),
         Command::Install(args) => install::install(args),
         Command::Uninstall(args) => install::uninstall(args),
+        Command::Generate(command) => generate::run(command),
         Command::Unpin(args) => unpin(&args.open()?),
         Command::Run(_) => unreachable!("run is handled by main"),
     }
