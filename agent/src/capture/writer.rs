@@ -30,8 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::Stats;
-use crate::journal::{Change, Journal, RootId, Scope};
-use fsjournal_common::ChangeKind;
+use crate::journal::{Change, Journal, RootId};
 
 /// Changes per chunk handed over in the middle of a drain.
 const CHUNK: usize = 4096;
@@ -253,6 +252,8 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::Scope;
+    use fsjournal_common::ChangeKind;
 
     fn chunk(root: RootId, n: usize, watermark_ms: Option<u64>) -> Chunk {
         Chunk {
