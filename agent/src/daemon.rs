@@ -73,7 +73,6 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
         *sync.source.get_mut() = path;
         syncs.push((sync, id));
     }
-    check_roots_disjoint(&roots)?;
     let names: Vec<&str> = config.sync.iter().map(|s| s.name.as_str()).collect();
     for forgotten in journal.forget_targets_except(&names)? {
         tracing::warn!(target = %forgotten, "target no longer configured: its cursor was dropped");
@@ -239,21 +238,4 @@ pub fn reexec() -> anyhow::Error {
         .args(std::env::args_os().skip(1))
         .exec();
     anyhow::Error::new(error).context("cannot start fsjournal again after SIGHUP")
-}
-
-/// Nested roots would resolve a directory to the inner root only and starve
-/// the outer one: refuse them.
-fn check_roots_disjoint(roots: &[Root]) -> anyhow::Result<()> {
-    for a in roots {
-        for b in roots {
-            if a.id != b.id && b.path.starts_with(&a.path) {
-                anyhow::bail!(
-                    "source {} lies inside source {}: sources must not nest",
-                    b.path.display(),
-                    a.path.display()
-                );
-            }
-        }
-    }
-    Ok(())
 }

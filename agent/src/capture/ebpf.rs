@@ -430,7 +430,8 @@ impl EbpfCapture {
             .find(|pin| !pin.exists())
         {
             Some(pin) => bail!(
-                "the eBPF programs were detached under the running agent ({} is gone: `fsjournal unpin`?):                  capture stopped; a restart re-arms it and scans the gap",
+                "the eBPF programs were detached under the running agent ({} is gone: `fsjournal unpin`?): \
+                 capture stopped; a restart re-arms it and scans the gap",
                 pin.display()
             ),
             None => Ok(()),

@@ -217,7 +217,7 @@ fn print(status: &Status, health: &Health) {
         if !t.state.held.is_empty() {
             let failing = t.state.refused_paths();
             println!(
-                "  held         {} paths ({failing} refused by the target, retried with backoff)",
+                "  held         {} paths ({failing} refused by the target or unreadable on the source, retried with backoff)",
                 t.state.held.len()
             );
         }
