@@ -34,8 +34,22 @@ pub fn sh(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Polls `done` every 100 ms until it holds; panics after `timeout` with `what`.
+/// How much slower than this machine the tests run: `FSJ_TIME_SCALE`
+/// (a whole number, 1 when unset), set by `cargo xtask test-kernels` for
+/// guests under QEMU's software emulation. Every [`wait_until`] timeout is
+/// multiplied by it; no test asserts a duration.
+pub fn time_scale() -> u32 {
+    std::env::var("FSJ_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// Polls `done` every 100 ms until it holds; panics after `timeout` (times
+/// [`time_scale`]) with `what`.
 pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let timeout = timeout * time_scale();
     let start = Instant::now();
     while !done() {
         assert!(

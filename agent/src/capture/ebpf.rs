@@ -1,16 +1,20 @@
-//! The eBPF backend, tracepoint rung: programs on `timestamp:ctime_ns_xchg`
-//! and `timestamp:ctime_xchg_skip` (see `ebpf/programs`) report (dev, ino,
-//! generation) of every inode whose ctime moved; userspace turns that into a
-//! path with `open_by_handle_at`.
+//! The eBPF backend: kernel programs report (dev, ino, generation) of
+//! every inode whose content, metadata or entries changed; userspace turns
+//! that into a path with `open_by_handle_at`.
 //!
-//! The attach ladder (issue 3): rung 1, fexit on `vfs_*` / BPF-LSM hooks, is
-//! not built yet; each start probes whether the kernel would accept it
-//! (`rung1.rs`) and says so in the ladder string; rung 2 is this module;
-//! rung 3 is fanotify, which `auto` falls
-//! back to when this module cannot arm (programs not built, tracefs
-//! missing, a format file that disagrees with the compiled offsets, a
+//! The attach ladder: rung 1 is the VFS-hook rung (`vfs_hooks.rs`: fexit
+//! programs on `vfs_write`, `notify_change`, `vfs_rename`, ..., with struct
+//! offsets read from the running kernel's BTF), for kernels with BPF
+//! trampolines (Debian's 6.1 and 6.12, and every kernel before 6.13); rung
+//! 2 is the tracepoint rung (`timestamp:ctime_ns_xchg` and
+//! `timestamp:ctime_xchg_skip`, kernels 6.13 and later, and the only eBPF
+//! rung where trampolines are refused, as on this project's VM); rung 3 is
+//! fanotify, which `auto` falls back to when this module cannot arm
+//! (programs not built, bpffs/tracefs missing, both rungs refused, a
 //! filesystem whose file handles we cannot build — tmpfs among them: its
-//! handles decode only for inodes that were exported before).
+//! handles decode only for inodes that were exported before). Both eBPF
+//! rungs send the same records into the same maps, so everything below the
+//! attach step is one code path.
 //!
 //! From inode to change: a file becomes an entry push. A directory's ctime
 //! moves when an entry in it is created, deleted or renamed. A directory
@@ -47,14 +51,15 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::TracePoint;
+use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use fsjournal_common::{counter, drained, ChangeKind, DirtyKey, InodeEvent};
 
 use super::dir_index::DirIndex;
 use super::handle::{self, FileHandle};
 use super::hard_links::HardLinks;
-use super::{rung1, Root, Sink, Source, Stats};
+use super::vfs_hooks::{self, Plan};
+use super::{Root, Sink, Source, Stats};
 use crate::config::CaptureConfig;
 use crate::journal::{ArmTimes, Change, RootId, Scope};
 
@@ -73,8 +78,8 @@ struct Tracepoint {
 /// runs survives until the next one. A pin directory that lacks one of them
 /// was left by an older fsjournal (or by a load that died half-way): it is
 /// removed and the start closes the gap with a scan.
-const PINNED_MAPS: [&str; 8] = [
-    "EVENTS", "DIRTY", "DEVS", "COUNTERS", "AGENT", "SEQ", "DRAINED", "LAST",
+const PINNED_MAPS: [&str; 9] = [
+    "EVENTS", "DIRTY", "DEVS", "ROOTS", "COUNTERS", "AGENT", "SEQ", "DRAINED", "LAST",
 ];
 
 const TRACEPOINTS: [Tracepoint; 2] = [
@@ -169,15 +174,26 @@ pub struct EbpfCapture {
     /// Where the links are pinned: their pins are all that keeps the
     /// programs attached (see [`EbpfCapture::check_attached`]).
     pin_dir: PathBuf,
+    /// The pin names of the attached rung's links.
+    links: Vec<&'static str>,
 }
 
-/// Loads the object, reusing the maps pinned in `pin_dir` (or pinning new ones).
-fn load(pin_dir: &Path, config: &CaptureConfig) -> anyhow::Result<Ebpf> {
+/// Loads the object, reusing the maps pinned in `pin_dir` (or pinning new
+/// ones), with the VFS-hook rung's struct offsets set (`globals`: none when
+/// that rung was refused before loading).
+fn load(
+    pin_dir: &Path,
+    config: &CaptureConfig,
+    globals: &[(&'static str, u32)],
+) -> anyhow::Result<Ebpf> {
     crate::private_dir::ensure(pin_dir, "eBPF pin directory")?;
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries("EVENTS", config.ring_buffer_bytes)
         .map_max_entries("DIRTY", config.dirty_inodes);
+    for (global, offset) in globals {
+        loader.override_global(global, offset, true);
+    }
     for map in PINNED_MAPS {
         loader.map_pin_path(map, pin_dir.join(map));
     }
@@ -186,7 +202,7 @@ fn load(pin_dir: &Path, config: &CaptureConfig) -> anyhow::Result<Ebpf> {
         .context("the kernel refused the eBPF object")
 }
 
-/// Where the link of tracepoint `name` is pinned.
+/// Where the link of program (or tracepoint) `name` is pinned.
 fn link_pin(pin_dir: &Path, name: &str) -> PathBuf {
     pin_dir.join(format!("link-{name}"))
 }
@@ -309,21 +325,20 @@ impl EbpfCapture {
         }
         ensure_mounted("bpf", "/sys/fs/bpf")?;
         ensure_mounted("tracefs", "/sys/kernel/tracing")?;
-        for tp in &TRACEPOINTS {
-            check_format(tp.category, tp.name, &tp.fields)?;
-        }
+        let vfs = vfs_hooks::plan();
+        let globals = vfs.as_ref().map(|p| p.globals.clone()).unwrap_or_default();
         let (mut filesystems, root_fs) = plan_filesystems(roots)?;
         check_pin_dirs(pin_dir)?;
         if pin_dir.exists() && !PINNED_MAPS.iter().all(|m| pin_dir.join(m).exists()) {
             tracing::warn!(pins = %pin_dir.display(), "pinned eBPF state lacks maps this version needs (an older fsjournal, or a load that died half-way); starting afresh, the gap scan covers the downtime");
             unpin(pin_dir)?;
         }
-        // Programs of a previous agent still attached: their maps hold what
-        // happened while no agent ran.
-        let adopted = TRACEPOINTS
-            .iter()
-            .all(|tp| link_pin(pin_dir, tp.name).exists());
-        let mut ebpf = match load(pin_dir, config) {
+        // Links of a previous agent still pinned: if they are those of the
+        // rung attached below, their maps hold what happened while no agent ran.
+        let pinned_before: HashSet<&str> = all_link_names()
+            .filter(|name| link_pin(pin_dir, name).exists())
+            .collect();
+        let mut ebpf = match load(pin_dir, config, &globals) {
             Ok(ebpf) => ebpf,
             Err(e) if pin_dir.exists() => {
                 tracing::warn!(error = %format!("{e:#}"), pins = %pin_dir.display(), "pinned eBPF state unusable; starting afresh");
@@ -345,7 +360,7 @@ impl EbpfCapture {
         for dev in wanted.difference(&tracked) {
             devs.insert(dev, 1, 0)?;
         }
-        let every_root_tracked = wanted.is_subset(&tracked);
+        let every_root_tracked = wanted.is_subset(&tracked) && track_roots(&mut ebpf, roots)?;
         let counters: PerCpuArray<MapData, u64> =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
         let mut drained: Array<MapData, u64> =
@@ -358,16 +373,15 @@ impl EbpfCapture {
         let drained_index = drained.get(&drained::INDEX, 0)?;
         drained.set(drained::DROPS, dropped, 0)?;
         // New programs attach before the old ones detach: no instant without capture.
-        for Tracepoint { category, name, .. } in &TRACEPOINTS {
-            attach_pinned(&mut ebpf, pin_dir, category, name)?;
-        }
+        let rung = attach_ladder(&mut ebpf, pin_dir, vfs)?;
+        let adopted = rung.links.iter().all(|name| pinned_before.contains(name));
         // Our own I/O (journal, logs) must not feed back; the old programs
         // share this pinned map, so they ignore us from now on too.
         let mut agent = Array::try_from(ebpf.take_map("AGENT").context("map AGENT")?)?;
         agent.set(0, std::process::id(), 0)?;
         let attached = started.elapsed();
         tracing::info!(
-            rung = "tracepoint",
+            rung = rung.name,
             filesystems = filesystems.len(),
             ring_buffer_bytes = config.ring_buffer_bytes,
             pins = %pin_dir.display(),
@@ -388,9 +402,7 @@ impl EbpfCapture {
             tracing::info!(root = %root.path.display(), directories = index.len(), "root indexed");
         }
         let times = super::arm_times(attached, started.elapsed());
-        // After the walk: parsing the kernel's BTF for the probe takes a
-        // while, and nothing waits on its answer but the logs.
-        let ladder = format!("eBPF tracepoint rung; {}", rung1::probe(&mut ebpf));
+        let ladder = rung.ladder;
         tracing::info!(
             capture_attached_ms = times.attached_ms,
             index_ready_ms = times.index_ready_ms,
@@ -414,6 +426,7 @@ impl EbpfCapture {
             ladder,
             times,
             pin_dir: pin_dir.to_path_buf(),
+            links: rung.links,
         })
     }
 
@@ -424,9 +437,10 @@ impl EbpfCapture {
     /// next start re-arms and closes the gap with a scan (the service
     /// manager restarts it).
     fn check_attached(&self) -> anyhow::Result<()> {
-        match TRACEPOINTS
+        match self
+            .links
             .iter()
-            .map(|tp| link_pin(&self.pin_dir, tp.name))
+            .map(|name| link_pin(&self.pin_dir, name))
             .find(|pin| !pin.exists())
         {
             Some(pin) => bail!(
@@ -454,6 +468,30 @@ impl EbpfCapture {
     pub fn times(&self) -> ArmTimes {
         self.times
     }
+}
+
+/// Puts each root's directory, `[ino, kernel dev]`, into the programs'
+/// `ROOTS` map (the VFS-hook rung's in-kernel filter), adding the wanted
+/// ones before removing the others so adopted programs never filter a root
+/// still wanted. True when every root was there already: only then can an
+/// adopted backlog be complete.
+fn track_roots(ebpf: &mut Ebpf, roots: &[Root]) -> anyhow::Result<bool> {
+    let mut map: BpfHashMap<_, [u64; 2], u8> =
+        BpfHashMap::try_from(ebpf.map_mut("ROOTS").context("map ROOTS")?)?;
+    let tracked: HashSet<[u64; 2]> = map.keys().filter_map(Result::ok).collect();
+    let mut wanted = HashSet::new();
+    for root in roots {
+        let meta = std::fs::metadata(&root.path)
+            .with_context(|| format!("cannot stat root {}", root.path.display()))?;
+        wanted.insert([meta.ino(), kernel_dev(meta.dev()) as u64]);
+    }
+    for key in wanted.difference(&tracked) {
+        map.insert(key, 1, 0)?;
+    }
+    for key in tracked.difference(&wanted) {
+        map.remove(key)?;
+    }
+    Ok(wanted.is_subset(&tracked))
 }
 
 /// A `COUNTERS` entry since the pinned maps were created, summed over CPUs
@@ -511,27 +549,104 @@ fn plan_filesystems(roots: &[Root]) -> anyhow::Result<(Vec<Filesystem>, Vec<usiz
     Ok((filesystems, root_fs))
 }
 
-/// Loads and attaches tracepoint program `name`, pins its link, and only
-/// then detaches the link an earlier agent pinned (at no instant is nothing
-/// attached).
-fn attach_pinned(
+/// The rung the ladder attached.
+struct Rung {
+    /// `"vfs-hooks"` or `"tracepoint"`, for the logs.
+    name: &'static str,
+    /// The pin names of its links.
+    links: Vec<&'static str>,
+    /// The ladder string: the rung in use and why better ones were refused.
+    ladder: String,
+}
+
+/// Every link pin name either rung uses.
+fn all_link_names() -> impl Iterator<Item = &'static str> {
+    TRACEPOINTS
+        .iter()
+        .map(|tp| tp.name)
+        .chain(fsjournal_common::vfs_hooks::HOOKS.iter().map(|h| h.program))
+}
+
+/// Attaches the best rung this kernel accepts: the VFS-hook rung (fexit),
+/// else the tracepoint rung; then detaches whatever links of the other rung
+/// an earlier agent left pinned. Errors name both refusals (`auto` then
+/// falls back to fanotify).
+fn attach_ladder(
     ebpf: &mut Ebpf,
     pin_dir: &Path,
-    category: &str,
-    name: &str,
-) -> anyhow::Result<()> {
+    vfs: anyhow::Result<Plan>,
+) -> anyhow::Result<Rung> {
+    let vfs_refusal = match vfs.and_then(|plan| attach_vfs_hooks(ebpf, pin_dir, &plan).map(|()| plan)) {
+        Ok(plan) => {
+            let links = plan.hooks.iter().map(|h| h.program).collect::<Vec<_>>();
+            unpin_links_except(pin_dir, &links)?;
+            return Ok(Rung {
+                name: "vfs-hooks",
+                links,
+                ladder: format!("eBPF VFS-hook rung: {}", plan.describe()),
+            });
+        }
+        Err(e) => format!("{e:#}"),
+    };
+    let mut attach_tracepoints = || -> anyhow::Result<()> {
+        for tp in &TRACEPOINTS {
+            check_format(tp.category, tp.name, &tp.fields)?;
+        }
+        for Tracepoint { category, name, .. } in &TRACEPOINTS {
+            pin_link(pin_dir, name, attach_tracepoint(ebpf, category, name)?)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = attach_tracepoints() {
+        bail!("VFS-hook rung refused: {vfs_refusal}; tracepoint rung refused: {e:#}");
+    }
+    let links = TRACEPOINTS.iter().map(|tp| tp.name).collect::<Vec<_>>();
+    unpin_links_except(pin_dir, &links)?;
+    Ok(Rung {
+        name: "tracepoint",
+        links,
+        ladder: format!("eBPF tracepoint rung; VFS-hook rung refused: {vfs_refusal}"),
+    })
+}
+
+/// Attaches and pins every program of `plan`; on a refusal, detaches those
+/// it attached (the kernel that refused one will refuse the rung).
+fn attach_vfs_hooks(ebpf: &mut Ebpf, pin_dir: &Path, plan: &Plan) -> anyhow::Result<()> {
+    let btf = aya::Btf::from_sys_fs().context("cannot read the kernel's BTF")?;
+    for hook in &plan.hooks {
+        let attached = vfs_hooks::attach(ebpf, &btf, hook)
+            .and_then(|link| pin_link(pin_dir, hook.program, link));
+        if let Err(e) = attached {
+            let links: Vec<&str> = plan.hooks.iter().map(|h| h.program).collect();
+            unpin_links(pin_dir, &links)?;
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Loads and attaches tracepoint program `name`; the link, for pinning.
+fn attach_tracepoint(ebpf: &mut Ebpf, category: &str, name: &str) -> anyhow::Result<FdLink> {
     let program: &mut TracePoint = ebpf
         .program_mut(name)
         .with_context(|| format!("program {name}"))?
         .try_into()?;
-    program.load().with_context(|| format!("loading {name}"))?;
+    program
+        .load()
+        .map_err(explain_load_error)
+        .with_context(|| format!("loading {name}"))?;
     let link_id = program
         .attach(category, name)
         .with_context(|| format!("attaching {category}:{name}"))?;
-    let link: FdLink = program
+    program
         .take_link(link_id)?
         .try_into()
-        .context("this kernel has no BPF perf links to pin")?;
+        .context("this kernel has no BPF perf links to pin")
+}
+
+/// Pins `link` as `link-<name>`, and only then detaches the link an
+/// earlier agent pinned there (at no instant is nothing attached).
+fn pin_link(pin_dir: &Path, name: &str, link: FdLink) -> anyhow::Result<()> {
     let (pin, fresh) = (
         link_pin(pin_dir, name),
         pin_dir.join(format!("link-{name}-new")),
@@ -545,6 +660,44 @@ fn attach_pinned(
     std::fs::rename(&fresh, &pin)
         .with_context(|| format!("renaming {} in bpffs", fresh.display()))?;
     Ok(())
+}
+
+/// Detaches the pinned links of `names` (those that exist).
+fn unpin_links(pin_dir: &Path, names: &[&str]) -> anyhow::Result<()> {
+    for name in names {
+        let pin = link_pin(pin_dir, name);
+        if pin.exists() {
+            drop(PinnedLink::from_pin(&pin)?.unpin()?);
+        }
+    }
+    Ok(())
+}
+
+/// Detaches every pinned link of either rung but `keep`.
+fn unpin_links_except(pin_dir: &Path, keep: &[&str]) -> anyhow::Result<()> {
+    let others: Vec<&str> = all_link_names().filter(|n| !keep.contains(n)).collect();
+    unpin_links(pin_dir, &others)
+}
+
+/// A program load error as one line: the `BPF_PROG_LOAD` error and the
+/// verifier's log when it wrote one (EPERM with an empty log: this kernel
+/// refuses BPF trampolines).
+pub(super) fn explain_load_error(error: ProgramError) -> anyhow::Error {
+    match error {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let log = log.trim();
+            if log.is_empty() {
+                anyhow::anyhow!("BPF_PROG_LOAD: {io_error}")
+            } else {
+                anyhow::anyhow!("BPF_PROG_LOAD: {io_error}; verifier: {log}")
+            }
+        }
+        e => anyhow::Error::new(e),
+    }
 }
 
 impl Source for EbpfCapture {

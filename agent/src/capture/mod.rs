@@ -15,7 +15,7 @@ pub mod fanotify_sys;
 mod gap;
 pub mod handle;
 mod hard_links;
-mod rung1;
+mod vfs_hooks;
 mod writer;
 
 use std::path::PathBuf;

@@ -94,6 +94,100 @@ pub mod hook {
     pub const CTIME_NS_XCHG: u32 = 1;
     /// Tracepoint `timestamp:ctime_xchg_skip` (a ctime update that raced another).
     pub const CTIME_XCHG_SKIP: u32 = 2;
+    /// A VFS-hook program (the fexit rung): 16 + its position in
+    /// [`vfs_hooks::HOOKS`](super::vfs_hooks::HOOKS).
+    pub const VFS_FIRST: u32 = 16;
+}
+
+/// The VFS-hook rung's contract: which kernel functions its fexit programs
+/// hook, and which kernel struct members they read.
+///
+/// Struct layouts differ between kernel versions and builds, so the
+/// programs carry no compiled-in offsets: each member below is a read-only
+/// global of the object (a `u32`, the byte offset), which the agent resolves
+/// from the running kernel's BTF (`/sys/kernel/btf/vmlinux`) and sets before
+/// loading. A member missing from the BTF refuses the rung; nothing is ever
+/// read at a guessed offset.
+pub mod vfs_hooks {
+    /// One fexit program: its name in the object, the kernel function it
+    /// hooks, whether the rung can do without it (a function that a kernel
+    /// inlined away or does not have: `vfs_set_acl` before 6.2), and the
+    /// prototype the program assumes: the number of arguments (the return
+    /// value follows them in an fexit context) and the return value's width
+    /// in bytes (4: `int`, 8: `ssize_t`). The agent compares both with the
+    /// kernel's BTF and refuses a function whose prototype differs.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Hook {
+        pub program: &'static str,
+        pub function: &'static str,
+        pub required: bool,
+        pub args: usize,
+        pub returns: usize,
+    }
+
+    const fn hook(program: &'static str, function: &'static str, required: bool, args: usize, returns: usize) -> Hook {
+        Hook { program, function, required, args, returns }
+    }
+
+    /// Every program of the rung, in [`hook::VFS_FIRST`](super::hook::VFS_FIRST) order.
+    /// What each catches is said at its program in `ebpf/programs/src/vfs.rs`.
+    pub const HOOKS: [Hook; 18] = [
+        hook("fx_vfs_write", "vfs_write", true, 4, 8),
+        hook("fx_vfs_writev", "vfs_writev", false, 5, 8),
+        hook("fx_vfs_iter_write", "vfs_iter_write", false, 4, 8),
+        hook("fx_vfs_copy_file_range", "vfs_copy_file_range", false, 6, 8),
+        hook("fx_vfs_fallocate", "vfs_fallocate", true, 4, 4),
+        hook("fx_file_update_time", "file_update_time", true, 1, 4),
+        hook("fx_notify_change", "notify_change", true, 4, 4),
+        hook("fx_vfs_setxattr", "vfs_setxattr", true, 6, 4),
+        hook("fx_vfs_removexattr", "vfs_removexattr", true, 3, 4),
+        hook("fx_vfs_set_acl", "vfs_set_acl", false, 4, 4),
+        hook("fx_vfs_open", "vfs_open", true, 2, 4),
+        hook("fx_vfs_mkdir", "vfs_mkdir", true, 4, 4),
+        hook("fx_vfs_mknod", "vfs_mknod", true, 5, 4),
+        hook("fx_vfs_symlink", "vfs_symlink", true, 4, 4),
+        hook("fx_vfs_link", "vfs_link", true, 5, 4),
+        hook("fx_vfs_unlink", "vfs_unlink", true, 4, 4),
+        hook("fx_vfs_rmdir", "vfs_rmdir", true, 3, 4),
+        hook("fx_vfs_rename", "vfs_rename", true, 1, 4),
+    ];
+
+    /// One struct member the programs read: the object's global that holds
+    /// its byte offset, the struct, and the member (a dotted path for a
+    /// member of an embedded struct).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Member {
+        pub global: &'static str,
+        pub strukt: &'static str,
+        pub member: &'static str,
+    }
+
+    const fn member(global: &'static str, strukt: &'static str, member: &'static str) -> Member {
+        Member { global, strukt, member }
+    }
+
+    /// Every member the programs read.
+    pub const MEMBERS: [Member; 15] = [
+        member("OFF_FILE_INODE", "file", "f_inode"),
+        member("OFF_FILE_DENTRY", "file", "f_path.dentry"),
+        member("OFF_FILE_MODE", "file", "f_mode"),
+        member("OFF_PATH_DENTRY", "path", "dentry"),
+        member("OFF_DENTRY_PARENT", "dentry", "d_parent"),
+        member("OFF_DENTRY_INODE", "dentry", "d_inode"),
+        member("OFF_INODE_INO", "inode", "i_ino"),
+        member("OFF_INODE_SB", "inode", "i_sb"),
+        member("OFF_INODE_GENERATION", "inode", "i_generation"),
+        member("OFF_SB_DEV", "super_block", "s_dev"),
+        member("OFF_RENAME_OLD_DIR", "renamedata", "old_dir"),
+        member("OFF_RENAME_OLD_DENTRY", "renamedata", "old_dentry"),
+        member("OFF_RENAME_NEW_DIR", "renamedata", "new_dir"),
+        member("OFF_RENAME_NEW_DENTRY", "renamedata", "new_dentry"),
+        member("OFF_RENAME_FLAGS", "renamedata", "flags"),
+    ];
+
+    /// `FMODE_CREATED` (`include/linux/fs.h`, bit 20 from 5.0 through at
+    /// least 6.12): `file->f_mode` says the open created the file.
+    pub const FMODE_CREATED: u32 = 1 << 20;
 }
 
 /// Indexes of the per-CPU `COUNTERS` array (events).

@@ -1,4 +1,5 @@
-//! fsjournal's kernel-side capture programs: the tracepoint rung.
+//! fsjournal's kernel-side capture programs: the tracepoint rung, and the
+//! VFS-hook rung in `vfs.rs`.
 //!
 //! Two classic tracepoints fire whenever the kernel moves an inode's ctime
 //! on a multigrain filesystem (ext4, xfs, btrfs, tmpfs): every write,
@@ -27,9 +28,10 @@
 //! file thus costs one ring-buffer record per agent drain, and while no agent
 //! runs, one in all.
 //!
-//! `probe_vfs_rename` is no capture program: the agent only tries to load it,
-//! to learn whether this kernel accepts the attach ladder's rung 1 (fexit
-//! and BPF-LSM programs, which need BPF trampolines).
+//! Two rungs share these maps and `send`: the tracepoint programs below
+//! (kernels 6.13 and later) and the VFS-hook programs of `vfs.rs` (fexit;
+//! kernels whose BPF trampolines work, 6.1 and 6.12 among them). The agent
+//! attaches one rung or the other, never both.
 #![no_std]
 #![no_main]
 // `AtomicU64::fetch_add` is not offered on bpfel-unknown-none (no
@@ -40,9 +42,11 @@
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 
 use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
-use aya_ebpf::macros::{fexit, map, tracepoint};
+use aya_ebpf::macros::{map, tracepoint};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
-use aya_ebpf::programs::{FExitContext, TracePointContext};
+use aya_ebpf::programs::TracePointContext;
+
+mod vfs;
 use fsjournal_common::{coalesce_key, counter, drained, hook, CoalesceKey, DirtyKey, InodeEvent};
 
 /// `BPF_RB_NO_WAKEUP` from `include/uapi/linux/bpf.h`.
@@ -63,6 +67,12 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 25, 0);
 /// Tracked devices (kernel dev_t encoding) → 1.
 #[map]
 static DEVS: HashMap<u32, u8> = HashMap::with_max_entries(64, 0);
+
+/// The roots' directories, `[ino, dev]` (dev in the kernel's encoding) → 1:
+/// the VFS-hook rung sends only what lies below one of them (set by the
+/// agent at start).
+#[map]
+static ROOTS: HashMap<[u64; 2], u8> = HashMap::with_max_entries(256, 0);
 
 /// Inodes whose events did not fit in the ring buffer (set by the agent at
 /// load time): a bounded spill-over, drained with the ring buffer, so a burst
@@ -114,31 +124,47 @@ fn bump(index: u32) {
 
 #[inline(always)]
 fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
-    bump(counter::SEEN);
     // SAFETY: offsets inside the tracepoint record, checked by the agent.
-    let Ok(dev) = (unsafe { ctx.read_at::<u32>(DEV_OFFSET) }) else { return 0 };
+    let (Ok(dev), Ok(ino), Ok(generation)) = (
+        unsafe { ctx.read_at::<u32>(DEV_OFFSET) },
+        unsafe { ctx.read_at::<u64>(INO_OFFSET) },
+        unsafe { ctx.read_at::<u32>(generation_offset) },
+    ) else {
+        return 0;
+    };
+    send(dev, ino, generation, hook, || true);
+    0
+}
+
+/// Filters, coalesces and sends one inode's record: shared by both rungs.
+/// `in_roots` is asked last, only about a record that would be sent: the
+/// VFS-hook rung walks the dentry's ancestry there (the tracepoint rung has
+/// no dentry and passes `|| true`).
+#[inline(always)]
+pub(crate) fn send(dev: u32, ino: u64, generation: u32, hook: u32, in_roots: impl FnOnce() -> bool) {
+    bump(counter::SEEN);
     // SAFETY: a map lookup; the value is not kept.
     if unsafe { DEVS.get(dev) }.is_none() {
         bump(counter::FILTERED);
-        return 0;
+        return;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if AGENT.get(0).is_some_and(|agent| *agent == tgid) {
         bump(counter::FILTERED);
-        return 0;
+        return;
     }
-    // SAFETY: as above.
-    let (Ok(ino), Ok(generation)) = (unsafe { ctx.read_at::<u64>(INO_OFFSET) }, unsafe { ctx.read_at::<u32>(generation_offset) }) else {
-        return 0;
-    };
     let key = coalesce_key(ino, dev, generation);
     let drained = DRAINED.get(drained::INDEX).copied().unwrap_or(0);
     // SAFETY: a map lookup; the value is copied.
     if unsafe { LAST.get(&key) }.is_some_and(|last| *last > drained) {
         bump(counter::COALESCED);
-        return 0;
+        return;
     }
-    let Some(seq) = SEQ.get_ptr_mut(0) else { return 0 };
+    if !in_roots() {
+        bump(counter::FILTERED);
+        return;
+    }
+    let Some(seq) = SEQ.get_ptr_mut(0) else { return };
     // SAFETY: an array slot shared by every CPU, only ever updated atomically.
     // SeqCst, not Relaxed: LLVM 22 compiles a relaxed fetch-and-add whose
     // result is used to BPF's XADD without BPF_FETCH and reuses the addend
@@ -156,13 +182,6 @@ fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
             Err(_) => bump(counter::DROPPED),
         },
     }
-    0
-}
-
-/// Rung-1 probe: never attached, only loaded (see the module comment).
-#[fexit(function = "vfs_rename")]
-pub fn probe_vfs_rename(_ctx: FExitContext) -> i32 {
-    0
 }
 
 #[panic_handler]
