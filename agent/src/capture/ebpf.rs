@@ -360,7 +360,8 @@ impl EbpfCapture {
         for dev in wanted.difference(&tracked) {
             devs.insert(dev, 1, 0)?;
         }
-        let every_root_tracked = wanted.is_subset(&tracked) && track_roots(&mut ebpf, roots)?;
+        let roots_tracked = track_roots(&mut ebpf, roots)?;
+        let every_root_tracked = wanted.is_subset(&tracked) && roots_tracked;
         let counters: PerCpuArray<MapData, u64> =
             PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
         let mut drained: Array<MapData, u64> =
