@@ -105,7 +105,8 @@ impl Default for JournalConfig {
 pub enum BackendChoice {
     /// Best available backend: eBPF, else fanotify.
     Auto,
-    /// eBPF programs on kernel tracepoints (the attach ladder's tracepoint rung).
+    /// eBPF: the VFS-hook rung (fexit) where the kernel has BPF trampolines,
+    /// else the tracepoint rung (kernels 6.13 and later).
     Ebpf,
     /// fanotify with a filesystem-wide mark and FID reporting.
     Fanotify,

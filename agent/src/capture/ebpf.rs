@@ -525,7 +525,7 @@ fn plan_filesystems(roots: &[Root]) -> anyhow::Result<(Vec<Filesystem>, Vec<usiz
         if is_tmpfs(&root.path)? {
             bail!(
                 "{} is on tmpfs, whose file handles decode only after they were exported (shmem_fh_to_dentry): \
-                 the tracepoint rung cannot name its inodes",
+                 the eBPF rungs cannot name its inodes",
                 root.path.display()
             );
         }
