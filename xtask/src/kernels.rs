@@ -22,13 +22,14 @@ use anyhow::{bail, Context};
 
 /// One test binary run in each guest: `binary` is the integration test's
 /// name (`tests/<binary>.rs`, its `[[test]]` name in agent/Cargo.toml) and
-/// `filters` are libtest name filters (a test runs when its name contains
-/// any of them; none: every test of the binary).
+/// `args` its libtest arguments: name filters (a test runs when its name
+/// contains any of them; none: every test), `--exact` (filters are whole
+/// names), `--skip PATTERN`. `--test-threads=1` is added.
 pub struct GuestTest {
     /// Integration test binary.
     pub binary: &'static str,
-    /// libtest filters (substrings of test names).
-    pub filters: &'static [&'static str],
+    /// libtest arguments: filters and options.
+    pub args: &'static [&'static str],
 }
 
 /// What `cargo xtask test-kernels` runs in every guest, in order.
@@ -43,13 +44,15 @@ pub const GUEST_TESTS: &[GuestTest] = &[
     // fanotify on tmpfs: directories replaced by files, symlinks, renames.
     GuestTest {
         binary: "replace",
-        filters: &["fanotify_"],
+        args: &["fanotify_"],
     },
     // fanotify end to end: hard links, an rsync daemon on the guest's
-    // 127.0.0.1 (tmpfs), a local replica of a loop-mounted ext4.
+    // 127.0.0.1 (tmpfs), a local replica of a loop-mounted ext4. `--exact`:
+    // the eBPF twins' names contain these.
     GuestTest {
         binary: "end_to_end",
-        filters: &[
+        args: &[
+            "--exact",
             "fanotify_write_through_one_name_of_a_hard_link_reaches_every_name",
             "replica_follows_every_kind_of_change_through_an_rsync_daemon",
             "replica_follows_every_kind_of_change_on_ext4_to_a_local_directory",
@@ -59,15 +62,19 @@ pub const GUEST_TESTS: &[GuestTest] = &[
 
 /// The kernels `all` means: (series, the release used when apt lists no
 /// newer one of that series or its download fails).
-const KERNELS: [(&str, &str); 2] = [
-    ("6.1", "6.1.0-50-amd64"),
-    ("6.12", "6.12.111+deb12-amd64"),
-];
+const KERNELS: [(&str, &str); 2] = [("6.1", "6.1.0-50-amd64"), ("6.12", "6.12.111+deb12-amd64")];
 
 /// Host packages: QEMU and its qboot firmware, busybox-static and cpio for
 /// the initramfs, kmod (modprobe, depmod) for the module list, zstd and
 /// xz-utils for compressed kernels and modules.
-const PACKAGES: [&str; 6] = ["qemu-system-x86", "busybox-static", "cpio", "kmod", "zstd", "xz-utils"];
+const PACKAGES: [&str; 6] = [
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "kmod",
+    "zstd",
+    "xz-utils",
+];
 
 /// Marks the guest script's own lines on the serial stream.
 const MARK: &str = "@@fsj ";
@@ -96,11 +103,11 @@ pub struct KernelsArgs {
     run: Option<String>,
 }
 
-/// A test binary to run in the guest with its libtest filters, or
-/// (`--run`) a bash command.
+/// A test binary to run in the guest with its libtest arguments
+/// (`args`), or (`--run`) a bash command.
 struct Planned {
     binary: String,
-    filters: Vec<String>,
+    args: Vec<String>,
     command: Option<String>,
 }
 
@@ -176,7 +183,9 @@ fn kernels(kernel: &str) -> anyhow::Result<Vec<(String, String)>> {
         _ => match KERNELS.iter().find(|(s, _)| *s == kernel) {
             Some(k) => Ok(vec![pair(k)]),
             None if kernel.ends_with("-amd64") => Ok(vec![(kernel.into(), kernel.into())]),
-            None => bail!("unknown kernel {kernel:?}: 6.1, 6.12, all or a release like 6.1.0-50-amd64"),
+            None => {
+                bail!("unknown kernel {kernel:?}: 6.1, 6.12, all or a release like 6.1.0-50-amd64")
+            }
         },
     }
 }
@@ -185,7 +194,7 @@ fn kernels(kernel: &str) -> anyhow::Result<Vec<(String, String)>> {
 fn plan(only: &[String]) -> anyhow::Result<Vec<Planned>> {
     let planned = |t: &GuestTest| Planned {
         binary: t.binary.into(),
-        filters: t.filters.iter().map(|f| f.to_string()).collect(),
+        args: t.args.iter().map(|f| f.to_string()).collect(),
         command: None,
     };
     if only.is_empty() {
@@ -197,14 +206,21 @@ fn plan(only: &[String]) -> anyhow::Result<Vec<Planned>> {
         if binary.is_empty() {
             bail!("--only {spec:?}: no test binary named");
         }
-        let from_table: Vec<Planned> =
-            GUEST_TESTS.iter().filter(|t| t.binary == binary).map(planned).collect();
+        let from_table: Vec<Planned> = GUEST_TESTS
+            .iter()
+            .filter(|t| t.binary == binary)
+            .map(planned)
+            .collect();
         if filter.is_empty() && !from_table.is_empty() {
             plan.extend(from_table);
         } else {
             plan.push(Planned {
                 binary: binary.into(),
-                filters: [filter].iter().filter(|f| !f.is_empty()).map(|f| f.to_string()).collect(),
+                args: [filter]
+                    .iter()
+                    .filter(|f| !f.is_empty())
+                    .map(|f| f.to_string())
+                    .collect(),
                 command: None,
             });
         }
@@ -217,7 +233,7 @@ impl Planned {
     fn command(command: &str) -> Planned {
         Planned {
             binary: "command".into(),
-            filters: vec![command.into()],
+            args: vec![command.into()],
             command: Some(command.into()),
         }
     }
@@ -229,7 +245,13 @@ impl Planned {
 fn build_test_binaries() -> anyhow::Result<BTreeMap<String, (PathBuf, PathBuf)>> {
     eprintln!("test-kernels: building the test binaries");
     let out = Command::new(crate::cargo())
-        .args(["test", "-p", "fsjournal", "--no-run", "--message-format=json"])
+        .args([
+            "test",
+            "-p",
+            "fsjournal",
+            "--no-run",
+            "--message-format=json",
+        ])
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run cargo test --no-run")?;
@@ -242,14 +264,19 @@ fn build_test_binaries() -> anyhow::Result<BTreeMap<String, (PathBuf, PathBuf)>>
             continue;
         };
         let target = &msg["target"];
-        let is_test = target["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "test"));
+        let is_test = target["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "test"));
         if let (true, Some(exe), Some(name), Some(manifest)) = (
             is_test,
             msg["executable"].as_str(),
             target["name"].as_str(),
             msg["manifest_path"].as_str(),
         ) {
-            let dir = Path::new(manifest).parent().unwrap_or(Path::new("/")).to_path_buf();
+            let dir = Path::new(manifest)
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .to_path_buf();
             binaries.insert(name.to_string(), (PathBuf::from(exe), dir));
         }
     }
@@ -307,13 +334,19 @@ fn boot_and_read(
     let outcome = guest::boot(&kernel, &run, &script, timeout, |line| reader.line(line))?;
     reader.finish_into(report);
     let problem = match (outcome.timed_out, outcome.status) {
-        (true, _) => Some(format!("timed out after {} min: qemu killed", args.timeout_minutes)),
+        (true, _) => Some(format!(
+            "timed out after {} min: qemu killed",
+            args.timeout_minutes
+        )),
         (false, None) => Some("the guest reported no exit status".to_string()),
         (false, Some(_)) => None,
     };
     if let Some(problem) = problem {
         run.keep = true;
-        bail!("{problem}; console log tail:\n{}", guest::tail(&outcome.console, 40));
+        bail!(
+            "{problem}; console log tail:\n{}",
+            guest::tail(&outcome.console, 40)
+        );
     }
     if !report.ok() {
         run.keep = true;
@@ -356,7 +389,9 @@ fn guest_script(
     );
     for (i, planned) in plan.iter().enumerate() {
         if let Some(command) = &planned.command {
-            s += &format!("echo '{MARK}begin {i}'\n( {command}\n)\nrc=$?\necho \"{MARK}end {i} $rc\"\n");
+            s += &format!(
+                "echo '{MARK}begin {i}'\n( {command}\n)\nrc=$?\necho \"{MARK}end {i} $rc\"\n"
+            );
             s += "[ $rc = 0 ] || failed=$((failed + 1))\n";
             continue;
         }
@@ -368,8 +403,8 @@ fn guest_script(
             );
         };
         let mut cmd = quote(&exe.display().to_string());
-        for filter in &planned.filters {
-            cmd += &format!(" {}", quote(filter));
+        for arg in &planned.args {
+            cmd += &format!(" {}", quote(arg));
         }
         s += &format!(
             "cd {dir}\necho '{MARK}begin {i}'\n{cmd} --test-threads=1\nrc=$?\n\
@@ -414,7 +449,8 @@ impl<'a> StreamReader<'a> {
     /// One line from the guest.
     fn line(&mut self, line: &str) {
         let Some(mark) = line.strip_prefix(MARK) else {
-            if let (Some((_, _, counts)), Some(c)) = (&mut self.current, crate::result_counts(line)) {
+            if let (Some((_, _, counts)), Some(c)) = (&mut self.current, crate::result_counts(line))
+            {
                 *counts = c;
             }
             println!("[{}] {line}", self.series);
@@ -432,7 +468,11 @@ impl<'a> StreamReader<'a> {
             self.current = Some((i, Instant::now(), [0; 3]));
             println!("[{}] running {}", self.series, self.label(i));
         } else if let Some(rest) = mark.strip_prefix("end ") {
-            self.end(rest.split_whitespace().nth(1).and_then(|rc| rc.parse().ok()));
+            self.end(
+                rest.split_whitespace()
+                    .nth(1)
+                    .and_then(|rc| rc.parse().ok()),
+            );
         }
     }
 
@@ -458,7 +498,13 @@ impl<'a> StreamReader<'a> {
     fn label(&self, i: usize) -> String {
         self.plan.get(i).map_or_else(
             || format!("#{i}"),
-            |p| [p.binary.clone()].into_iter().chain(p.filters.iter().cloned()).collect::<Vec<_>>().join(" "),
+            |p| {
+                [p.binary.clone()]
+                    .into_iter()
+                    .chain(p.args.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
         )
     }
 
@@ -475,7 +521,9 @@ impl<'a> StreamReader<'a> {
 /// `label: N passed, N failed, N ignored in S s` plus what is wrong.
 fn describe(r: &BinaryResult) -> String {
     if !r.is_test {
-        let status = r.status.map_or("no status".into(), |rc| format!("exit {rc}"));
+        let status = r
+            .status
+            .map_or("no status".into(), |rc| format!("exit {rc}"));
         return format!("{}: {status} in {:.1} s", r.label, r.took.as_secs_f64());
     }
     let mut text = format!(
@@ -497,7 +545,9 @@ fn describe(r: &BinaryResult) -> String {
 
 /// The per-kernel block of the summary.
 fn print_kernel(r: &KernelReport) {
-    let boot = r.boot.map_or("-".into(), |b| format!("{:.1} s", b.as_secs_f64()));
+    let boot = r
+        .boot
+        .map_or("-".into(), |b| format!("{:.1} s", b.as_secs_f64()));
     println!(
         "\ntest-kernels: {} ({}): {}; prepare {:.1} s, boot {boot}, total {:.1} s",
         r.series,

@@ -47,7 +47,8 @@ impl RunDir {
             .join("runs")
             .join(format!("{release}.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         Ok(RunDir { path, keep: false })
     }
 }
@@ -90,7 +91,10 @@ pub fn boot(
         let mut buf = Vec::new();
         while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
             let line = String::from_utf8_lossy(&buf);
-            if tx.send(line.trim_end_matches(['\n', '\r']).to_string()).is_err() {
+            if tx
+                .send(line.trim_end_matches(['\n', '\r']).to_string())
+                .is_err()
+            {
                 break;
             }
             buf.clear();
@@ -139,11 +143,19 @@ fn qemu_command(kernel: &Kernel, run: &Path, console: &Path) -> Command {
         .arg("-initrd")
         .arg(&kernel.initrd)
         .args(["-append", &append])
-        .args(["-fsdev", "local,id=hostroot,path=/,security_model=none,multidevs=remap"])
+        .args([
+            "-fsdev",
+            "local,id=hostroot,path=/,security_model=none,multidevs=remap",
+        ])
         .args(["-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot"])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
-        .args(["-chardev", "stdio,id=out,signal=off", "-serial", "chardev:out"]);
+        .args([
+            "-chardev",
+            "stdio,id=out,signal=off",
+            "-serial",
+            "chardev:out",
+        ]);
     cmd
 }
 

@@ -62,8 +62,8 @@ pub fn resolve(series: &str, pinned: &str) -> String {
     if series.ends_with("-amd64") {
         return series.to_string();
     }
-    let names = output(Command::new("apt-cache").args(["pkgnames", "linux-image-6."]))
-        .unwrap_or_default();
+    let names =
+        output(Command::new("apt-cache").args(["pkgnames", "linux-image-6."])).unwrap_or_default();
     names
         .lines()
         .filter_map(|name| name.strip_prefix("linux-image-"))
@@ -80,7 +80,9 @@ fn release_key(series: &str, release: &str) -> Option<Vec<u64>> {
         .strip_prefix(series)?
         .strip_prefix('.')?
         .strip_suffix("-amd64")?;
-    let body = body.split_once("+deb").map_or(body.to_string(), |(a, b)| format!("{a}-{b}"));
+    let body = body
+        .split_once("+deb")
+        .map_or(body.to_string(), |(a, b)| format!("{a}-{b}"));
     body.split(['.', '-']).map(|n| n.parse().ok()).collect()
 }
 
@@ -94,9 +96,12 @@ fn unpack(release: &str) -> anyhow::Result<PathBuf> {
         return Ok(tree);
     }
     let deb = download(release)?;
-    let partial = Path::new(CACHE).join("k").join(format!("{release}.partial"));
+    let partial = Path::new(CACHE)
+        .join("k")
+        .join(format!("{release}.partial"));
     let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
     eprintln!("test-kernels: unpacking {}", deb.display());
     output(Command::new("dpkg").arg("-x").arg(&deb).arg(&partial))?;
     output(Command::new("depmod").arg("-b").arg(&partial).arg(release))?;
@@ -131,7 +136,12 @@ fn download(release: &str) -> anyhow::Result<PathBuf> {
             .arg(format!("linux-image-{release}"))
             .current_dir(&debs),
     )?;
-    find()?.with_context(|| format!("apt-get download left no linux-image-{release} in {}", debs.display()))
+    find()?.with_context(|| {
+        format!(
+            "apt-get download left no linux-image-{release} in {}",
+            debs.display()
+        )
+    })
 }
 
 /// `k/<release>/boot/vmlinux-<release>`: the ELF kernel inside the vmlinuz
@@ -145,17 +155,24 @@ fn vmlinux(release: &str, tree: &Path) -> anyhow::Result<PathBuf> {
         return Ok(out);
     }
     let vmlinuz = tree.join("boot").join(format!("vmlinuz-{release}"));
-    let image = std::fs::read(&vmlinuz).with_context(|| format!("cannot read {}", vmlinuz.display()))?;
-    let payload = bzimage_payload(&image).with_context(|| format!("{} is no bzImage", vmlinuz.display()))?;
+    let image =
+        std::fs::read(&vmlinuz).with_context(|| format!("cannot read {}", vmlinuz.display()))?;
+    let payload =
+        bzimage_payload(&image).with_context(|| format!("{} is no bzImage", vmlinuz.display()))?;
     let tool = match payload {
         [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => "xz",
         [0x28, 0xb5, 0x2f, 0xfd, ..] => "zstd",
         _ => bail!("{}: payload neither xz nor zstd", vmlinuz.display()),
     };
     let elf = decompress(tool, payload)?;
-    ensure!(elf.starts_with(b"\x7fELF"), "{}: payload is no ELF file", vmlinuz.display());
+    ensure!(
+        elf.starts_with(b"\x7fELF"),
+        "{}: payload is no ELF file",
+        vmlinuz.display()
+    );
     let partial = tree.join("boot").join(format!("vmlinux-{release}.partial"));
-    std::fs::write(&partial, &elf).with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::write(&partial, &elf)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
     std::fs::rename(&partial, &out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(out)
 }
@@ -166,7 +183,10 @@ fn bzimage_payload(image: &[u8]) -> anyhow::Result<&[u8]> {
         let bytes = image.get(at..at + 4).context("file too short")?;
         Ok(u32::from_le_bytes(bytes.try_into()?) as usize)
     };
-    ensure!(image.get(0x202..0x206) == Some(b"HdrS"), "no HdrS boot header");
+    ensure!(
+        image.get(0x202..0x206) == Some(b"HdrS"),
+        "no HdrS boot header"
+    );
     let setup_sects = match *image.get(0x1f1).context("file too short")? {
         0 => 4,
         n => n as usize,
@@ -174,7 +194,9 @@ fn bzimage_payload(image: &[u8]) -> anyhow::Result<&[u8]> {
     let start = (setup_sects + 1) * 512 + u32_at(0x248)?;
     let len = u32_at(0x24c)?;
     ensure!(len > 4, "empty payload");
-    image.get(start..start + len - 4).context("payload past the end of the file")
+    image
+        .get(start..start + len - 4)
+        .context("payload past the end of the file")
 }
 
 /// `tool -dc` over `input` (fed from a thread); its stdout.
@@ -212,7 +234,8 @@ fn initramfs(release: &str, tree: &Path) -> anyhow::Result<PathBuf> {
         std::fs::create_dir_all(staging.join(sub))
             .with_context(|| format!("cannot create {}", staging.display()))?;
     }
-    std::fs::copy("/bin/busybox", staging.join("bin/busybox")).context("cannot copy /bin/busybox")?;
+    std::fs::copy("/bin/busybox", staging.join("bin/busybox"))
+        .context("cannot copy /bin/busybox")?;
     write_executable(&staging.join("init"), INIT)?;
     let loaded = copy_modules(release, tree, &staging.join("mods"))?;
     std::fs::write(staging.join("mods.list"), loaded.join("\n") + "\n")?;
@@ -236,12 +259,12 @@ fn write_executable(path: &Path, text: &str) -> anyhow::Result<()> {
 fn copy_modules(release: &str, tree: &Path, mods: &Path) -> anyhow::Result<Vec<String>> {
     let mut loaded: Vec<String> = Vec::new();
     for module in MODULES {
-        let deps = output(
-            Command::new("modprobe")
-                .arg("-d")
-                .arg(tree)
-                .args(["-S", release, "--show-depends", module]),
-        );
+        let deps = output(Command::new("modprobe").arg("-d").arg(tree).args([
+            "-S",
+            release,
+            "--show-depends",
+            module,
+        ]));
         let deps = match deps {
             Ok(deps) => deps,
             Err(e) if module == "xfs" => {
@@ -251,11 +274,16 @@ fn copy_modules(release: &str, tree: &Path, mods: &Path) -> anyhow::Result<Vec<S
             Err(e) => return Err(e),
         };
         for line in deps.lines() {
-            let Some(path) = line.strip_prefix("insmod ").and_then(|l| l.split_whitespace().next())
+            let Some(path) = line
+                .strip_prefix("insmod ")
+                .and_then(|l| l.split_whitespace().next())
             else {
                 continue; // `builtin …`
             };
-            let name = Path::new(path).file_name().unwrap_or_default().to_string_lossy();
+            let name = Path::new(path)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
             let (name, tool) = match (name.strip_suffix(".xz"), name.strip_suffix(".zst")) {
                 (Some(n), _) => (n.to_string(), Some("xz")),
                 (_, Some(n)) => (n.to_string(), Some("zstd")),
@@ -279,7 +307,8 @@ fn copy_modules(release: &str, tree: &Path, mods: &Path) -> anyhow::Result<Vec<S
 /// Packs `dir` into the newc archive `out` with `cpio -o -H newc`.
 fn pack_cpio(dir: &Path, out: &Path) -> anyhow::Result<()> {
     let names = output(Command::new("find").arg(".").current_dir(dir))?;
-    let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let file =
+        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut child = Command::new("cpio")
         .args(["-o", "-H", "newc", "--quiet"])
         .current_dir(dir)
@@ -287,7 +316,11 @@ fn pack_cpio(dir: &Path, out: &Path) -> anyhow::Result<()> {
         .stdout(file)
         .spawn()
         .context("cannot run cpio")?;
-    child.stdin.take().expect("piped").write_all(names.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(names.as_bytes())?;
     let status = child.wait()?;
     ensure!(status.success(), "cpio failed: {status}");
     Ok(())
