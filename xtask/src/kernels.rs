@@ -494,18 +494,20 @@ impl<'a> StreamReader<'a> {
         self.results.push(result);
     }
 
-    /// `binary filter…` of plan entry `i`.
+    /// `binary args…` of plan entry `i`, cut at 70 characters.
     fn label(&self, i: usize) -> String {
-        self.plan.get(i).map_or_else(
-            || format!("#{i}"),
-            |p| {
-                [p.binary.clone()]
-                    .into_iter()
-                    .chain(p.args.iter().cloned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            },
-        )
+        let Some(planned) = self.plan.get(i) else {
+            return format!("#{i}");
+        };
+        let label = std::iter::once(&planned.binary)
+            .chain(&planned.args)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        match label.char_indices().nth(70) {
+            Some((at, _)) => format!("{}…", &label[..at]),
+            None => label,
+        }
     }
 
     /// Moves what was read into `report`; a binary cut off mid-run counts
