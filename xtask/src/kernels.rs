@@ -239,19 +239,16 @@ impl Planned {
     }
 }
 
-/// `cargo test -p fsjournal --no-run --message-format=json`: each
-/// integration test's name → (executable, package directory: the tests'
-/// working directory under cargo). Errors: the build fails.
+/// `cargo test --workspace --no-run --message-format=json`: each of the
+/// `fsjournal` package's integration tests by name → (executable, package
+/// directory: the tests' working directory under cargo). `--workspace`, as
+/// `cargo xtask test`, not `-p fsjournal`: features unify differently, and
+/// `-p` would build a second set of binaries where CI has just built these.
+/// Errors: the build fails.
 fn build_test_binaries() -> anyhow::Result<BTreeMap<String, (PathBuf, PathBuf)>> {
     eprintln!("test-kernels: building the test binaries");
     let out = Command::new(crate::cargo())
-        .args([
-            "test",
-            "-p",
-            "fsjournal",
-            "--no-run",
-            "--message-format=json",
-        ])
+        .args(["test", "--workspace", "--no-run", "--message-format=json"])
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run cargo test --no-run")?;
@@ -266,7 +263,10 @@ fn build_test_binaries() -> anyhow::Result<BTreeMap<String, (PathBuf, PathBuf)>>
         let target = &msg["target"];
         let is_test = target["kind"]
             .as_array()
-            .is_some_and(|k| k.iter().any(|k| k == "test"));
+            .is_some_and(|k| k.iter().any(|k| k == "test"))
+            && msg["package_id"]
+                .as_str()
+                .is_some_and(|id| id.contains("#fsjournal@") || id.starts_with("fsjournal "));
         if let (true, Some(exe), Some(name), Some(manifest)) = (
             is_test,
             msg["executable"].as_str(),
