@@ -355,17 +355,20 @@ fn boot_and_read(
 }
 
 /// The newest listed release of `series` (else `pinned`), ready to boot;
-/// falls back to `pinned` when the newest cannot be fetched.
+/// falls back to `pinned` when the newest cannot be fetched. The cache then
+/// keeps only that release of the series.
 fn prepare_kernel(series: &str, pinned: &str) -> anyhow::Result<image::Kernel> {
     let release = image::resolve(series, pinned);
-    match image::prepare(&release) {
-        Ok(kernel) => Ok(kernel),
+    let kernel = match image::prepare(&release) {
+        Ok(kernel) => kernel,
         Err(e) if release != pinned => {
             eprintln!("test-kernels: {release}: {e:#}; falling back to {pinned}");
-            image::prepare(pinned)
+            image::prepare(pinned)?
         }
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    image::prune(series, &kernel.release);
+    Ok(kernel)
 }
 
 /// The bash script the guest runs: the facts line, then each planned binary

@@ -72,6 +72,32 @@ pub fn resolve(series: &str, pinned: &str) -> String {
         .map_or_else(|| pinned.to_string(), |(_, release)| release.to_string())
 }
 
+/// Removes the cached files of `series`'s releases other than `keep` (the
+/// debs, unpacked trees and initramfs of kernels apt no longer offers as
+/// newest: about 400 MiB each). Best effort: errors are ignored.
+pub fn prune(series: &str, keep: &str) {
+    let cache = Path::new(CACHE);
+    for sub in ["debs", "k", "initrd"] {
+        let Ok(entries) = std::fs::read_dir(cache.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let name = name.strip_prefix("linux-image-").unwrap_or(&name);
+            let release = name.split(['_']).next().unwrap_or_default();
+            let release = [".cpio", ".stamp", ".partial", ".staging"]
+                .iter()
+                .find_map(|ext| release.strip_suffix(ext))
+                .unwrap_or(release);
+            if release != keep && release_key(series, release).is_some() {
+                eprintln!("test-kernels: pruning {}", entry.path().display());
+                let _ = std::fs::remove_dir_all(entry.path());
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 /// Sort key of a plain amd64 flavour `release` of `series` (`6.1.0-57-amd64`
 /// → [0, 57]; `6.12.117+deb12-amd64` → [117, 12]); None for another series
 /// or flavour (cloud, rt, unsigned, dbg).
