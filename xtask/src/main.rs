@@ -20,9 +20,13 @@
 //!   into `target/dist/` (`dist/`).
 //! - `cargo xtask test-package`: dist, lintian, then the package installed,
 //!   run and purged in a clean Debian 12 root (needs root).
+//! - `cargo xtask test-kernels`: the integration tests listed in
+//!   `kernels::GUEST_TESTS`, run inside Debian's 6.1 and 6.12 kernels booted
+//!   under QEMU (`kernels/`; needs root).
 
 mod bench;
 mod dist;
+mod kernels;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,6 +80,8 @@ enum Task {
     Dist(dist::DistArgs),
     /// Dist, lintian, then install, run and purge the package in a clean Debian 12 root (needs root).
     TestPackage(dist::DistArgs),
+    /// Run the integration tests of kernels::GUEST_TESTS inside Debian's 6.1 and 6.12 kernels under QEMU (needs root).
+    TestKernels(kernels::KernelsArgs),
     /// Setup, then keep a replica of a sample tree in sync until Ctrl-C.
     Demo {
         /// Where the sample source, replica and journal are created.
@@ -127,6 +133,7 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             dist::package_test::test_package(&args, build_ebpf)
         }
+        Task::TestKernels(args) => kernels::test_kernels(args),
         Task::Demo { dir } => {
             setup()?;
             build_ebpf()?;
@@ -164,17 +171,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
         println!("{line}");
-        if let Some(counts) = line.strip_prefix("test result: ") {
-            let count = |word: &str| {
-                counts
-                    .split(['.', ';'])
-                    .find_map(|part| part.trim().strip_suffix(word))
-                    .and_then(|n| n.trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            passed += count(" passed");
-            failed += count(" failed");
-            ignored += count(" ignored");
+        if let Some([p, f, i]) = result_counts(&line) {
+            passed += p;
+            failed += f;
+            ignored += i;
         }
     }
     let status = child.wait()?;
@@ -183,6 +183,21 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         bail!("cargo test failed: {status}");
     }
     Ok(())
+}
+
+/// The passed, failed and ignored counts of a libtest `test result:` line
+/// (`test result: ok. 5 passed; 0 failed; 1 ignored; …`); None for any
+/// other line.
+fn result_counts(line: &str) -> Option<[u64; 3]> {
+    let counts = line.strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        counts
+            .split(['.', ';'])
+            .find_map(|part| part.trim().strip_suffix(word))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Some([count(" passed"), count(" failed"), count(" ignored")])
 }
 
 fn setup() -> anyhow::Result<()> {

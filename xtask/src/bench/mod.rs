@@ -19,7 +19,7 @@ mod sys;
 mod tools;
 mod tree;
 
-pub use sys::ensure_packages;
+pub use sys::{ensure_packages, output};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +30,7 @@ use clap::{Args, ValueEnum};
 
 use measure::{Bench, Plan};
 use results::{Machine, Results, Setup};
-use sys::{output, Ext4Mount};
+use sys::Ext4Mount;
 
 /// Tree sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
