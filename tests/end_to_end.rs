@@ -240,6 +240,13 @@ fn ebpf_replica_follows_every_kind_of_change_through_an_rsync_daemon() {
 }
 
 #[test]
+fn ebpf_replica_follows_every_kind_of_change_on_xfs() {
+    let scratch = Scratch::xfs();
+    let replica = scratch.replica().display().to_string();
+    run_scenario(&scratch, "ebpf", &replica, None, "");
+}
+
+#[test]
 fn ebpf_replica_follows_every_kind_of_change_on_ext4() {
     let scratch = Scratch::ext4();
     let replica = scratch.replica().display().to_string();

@@ -105,7 +105,7 @@ fn a_source_not_mounted_at_start_leaves_the_replica_intact_until_it_is_back() {
 
     // The disk is back: the owed full sync runs (it deletes nothing), and
     // the verdict is green again.
-    scratch.mount_ext4_image(&scratch.path().join("ext4.img"));
+    scratch.mount_image(&scratch.path().join("ext4.img"));
     std::fs::write(scratch.src().join("jobs/alpha/after-mount"), "m").unwrap();
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);

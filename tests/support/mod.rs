@@ -92,13 +92,28 @@ impl Scratch {
             .set_len(256 << 20)
             .unwrap();
         sh("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
-        scratch.mount_ext4_image(&image);
+        scratch.mount_image(&image);
         std::fs::remove_dir(scratch.src().join("lost+found")).unwrap();
         scratch
     }
 
-    /// Loop-mounts the ext4 `image` at `src` (again, after a test unmounted it).
-    pub fn mount_ext4_image(&self, image: &Path) {
+    /// A 512 MiB xfs image (xfsprogs' smallest is 300 MiB), loop-mounted at
+    /// `<scratch>/src`: the other filesystem whose file handles the eBPF
+    /// rungs decode (64-bit inode numbers possible).
+    pub fn xfs() -> Scratch {
+        let scratch = Scratch::empty();
+        let image = scratch.path().join("xfs.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(512 << 20)
+            .unwrap();
+        sh("mkfs.xfs", &["-q", "-f", image.to_str().unwrap()]);
+        scratch.mount_image(&image);
+        scratch
+    }
+
+    /// Loop-mounts the filesystem `image` at `src` (again, after a test unmounted it).
+    pub fn mount_image(&self, image: &Path) {
         sh(
             "mount",
             &[
@@ -145,7 +160,7 @@ impl Scratch {
         );
         unmount(&staging);
         unmount(&self.src());
-        self.mount_ext4_image(&image);
+        self.mount_image(&image);
     }
 
     fn empty() -> Scratch {

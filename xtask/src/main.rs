@@ -35,10 +35,11 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 /// Debian packages: rsync (the transport and the tests' daemon), libclang-dev
-/// (bindgen for the RocksDB bindings), e2fsprogs (mkfs.ext4 for the tests'
-/// loop-mounted filesystems), llvm-22-dev (bpf-linker links against the
-/// system LLVM, whose major must equal the nightly rustc's: 22).
-const PACKAGES: [&str; 4] = ["rsync", "libclang-dev", "e2fsprogs", "llvm-22-dev"];
+/// (bindgen for the RocksDB bindings), e2fsprogs and xfsprogs (mkfs.ext4 and
+/// mkfs.xfs for the tests' loop-mounted filesystems), llvm-22-dev
+/// (bpf-linker links against the system LLVM, whose major must equal the
+/// nightly rustc's: 22).
+const PACKAGES: [&str; 5] = ["rsync", "libclang-dev", "e2fsprogs", "xfsprogs", "llvm-22-dev"];
 
 /// bpf-linker, built against LLVM 22 (its default feature wants LLVM 23).
 const BPF_LINKER_VERSION: &str = "0.13.0";
