@@ -85,7 +85,7 @@ pub fn prune(series: &str, keep: &str) {
             let name = entry.file_name().to_string_lossy().into_owned();
             let name = name.strip_prefix("linux-image-").unwrap_or(&name);
             let release = name.split(['_']).next().unwrap_or_default();
-            let release = [".cpio", ".stamp", ".partial", ".staging"]
+            let release = [".cpio.partial", ".cpio", ".stamp", ".partial", ".staging"]
                 .iter()
                 .find_map(|ext| release.strip_suffix(ext))
                 .unwrap_or(release);
@@ -265,7 +265,10 @@ fn initramfs(release: &str, tree: &Path) -> anyhow::Result<PathBuf> {
     write_executable(&staging.join("init"), INIT)?;
     let loaded = copy_modules(release, tree, &staging.join("mods"))?;
     std::fs::write(staging.join("mods.list"), loaded.join("\n") + "\n")?;
-    pack_cpio(&staging, &cpio)?;
+    // Renamed into place: another run's QEMU may be reading the old one.
+    let partial = dir.join(format!("{release}.cpio.partial"));
+    pack_cpio(&staging, &partial)?;
+    std::fs::rename(&partial, &cpio).with_context(|| format!("cannot write {}", cpio.display()))?;
     std::fs::write(&stamp_path, stamp)?;
     std::fs::remove_dir_all(&staging)?;
     Ok(cpio)
