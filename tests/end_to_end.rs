@@ -152,7 +152,8 @@ fn assert_ebpf_journal(log: &[serde_json::Value], xfs: bool) {
         "queue.xml",
     ] {
         let parent = path.rsplit_once('/').map_or(".", |(dir, _)| dir);
-        let created_in_a_passed_directory = xfs && path != "jobs/alpha/config.xml" && has(parent, "contents");
+        let created_in_a_passed_directory =
+            xfs && path != "jobs/alpha/config.xml" && has(parent, "contents");
         assert!(
             has(path, "entry") || created_in_a_passed_directory,
             "journal lacks {path:?}:\n{log:#?}"
@@ -275,7 +276,10 @@ fn auto_backend_arms_the_best_ebpf_rung_on_ext4() {
     use_backend(&config, "auto");
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    append(&scratch.src().join("jobs/alpha/builds/1/log"), "one more line\n");
+    append(
+        &scratch.src().join("jobs/alpha/builds/1/log"),
+        "one more line\n",
+    );
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let status = status(&scratch);
     assert_names_the_rung(status["capture_detail"].as_str().unwrap());
@@ -304,7 +308,12 @@ fn ebpf_changes_beside_the_root_on_its_filesystem_stay_out_of_the_journal() {
     assert_converges(&home, &scratch.replica(), &agent);
     let counters = |scratch: &Scratch| -> Vec<u64> {
         let events = status(scratch)["kernel_events"].clone();
-        events.as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect()
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
     };
     let before = counters(&scratch);
     for i in 0..500 {
@@ -312,19 +321,32 @@ fn ebpf_changes_beside_the_root_on_its_filesystem_stay_out_of_the_journal() {
     }
     append(&home.join("jobs/alpha/builds/1/log"), "inside the root\n");
     assert_converges(&home, &scratch.replica(), &agent);
-    wait_until(Duration::from_secs(10), "the kernel counters to cover the burst", || {
-        counters(&scratch)[0] >= before[0] + 1000
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the kernel counters to cover the burst",
+        || counters(&scratch)[0] >= before[0] + 1000,
+    );
     let after = counters(&scratch);
     let (sent, filtered) = (after[1] - before[1], after[2] - before[2]);
-    let detail = status(&scratch)["capture_detail"].as_str().unwrap().to_string();
+    let detail = status(&scratch)["capture_detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
     if detail.starts_with("eBPF VFS-hook rung") {
-        assert!(filtered >= 1000 && sent < 50, "sent {sent}, filtered {filtered}: {detail}");
+        assert!(
+            filtered >= 1000 && sent < 50,
+            "sent {sent}, filtered {filtered}: {detail}"
+        );
     } else {
-        assert!(sent >= 500, "the tracepoint rung filters by device only: sent {sent}, filtered {filtered}");
+        assert!(
+            sent >= 500,
+            "the tracepoint rung filters by device only: sent {sent}, filtered {filtered}"
+        );
     }
     assert!(
-        !journal_log(&scratch).iter().any(|r| r["path"].as_str().is_some_and(|p| p.contains("burst-"))),
+        !journal_log(&scratch)
+            .iter()
+            .any(|r| r["path"].as_str().is_some_and(|p| p.contains("burst-"))),
         "nothing beside the root is journaled"
     );
     agent.stop();

@@ -39,7 +39,13 @@ use clap::{Parser, Subcommand};
 /// mkfs.xfs for the tests' loop-mounted filesystems), llvm-22-dev
 /// (bpf-linker links against the system LLVM, whose major must equal the
 /// nightly rustc's: 22).
-const PACKAGES: [&str; 5] = ["rsync", "libclang-dev", "e2fsprogs", "xfsprogs", "llvm-22-dev"];
+const PACKAGES: [&str; 5] = [
+    "rsync",
+    "libclang-dev",
+    "e2fsprogs",
+    "xfsprogs",
+    "llvm-22-dev",
+];
 
 /// bpf-linker, built against LLVM 22 (its default feature wants LLVM 23).
 const BPF_LINKER_VERSION: &str = "0.13.0";

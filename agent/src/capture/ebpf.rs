@@ -577,18 +577,19 @@ fn attach_ladder(
     pin_dir: &Path,
     vfs: anyhow::Result<Plan>,
 ) -> anyhow::Result<Rung> {
-    let vfs_refusal = match vfs.and_then(|plan| attach_vfs_hooks(ebpf, pin_dir, &plan).map(|()| plan)) {
-        Ok(plan) => {
-            let links = plan.hooks.iter().map(|h| h.program).collect::<Vec<_>>();
-            unpin_links_except(pin_dir, &links)?;
-            return Ok(Rung {
-                name: "vfs-hooks",
-                links,
-                ladder: format!("eBPF VFS-hook rung: {}", plan.describe()),
-            });
-        }
-        Err(e) => format!("{e:#}"),
-    };
+    let vfs_refusal =
+        match vfs.and_then(|plan| attach_vfs_hooks(ebpf, pin_dir, &plan).map(|()| plan)) {
+            Ok(plan) => {
+                let links = plan.hooks.iter().map(|h| h.program).collect::<Vec<_>>();
+                unpin_links_except(pin_dir, &links)?;
+                return Ok(Rung {
+                    name: "vfs-hooks",
+                    links,
+                    ladder: format!("eBPF VFS-hook rung: {}", plan.describe()),
+                });
+            }
+            Err(e) => format!("{e:#}"),
+        };
     let mut attach_tracepoints = || -> anyhow::Result<()> {
         for tp in &TRACEPOINTS {
             check_format(tp.category, tp.name, &tp.fields)?;

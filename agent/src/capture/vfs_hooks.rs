@@ -69,7 +69,11 @@ pub fn plan() -> anyhow::Result<Plan> {
         }
         absent.push(hook.function);
     }
-    Ok(Plan { globals, hooks, absent })
+    Ok(Plan {
+        globals,
+        hooks,
+        absent,
+    })
 }
 
 /// Function `name`'s prototype in the BTF (fexit needs its BTF id): the

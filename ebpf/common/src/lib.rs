@@ -125,8 +125,20 @@ pub mod vfs_hooks {
         pub returns: usize,
     }
 
-    const fn hook(program: &'static str, function: &'static str, required: bool, args: usize, returns: usize) -> Hook {
-        Hook { program, function, required, args, returns }
+    const fn hook(
+        program: &'static str,
+        function: &'static str,
+        required: bool,
+        args: usize,
+        returns: usize,
+    ) -> Hook {
+        Hook {
+            program,
+            function,
+            required,
+            args,
+            returns,
+        }
     }
 
     /// Every program of the rung, in [`hook::VFS_FIRST`](super::hook::VFS_FIRST) order.
@@ -163,7 +175,11 @@ pub mod vfs_hooks {
     }
 
     const fn member(global: &'static str, strukt: &'static str, member: &'static str) -> Member {
-        Member { global, strukt, member }
+        Member {
+            global,
+            strukt,
+            member,
+        }
     }
 
     /// Every member the programs read.

@@ -141,7 +141,13 @@ fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
 /// VFS-hook rung walks the dentry's ancestry there (the tracepoint rung has
 /// no dentry and passes `|| true`).
 #[inline(always)]
-pub(crate) fn send(dev: u32, ino: u64, generation: u32, hook: u32, in_roots: impl FnOnce() -> bool) {
+pub(crate) fn send(
+    dev: u32,
+    ino: u64,
+    generation: u32,
+    hook: u32,
+    in_roots: impl FnOnce() -> bool,
+) {
     bump(counter::SEEN);
     // SAFETY: a map lookup; the value is not kept.
     if unsafe { DEVS.get(dev) }.is_none() {
@@ -164,13 +170,23 @@ pub(crate) fn send(dev: u32, ino: u64, generation: u32, hook: u32, in_roots: imp
         bump(counter::FILTERED);
         return;
     }
-    let Some(seq) = SEQ.get_ptr_mut(0) else { return };
+    let Some(seq) = SEQ.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: an array slot shared by every CPU, only ever updated atomically.
     // SeqCst, not Relaxed: LLVM 22 compiles a relaxed fetch-and-add whose
     // result is used to BPF's XADD without BPF_FETCH and reuses the addend
     // as the "result" (every event numbered 2).
     let index = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(seq, 1) } + 1;
-    let event = InodeEvent { ino, dev, generation, tgid, hook, comm: bpf_get_current_comm().unwrap_or([0; 16]), index };
+    let event = InodeEvent {
+        ino,
+        dev,
+        generation,
+        tgid,
+        hook,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        index,
+    };
     match EVENTS.output::<InodeEvent>(&event, BPF_RB_NO_WAKEUP) {
         Ok(()) => {
             // Only an event in the ring buffer may hold later ones back.

@@ -118,7 +118,9 @@ fn send_inode(inode: u64, dentry: u64, hook: u32) {
     }
     let dev = word(sb, &OFF_SB_DEV);
     let Some(ino) = ino_of(inode) else { return };
-    send(dev, ino, word(inode, &OFF_INODE_GENERATION), hook, || dentry == 0 || in_roots(dentry, dev));
+    send(dev, ino, word(inode, &OFF_INODE_GENERATION), hook, || {
+        dentry == 0 || in_roots(dentry, dev)
+    });
 }
 
 /// Sends the record of a `struct dentry *`'s inode, filtered by its own
@@ -365,7 +367,11 @@ pub fn fx_vfs_unlink(ctx: FExitContext) -> i32 {
 pub fn fx_vfs_rmdir(ctx: FExitContext) -> i32 {
     // int vfs_rmdir(idmap, struct inode *dir, struct dentry *)
     if succeeded(&ctx, 16) {
-        send_inode(arg(&ctx, 1), pointer(arg(&ctx, 2), &OFF_DENTRY_PARENT), vfs(16));
+        send_inode(
+            arg(&ctx, 1),
+            pointer(arg(&ctx, 2), &OFF_DENTRY_PARENT),
+            vfs(16),
+        );
     }
     0
 }
@@ -379,13 +385,20 @@ pub fn fx_vfs_rename(ctx: FExitContext) -> i32 {
         return 0;
     }
     let rd = arg(&ctx, 0);
-    let (moved, other) = (pointer(rd, &OFF_RENAME_OLD_DENTRY), pointer(rd, &OFF_RENAME_NEW_DENTRY));
+    let (moved, other) = (
+        pointer(rd, &OFF_RENAME_OLD_DENTRY),
+        pointer(rd, &OFF_RENAME_NEW_DENTRY),
+    );
     // After d_move the moved dentry hangs below the new directory. The old
     // directory's dentry is no longer at hand (a plain rename leaves the
     // target below the new one too): it passes on its device alone, and
     // the agent places it.
     send_inode(pointer(rd, &OFF_RENAME_OLD_DIR), 0, vfs(17));
-    send_inode(pointer(rd, &OFF_RENAME_NEW_DIR), pointer(moved, &OFF_DENTRY_PARENT), vfs(17));
+    send_inode(
+        pointer(rd, &OFF_RENAME_NEW_DIR),
+        pointer(moved, &OFF_DENTRY_PARENT),
+        vfs(17),
+    );
     send_dentry(moved, vfs(17));
     if word(rd, &OFF_RENAME_FLAGS) & RENAME_EXCHANGE != 0 {
         send_dentry(other, vfs(17));
