@@ -85,14 +85,7 @@ impl Scratch {
 
     /// A 256 MiB ext4 image, loop-mounted at `<scratch>/src`.
     pub fn ext4() -> Scratch {
-        let scratch = Scratch::empty();
-        let image = scratch.path().join("ext4.img");
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(256 << 20)
-            .unwrap();
-        sh("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
-        scratch.mount_image(&image);
+        let scratch = Scratch::with_image("ext4.img", 256 << 20, &["mkfs.ext4", "-q", "-F"]);
         std::fs::remove_dir(scratch.src().join("lost+found")).unwrap();
         scratch
     }
@@ -101,13 +94,22 @@ impl Scratch {
     /// `<scratch>/src`: the other filesystem whose file handles the eBPF
     /// rungs decode (64-bit inode numbers possible).
     pub fn xfs() -> Scratch {
+        Scratch::with_image("xfs.img", 512 << 20, &["mkfs.xfs", "-q", "-f"])
+    }
+
+    /// A sparse image file `name` of `bytes`, formatted by `mkfs` (a
+    /// command and its options; the image path is appended) and
+    /// loop-mounted at `<scratch>/src`.
+    fn with_image(name: &str, bytes: u64, mkfs: &[&str]) -> Scratch {
         let scratch = Scratch::empty();
-        let image = scratch.path().join("xfs.img");
+        let image = scratch.path().join(name);
         std::fs::File::create(&image)
             .unwrap()
-            .set_len(512 << 20)
+            .set_len(bytes)
             .unwrap();
-        sh("mkfs.xfs", &["-q", "-f", image.to_str().unwrap()]);
+        let mut args = mkfs[1..].to_vec();
+        args.push(image.to_str().unwrap());
+        sh(mkfs[0], &args);
         scratch.mount_image(&image);
         scratch
     }
