@@ -274,8 +274,7 @@ fn auto_backend_arms_the_best_ebpf_rung_on_ext4() {
     workload::seed(&scratch.src());
     let config = write_config(&scratch, &scratch.replica().display().to_string(), None, "");
     use_backend(&config, "auto");
-    let agent = Agent::start(&config, &scratch);
-    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let agent = start_and_sync(&config, &scratch);
     append(
         &scratch.src().join("jobs/alpha/builds/1/log"),
         "one more line\n",

@@ -51,8 +51,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{ProgramError, TracePoint};
+use aya::programs::{FExit, ProgramError, TracePoint};
 use aya::{Ebpf, EbpfLoader};
+use fsjournal_common::vfs_hooks::Hook;
 use fsjournal_common::{counter, drained, ChangeKind, DirtyKey, InodeEvent};
 
 use super::dir_index::DirIndex;
@@ -580,7 +581,7 @@ fn attach_ladder(
     let vfs_refusal =
         match vfs.and_then(|plan| attach_vfs_hooks(ebpf, pin_dir, &plan).map(|()| plan)) {
             Ok(plan) => {
-                let links = plan.hooks.iter().map(|h| h.program).collect::<Vec<_>>();
+                let links = plan.links();
                 unpin_links_except(pin_dir, &links)?;
                 return Ok(Rung {
                     name: "vfs-hooks",
@@ -616,15 +617,32 @@ fn attach_ladder(
 fn attach_vfs_hooks(ebpf: &mut Ebpf, pin_dir: &Path, plan: &Plan) -> anyhow::Result<()> {
     let btf = aya::Btf::from_sys_fs().context("cannot read the kernel's BTF")?;
     for hook in &plan.hooks {
-        let attached = vfs_hooks::attach(ebpf, &btf, hook)
-            .and_then(|link| pin_link(pin_dir, hook.program, link));
+        let attached =
+            attach_fexit(ebpf, &btf, hook).and_then(|link| pin_link(pin_dir, hook.program, link));
         if let Err(e) = attached {
-            let links: Vec<&str> = plan.hooks.iter().map(|h| h.program).collect();
-            unpin_links(pin_dir, &links)?;
+            unpin_links(pin_dir, &plan.links())?;
             return Err(e);
         }
     }
     Ok(())
+}
+
+/// Loads fexit program `hook` against the kernel's BTF (as parsed by aya)
+/// and attaches it; the link, for pinning. Errors carry the kernel's answer
+/// (`BPF_PROG_LOAD`: EPERM where trampolines are refused).
+fn attach_fexit(ebpf: &mut Ebpf, btf: &aya::Btf, hook: &Hook) -> anyhow::Result<FdLink> {
+    let program: &mut FExit = ebpf
+        .program_mut(hook.program)
+        .with_context(|| format!("program {} missing from the object", hook.program))?
+        .try_into()?;
+    program
+        .load(hook.function, btf)
+        .map_err(explain_load_error)
+        .with_context(|| format!("loading fexit/{}", hook.function))?;
+    let link_id = program
+        .attach()
+        .with_context(|| format!("attaching fexit/{}", hook.function))?;
+    Ok(program.take_link(link_id)?.into())
 }
 
 /// Loads and attaches tracepoint program `name`; the link, for pinning.
@@ -684,7 +702,7 @@ fn unpin_links_except(pin_dir: &Path, keep: &[&str]) -> anyhow::Result<()> {
 /// A program load error as one line: the `BPF_PROG_LOAD` error and the
 /// verifier's log when it wrote one (EPERM with an empty log: this kernel
 /// refuses BPF trampolines).
-pub(super) fn explain_load_error(error: ProgramError) -> anyhow::Error {
+fn explain_load_error(error: ProgramError) -> anyhow::Error {
     match error {
         ProgramError::LoadError {
             io_error,

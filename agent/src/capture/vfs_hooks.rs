@@ -8,22 +8,22 @@
 //! versions and builds. No offset is compiled in: [`plan`] reads each
 //! member's byte offset from the running kernel's BTF
 //! (`/sys/kernel/btf/vmlinux`, with btf-rs) and the loader writes them into
-//! the object's read-only globals (`EbpfLoader::set_global`) before the
+//! the object's read-only globals (`EbpfLoader::override_global`) before the
 //! kernel sees it, so the verifier checks the programs with the real
 //! offsets. A member the BTF lacks, or a required function it does not
 //! describe, refuses the rung with that name: nothing is ever read at a
 //! guessed offset. The members and functions are listed once, in
 //! `fsjournal_common::vfs_hooks`.
 //!
-//! A kernel without working trampolines (this project's VM: `BPF_PROG_LOAD`
-//! of a tracing program → EPERM) refuses the first program; the ladder then
-//! tries the tracepoint rung.
+//! A kernel whose layout no longer matches the programs' assumptions is
+//! refused here (this project's 6.18: its `renamedata` names the parent
+//! dentries, `old_parent`, not `old_dir`); a kernel without working trampolines (this project's VM again:
+//! `BPF_PROG_LOAD` of a tracing program → EPERM) refuses the first program
+//! at attach (`capture/ebpf.rs`). Either way the ladder then tries the
+//! tracepoint rung.
 
 use anyhow::{bail, Context};
-use aya::programs::links::FdLink;
-use aya::programs::FExit;
-use aya::Ebpf;
-use btf_rs::{Btf, Type};
+use btf_rs::{Backend, Btf, Type};
 use fsjournal_common::vfs_hooks::{Hook, HOOKS, MEMBERS};
 
 /// Where the running kernel describes its types.
@@ -44,7 +44,9 @@ pub struct Plan {
 /// functions exist. Errors (the refusal, for the ladder string): no BTF, a
 /// member or a required function missing.
 pub fn plan() -> anyhow::Result<Plan> {
-    let btf = Btf::from_file(VMLINUX_BTF)
+    // Mmap: only what is asked for is parsed (a start pays for ~50
+    // lookups, not for the kernel's ~100k types).
+    let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
         .with_context(|| format!("cannot read the kernel's BTF ({VMLINUX_BTF})"))?;
     let globals = MEMBERS
         .iter()
@@ -153,25 +155,12 @@ fn resolve(btf: &Btf, mut ty: Type) -> anyhow::Result<Type> {
     Ok(ty)
 }
 
-/// Loads fexit program `hook` against the kernel's BTF (as parsed by aya)
-/// and attaches it; the link, for pinning. Errors carry the kernel's answer
-/// (`BPF_PROG_LOAD`: EPERM where trampolines are refused).
-pub fn attach(ebpf: &mut Ebpf, btf: &aya::Btf, hook: &Hook) -> anyhow::Result<FdLink> {
-    let program: &mut FExit = ebpf
-        .program_mut(hook.program)
-        .with_context(|| format!("program {} missing from the object", hook.program))?
-        .try_into()?;
-    program
-        .load(hook.function, btf)
-        .map_err(super::ebpf::explain_load_error)
-        .with_context(|| format!("loading fexit/{}", hook.function))?;
-    let link_id = program
-        .attach()
-        .with_context(|| format!("attaching fexit/{}", hook.function))?;
-    Ok(program.take_link(link_id)?.into())
-}
-
 impl Plan {
+    /// The pin names of the rung's links: its programs' names.
+    pub fn links(&self) -> Vec<&'static str> {
+        self.hooks.iter().map(|h| h.program).collect()
+    }
+
     /// One phrase for the ladder string: the functions hooked, and the
     /// optional ones this kernel lacks.
     pub fn describe(&self) -> String {

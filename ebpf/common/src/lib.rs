@@ -183,11 +183,10 @@ pub mod vfs_hooks {
     }
 
     /// Every member the programs read.
-    pub const MEMBERS: [Member; 15] = [
+    pub const MEMBERS: [Member; 14] = [
         member("OFF_FILE_INODE", "file", "f_inode"),
         member("OFF_FILE_DENTRY", "file", "f_path.dentry"),
         member("OFF_FILE_MODE", "file", "f_mode"),
-        member("OFF_PATH_DENTRY", "path", "dentry"),
         member("OFF_DENTRY_PARENT", "dentry", "d_parent"),
         member("OFF_DENTRY_INODE", "dentry", "d_inode"),
         member("OFF_INODE_INO", "inode", "i_ino"),

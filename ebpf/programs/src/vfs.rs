@@ -53,8 +53,6 @@ static OFF_FILE_DENTRY: u32 = 0;
 #[no_mangle]
 static OFF_FILE_MODE: u32 = 0;
 #[no_mangle]
-static OFF_PATH_DENTRY: u32 = 0;
-#[no_mangle]
 static OFF_DENTRY_PARENT: u32 = 0;
 #[no_mangle]
 static OFF_DENTRY_INODE: u32 = 0;
