@@ -40,14 +40,21 @@ pub struct Plan {
     pub absent: Vec<&'static str>,
 }
 
+/// Opens the kernel's BTF. Mmap first: only what is asked for is parsed (a
+/// start pays for ~50 lookups, not for the kernel's ~100k types). sysfs lets
+/// `/sys/kernel/btf/vmlinux` be mmapped only from 6.16 on (6.1 and 6.12 say
+/// ENODEV), so older kernels get the whole file parsed (~150 ms, debug build).
+fn read_vmlinux_btf() -> anyhow::Result<Btf> {
+    Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
+        .or_else(|_| Btf::from_file_with_backend(VMLINUX_BTF, Backend::Cache))
+        .with_context(|| format!("cannot read the kernel's BTF ({VMLINUX_BTF})"))
+}
+
 /// Reads the running kernel's BTF: every member's offset, and which hooked
 /// functions exist. Errors (the refusal, for the ladder string): no BTF, a
 /// member or a required function missing.
 pub fn plan() -> anyhow::Result<Plan> {
-    // Mmap: only what is asked for is parsed (a start pays for ~50
-    // lookups, not for the kernel's ~100k types).
-    let btf = Btf::from_file_with_backend(VMLINUX_BTF, Backend::Mmap)
-        .with_context(|| format!("cannot read the kernel's BTF ({VMLINUX_BTF})"))?;
+    let btf = read_vmlinux_btf()?;
     let globals = MEMBERS
         .iter()
         .map(|m| Ok((m.global, member_offset(&btf, m.strukt, m.member)?)))
