@@ -27,6 +27,7 @@ fn change(path: Vec<u8>) -> Change {
         ino: 4242,
         pid: 1234,
         comm: "java".into(),
+        renamed_from: None,
     }
 }
 

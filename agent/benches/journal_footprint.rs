@@ -95,6 +95,7 @@ fn change(n: u64) -> Change {
         ino: n,
         pid: 1234,
         comm: "java".into(),
+        renamed_from: None,
     }
 }
 

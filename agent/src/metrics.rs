@@ -279,6 +279,7 @@ mod tests {
             ino: 1,
             pid: 1,
             comm: String::new(),
+            renamed_from: None,
         };
         journal.append(&[change], None, false).unwrap();
         let stats = Stats::default();

@@ -834,6 +834,7 @@ impl Source for EbpfCapture {
                     continue;
                 };
                 let mut others = Vec::new();
+                let mut renamed_from = None;
                 let scope = if meta.is_dir() && self.backlog_pending {
                     let parent_changed =
                         !rel.is_empty() && path.parent().is_some_and(|p| changed_dirs.contains(p));
@@ -843,7 +844,9 @@ impl Source for EbpfCapture {
                         Scope::Contents
                     }
                 } else if meta.is_dir() {
-                    fs.directory_scope(root, &rel, &path, handle)
+                    let (scope, moved_from) = fs.directory_scope(root, &rel, &path, handle);
+                    renamed_from = moved_from;
+                    scope
                 } else {
                     let root_path = fs
                         .index
@@ -855,15 +858,21 @@ impl Source for EbpfCapture {
                 let change = Change {
                     root,
                     path: rel,
-                    kind: ChangeKind::Modify,
+                    kind: if renamed_from.is_some() {
+                        ChangeKind::RenameTo
+                    } else {
+                        ChangeKind::Modify
+                    },
                     scope,
                     ino: meta.ino(),
                     pid: tgid,
                     comm,
+                    renamed_from,
                 };
                 let out = sink.changes();
                 out.extend(others.into_iter().map(|path| Change {
                     path,
+                    renamed_from: None,
                     ..change.clone()
                 }));
                 out.push(change);
@@ -895,16 +904,18 @@ impl Filesystem {
     /// A directory whose ctime moved: where the index last saw it, its
     /// entries changed (a contents pass); anywhere else it was created,
     /// renamed or moved in (a subtree push), and the index learns its place.
+    /// The second value is its old path when it was renamed within `root`
+    /// (the index knew it there): the rename the journal keeps.
     fn directory_scope(
         &mut self,
         root: RootId,
         rel: &[u8],
         path: &Path,
         handle: FileHandle,
-    ) -> Scope {
+    ) -> (Scope, Option<Vec<u8>>) {
         let known = self.index.dir_path(&handle);
         if known.as_ref().is_some_and(|(r, p)| *r == root && p == rel) {
-            return Scope::Contents;
+            return (Scope::Contents, None);
         }
         if let (Some(parent), Some(name)) = (
             path.parent().and_then(|p| handle::handle_of(p).ok()),
@@ -913,10 +924,19 @@ impl Filesystem {
             use std::os::unix::ffi::OsStrExt;
             self.index.link(handle.clone(), &parent.0, name.as_bytes());
         }
-        if known.is_none() {
-            self.index.index_subtree(root, path, handle);
-        }
-        Scope::Subtree
+        let renamed_from = match known {
+            Some((known_root, old))
+                if known_root == root && !old.is_empty() && !self.index.is_excluded(root, &old) =>
+            {
+                Some(old)
+            }
+            Some(_) => None,
+            None => {
+                self.index.index_subtree(root, path, handle);
+                None
+            }
+        };
+        (Scope::Subtree, renamed_from)
     }
 }
 

@@ -248,6 +248,8 @@ impl Filesystem {
         }
         let pid = event.pid.max(0) as u32;
         let is_dir = mask & libc::FAN_ONDIR != 0;
+        // The old name, resolved before the index learns the new one.
+        let mut departed = None;
         if mask & (libc::FAN_RENAME | libc::FAN_MOVED_FROM) != 0 {
             if let Some(old) = event.old.as_ref().or(event
                 .entry
@@ -257,13 +259,15 @@ impl Filesystem {
                 if let Some((root, path)) = self.resolve(old) {
                     out.push(Change {
                         root,
-                        path,
+                        path: path.clone(),
                         kind: ChangeKind::RenameFrom,
                         scope: departure_scope(is_dir),
                         ino: 0,
                         pid,
                         comm: String::new(),
+                        renamed_from: None,
                     });
+                    departed = Some((root, path));
                 }
             }
         }
@@ -273,7 +277,10 @@ impl Filesystem {
                 .as_ref()
                 .filter(|_| mask & libc::FAN_MOVED_TO != 0))
             {
-                self.moved_to(new, event.object.as_ref(), is_dir, pid, out);
+                // Only FAN_RENAME names both sides in one event (MOVED_FROM
+                // and MOVED_TO carry no cookie to pair them by).
+                let from = departed.filter(|_| mask & libc::FAN_RENAME != 0);
+                self.moved_to(new, event.object.as_ref(), is_dir, pid, from, out);
             }
         }
         if let Some(entry) = &event.entry {
@@ -328,6 +335,7 @@ impl Filesystem {
             ino,
             pid,
             comm: String::new(),
+            renamed_from: None,
         };
         self.push_with_other_names(change, meta.as_ref(), out);
     }
@@ -363,13 +371,15 @@ impl Filesystem {
         out.push(change);
     }
 
-    /// The new side of a rename (or a MOVED_TO).
+    /// The new side of a rename (or a MOVED_TO); `from` is the old side
+    /// when the event named both.
     fn moved_to(
         &mut self,
         new: &DirEntryName,
         object: Option<&FileHandle>,
         is_dir: bool,
         pid: u32,
+        from: Option<(RootId, Vec<u8>)>,
         out: &mut Vec<Change>,
     ) {
         let resolved = self.resolve(new);
@@ -386,6 +396,9 @@ impl Filesystem {
         };
         let meta = self.metadata(root, &path);
         let ino = meta.as_ref().map_or(0, |m| m.ino());
+        let renamed_from = from
+            .filter(|(from_root, from_path)| *from_root == root && *from_path != path)
+            .map(|(_, from_path)| from_path);
         let change = Change {
             root,
             path,
@@ -394,6 +407,7 @@ impl Filesystem {
             ino,
             pid,
             comm: String::new(),
+            renamed_from,
         };
         self.push_with_other_names(change, meta.as_ref(), out);
     }

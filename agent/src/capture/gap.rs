@@ -161,6 +161,7 @@ fn scan(
                 ino,
                 pid: 0,
                 comm: String::new(),
+                renamed_from: None,
             });
             found.set(found.get() + 1);
             if changes.len() >= APPEND_CHUNK {

@@ -266,6 +266,7 @@ mod tests {
                     ino: 1,
                     pid: 0,
                     comm: String::new(),
+                    renamed_from: None,
                 })
                 .collect(),
             watermark_ms,

@@ -33,7 +33,12 @@ const CF_PENDING: &str = "pending";
 const CF_BY_SEQ: &str = "by_seq";
 const CF_TARGETS: &str = "targets";
 const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 5] = [CF_LOG, CF_PENDING, CF_BY_SEQ, CF_TARGETS, CF_META];
+/// [`Rename`]s by sequence number. A new column family, not a format change:
+/// an older journal simply has none yet.
+const CF_RENAMES: &str = "renames";
+const COLUMN_FAMILIES: [&str; 6] = [
+    CF_LOG, CF_PENDING, CF_BY_SEQ, CF_TARGETS, CF_META, CF_RENAMES,
+];
 
 /// Every column family with its tuned options (`options.rs`), sharing one
 /// block cache: the agent and the CLI's reader open the journal alike.
@@ -382,6 +387,14 @@ impl Journal {
             };
             batch.put_cf(pending, &key, encode(&entry));
             batch.put_cf(by_seq, seq_key(seq), &key);
+            if let Some(from) = &change.renamed_from {
+                let rename = Rename {
+                    root: change.root,
+                    from: from.clone(),
+                    to: change.path.clone(),
+                };
+                batch.put_cf(self.cf(CF_RENAMES), seq_key(seq), encode(&rename));
+            }
             in_batch.insert(key, entry);
             seq += 1;
         }
@@ -458,6 +471,26 @@ impl Journal {
             });
         }
         Ok(batch)
+    }
+
+    /// The renames of `root` journaled after `cursor` up to `high_seq`
+    /// (a batch's [`Batch::high_seq`]), in sequence order.
+    pub fn renames(&self, root: RootId, cursor: Seq, high_seq: Seq) -> anyhow::Result<Vec<Rename>> {
+        let mut renames = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(CF_RENAMES),
+            IteratorMode::From(&seq_key(cursor + 1), Direction::Forward),
+        ) {
+            let (seq_bytes, bytes) = item?;
+            if seq_from_key(&seq_bytes) > high_seq {
+                break;
+            }
+            let rename: Rename = decode(&bytes, "rename")?;
+            if rename.root == root {
+                renames.push(rename);
+            }
+        }
+        Ok(renames)
     }
 
     /// Number of pending paths of `root` after `cursor`, and the time of the
@@ -601,6 +634,9 @@ impl Journal {
     ) -> anyhow::Result<()> {
         let (pending, by_seq) = (self.cf(CF_PENDING), self.cf(CF_BY_SEQ));
         let start = seq_key(trimmed_through + 1);
+        if min_cursor > trimmed_through {
+            batch.delete_range_cf(self.cf(CF_RENAMES), &start, &seq_key(min_cursor + 1));
+        }
         for item in self
             .db
             .iterator_cf(by_seq, IteratorMode::From(&start, Direction::Forward))

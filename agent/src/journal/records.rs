@@ -62,6 +62,10 @@ pub struct Change {
     pub pid: u32,
     /// That process's `comm`, empty when unknown (fanotify does not say).
     pub comm: String,
+    /// For the new name of a rename capture saw whole (both names in the
+    /// same root, neither excluded): the old path. The journal keeps it as
+    /// a [`Rename`] that the pusher replays on the target.
+    pub renamed_from: Option<Vec<u8>>,
 }
 
 impl Change {
@@ -78,8 +82,25 @@ impl Change {
             ino: 0,
             pid: 0,
             comm: String::new(),
+            renamed_from: None,
         }
     }
+}
+
+/// A rename capture saw whole (column family `renames`, keyed by the
+/// sequence number of the change that carries the new name). Both paths
+/// stay pending as well: the pusher replays the rename on the target first
+/// (`push/renames.rs`) so that the push of the new path finds the data
+/// already there, and the pushes of both paths make the target right
+/// whatever the replay did (docs/architecture.md, "Renames on the target").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rename {
+    /// The root both paths lie in.
+    pub root: RootId,
+    /// The old path, relative to the root (raw bytes).
+    pub from: Vec<u8>,
+    /// The new path, relative to the root (raw bytes).
+    pub to: Vec<u8>,
 }
 
 /// One entry of the sequence-ordered inspection log (column family `log`).

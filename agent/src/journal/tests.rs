@@ -13,6 +13,7 @@ fn change(path: &str, kind: ChangeKind) -> Change {
         ino: 7,
         pid: 42,
         comm: String::new(),
+        renamed_from: None,
     }
 }
 
@@ -349,4 +350,60 @@ fn a_directory_made_again_after_its_deletion_keeps_the_deletions_subtree_scope()
     assert_eq!(paths(&batch), ["dir/new", "moved", "dir"]);
     let scopes: Vec<Scope> = batch.paths.iter().map(|p| p.scope).collect();
     assert_eq!(scopes, [Scope::Entry, Scope::Subtree, Scope::Subtree]);
+}
+
+#[test]
+fn renames_are_kept_in_order_for_their_batch_and_trimmed_with_it() {
+    let (_dir, journal) = open();
+    let renamed = |from: &str, to: &str| Change {
+        renamed_from: Some(from.as_bytes().to_vec()),
+        ..change(to, ChangeKind::RenameTo)
+    };
+    journal
+        .append(
+            &[
+                change("jobs/foo", ChangeKind::RenameFrom),
+                renamed("jobs/foo", "jobs/bar"),
+                change("jobs/bar/log", ChangeKind::Modify),
+                renamed("jobs/bar", "jobs/baz"),
+            ],
+            None,
+            false,
+        )
+        .unwrap();
+    let names = |cursor, high| -> Vec<(String, String)> {
+        journal
+            .renames(0, cursor, high)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+                (text(r.from), text(r.to))
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(0, 4),
+        [
+            ("jobs/foo".into(), "jobs/bar".into()),
+            ("jobs/bar".into(), "jobs/baz".into())
+        ]
+    );
+    assert_eq!(names(0, 3).len(), 1, "only the batch's own renames");
+    assert!(journal.renames(1, 0, 4).unwrap().is_empty(), "another root's");
+    // Both names stay pending beside the rename record.
+    assert_eq!(
+        paths(&journal.pending_batch(0, 0, 100).unwrap()),
+        ["jobs/foo", "jobs/bar", "jobs/bar/log", "jobs/baz"]
+    );
+    journal
+        .save_target(
+            "standby",
+            &TargetState {
+                cursor: 2,
+                ..TargetState::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(names(0, 4), [("jobs/bar".into(), "jobs/baz".into())]);
 }

@@ -18,6 +18,7 @@ mod interlock;
 mod operator;
 mod process;
 mod progress;
+mod renames;
 pub mod rsync;
 pub mod runs;
 pub mod target;
@@ -431,6 +432,7 @@ impl Pusher {
             }
         }
         let push = self.without_symlinked_parents(push);
+        self.replay_renames(state.cursor, batch.high_seq)?;
         let lists = Lists::of_source(
             &self.source,
             push.iter().map(|p| (p.path.as_slice(), p.scope)),
@@ -506,6 +508,58 @@ impl Pusher {
             "pushed"
         );
         Ok(())
+    }
+
+    /// Replays on the target the renames journaled after `cursor` up to
+    /// `high_seq` (see `renames.rs`): a rename(2) on a local target, a
+    /// seeded directory on a remote one. A replay that fails is logged and
+    /// left to the push. Errors: the journal cannot be read.
+    fn replay_renames(&self, cursor: Seq, high_seq: Seq) -> anyhow::Result<()> {
+        let renames: Vec<_> = self
+            .journal
+            .renames(self.root, cursor, high_seq)?
+            .into_iter()
+            .filter(|r| !self.excludes.is_excluded(&r.from) && !self.excludes.is_excluded(&r.to))
+            .collect();
+        if renames.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let replayed = match &self.local_target {
+            Some(dir) => renames::replay_local(self.name(), dir, &renames),
+            None => renames::seeds(&self.source, &renames)
+                .into_iter()
+                .filter(|seed| self.seed(seed))
+                .count(),
+        };
+        tracing::info!(
+            target = self.name(),
+            renames = renames.len(),
+            replayed,
+            ms = started.elapsed().as_millis() as u64,
+            "renames replayed on the target"
+        );
+        Ok(())
+    }
+
+    /// One [`Mode::Seed`] run; false (logged) when rsync failed.
+    fn seed(&self, seed: &renames::Seed) -> bool {
+        let listed = renames::listing(&self.source, &seed.to, &self.excludes);
+        let list: Vec<&[u8]> = listed.iter().map(Vec::as_slice).collect();
+        let cmd = rsync::seed_command(&self.sync, &self.source, &seed.from, &seed.to);
+        let result = self
+            .runs
+            .run(&self.journal, self.name(), Mode::Seed, cmd, &list, &self.stop, None);
+        if let Err(e) = &result {
+            tracing::info!(
+                target = self.name(),
+                from = %String::from_utf8_lossy(&seed.from),
+                to = %String::from_utf8_lossy(&seed.to),
+                error = %e,
+                "renamed directory not seeded on the target: the push sends it in full"
+            );
+        }
+        result.is_ok()
     }
 
     /// `push` with every path that rsync would read through a symlink (a

@@ -27,6 +27,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +62,11 @@ pub enum Mode {
     /// The whole root compared, not copied, one itemized line per
     /// difference on stdout (`fsjournal verify`).
     VerifyAll,
+    /// Listed entries of one renamed directory, non-recursive and with no
+    /// `--delete`, sent with the directory's old place on the target as
+    /// `--link-dest`: unchanged files become hard links there, so no file
+    /// data crosses (see [`seed_command`] and `push/renames.rs`).
+    Seed,
 }
 
 /// A failed rsync run.
@@ -112,6 +118,43 @@ fn meaning(code: i32, stderr: &[u8]) -> &'static str {
 
 /// The rsync command line for `mode`, from `source` to the sync's target.
 pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
+    let mut cmd = options(sync, mode);
+    let mut source_arg = source.as_os_str().to_owned();
+    source_arg.push("/");
+    operands(
+        &mut cmd,
+        [source_arg, sync.target().rsync_destination().into()],
+    );
+    cmd
+}
+
+/// The [`Mode::Seed`] run for a directory renamed to root-relative `to`
+/// (raw bytes, not empty) whose old place on the target is root-relative
+/// `from`: from `SOURCE/to/` to `TARGET/to/`, with
+/// `--link-dest=../…/from`. rsync(1): a relative `--link-dest` DIR "is
+/// relative to the destination directory"; a daemon accepts it as long as
+/// it stays inside the module (measured with rsync 3.5.0, chroot or not).
+/// The target's parent of `to` must exist (rsync creates one level only).
+pub fn seed_command(sync: &SyncConfig, source: &Path, from: &[u8], to: &[u8]) -> Command {
+    let mut cmd = options(sync, Mode::Seed);
+    let depth = to.split(|&b| b == b'/').count();
+    let mut link_dest = b"--link-dest=".to_vec();
+    link_dest.extend(b"../".repeat(depth));
+    link_dest.extend_from_slice(from);
+    cmd.arg(OsStr::from_bytes(&link_dest));
+    let mut source_arg = source.join(OsStr::from_bytes(to)).into_os_string();
+    source_arg.push("/");
+    let mut dest = sync.target().rsync_destination().into_bytes();
+    dest.extend_from_slice(to);
+    dest.push(b'/');
+    operands(&mut cmd, [source_arg, OsString::from_vec(dest)]);
+    cmd
+}
+
+/// Every option of a `mode` run (no operands): connection, mode, the
+/// sync's `-H`/`-X`/`-A`, history, bandwidth limit, excludes and its own
+/// `rsync_args`.
+fn options(sync: &SyncConfig, mode: Mode) -> Command {
     let mut cmd = connection(sync);
     cmd.arg("-a").arg("--numeric-ids");
     match mode {
@@ -145,6 +188,7 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
         Mode::Full => cmd.args(["--delete", "--force"]),
         Mode::FullPreview => cmd.args(["--delete", "--force", "--dry-run", "--stats"]),
         Mode::VerifyAll => cmd.args(["--delete", "--dry-run", "--out-format=%i %n"]),
+        Mode::Seed => cmd.args(["--from0", "--files-from=-"]),
         Mode::Verify => cmd.args([
             "-r",
             "--delete",
@@ -180,12 +224,6 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
             .map(|p| format!("--exclude={p}")),
     );
     cmd.args(&sync.rsync_args);
-    let mut source_arg = source.as_os_str().to_owned();
-    source_arg.push("/");
-    operands(
-        &mut cmd,
-        [source_arg, sync.target().rsync_destination().into()],
-    );
     cmd
 }
 
