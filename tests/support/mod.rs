@@ -271,7 +271,7 @@ impl RsyncDaemon {
         write_private(&secrets, "fsj:s3cret\n");
         write_private(&dir.path().join("password"), "s3cret\n");
         let conf = format!(
-            "pid file = {d}/rsyncd.pid\nuse chroot = yes\nuid = root\ngid = root\n[backup]\n  path = {m}\n  read only = no\n  auth users = fsj\n  secrets file = {s}\n",
+            "pid file = {d}/rsyncd.pid\nuse chroot = yes\nuid = root\ngid = root\n[backup]\n  path = {m}\n  read only = no\n  transfer logging = yes\n  log format = %o %b %n\n  log file = {d}/transfer.log\n  auth users = fsj\n  secrets file = {s}\n",
             d = dir.path().display(),
             m = module_dir.display(),
             s = secrets.display()
@@ -324,6 +324,19 @@ impl RsyncDaemon {
     /// The target URL of the module.
     pub fn url(&self) -> String {
         format!("rsync://fsj@127.0.0.1:{}/backup", self.port)
+    }
+
+    /// Bytes the daemon received for files so far (rsyncd.conf(5) `%b`,
+    /// "the number of bytes actually transferred", summed over the module's
+    /// transfer log's `recv` lines): file data and delta, not file lists.
+    /// (A module's own `log file` is opened before the chroot; the
+    /// daemon's `--log-file` gets no transfer lines from a chrooted module.)
+    pub fn bytes_received(&self) -> u64 {
+        let log = std::fs::read_to_string(self.dir.path().join("transfer.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| line.split_once("] recv ").map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 
     /// The client's password file (mode 0600).

@@ -390,7 +390,10 @@ fn renames_are_kept_in_order_for_their_batch_and_trimmed_with_it() {
         ]
     );
     assert_eq!(names(0, 3).len(), 1, "only the batch's own renames");
-    assert!(journal.renames(1, 0, 4).unwrap().is_empty(), "another root's");
+    assert!(
+        journal.renames(1, 0, 4).unwrap().is_empty(),
+        "another root's"
+    );
     // Both names stay pending beside the rename record.
     assert_eq!(
         paths(&journal.pending_batch(0, 0, 100).unwrap()),

@@ -547,9 +547,15 @@ impl Pusher {
         let listed = renames::listing(&self.source, &seed.to, &self.excludes);
         let list: Vec<&[u8]> = listed.iter().map(Vec::as_slice).collect();
         let cmd = rsync::seed_command(&self.sync, &self.source, &seed.from, &seed.to);
-        let result = self
-            .runs
-            .run(&self.journal, self.name(), Mode::Seed, cmd, &list, &self.stop, None);
+        let result = self.runs.run(
+            &self.journal,
+            self.name(),
+            Mode::Seed,
+            cmd,
+            &list,
+            &self.stop,
+            None,
+        );
         if let Err(e) = &result {
             tracing::info!(
                 target = self.name(),

@@ -103,9 +103,7 @@ pub fn seeds(source: &Path, renames: &[Rename]) -> Vec<Seed> {
     placed
         .into_iter()
         .filter(|seed| seed.from != seed.to && !seed.to.is_empty())
-        .filter(|seed| {
-            std::fs::symlink_metadata(below(source, &seed.to)).is_ok_and(|m| m.is_dir())
-        })
+        .filter(|seed| std::fs::symlink_metadata(below(source, &seed.to)).is_ok_and(|m| m.is_dir()))
         .collect()
 }
 
@@ -195,7 +193,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             seeds(source.path(), &renames),
-            [seed("jobs/a", "jobs/c"), seed("jobs/a/builds", "moved/builds")]
+            [
+                seed("jobs/a", "jobs/c"),
+                seed("jobs/a/builds", "moved/builds")
+            ]
         );
     }
 
