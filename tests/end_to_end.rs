@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -361,17 +360,7 @@ fn replica_follows_every_kind_of_change_on_ext4_to_a_local_directory() {
 #[test]
 fn replica_follows_every_kind_of_change_over_a_remote_shell_target() {
     let scratch = Scratch::tmpfs();
-    // A remote shell that runs rsync's server side on this machine: the
-    // `user@host:path` code path and rsync's remote-shell protocol are real,
-    // only the network hop is not (no sshd here).
-    let shell = scratch.path().join("local-shell");
-    // rsync calls it as `SHELL -l USER HOST rsync --server …`.
-    std::fs::write(
-        &shell,
-        "#!/bin/sh\n[ \"$1\" = -l ] && shift 2\nshift\nexec \"$@\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&shell, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shell = local_shell_command(&scratch);
     let target = format!("backup@standby:{}", scratch.replica().display());
     run_scenario(
         &scratch,

@@ -8,7 +8,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use support::*;
@@ -56,18 +56,18 @@ fn inodes(dir: &Path) -> BTreeMap<String, u64> {
     found
 }
 
-/// A shell that runs rsync's server side on this machine: rsync calls it
-/// as `SHELL -l USER HOST rsync --server …` (the `user@host:path` code path
-/// and the remote-shell protocol are real; there is no sshd here).
+/// Renames the source's `jobs/foo` to `jobs/bar`.
+fn rename_foo_to_bar(scratch: &Scratch) {
+    let jobs = scratch.src().join("jobs");
+    std::fs::rename(jobs.join("foo"), jobs.join("bar")).unwrap();
+}
+
+/// `ssh_command = …` for a remote-shell target served on this machine.
 fn local_shell(scratch: &Scratch) -> String {
-    let shell = scratch.path().join("local-shell");
-    std::fs::write(
-        &shell,
-        "#!/bin/sh\n[ \"$1\" = -l ] && shift 2\nshift\nexec \"$@\"\n",
+    format!(
+        "ssh_command = \"{}\"\n",
+        local_shell_command(scratch).display()
     )
-    .unwrap();
-    std::fs::set_permissions(&shell, std::fs::Permissions::from_mode(0o755)).unwrap();
-    format!("ssh_command = \"{}\"\n", shell.display())
 }
 
 /// Renames `jobs/foo` (a 200 MiB job) to `jobs/bar` under a running agent
@@ -82,11 +82,7 @@ fn rename_job(scratch: &Scratch, config: &Path, daemon: Option<&RsyncDaemon>) {
     let before = inodes(&scratch.replica().join("jobs/foo"));
     assert_eq!(before.len(), JOB_FILES);
     let sent = daemon.map(RsyncDaemon::bytes_received);
-    std::fs::rename(
-        scratch.src().join("jobs/foo"),
-        scratch.src().join("jobs/bar"),
-    )
-    .unwrap();
+    rename_foo_to_bar(scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let after = inodes(&scratch.replica().join("jobs/bar"));
     let kept = before
@@ -109,6 +105,7 @@ fn rename_job(scratch: &Scratch, config: &Path, daemon: Option<&RsyncDaemon>) {
             "the full sync sent the job ({sent} bytes)"
         );
         let for_rename = daemon.bytes_received() - sent;
+        eprintln!("the rename sent {for_rename} bytes of file data for a {job_bytes}-byte job");
         assert!(for_rename * 100 <= job_bytes, "the rename sent {for_rename} bytes of file data, more than 1 % of the job's {job_bytes}\nagent log:\n{log}");
     }
     let journal = journal_log(scratch);
@@ -148,11 +145,7 @@ fn ebpf_a_renamed_job_directory_is_journaled_and_replayed_as_a_rename() {
     make_job(&scratch.src().join("jobs/foo"), 500, 4 << 10);
     let agent = start_and_sync(&config, &scratch);
     let before = inodes(&scratch.replica().join("jobs/foo"));
-    std::fs::rename(
-        scratch.src().join("jobs/foo"),
-        scratch.src().join("jobs/bar"),
-    )
-    .unwrap();
+    rename_foo_to_bar(&scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     assert_eq!(
         inodes(&scratch.replica().join("jobs/bar")),
@@ -265,11 +258,7 @@ fn a_kill_between_the_replayed_rename_and_the_cursor_converges_on_restart() {
     make_job(&scratch.src().join("jobs/foo"), 100, 1 << 10);
     let agent = start_and_sync(&config, &scratch);
     let before = inodes(&scratch.replica().join("jobs/foo"));
-    std::fs::rename(
-        scratch.src().join("jobs/foo"),
-        scratch.src().join("jobs/bar"),
-    )
-    .unwrap();
+    rename_foo_to_bar(&scratch);
     // The same batch carries a file that takes seconds to send.
     std::fs::write(scratch.src().join("big"), vec![7u8; 400 << 10]).unwrap();
     wait_until(

@@ -356,6 +356,21 @@ fn write_private(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// A remote shell that runs rsync's server side on this machine, written
+/// into the scratch directory: rsync calls it as `SHELL -l USER HOST rsync
+/// --server …`. The `user@host:path` code path and rsync's remote-shell
+/// protocol are real; only the network hop is not (no sshd here).
+pub fn local_shell_command(scratch: &Scratch) -> PathBuf {
+    let shell = scratch.path().join("local-shell");
+    std::fs::write(
+        &shell,
+        "#!/bin/sh\n[ \"$1\" = -l ] && shift 2\nshift\nexec \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&shell, std::fs::Permissions::from_mode(0o755)).unwrap();
+    shell
+}
+
 /// Writes a configuration for one sync from `scratch.src()` to `target`.
 /// `extra` is appended inside the `[[sync]]` table (TOML lines).
 pub fn write_config(

@@ -94,6 +94,10 @@ pub const GUEST_TESTS: &[GuestTest] = &[
         binary: "churn",
         args: &["ebpf_"],
     },
+    GuestTest {
+        binary: "renames",
+        args: &["ebpf_"],
+    },
 ];
 
 /// The environment of every guest test: the rung the eBPF tests must see,
