@@ -393,6 +393,44 @@ fn growing_log_coalesces_into_few_pushes() {
     agent.stop();
 }
 
+/// The cost model (push/cost.rs): a backlog that is a large share of the
+/// source's entries goes as one full rsync of the root, a small one as file
+/// lists. The target is paused while the changes are made, so that the
+/// whole backlog is journaled before the pusher decides.
+#[test]
+fn a_backlog_of_most_of_the_tree_is_pushed_by_one_full_rsync() {
+    let scratch = Scratch::tmpfs();
+    let mut daemon = RsyncDaemon::start(&scratch.replica());
+    let config = write_config(
+        &scratch,
+        &daemon.url(),
+        Some(&daemon.password_file()),
+        "batch_max_files = 50\nfull_push_percent = 30\n",
+    );
+    for i in 0..400 {
+        std::fs::create_dir_all(scratch.src().join(format!("d{}", i / 50))).unwrap();
+        std::fs::write(scratch.src().join(format!("d{}/f{i}", i / 50)), "v1").unwrap();
+    }
+    let agent = start_and_sync(&config, &scratch);
+    let full_pushes = || agent.log_text().matches("full push done").count();
+    let mut change = |files: std::ops::Range<usize>, text: &str| {
+        daemon.pause();
+        for i in files {
+            std::fs::write(scratch.src().join(format!("d{}/f{i}", i / 50)), text).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(500)); // journaled
+        daemon.resume();
+        assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    };
+    // 300 of about 410 inodes: one full rsync.
+    change(0..300, "v2");
+    assert_eq!(full_pushes(), 1, "{}", agent.log_text());
+    // 60 of them: file lists, though more than one batch.
+    change(0..60, "v3");
+    assert_eq!(full_pushes(), 1, "{}", agent.log_text());
+    agent.stop();
+}
+
 #[test]
 fn a_byte_limit_splits_a_batch_into_several_rsync_runs() {
     let scratch = Scratch::tmpfs();

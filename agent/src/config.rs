@@ -287,6 +287,12 @@ pub struct SyncConfig {
     /// `--max-delete`'s idea, as a share, measured by a dry run first.
     #[serde(default = "default_max_delete_percent")]
     pub max_delete_percent: u8,
+    /// The cost model: when the pending paths reach this share of the
+    /// entries of the source's filesystem (percent of its used inodes,
+    /// `statvfs`; 0 = never), one `rsync -a --delete` of the whole root
+    /// replaces the file lists, which would be slower (push/cost.rs).
+    #[serde(default = "default_full_push_percent")]
+    pub full_push_percent: u8,
 }
 
 fn default_batch_max_files() -> usize {
@@ -312,6 +318,9 @@ fn default_hook_timeout_s() -> u64 {
 }
 fn default_max_delete_percent() -> u8 {
     50
+}
+fn default_full_push_percent() -> u8 {
+    30
 }
 
 impl SyncConfig {
@@ -344,6 +353,7 @@ impl SyncConfig {
             hook_timeout_s: default_hook_timeout_s(),
             history_days: 0,
             max_delete_percent: default_max_delete_percent(),
+            full_push_percent: default_full_push_percent(),
         }
     }
 
@@ -613,6 +623,13 @@ impl Config {
                     None,
                     key("batch_max_files"),
                     "expected a number of paths >= 1".into(),
+                ));
+            }
+            if sync.full_push_percent > 100 {
+                problems.push((
+                    None,
+                    key("full_push_percent"),
+                    format!("{}: expected a share of the source's entries from 0 to 100 (percent; 0 = never)", sync.full_push_percent),
                 ));
             }
             if sync.max_delete_percent > 100 {

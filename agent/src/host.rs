@@ -25,13 +25,7 @@ pub fn boot_id() -> String {
 ///
 /// Errors: `root` cannot be reached (`statvfs` or `stat` fails).
 pub fn identity(root: &Path) -> anyhow::Result<FsIdentity> {
-    let c_path = std::ffi::CString::new(root.as_os_str().as_bytes())?;
-    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is NUL-terminated and `vfs` is a valid out-pointer.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut vfs) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("statvfs {}", root.display()));
-    }
+    let vfs = statvfs(root)?;
     let root_ino = std::fs::metadata(root)
         .with_context(|| format!("stat {}", root.display()))?
         .ino();
@@ -39,4 +33,25 @@ pub fn identity(root: &Path) -> anyhow::Result<FsIdentity> {
         fsid: vfs.f_fsid as u64,
         root_ino,
     })
+}
+
+/// Inodes in use on the filesystem holding `path` (`statvfs` f_files −
+/// f_ffree): at least the number of entries of any tree on it (hard links
+/// aside); 0 where the filesystem does not count inodes (btrfs).
+///
+/// Errors: `statvfs` fails.
+pub fn used_inodes(path: &Path) -> anyhow::Result<u64> {
+    let vfs = statvfs(path)?;
+    Ok((vfs.f_files as u64).saturating_sub(vfs.f_ffree as u64))
+}
+
+fn statvfs(path: &Path) -> anyhow::Result<libc::statvfs> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is NUL-terminated and `vfs` is a valid out-pointer.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut vfs) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("statvfs {}", path.display()));
+    }
+    Ok(vfs)
 }

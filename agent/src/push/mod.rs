@@ -11,6 +11,7 @@
 //! - a target without a valid cursor gets one full sync first, started
 //!   after capture was armed, so nothing changing during it is missed.
 
+mod cost;
 mod history;
 mod hold;
 mod hooks;
@@ -189,7 +190,9 @@ impl Pusher {
                 self.sleep(self.sync.batch_delay_ms - age_ms);
                 continue;
             }
-            self.push_batch(&batch, &mut state)?;
+            if !(batch.truncated && self.full_push(&mut state)?) {
+                self.push_batch(&batch, &mut state)?;
+            }
             self.answer_reached(&state, &mut awaiting);
             flush = false;
         }
@@ -508,6 +511,67 @@ impl Pusher {
             "pushed"
         );
         Ok(())
+    }
+
+    /// The cost model (`cost.rs`): when the pending paths are a large share
+    /// of the source's entries, one full rsync of the root replaces their
+    /// file lists, and the cursor moves over everything journaled before it
+    /// started. False (the batch then goes as file lists) when it does not
+    /// pay or the full rsync failed.
+    fn full_push(&self, state: &mut TargetState) -> anyhow::Result<bool> {
+        let hooked = self.sync.after_push.is_some();
+        let mut paths: Vec<Vec<u8>> = Vec::new();
+        let (pending, _) = self.journal.pending_summary(self.root, state.cursor, |p| {
+            if hooked {
+                paths.push(p.to_vec());
+            }
+        })?;
+        let inodes = crate::host::used_inodes(&self.source).unwrap_or(0);
+        let percent = self.sync.full_push_percent;
+        if !cost::full_push_pays(percent, pending, inodes) {
+            return Ok(false);
+        }
+        // Every change journaled up to here was made before rsync reads the tree.
+        let covered = self.journal.last_seq();
+        tracing::info!(
+            target = self.name(),
+            pending,
+            inodes,
+            percent,
+            "cost model: one full rsync of the root instead of file lists"
+        );
+        let started = Instant::now();
+        if let Err(e) = self.rsync(Mode::Full, &[]) {
+            if self.stopping() {
+                return Ok(true); // still pending: the next agent decides again
+            }
+            tracing::warn!(target = self.name(), error = %e, "full push failed; pushing file lists instead");
+            return Ok(false);
+        }
+        if let Some(reason) = self.root_refusal()? {
+            self.refuse(state, &reason)?; // changed while rsync ran: still pending
+            return Ok(true);
+        }
+        state.cursor = state.cursor.max(covered);
+        // The whole root went: nothing held back is owed any more.
+        state.held.clear();
+        state.pushed_paths += pending;
+        state.last_push_ms = now_ms();
+        state.last_error = None;
+        state.consecutive_failures = 0;
+        self.journal.save_target(self.name(), state)?;
+        if let Some(command) = &self.sync.after_push {
+            let pushed: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
+            hooks::run("after_push", command, &self.sync, &pushed);
+        }
+        tracing::info!(
+            target = self.name(),
+            paths = pending,
+            cursor = state.cursor,
+            ms = started.elapsed().as_millis() as u64,
+            "full push done"
+        );
+        Ok(true)
     }
 
     /// Replays on the target the renames journaled after `cursor` up to
