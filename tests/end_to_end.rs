@@ -431,6 +431,44 @@ fn a_backlog_of_most_of_the_tree_is_pushed_by_one_full_rsync() {
     agent.stop();
 }
 
+/// `parallel_transfers = 4` (push/split.rs): a change set spread over many
+/// job directories goes as several rsync runs at once, and a SIGKILL while
+/// they run loses nothing: the restarted agent pushes the batch again.
+#[test]
+fn a_change_set_over_many_jobs_goes_as_parallel_runs_and_survives_a_kill() {
+    let scratch = Scratch::tmpfs();
+    // Slow runs (100 KiB/s each), so that they overlap visibly.
+    let config = write_config(
+        &scratch,
+        &scratch.replica().display().to_string(),
+        None,
+        "parallel_transfers = 4\nrsync_args = [\"--bwlimit=100\"]\n",
+    );
+    for job in 0..8 {
+        std::fs::create_dir_all(scratch.src().join(format!("jobs/j{job}/builds"))).unwrap();
+    }
+    let agent = start_and_sync(&config, &scratch);
+    for job in 0..8 {
+        for build in 0..10 {
+            let file = scratch.src().join(format!("jobs/j{job}/builds/{build}"));
+            std::fs::write(file, vec![job as u8; 16 << 10]).unwrap();
+        }
+    }
+    let mut most = 0;
+    wait_until(Duration::from_secs(30), "parallel rsync runs", || {
+        let runs = children_with_cmdline(agent.pid())
+            .iter()
+            .filter(|(_, cmd)| cmd.starts_with("rsync") && cmd.contains("--files-from"))
+            .count();
+        most = most.max(runs);
+        most >= 2
+    });
+    agent.kill9();
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    agent.stop();
+}
+
 #[test]
 fn a_byte_limit_splits_a_batch_into_several_rsync_runs() {
     let scratch = Scratch::tmpfs();

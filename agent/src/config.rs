@@ -293,6 +293,11 @@ pub struct SyncConfig {
     /// replaces the file lists, which would be slower (push/cost.rs).
     #[serde(default = "default_full_push_percent")]
     pub full_push_percent: u8,
+    /// rsync runs at once for one batch to this target (runs, ≥ 1): each
+    /// run's list is cut into parts that share no directory
+    /// (push/split.rs); `[push] max_parallel` still bounds all runs.
+    #[serde(default = "default_parallel_transfers")]
+    pub parallel_transfers: usize,
 }
 
 fn default_batch_max_files() -> usize {
@@ -321,6 +326,9 @@ fn default_max_delete_percent() -> u8 {
 }
 fn default_full_push_percent() -> u8 {
     30
+}
+fn default_parallel_transfers() -> usize {
+    1
 }
 
 impl SyncConfig {
@@ -354,6 +362,7 @@ impl SyncConfig {
             history_days: 0,
             max_delete_percent: default_max_delete_percent(),
             full_push_percent: default_full_push_percent(),
+            parallel_transfers: default_parallel_transfers(),
         }
     }
 
@@ -623,6 +632,13 @@ impl Config {
                     None,
                     key("batch_max_files"),
                     "expected a number of paths >= 1".into(),
+                ));
+            }
+            if sync.parallel_transfers == 0 {
+                problems.push((
+                    None,
+                    key("parallel_transfers"),
+                    "expected a number of rsync runs >= 1".into(),
                 ));
             }
             if sync.full_push_percent > 100 {

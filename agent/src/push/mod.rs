@@ -22,6 +22,7 @@ mod progress;
 mod renames;
 pub mod rsync;
 pub mod runs;
+mod split;
 pub mod target;
 pub mod verify;
 
@@ -441,43 +442,7 @@ impl Pusher {
             push.iter().map(|p| (p.path.as_slice(), p.scope)),
         );
         let prefixes = self.error_prefixes();
-        let refused = self.retry(state, |pusher| {
-            let mut refused = Vec::new();
-            let mut on_source = true;
-            for (mode, list) in lists.by_mode() {
-                let paths: Vec<&[u8]> = list.iter().map(|(path, _)| path.as_slice()).collect();
-                match pusher.rsync(mode, &paths) {
-                    Err(RsyncError::Exit {
-                        code: 23,
-                        named,
-                        stderr,
-                        ..
-                    }) => {
-                        let blamed: Vec<usize> = list
-                            .iter()
-                            .filter(|(path, i)| {
-                                named
-                                    .iter()
-                                    .any(|n| hold::concerns(n, path, push[*i].scope, &prefixes))
-                            })
-                            .map(|(_, i)| *i)
-                            .collect();
-                        if blamed.is_empty() {
-                            return Err(RsyncError::Exit {
-                                code: 23,
-                                meaning: "partial transfer due to error",
-                                named,
-                                stderr,
-                            });
-                        }
-                        on_source &= rsync::sender_only(&stderr);
-                        refused.extend(blamed);
-                    }
-                    result => drop(result?),
-                }
-            }
-            Ok((refused, on_source))
-        })?;
+        let refused = self.retry(state, |pusher| pusher.run_lists(&lists, &push, &prefixes))?;
         let Some((refused, on_source)) = refused else {
             return Ok(());
         };
@@ -511,6 +476,47 @@ impl Pusher {
             "pushed"
         );
         Ok(())
+    }
+
+    /// One push's rsync runs: entries, contents, subtrees in that order,
+    /// each run's list cut into up to `parallel_transfers` parts run at once
+    /// (`split.rs`). Returns the indexes of the `push` paths rsync refused
+    /// (exit 23 naming them) and whether only the sending side complained.
+    /// Errors: any other failure of any part (the whole push is retried).
+    fn run_lists(
+        &self,
+        lists: &Lists,
+        push: &[HeldPath],
+        prefixes: &[&Path],
+    ) -> Result<(Vec<usize>, bool), RsyncError> {
+        let (mut refused, mut on_source) = (Vec::new(), true);
+        for (mode, list) in lists.by_mode() {
+            let parts = split::disjoint_parts(list, self.sync.parallel_transfers);
+            let run_part = |part: &Vec<rsync::Listed>| {
+                let paths: Vec<&[u8]> = part.iter().map(|(path, _)| path.as_slice()).collect();
+                self.rsync(mode, &paths)
+            };
+            let results: Vec<_> = if parts.len() == 1 {
+                vec![run_part(&parts[0])]
+            } else {
+                std::thread::scope(|scope| {
+                    let running: Vec<_> = parts
+                        .iter()
+                        .map(|part| scope.spawn(move || run_part(part)))
+                        .collect();
+                    running
+                        .into_iter()
+                        .map(|run| run.join().expect("an rsync part's thread panicked"))
+                        .collect()
+                })
+            };
+            for (part, result) in parts.iter().zip(results) {
+                let (blamed, sender) = blamed_paths(result, part, push, prefixes)?;
+                on_source &= sender;
+                refused.extend(blamed);
+            }
+        }
+        Ok((refused, on_source))
     }
 
     /// The cost model (`cost.rs`): when the pending paths are a large share
@@ -763,6 +769,45 @@ impl Pusher {
 /// Delay before retry number `failures` (≥ 1): `RETRY_BASE_MS · 2^(n-1)`,
 /// capped at `max_ms`, minus up to 20 % jitter so that many targets failing
 /// together do not retry in lockstep.
+/// The paths of `part` that an rsync `result` refused: an exit 23 naming
+/// some of them gives their `push` indexes and whether only the sending
+/// side complained; success gives none. Errors: any other failure, or an
+/// exit 23 that names none of the part's paths.
+fn blamed_paths(
+    result: Result<Vec<u8>, RsyncError>,
+    part: &[rsync::Listed],
+    push: &[HeldPath],
+    prefixes: &[&Path],
+) -> Result<(Vec<usize>, bool), RsyncError> {
+    let (named, stderr) = match result {
+        Err(RsyncError::Exit {
+            code: 23,
+            named,
+            stderr,
+            ..
+        }) => (named, stderr),
+        result => return result.map(|_| (Vec::new(), true)),
+    };
+    let blamed: Vec<usize> = part
+        .iter()
+        .filter(|(path, i)| {
+            named
+                .iter()
+                .any(|n| hold::concerns(n, path, push[*i].scope, prefixes))
+        })
+        .map(|(_, i)| *i)
+        .collect();
+    if blamed.is_empty() {
+        return Err(RsyncError::Exit {
+            code: 23,
+            meaning: "partial transfer due to error",
+            named,
+            stderr,
+        });
+    }
+    Ok((blamed, rsync::sender_only(&stderr)))
+}
+
 fn backoff_ms(failures: u32, max_ms: u64) -> u64 {
     let delay = RETRY_BASE_MS
         .saturating_mul(1 << failures.saturating_sub(1).min(20))
