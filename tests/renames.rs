@@ -278,3 +278,58 @@ fn a_kill_between_the_replayed_rename_and_the_cursor_converges_on_restart() {
     assert_eq!(inodes(&scratch.replica().join("jobs/bar")), before);
     agent.stop();
 }
+
+/// `hard_links = true`: a name made for a file pushed in an earlier batch
+/// is a hard link on the target, not a second copy (rsync `-H` pairs names
+/// only within one run, so capture journals the file's other names with
+/// the new one).
+#[test]
+fn a_hard_link_to_a_file_pushed_earlier_is_a_link_on_the_target() {
+    for (backend, remote) in [
+        ("fanotify", "local"),
+        ("fanotify", "daemon"),
+        ("ebpf", "local"),
+    ] {
+        let scratch = if backend == "ebpf" {
+            Scratch::ext4()
+        } else {
+            Scratch::tmpfs()
+        };
+        let daemon = RsyncDaemon::start(&scratch.replica());
+        let config = match remote {
+            "local" => write_config(
+                &scratch,
+                &scratch.replica().display().to_string(),
+                None,
+                "hard_links = true\n",
+            ),
+            _ => write_config(
+                &scratch,
+                &daemon.url(),
+                Some(&daemon.password_file()),
+                "hard_links = true\n",
+            ),
+        };
+        use_backend(&config, backend);
+        std::fs::create_dir(scratch.src().join("builds")).unwrap();
+        std::fs::write(scratch.src().join("builds/artifact"), vec![1u8; 1 << 20]).unwrap();
+        let agent = start_and_sync(&config, &scratch);
+        std::fs::hard_link(
+            scratch.src().join("builds/artifact"),
+            scratch.src().join("artifact-link"),
+        )
+        .unwrap();
+        assert_converges(&scratch.src(), &scratch.replica(), &agent);
+        let ino = |rel: &str| {
+            std::fs::symlink_metadata(scratch.replica().join(rel))
+                .unwrap()
+                .ino()
+        };
+        wait_until(
+            std::time::Duration::from_secs(10),
+            "the new name to be a link on the target",
+            || ino("builds/artifact") == ino("artifact-link"),
+        );
+        agent.stop();
+    }
+}

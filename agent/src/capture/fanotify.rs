@@ -349,8 +349,10 @@ impl Filesystem {
     }
 
     /// Journals `change` and, for a write to a hard-linked file (`meta`
-    /// describes the changed object), its other names (see [`HardLinks`]).
-    /// Creates and renames only teach the registry a name.
+    /// describes the changed object) or a new name of one (`link(2)`), its
+    /// other names (see [`HardLinks`]): pushed in the same rsync run, the
+    /// new name becomes a hard link on the target with `-H` (rsync pairs
+    /// names only within one run). Renames only teach the registry a name.
     fn push_with_other_names(
         &mut self,
         change: Change,
@@ -361,7 +363,10 @@ impl Filesystem {
             let others = self
                 .links
                 .other_names(change.root, root_path, &change.path, meta);
-            if matches!(change.kind, ChangeKind::Modify | ChangeKind::Attrib) {
+            if matches!(
+                change.kind,
+                ChangeKind::Modify | ChangeKind::Attrib | ChangeKind::Create
+            ) {
                 out.extend(others.into_iter().map(|path| Change {
                     path,
                     ..change.clone()
