@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 mod drain;
+mod rename;
 
 use super::results::{Latency, Overhead, Results, Startup, SyncTime, Throughput};
 use super::sys::{self, Proc};
@@ -198,6 +199,7 @@ impl Bench {
             self.change_sync(&tool, run, k)?;
         }
         agent.wait_pending_zero(long)?;
+        self.rename_job(&tool, run)?;
         for writers in self.plan.burst_writers.clone() {
             self.burst(&tool, run, &agent, writers)?;
         }
@@ -253,6 +255,7 @@ impl Bench {
         for k in self.plan.ks.clone() {
             self.change_sync("lsyncd", run, k)?;
         }
+        self.rename_job("lsyncd", run)?;
         startup.peak_rss_kib = proc.rss().peak;
         self.results.startup.push(startup);
         for line in proc.lines_with(&["Error", "error"]) {
@@ -281,6 +284,7 @@ impl Bench {
                 residual: Vec::new(),
             });
         }
+        self.rename_job("rsync", run)?;
         Ok(())
     }
 

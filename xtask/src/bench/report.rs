@@ -60,6 +60,7 @@ pub fn write(r: &Results, extras: &Extras, dir: &Path, link: &str) -> anyhow::Re
         plots.2.then(|| format!("{link}startup-vs-size.svg")),
     );
     sync(r, &mut md, plots.0.then(|| format!("{link}sync-vs-k.svg")));
+    renames(r, &mut md);
     latency(
         r,
         &mut md,
@@ -284,6 +285,45 @@ rsync: the time of one `rsync -a --delete SRC/ DST/` after the same kind of chan
     }
     if let Some(plot) = plot {
         let _ = write!(md, "\n![sync time vs K]({plot})\n");
+    }
+    md.push('\n');
+}
+
+fn renames(r: &Results, md: &mut String) {
+    if r.renames.is_empty() {
+        return;
+    }
+    md.push_str("### A renamed job
+
+The tree's largest job directory renamed (`jobs/X` → `jobs/X-renamed`); the time until the replica equals the source
+(as above; rsync: one full run), and what the replica's disk wrote meanwhile (its ext4 image's `lifetime_write_kbytes`
+after a `sync`: the job again for a delete + copy, metadata for a rename). fsjournal replays the rename on the target
+(docs/architecture.md, \"Renames on the target\"); lsyncd's default.rsync deletes and copies. Goal (issue 16): the
+rename writes at most 1 % of the job's size. Medians over the runs.
+
+| tool | job files | job size | seconds | replica disk wrote | ÷ job size | ≤ 1 % |
+| --- | --- | --- | --- | --- | --- | --- |
+");
+    for tool in ["fsjournal-ebpf", "fsjournal-fanotify", "lsyncd", "rsync"] {
+        let rows: Vec<_> = r.renames.iter().filter(|x| x.tool == tool).collect();
+        let (Some(files), Some(bytes), Some(seconds), Some(written)) = (
+            median(rows.iter().map(|x| x.files as f64)),
+            median(rows.iter().map(|x| x.bytes as f64)),
+            median(rows.iter().map(|x| x.seconds)),
+            median(rows.iter().map(|x| x.written_kib as f64)),
+        ) else {
+            continue;
+        };
+        let share = written * 1024.0 / bytes.max(1.0);
+        let _ = writeln!(
+            md,
+            "| {tool} | {files:.0} | {} | {} | {} | {:.1} % | {} |",
+            mib(bytes / 1024.0),
+            fmt_s(Some(seconds)),
+            mib(written),
+            share * 100.0,
+            if share <= 0.01 { "yes" } else { "no" },
+        );
     }
     md.push('\n');
 }

@@ -20,6 +20,9 @@ pub struct Results {
     /// Absent from results written before the drain measurement existed.
     #[serde(default)]
     pub drain: Vec<Drain>,
+    /// A renamed job (absent from results written before it was measured).
+    #[serde(default)]
+    pub renames: Vec<RenameTime>,
     pub overhead: Vec<Overhead>,
     /// Odd things seen: warnings and errors in the tools' logs, replicas
     /// that did not converge.
@@ -120,6 +123,21 @@ pub struct SyncTime {
     pub mtime_ns_differs: u64,
     /// Differences left when the wait gave up (empty: converged).
     pub residual: Vec<String>,
+}
+
+/// The largest job directory renamed: until the replica is equal, and
+/// what the replica's disk wrote meanwhile (`measure/rename.rs`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RenameTime {
+    pub tool: String,
+    pub run: u32,
+    /// The job's regular files and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+    /// From the rename to replica = source (rsync: one full run) (s).
+    pub seconds: f64,
+    /// KiB the replica's ext4 image wrote meanwhile.
+    pub written_kib: u64,
 }
 
 /// Change → replica latency of single small new files.
