@@ -9,13 +9,34 @@
 //! about a third of the tree's entries, hence the default
 //! `full_push_percent = 30`.
 //!
+//! Only a quiet backlog qualifies (nothing journaled for a second: a
+//! target that was unreachable, an agent that was stopped). While changes
+//! stream in, the file lists keep up with them, and a full rsync started
+//! meanwhile is followed by the lists of everything journaled after its
+//! start: on the bench tree, K = 100,000 then took 13.4 s instead of 9.4 s
+//! (eBPF) and 9.6 s instead of 6.3 s (fanotify).
+//!
 //! The tree's size is read as the source filesystem's used inodes
 //! (`statvfs`, O(1)): never fewer than the tree's entries, so the full push
 //! is chosen too rarely (a small root on a big filesystem), never too often.
-//! The full push uses rsync's quick check (size and mtime) like a full sync:
-//! a change that keeps a file's size and sets its mtime back to the
-//! target's value is the one kind it does not see (the file lists'
-//! `--ignore-times` would); rolling verification compares checksums.
+//! The full push uses rsync's quick check (size and mtime) at nanosecond
+//! resolution (`--modify-window=-1`): a same-size rewrite is sent unless
+//! its mtime equals the pushed copy's to the nanosecond. Two cases keep it
+//! equal, and both are handled: an mtime set explicitly (`touch -r`,
+//! `cp -p`, `tar -x`: the file's ctime then differs from its mtime, so it
+//! is pushed again from a list with `--ignore-times`, see
+//! [`quick_check_blind`]), and a rewrite within one timestamp tick of the
+//! write the previous push read (about 4 ms on ext4 before multigrain
+//! timestamps), which the full push does not see.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// The journal must have been quiet this long before a full push is
+/// considered (ms): see `Pusher::backlog_is_quiet`.
+pub const QUIET_MS: u64 = 1_000;
 
 /// True when `pending` paths are at least `percent` % of `used_inodes`
 /// (the source filesystem's entries). `percent` 0, or a filesystem that
@@ -24,9 +45,46 @@ pub fn full_push_pays(percent: u8, pending: u64, used_inodes: u64) -> bool {
     percent > 0 && used_inodes > 0 && pending * 100 >= u64::from(percent) * used_inodes
 }
 
+/// The pending `paths` (root-relative, below `source`) that rsync's quick
+/// check cannot judge: regular files whose mtime is not their ctime, i.e.
+/// set explicitly after the last write (a write sets both to the same
+/// instant; a later chmod or rename also moves the ctime, and costs only a
+/// delta check). They follow the full push in one `--ignore-times` list.
+pub fn quick_check_blind(source: &Path, paths: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    paths
+        .iter()
+        .filter(|path| {
+            std::fs::symlink_metadata(source.join(OsStr::from_bytes(path))).is_ok_and(|m| {
+                m.is_file() && (m.mtime(), m.mtime_nsec()) != (m.ctime(), m.ctime_nsec())
+            })
+        })
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_whose_mtime_was_set_back_is_listed_and_a_written_one_is_not() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("written"), "x").unwrap();
+        std::fs::write(source.path().join("restored"), "x").unwrap();
+        let old = std::fs::FileTimes::new()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000));
+        std::fs::File::options()
+            .write(true)
+            .open(source.path().join("restored"))
+            .unwrap()
+            .set_times(old)
+            .unwrap();
+        let paths = [b"written".to_vec(), b"restored".to_vec(), b"gone".to_vec()];
+        assert_eq!(
+            quick_check_blind(source.path(), &paths),
+            [b"restored".to_vec()]
+        );
+    }
 
     #[test]
     fn a_third_of_the_tree_pays_for_a_full_push_by_default() {

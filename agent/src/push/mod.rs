@@ -525,18 +525,20 @@ impl Pusher {
     /// started. False (the batch then goes as file lists) when it does not
     /// pay or the full rsync failed.
     fn full_push(&self, state: &mut TargetState) -> anyhow::Result<bool> {
-        let hooked = self.sync.after_push.is_some();
-        let mut paths: Vec<Vec<u8>> = Vec::new();
-        let (pending, _) = self.journal.pending_summary(self.root, state.cursor, |p| {
-            if hooked {
-                paths.push(p.to_vec());
-            }
-        })?;
+        if !self.backlog_is_quiet()? {
+            return Ok(false);
+        }
+        let (pending, _) = self
+            .journal
+            .pending_summary(self.root, state.cursor, |_| {})?;
         let inodes = crate::host::used_inodes(&self.source).unwrap_or(0);
         let percent = self.sync.full_push_percent;
         if !cost::full_push_pays(percent, pending, inodes) {
             return Ok(false);
         }
+        let mut paths: Vec<Vec<u8>> = Vec::new();
+        self.journal
+            .pending_summary(self.root, state.cursor, |p| paths.push(p.to_vec()))?;
         // Every change journaled up to here was made before rsync reads the tree.
         let covered = self.journal.last_seq();
         tracing::info!(
@@ -547,7 +549,15 @@ impl Pusher {
             "cost model: one full rsync of the root instead of file lists"
         );
         let started = Instant::now();
-        if let Err(e) = self.rsync(Mode::Full, &[]) {
+        let pushed = self.rsync(Mode::FullPush, &[]).and_then(|_| {
+            let blind = cost::quick_check_blind(&self.source, &paths);
+            let list: Vec<&[u8]> = blind.iter().map(Vec::as_slice).collect();
+            match list.is_empty() {
+                true => Ok(Vec::new()),
+                false => self.rsync(Mode::Incremental, &list),
+            }
+        });
+        if let Err(e) = pushed {
             if self.stopping() {
                 return Ok(true); // still pending: the next agent decides again
             }
@@ -578,6 +588,18 @@ impl Pusher {
             "full push done"
         );
         Ok(true)
+    }
+
+    /// True when nothing was journaled for [`cost::QUIET_MS`]: a backlog
+    /// (a target that was down, an agent that was stopped), not changes
+    /// still streaming in. While they stream, file lists keep up with them,
+    /// and a full rsync would only be followed by the lists of everything
+    /// journaled after it started (measured: K = 100,000 on the bench tree
+    /// took 13.4 s instead of 9.4 s with eBPF when a full push ran beside
+    /// the writer).
+    fn backlog_is_quiet(&self) -> anyhow::Result<bool> {
+        let last = self.journal.change_time_ms(self.journal.last_seq())?;
+        Ok(last.is_none_or(|t| now_ms().saturating_sub(t) >= cost::QUIET_MS))
     }
 
     /// Replays on the target the renames journaled after `cursor` up to

@@ -53,6 +53,11 @@ pub enum Mode {
     Subtree,
     /// The whole root, with `--delete`.
     Full,
+    /// The cost model's push of the whole root (push/cost.rs): [`Mode::Full`]
+    /// with rsync's quick check at nanosecond resolution
+    /// (`--modify-window=-1`, rsync ≥ 3.2 on both sides), so that a
+    /// same-size rewrite within the second of the last push is sent.
+    FullPush,
     /// What [`Mode::Full`] would do, not done (`--dry-run --stats`): the
     /// safety interlock reads how much it would delete (push/interlock.rs).
     FullPreview,
@@ -186,6 +191,7 @@ fn options(sync: &SyncConfig, mode: Mode) -> Command {
             "--force",
         ]),
         Mode::Full => cmd.args(["--delete", "--force"]),
+        Mode::FullPush => cmd.args(["--delete", "--force", "--modify-window=-1"]),
         Mode::FullPreview => cmd.args(["--delete", "--force", "--dry-run", "--stats"]),
         Mode::VerifyAll => cmd.args(["--delete", "--dry-run", "--out-format=%i %n"]),
         Mode::Seed => cmd.args(["--from0", "--files-from=-"]),
