@@ -413,14 +413,19 @@ fn a_backlog_of_most_of_the_tree_is_pushed_by_one_full_rsync() {
     }
     let agent = start_and_sync(&config, &scratch);
     // Logged before the full rsync runs, so before the replica can converge by it.
-    let full_pushes = || agent.log_text().matches("cost model: one full rsync").count();
+    let full_pushes = || {
+        agent
+            .log_text()
+            .matches("cost model: one full rsync")
+            .count()
+    };
     let mut change = |files: std::ops::Range<usize>, text: &str| {
         daemon.pause();
         for i in files {
             std::fs::write(scratch.src().join(format!("d{}/f{i}", i / 50)), text).unwrap();
         }
-        // Journaled, and quiet for the cost model's second (push/cost.rs).
-        std::thread::sleep(Duration::from_millis(1500));
+        // Journaled, and quiet for the cost model's 5 s (push/cost.rs).
+        std::thread::sleep(Duration::from_millis(5500));
         daemon.resume();
         assert_converges(&scratch.src(), &scratch.replica(), &agent);
     };
