@@ -325,7 +325,7 @@ fn default_max_delete_percent() -> u8 {
     50
 }
 fn default_full_push_percent() -> u8 {
-    30
+    60
 }
 fn default_parallel_transfers() -> usize {
     1
