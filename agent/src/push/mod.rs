@@ -28,6 +28,7 @@ pub mod verify;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -112,10 +113,14 @@ impl Pusher {
         &self.sync.name
     }
 
-    /// One rsync run of `mode` to this target, listing `list` (see
-    /// [`Runs::run`]); a full sync shows its progress on a terminal.
+    /// One rsync run of `mode` from the root to this target, listing `list`.
     fn rsync(&self, mode: Mode, list: &[&[u8]]) -> Result<Vec<u8>, RsyncError> {
-        let cmd = rsync::command(&self.sync, &self.source, mode);
+        self.run_rsync(mode, rsync::command(&self.sync, &self.source, mode), list)
+    }
+
+    /// Runs `cmd`, an rsync run of `mode` to this target, listing `list`
+    /// (see [`Runs::run`]); a full sync shows its progress on a terminal.
+    fn run_rsync(&self, mode: Mode, cmd: Command, list: &[&[u8]]) -> Result<Vec<u8>, RsyncError> {
         let bar = (mode == Mode::Full && crate::logs::shows_progress())
             .then(|| progress::full_sync_span(self.name()));
         let _shown = bar.as_ref().map(tracing::Span::enter);
@@ -536,6 +541,8 @@ impl Pusher {
         if !cost::full_push_pays(percent, pending, inodes) {
             return Ok(false);
         }
+        // A second pass, now that it pays: a large backlog's paths are not
+        // copied at every truncated batch that stays with file lists.
         let mut paths: Vec<Vec<u8>> = Vec::new();
         self.journal
             .pending_summary(self.root, state.cursor, |p| paths.push(p.to_vec()))?;
@@ -552,10 +559,10 @@ impl Pusher {
         let pushed = self.rsync(Mode::FullPush, &[]).and_then(|_| {
             let blind = cost::quick_check_blind(&self.source, &paths);
             let list: Vec<&[u8]> = blind.iter().map(Vec::as_slice).collect();
-            match list.is_empty() {
-                true => Ok(Vec::new()),
-                false => self.rsync(Mode::Incremental, &list),
+            if list.is_empty() {
+                return Ok(Vec::new());
             }
+            self.rsync(Mode::Incremental, &list)
         });
         if let Err(e) = pushed {
             if self.stopping() {
@@ -639,15 +646,7 @@ impl Pusher {
         let listed = renames::listing(&self.source, &seed.to, &self.excludes);
         let list: Vec<&[u8]> = listed.iter().map(Vec::as_slice).collect();
         let cmd = rsync::seed_command(&self.sync, &self.source, &seed.from, &seed.to);
-        let result = self.runs.run(
-            &self.journal,
-            self.name(),
-            Mode::Seed,
-            cmd,
-            &list,
-            &self.stop,
-            None,
-        );
+        let result = self.run_rsync(Mode::Seed, cmd, &list);
         if let Err(e) = &result {
             tracing::info!(
                 target = self.name(),
