@@ -17,7 +17,7 @@ use support::*;
 /// functions hooked, or the VFS-hook rung's refusal with the kernel's reason
 /// (this project's VM refuses BPF trampolines with EPERM).
 fn assert_names_the_rung(detail: &str) {
-    let vfs = detail.starts_with("eBPF VFS-hook rung: fexit on ");
+    let vfs = detail.starts_with("eBPF VFS-hook rung: fentry/fexit on ");
     let tracepoint = detail
         .split_once("eBPF tracepoint rung; VFS-hook rung refused: ")
         .is_some_and(|(before, reason)| before.is_empty() && !reason.trim().is_empty());

@@ -333,3 +333,65 @@ fn a_hard_link_to_a_file_pushed_earlier_is_a_link_on_the_target() {
         agent.stop();
     }
 }
+
+/// On the VFS-hook rung the kernel names both sides of every rename (an
+/// fentry/fexit pair on `vfs_rename`), and no directory walk runs at start:
+/// a renamed file is journaled as a rename and replayed on a local target,
+/// and a RENAME_EXCHANGE of two directories no walk ever saw
+/// is journaled as two renames and converges. The tracepoint rung (this
+/// project's VM) cannot tell a renamed file from a changed one, and learns
+/// directories by a walk: skipped there, run by `cargo xtask test-kernels`.
+#[test]
+fn ebpf_vfs_hook_rung_journals_file_renames_and_exchanges_as_renames() {
+    let scratch = Scratch::ext4();
+    let config = write_config(&scratch, &scratch.replica().display().to_string(), None, "");
+    use_backend(&config, "ebpf");
+    make_job(&scratch.src().join("jobs/foo"), 300, 4 << 10);
+    let agent = start_and_sync(&config, &scratch);
+    let detail = status(&scratch)["capture_detail"].to_string();
+    if !detail.contains("VFS-hook rung: fentry/fexit") {
+        eprintln!("skipped: the VFS-hook rung is not attached here ({detail})");
+        agent.stop();
+        return;
+    }
+    let log = agent.log_text();
+    assert!(log.contains("walked=false"), "no directory walk at start:\n{log}");
+    let builds = scratch.src().join("jobs/foo/builds");
+    std::fs::rename(builds.join("0/file-0"), builds.join("0/renamed")).unwrap();
+    exchange(&builds.join("1"), &builds.join("2"));
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    // The file's rename is replayed (rename(2) on the target); the entry
+    // push that follows rewrites it (`--ignore-times`), so its inode is not
+    // kept. Neither side of an exchange can be replayed (both exist).
+    let log = agent.log_text();
+    assert!(
+        log.contains("renames=3 replayed=1"),
+        "the file's rename was replayed:\n{log}"
+    );
+    let journal = journal_log(&scratch);
+    for path in ["builds/0/renamed", "builds/1", "builds/2"] {
+        let path = format!("jobs/foo/{path}");
+        assert!(journaled(&journal, "rename-to", &path), "{path}: {journal:?}");
+    }
+    agent.stop();
+}
+
+/// Swaps two directories in one `renameat2(RENAME_EXCHANGE)`.
+fn exchange(a: &Path, b: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let (a, b) = (
+        std::ffi::CString::new(a.as_os_str().as_bytes()).unwrap(),
+        std::ffi::CString::new(b.as_os_str().as_bytes()).unwrap(),
+    );
+    // SAFETY: NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    assert_eq!(rc, 0, "renameat2: {}", std::io::Error::last_os_error());
+}

@@ -17,13 +17,18 @@
 //! attach step is one code path.
 //!
 //! From inode to change: a file becomes an entry push. A directory's ctime
-//! moves when an entry in it is created, deleted or renamed. A directory
-//! still where the directory index (built by one walk at start, as for
-//! fanotify) last saw it becomes a *contents* push (`-d --delete`: deletions
-//! reach the target without knowing the deleted names); a directory found
-//! anywhere else was created, renamed or moved in and becomes a *subtree*
-//! push. An inode that is already gone (ESTALE) is skipped: its directory's
-//! ctime moved as well. When the ring buffer is full, the programs keep the
+//! moves when an entry in it is created, deleted or renamed: such a
+//! directory becomes a *contents* push (`-d --delete`: deletions reach the
+//! target without knowing the deleted names), and one that was renamed or
+//! moved in a *subtree* push. How a drain tells the two apart
+//! ([`DirectoryJudge`]) depends on the rung: the VFS-hook rung sends a
+//! rename record (the moved inode, its old directory and old name, from an
+//! fentry/fexit pair on `vfs_rename`) for every rename, directories and
+//! files alike, which the journal keeps as a rename; the tracepoint rung's
+//! records carry no kind, so a directory index (built by one walk at
+//! start) remembers where every directory was, and a directory found
+//! anywhere else moved. An inode that is already gone (ESTALE) is skipped:
+//! its directory's ctime moved as well. When the ring buffer is full, the programs keep the
 //! inode in a bounded hash map (`capture.dirty_inodes`) that is drained with
 //! it; only when that is full too is an event lost, counted, and turned into
 //! a rescan of every root. A change to a hard-linked file reaches all its
@@ -35,11 +40,12 @@
 //! resolves what it read, so every skipped change happened before the
 //! resolution that covers it.
 //!
-//! Start-up order: the programs attach first, then the directory index is
-//! built by one walk of each root; whatever happens during the walk waits in
-//! the ring buffer, and the first drain judges its directories the way it
-//! judges a pinned backlog (the walk may already have seen them at their new
-//! place).
+//! Start-up order: the programs attach first. On the VFS-hook rung that is
+//! all: capture is ready, whatever the tree's size. On the tracepoint rung
+//! the directory index is then built by one walk of each root; whatever
+//! happens during the walk waits in the ring buffer, and the first drain
+//! judges its directories the way it judges a pinned backlog (the walk may
+//! already have seen them at their new place).
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -51,12 +57,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{FExit, ProgramError, TracePoint};
+use aya::programs::{FEntry, FExit, ProgramError, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use fsjournal_common::vfs_hooks::Hook;
-use fsjournal_common::{counter, drained, ChangeKind, DirtyKey, InodeEvent};
+use fsjournal_common::{counter, drained, ChangeKind, DirtyKey, InodeEvent, RenameEvent};
 
-use super::dir_index::DirIndex;
+use super::dir_index::{entry_of, DirIndex};
 use super::handle::{self, FileHandle};
 use super::hard_links::HardLinks;
 use super::vfs_hooks::{self, Plan};
@@ -79,8 +85,8 @@ struct Tracepoint {
 /// runs survives until the next one. A pin directory that lacks one of them
 /// was left by an older fsjournal (or by a load that died half-way): it is
 /// removed and the start closes the gap with a scan.
-const PINNED_MAPS: [&str; 9] = [
-    "EVENTS", "DIRTY", "DEVS", "ROOTS", "COUNTERS", "AGENT", "SEQ", "DRAINED", "LAST",
+const PINNED_MAPS: [&str; 10] = [
+    "EVENTS", "DIRTY", "DEVS", "ROOTS", "COUNTERS", "AGENT", "SEQ", "DRAINED", "LAST", "RENAMING",
 ];
 
 const TRACEPOINTS: [Tracepoint; 2] = [
@@ -165,9 +171,8 @@ pub struct EbpfCapture {
     /// start's gap scan); also in `DRAINED[DROPS]`.
     dropped_seen: u64,
     backlog_complete: bool,
-    /// The next drain holds events from before the directory index was
-    /// complete: an adopted backlog, and what happened during the walk.
-    backlog_pending: bool,
+    /// How the next drain tells a directory that moved.
+    judge: DirectoryJudge,
     /// The attach ladder's outcome.
     ladder: String,
     /// When capture went live and when the index was ready.
@@ -304,8 +309,9 @@ fn check_format(category: &str, name: &str, fields: &[(&str, usize)]) -> anyhow:
 }
 
 impl EbpfCapture {
-    /// Loads and attaches the tracepoint programs for `roots`, then builds
-    /// the directory index (programs first: capture is live during the walk).
+    /// Loads and attaches the programs of the best rung for `roots`, then,
+    /// on the tracepoint rung, builds the directory index (programs first:
+    /// capture is live during the walk).
     ///
     /// Errors (each makes `auto` fall back to fanotify): the programs were
     /// not built (`cargo xtask build-ebpf`), bpffs/tracefs cannot be
@@ -392,16 +398,18 @@ impl EbpfCapture {
             ms = attached.as_millis() as u64,
             "eBPF capture attached"
         );
-        for (root, fs) in roots.iter().zip(root_fs) {
-            let index = &mut filesystems[fs].index;
-            if let Err(e) = index.add_root(root.id, &root.path, root.excludes.clone()) {
-                // The pinned programs stay attached (as after a stop): they
-                // must not ignore a later process that gets our pid.
-                agent.set(0, 0, 0)?;
-                return Err(e)
-                    .with_context(|| format!("cannot index root {}", root.path.display()));
-            }
-            tracing::info!(root = %root.path.display(), directories = index.len(), "root indexed");
+        // The VFS-hook rung's rename records say which directories moved:
+        // no index is walked, so pushes can start at once on any tree size.
+        let judge = if rung.name == "vfs-hooks" {
+            DirectoryJudge::RenameRecords
+        } else {
+            DirectoryJudge::Backlog
+        };
+        if let Err(e) = index_roots(&mut filesystems, roots, &root_fs, judge) {
+            // The pinned programs stay attached (as after a stop): they
+            // must not ignore a later process that gets our pid.
+            agent.set(0, 0, 0)?;
+            return Err(e);
         }
         let times = super::arm_times(attached, started.elapsed());
         let ladder = rung.ladder;
@@ -409,7 +417,8 @@ impl EbpfCapture {
             capture_attached_ms = times.attached_ms,
             index_ready_ms = times.index_ready_ms,
             ladder = %ladder,
-            "eBPF directory index ready"
+            walked = judge != DirectoryJudge::RenameRecords,
+            "eBPF capture ready"
         );
         let events = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
         let dirty = BpfHashMap::try_from(ebpf.take_map("DIRTY").context("map DIRTY")?)?;
@@ -424,7 +433,7 @@ impl EbpfCapture {
             filesystems,
             dropped_seen: dropped,
             backlog_complete: adopted && lost_while_down == 0 && every_root_tracked,
-            backlog_pending: true,
+            judge,
             ladder,
             times,
             pin_dir: pin_dir.to_path_buf(),
@@ -494,6 +503,30 @@ fn track_roots(ebpf: &mut Ebpf, roots: &[Root]) -> anyhow::Result<bool> {
         map.remove(key)?;
     }
     Ok(wanted.is_subset(&tracked))
+}
+
+/// Registers each root in its filesystem's directory index, and walks it
+/// unless `judge` needs no index (the VFS-hook rung).
+///
+/// Errors: a root cannot be opened or walked.
+fn index_roots(
+    filesystems: &mut [Filesystem],
+    roots: &[Root],
+    root_fs: &[usize],
+    judge: DirectoryJudge,
+) -> anyhow::Result<()> {
+    for (root, &fs) in roots.iter().zip(root_fs) {
+        let index = &mut filesystems[fs].index;
+        let excludes = root.excludes.clone();
+        let indexed = if judge == DirectoryJudge::RenameRecords {
+            index.register_root(root.id, &root.path, excludes).map(drop)
+        } else {
+            index.add_root(root.id, &root.path, excludes)
+        };
+        indexed.with_context(|| format!("cannot index root {}", root.path.display()))?;
+        tracing::info!(root = %root.path.display(), directories = index.len(), "root indexed");
+    }
+    Ok(())
 }
 
 /// A `COUNTERS` entry since the pinned maps were created, summed over CPUs
@@ -618,7 +651,7 @@ fn attach_vfs_hooks(ebpf: &mut Ebpf, pin_dir: &Path, plan: &Plan) -> anyhow::Res
     let btf = aya::Btf::from_sys_fs().context("cannot read the kernel's BTF")?;
     for hook in &plan.hooks {
         let attached =
-            attach_fexit(ebpf, &btf, hook).and_then(|link| pin_link(pin_dir, hook.program, link));
+            attach_hook(ebpf, &btf, hook).and_then(|link| pin_link(pin_dir, hook.program, link));
         if let Err(e) = attached {
             unpin_links(pin_dir, &plan.links())?;
             return Err(e);
@@ -627,22 +660,34 @@ fn attach_vfs_hooks(ebpf: &mut Ebpf, pin_dir: &Path, plan: &Plan) -> anyhow::Res
     Ok(())
 }
 
-/// Loads fexit program `hook` against the kernel's BTF (as parsed by aya)
-/// and attaches it; the link, for pinning. Errors carry the kernel's answer
-/// (`BPF_PROG_LOAD`: EPERM where trampolines are refused).
-fn attach_fexit(ebpf: &mut Ebpf, btf: &aya::Btf, hook: &Hook) -> anyhow::Result<FdLink> {
-    let program: &mut FExit = ebpf
+/// Loads fexit (or fentry) program `hook` against the kernel's BTF (as
+/// parsed by aya) and attaches it; the link, for pinning. Errors carry the
+/// kernel's answer (`BPF_PROG_LOAD`: EPERM where trampolines are refused).
+fn attach_hook(ebpf: &mut Ebpf, btf: &aya::Btf, hook: &Hook) -> anyhow::Result<FdLink> {
+    let program = ebpf
         .program_mut(hook.program)
-        .with_context(|| format!("program {} missing from the object", hook.program))?
-        .try_into()?;
-    program
-        .load(hook.function, btf)
-        .map_err(explain_load_error)
-        .with_context(|| format!("loading fexit/{}", hook.function))?;
-    let link_id = program
-        .attach()
-        .with_context(|| format!("attaching fexit/{}", hook.function))?;
-    Ok(program.take_link(link_id)?.into())
+        .with_context(|| format!("program {} missing from the object", hook.program))?;
+    let kind = if hook.entry { "fentry" } else { "fexit" };
+    let loaded = if hook.entry {
+        let program: &mut FEntry = program.try_into()?;
+        program
+            .load(hook.function, btf)
+            .map_err(explain_load_error)
+            .and_then(|()| {
+                let link = program.attach()?;
+                Ok(program.take_link(link)?.into())
+            })
+    } else {
+        let program: &mut FExit = program.try_into()?;
+        program
+            .load(hook.function, btf)
+            .map_err(explain_load_error)
+            .and_then(|()| {
+                let link = program.attach()?;
+                Ok(program.take_link(link)?.into())
+            })
+    };
+    loaded.with_context(|| format!("loading and attaching {kind}/{}", hook.function))
 }
 
 /// Loads and attaches tracepoint program `name`; the link, for pinning.
@@ -728,158 +773,15 @@ impl Source for EbpfCapture {
 
     fn drain(&mut self, sink: &mut Sink, stats: &Stats) -> anyhow::Result<()> {
         self.check_attached()?;
-        let mut inodes: HashMap<(u32, u64), (u32, u32, [u8; 16])> = HashMap::new();
-        let mut read_up_to = self.drained_index;
-        while let Some(item) = self.events.next() {
-            if item.len() < std::mem::size_of::<InodeEvent>() {
-                continue;
-            }
-            // SAFETY: the programs write whole `InodeEvent`s; read_unaligned
-            // copes with the ring buffer's 8-byte record alignment.
-            let event: InodeEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            stats.events.fetch_add(1, Ordering::Relaxed);
-            read_up_to = read_up_to.max(event.index);
-            inodes.insert(
-                (event.dev, event.ino),
-                (event.generation, event.tgid, event.comm),
-            );
-        }
-        // Before resolving: a change the programs skip from now on until the
-        // next drain is covered by the resolution below (or, for an event
-        // still unread, by the next drain's).
-        if read_up_to > self.drained_index {
-            self.drained.set(drained::INDEX, read_up_to, 0)?;
-            self.drained_index = read_up_to;
-        }
-        // Read each spilled inode, then delete it: a program that spills it
-        // again in between re-adds it, and it is resolved now either way.
-        let spilled: Vec<DirtyKey> = self.dirty.keys().filter_map(Result::ok).collect();
-        for key in spilled {
-            if let Ok(generation) = self.dirty.get(&key, 0) {
-                inodes
-                    .entry((key[1] as u32, key[0]))
-                    .or_insert((generation, 0, [0; 16]));
-            }
-            let _ = self.dirty.remove(&key);
-        }
-        let counts: [u64; counter::COUNT as usize] =
-            std::array::from_fn(|index| sum(&self.counters, index as u32));
-        for (total, count) in stats.kernel.iter().zip(counts) {
-            total.store(count, Ordering::Relaxed);
-        }
-        let dropped = counts[counter::DROPPED as usize];
-        let mut rescan = dropped > self.dropped_seen;
-        if rescan {
-            tracing::warn!(
-                lost = dropped - self.dropped_seen,
-                "eBPF ring buffer was full: events were lost; rescanning every root"
-            );
-            self.dropped_seen = dropped;
-            self.drained.set(drained::DROPS, dropped, 0)?;
-        }
+        let mut read = self.read_events(stats)?;
+        self.read_spilled(&mut read.inodes);
+        let mut rescan = self.account_counters(stats)?;
         for fs in &mut self.filesystems {
-            let mut found = Vec::new();
-            for ((dev, ino), (generation, tgid, comm)) in
-                inodes.iter().filter(|((dev, _), _)| *dev == fs.kernel_dev)
-            {
-                let handle = fs.layout.encode(fs.handle_type, *ino, *generation);
-                let comm =
-                    String::from_utf8_lossy(comm.split(|&b| b == 0).next().unwrap_or_default())
-                        .into_owned();
-                match handle::current_path(&fs.mount_fd, &handle) {
-                    // Deleted but still open or cached (no name left): its
-                    // directory's ctime moved too and covers it. Its path
-                    // would read as "/" and cost a rescan of every root.
-                    Ok((_, meta)) if meta.nlink() == 0 => {
-                        tracing::trace!(dev, ino, "inode deleted since the event");
-                    }
-                    Ok((path, meta)) => found.push((path, meta, handle, *tgid, comm)),
-                    // Gone (ESTALE): its directory's ctime moved too and covers it.
-                    Err(e) => {
-                        tracing::trace!(dev, ino, generation, error = %e, "inode not resolved")
-                    }
-                }
-            }
-            // Parents first, so a renamed directory is re-linked before its children are judged.
-            found.sort_by_key(|(path, ..)| path.as_os_str().len());
-            // The backlog of pinned programs, and what happened during this
-            // agent's index walk, may have been seen by the walk at its new
-            // place: judge its directories like the gap scan does (a
-            // directory whose parent changed too may have been renamed or
-            // created: push it whole).
-            let changed_dirs: HashSet<PathBuf> = if self.backlog_pending {
-                found
-                    .iter()
-                    .filter(|(_, meta, ..)| meta.is_dir())
-                    .map(|(p, ..)| p.clone())
-                    .collect()
-            } else {
-                HashSet::new()
-            };
-            for (path, meta, handle, tgid, comm) in found {
-                let Some((root, rel)) = fs
-                    .index
-                    .relative_to_root(&path)
-                    .filter(|(root, rel)| !fs.index.is_excluded(*root, rel))
-                else {
-                    // A file opened by handle may come back with a
-                    // disconnected dentry (its path reads as "/" or a stale
-                    // name): then it cannot be placed, and may lie in a root.
-                    let placed = std::fs::symlink_metadata(&path)
-                        .is_ok_and(|m| m.ino() == meta.ino() && m.dev() == meta.dev());
-                    if !placed && !rescan {
-                        tracing::warn!(ino = meta.ino(), path = %path.display(), "a changed inode has no usable path; rescanning every root");
-                        rescan = true;
-                    }
-                    continue;
-                };
-                let mut others = Vec::new();
-                let mut renamed_from = None;
-                let scope = if meta.is_dir() && self.backlog_pending {
-                    let parent_changed =
-                        !rel.is_empty() && path.parent().is_some_and(|p| changed_dirs.contains(p));
-                    if parent_changed {
-                        Scope::Subtree
-                    } else {
-                        Scope::Contents
-                    }
-                } else if meta.is_dir() {
-                    let (scope, moved_from) = fs.directory_scope(root, &rel, &path, handle);
-                    renamed_from = moved_from;
-                    scope
-                } else {
-                    let root_path = fs
-                        .index
-                        .root_path(root)
-                        .expect("the root of a resolved path");
-                    others = fs.links.other_names(root, root_path, &rel, &meta);
-                    Scope::Entry
-                };
-                let change = Change {
-                    root,
-                    path: rel,
-                    kind: if renamed_from.is_some() {
-                        ChangeKind::RenameTo
-                    } else {
-                        ChangeKind::Modify
-                    },
-                    scope,
-                    ino: meta.ino(),
-                    pid: tgid,
-                    comm,
-                    renamed_from,
-                };
-                let out = sink.changes();
-                out.extend(others.into_iter().map(|path| Change {
-                    path,
-                    renamed_from: None,
-                    ..change.clone()
-                }));
-                out.push(change);
-                sink.hand_over_if_full()?;
-            }
+            rescan |= fs.resolve(&read, self.judge, sink)?;
         }
-        self.backlog_pending = false;
+        if self.judge == DirectoryJudge::Backlog {
+            self.judge = DirectoryJudge::Index;
+        }
         if rescan {
             for root in self.filesystems.iter().flat_map(|fs| fs.index.root_ids()) {
                 stats.rescans.fetch_add(1, Ordering::Relaxed);
@@ -888,6 +790,152 @@ impl Source for EbpfCapture {
         }
         Ok(())
     }
+}
+
+/// `(kernel dev, ino)`: an inode as the records name it.
+type InodeKey = (u32, u64);
+
+/// One inode a drain read: its generation and the last process that
+/// changed it (pid 0 and no comm for a spilled inode).
+#[derive(Clone, Copy)]
+struct Seen {
+    generation: u32,
+    tgid: u32,
+    comm: [u8; 16],
+}
+
+/// Where a renamed inode was, from a rename record (VFS-hook rung): its
+/// old directory's `(ino, generation)` and its old name (empty: unknown).
+struct OldPlace {
+    dir_ino: u64,
+    dir_generation: u32,
+    name: Vec<u8>,
+}
+
+/// What one drain read: each inode once, and the first old place of each
+/// inode that rename records named (the place the target still has).
+#[derive(Default)]
+struct Read {
+    inodes: HashMap<InodeKey, Seen>,
+    renames: HashMap<InodeKey, OldPlace>,
+}
+
+/// A ring-buffer record read as `T`, when it is at least that long. `T` is
+/// one of the plain-integer records of `fsjournal_common`, which the
+/// programs write whole; `read_unaligned` copes with the ring buffer's
+/// 8-byte record alignment.
+fn read_record<T: Copy>(item: &[u8]) -> Option<T> {
+    // SAFETY: `item` holds at least `size_of::<T>()` bytes, and every bit
+    // pattern is a valid `InodeEvent` or `RenameEvent`.
+    (item.len() >= std::mem::size_of::<T>())
+        .then(|| unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) })
+}
+
+impl EbpfCapture {
+    /// Reads the ring buffer out, then tells the programs how far it read
+    /// (`DRAINED`): a change they skip from now on until the next drain is
+    /// covered by this drain's resolution (or, for an event still unread,
+    /// by the next drain's).
+    fn read_events(&mut self, stats: &Stats) -> anyhow::Result<Read> {
+        let mut read = Read::default();
+        let mut read_up_to = self.drained_index;
+        while let Some(item) = self.events.next() {
+            let Some(event) = read_record::<InodeEvent>(&item) else {
+                continue;
+            };
+            let key = (event.dev, event.ino);
+            if let Some(rename) = read_record::<RenameEvent>(&item) {
+                read.renames.entry(key).or_insert_with(|| OldPlace {
+                    dir_ino: rename.old_dir_ino,
+                    dir_generation: rename.old_dir_generation,
+                    name: rename
+                        .old_name
+                        .split(|&b| b == 0)
+                        .next()
+                        .unwrap_or_default()
+                        .to_vec(),
+                });
+            }
+            stats.events.fetch_add(1, Ordering::Relaxed);
+            read_up_to = read_up_to.max(event.index);
+            let seen = Seen {
+                generation: event.generation,
+                tgid: event.tgid,
+                comm: event.comm,
+            };
+            read.inodes.insert(key, seen);
+        }
+        if read_up_to > self.drained_index {
+            self.drained.set(drained::INDEX, read_up_to, 0)?;
+            self.drained_index = read_up_to;
+        }
+        Ok(read)
+    }
+
+    /// Adds each spilled inode, then deletes it: a program that spills it
+    /// again in between re-adds it, and it is resolved now either way.
+    fn read_spilled(&mut self, inodes: &mut HashMap<InodeKey, Seen>) {
+        let spilled: Vec<DirtyKey> = self.dirty.keys().filter_map(Result::ok).collect();
+        for key in spilled {
+            if let Ok(generation) = self.dirty.get(&key, 0) {
+                inodes.entry((key[1] as u32, key[0])).or_insert(Seen {
+                    generation,
+                    tgid: 0,
+                    comm: [0; 16],
+                });
+            }
+            let _ = self.dirty.remove(&key);
+        }
+    }
+
+    /// Publishes the programs' counters; true when events were dropped
+    /// since the last drain (a rescan of every root).
+    fn account_counters(&mut self, stats: &Stats) -> anyhow::Result<bool> {
+        let counts: [u64; counter::COUNT as usize] =
+            std::array::from_fn(|index| sum(&self.counters, index as u32));
+        for (total, count) in stats.kernel.iter().zip(counts) {
+            total.store(count, Ordering::Relaxed);
+        }
+        let dropped = counts[counter::DROPPED as usize];
+        if dropped <= self.dropped_seen {
+            return Ok(false);
+        }
+        tracing::warn!(
+            lost = dropped - self.dropped_seen,
+            "eBPF ring buffer was full: events were lost; rescanning every root"
+        );
+        self.dropped_seen = dropped;
+        self.drained.set(drained::DROPS, dropped, 0)?;
+        Ok(true)
+    }
+}
+
+/// A changed inode opened by its handle.
+struct Opened {
+    key: InodeKey,
+    path: PathBuf,
+    meta: std::fs::Metadata,
+    handle: FileHandle,
+    seen: Seen,
+}
+
+/// How a drain tells a directory whose entries changed (a contents push)
+/// from one that was created, renamed or moved in (a subtree push).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DirectoryJudge {
+    /// The kernel sends a rename record for every rename (the VFS-hook
+    /// rung): a directory without one had its entries changed. No directory
+    /// index is needed, so none is walked.
+    RenameRecords,
+    /// The directory index, built by a walk at start (the tracepoint rung,
+    /// whose records carry no kind): a directory found away from where the
+    /// index saw it moved.
+    Index,
+    /// As `Index`, for records from before the index was complete (an
+    /// adopted backlog, what happened during the walk): the walk may have
+    /// seen a moved directory at its new place, so a directory whose parent
+    /// changed too may have moved.
+    Backlog,
 }
 
 impl Drop for EbpfCapture {
@@ -901,6 +949,177 @@ impl Drop for EbpfCapture {
 }
 
 impl Filesystem {
+    /// Turns this filesystem's inodes of one drain into changes for `sink`.
+    /// True when a changed inode could not be placed (a rescan).
+    fn resolve(
+        &mut self,
+        read: &Read,
+        judge: DirectoryJudge,
+        sink: &mut Sink,
+    ) -> anyhow::Result<bool> {
+        let mut found = self.open_changed(&read.inodes);
+        // Parents first, so a renamed directory is re-linked before its children are judged.
+        found.sort_by_key(|o| o.path.as_os_str().len());
+        let changed_dirs: HashSet<PathBuf> = match judge {
+            DirectoryJudge::Backlog => found
+                .iter()
+                .filter(|o| o.meta.is_dir())
+                .map(|o| o.path.clone())
+                .collect(),
+            _ => HashSet::new(),
+        };
+        let mut unplaced = false;
+        for opened in found {
+            let Some((root, rel)) = self
+                .index
+                .relative_to_root(&opened.path)
+                .filter(|(root, rel)| !self.index.is_excluded(*root, rel))
+            else {
+                // A file opened by handle may come back with a
+                // disconnected dentry (its path reads as "/" or a stale
+                // name): then it cannot be placed, and may lie in a root.
+                let placed = std::fs::symlink_metadata(&opened.path)
+                    .is_ok_and(|m| m.ino() == opened.meta.ino() && m.dev() == opened.meta.dev());
+                if !placed && !unplaced {
+                    tracing::warn!(ino = opened.meta.ino(), path = %opened.path.display(), "a changed inode has no usable path; rescanning every root");
+                    unplaced = true;
+                }
+                continue;
+            };
+            let (scope, renamed_from) = match judge {
+                DirectoryJudge::RenameRecords => self.recorded_scope(read, &opened, root, &rel),
+                DirectoryJudge::Backlog if opened.meta.is_dir() => {
+                    let parent_changed = !rel.is_empty()
+                        && opened
+                            .path
+                            .parent()
+                            .is_some_and(|p| changed_dirs.contains(p));
+                    (
+                        if parent_changed {
+                            Scope::Subtree
+                        } else {
+                            Scope::Contents
+                        },
+                        None,
+                    )
+                }
+                _ if opened.meta.is_dir() => {
+                    self.directory_scope(root, &rel, &opened.path, opened.handle.clone())
+                }
+                _ => (Scope::Entry, None),
+            };
+            let others = if opened.meta.is_file() {
+                let root_path = self
+                    .index
+                    .root_path(root)
+                    .expect("the root of a resolved path");
+                self.links.other_names(root, root_path, &rel, &opened.meta)
+            } else {
+                Vec::new()
+            };
+            let comm = opened
+                .seen
+                .comm
+                .split(|&b| b == 0)
+                .next()
+                .unwrap_or_default();
+            let change = Change {
+                root,
+                path: rel,
+                kind: if renamed_from.is_some() {
+                    ChangeKind::RenameTo
+                } else {
+                    ChangeKind::Modify
+                },
+                scope,
+                ino: opened.meta.ino(),
+                pid: opened.seen.tgid,
+                comm: String::from_utf8_lossy(comm).into_owned(),
+                renamed_from,
+            };
+            let out = sink.changes();
+            out.extend(others.into_iter().map(|path| Change {
+                path,
+                renamed_from: None,
+                ..change.clone()
+            }));
+            out.push(change);
+            sink.hand_over_if_full()?;
+        }
+        Ok(unplaced)
+    }
+
+    /// Opens each of this filesystem's `inodes` by handle. An inode that is
+    /// gone (ESTALE), or deleted but still open or cached (no name left,
+    /// its path would read as "/" and cost a rescan), is skipped: its
+    /// directory's record covers it.
+    fn open_changed(&self, inodes: &HashMap<InodeKey, Seen>) -> Vec<Opened> {
+        let mut found = Vec::new();
+        for (&key, &seen) in inodes
+            .iter()
+            .filter(|((dev, _), _)| *dev == self.kernel_dev)
+        {
+            let handle = self.layout.encode(self.handle_type, key.1, seen.generation);
+            match handle::current_path(&self.mount_fd, &handle) {
+                Ok((_, meta)) if meta.nlink() == 0 => {
+                    tracing::trace!(ino = key.1, "inode deleted since the event");
+                }
+                Ok((path, meta)) => found.push(Opened {
+                    key,
+                    path,
+                    meta,
+                    handle,
+                    seen,
+                }),
+                Err(e) => {
+                    tracing::trace!(ino = key.1, generation = seen.generation, error = %e, "inode not resolved")
+                }
+            }
+        }
+        found
+    }
+
+    /// The VFS-hook rung's judgement: a directory with a rename record
+    /// moved (a subtree push), any other had its entries changed; a file is
+    /// an entry push. The second value is the old path when the record's
+    /// old place lies in the same root, not excluded: the rename the
+    /// journal keeps (for a file too).
+    fn recorded_scope(
+        &self,
+        read: &Read,
+        opened: &Opened,
+        root: RootId,
+        rel: &[u8],
+    ) -> (Scope, Option<Vec<u8>>) {
+        let old = read.renames.get(&opened.key);
+        let renamed_from = old
+            .and_then(|old| self.old_path(old, root))
+            .filter(|old| old.as_slice() != rel);
+        let scope = match (opened.meta.is_dir(), old.is_some()) {
+            (true, true) => Scope::Subtree,
+            (true, false) => Scope::Contents,
+            (false, _) => Scope::Entry,
+        };
+        (scope, renamed_from)
+    }
+
+    /// The root-relative path a rename record's old place names, when it
+    /// lies in `root` and is not excluded. The old directory is found by
+    /// its handle *now*: had it moved since, this is a wrong guess, which
+    /// the guarded replay on the target (`push/renames.rs`) turns into
+    /// bytes sent again, never into a wrong replica.
+    fn old_path(&self, old: &OldPlace, root: RootId) -> Option<Vec<u8>> {
+        if old.name.is_empty() {
+            return None;
+        }
+        let handle = self
+            .layout
+            .encode(self.handle_type, old.dir_ino, old.dir_generation);
+        let (dir, _) = handle::current_path(&self.mount_fd, &handle).ok()?;
+        let (old_root, path) = entry_of(self.index.relative_to_root(&dir)?, &old.name);
+        (old_root == root && !self.index.is_excluded(root, &path)).then_some(path)
+    }
+
     /// A directory whose ctime moved: where the index last saw it, its
     /// entries changed (a contents pass); anywhere else it was created,
     /// renamed or moved in (a subtree push), and the index learns its place.

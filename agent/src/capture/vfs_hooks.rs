@@ -1,4 +1,5 @@
-//! The attach ladder's rung 1: fexit programs on the VFS entry points
+//! The attach ladder's rung 1: fexit programs on the VFS entry points (and
+//! one fentry program, on `vfs_rename`, for the old name)
 //! (`ebpf/programs/src/vfs.rs`), for kernels that have BPF trampolines but
 //! not the `timestamp` tracepoints (before 6.13: Debian 12's 6.1, 6.12,
 //! Ubuntu 22.04/24.04, RHEL 9).
@@ -171,7 +172,9 @@ impl Plan {
     /// One phrase for the ladder string: the functions hooked, and the
     /// optional ones this kernel lacks.
     pub fn describe(&self) -> String {
-        let mut text = format!("fexit on {} VFS functions", self.hooks.len());
+        let functions: std::collections::BTreeSet<&str> =
+            self.hooks.iter().map(|h| h.function).collect();
+        let mut text = format!("fentry/fexit on {} VFS functions", functions.len());
         if !self.absent.is_empty() {
             text += &format!(" (absent here: {})", self.absent.join(", "));
         }

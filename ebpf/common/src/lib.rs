@@ -88,6 +88,33 @@ pub struct InodeEvent {
     pub index: u64,
 }
 
+/// Longest name a [`RenameEvent`] carries, its NUL included (`NAME_MAX` + 1).
+pub const NAME_BYTES: usize = 256;
+
+/// A rename seen by the VFS-hook rung, as written to the ring buffer
+/// `EVENTS` (320 bytes; the agent tells it from an [`InodeEvent`] by its
+/// length). `inode` is the moved inode, now at its new place; the old place
+/// is `old_name` in the directory `(old_dir_ino, old_dir_generation)` on
+/// the same device. A rename record is never coalesced; one that does not
+/// fit in the ring buffer is counted as dropped (a rescan), since a spilled
+/// inode would lose its old name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenameEvent {
+    /// The moved inode, as any record names it.
+    pub inode: InodeEvent,
+    /// Inode number of the directory it left.
+    pub old_dir_ino: u64,
+    /// Generation of the directory it left.
+    pub old_dir_generation: u32,
+    /// Zero.
+    pub padding: u32,
+    /// Its old name, NUL-terminated; empty when the kernel side could not
+    /// read it (the agent then pushes the new place whole, as for a
+    /// directory moved in from outside the roots).
+    pub old_name: [u8; NAME_BYTES],
+}
+
 /// Values of [`InodeEvent::hook`].
 pub mod hook {
     /// Tracepoint `timestamp:ctime_ns_xchg` (a multigrain ctime update).
@@ -115,7 +142,9 @@ pub mod vfs_hooks {
     /// prototype the program assumes: the number of arguments (the return
     /// value follows them in an fexit context) and the return value's width
     /// in bytes (4: `int`, 8: `ssize_t`). The agent compares both with the
-    /// kernel's BTF and refuses a function whose prototype differs.
+    /// kernel's BTF and refuses a function whose prototype differs. `entry`
+    /// marks the one fentry program (it runs before the function: the old
+    /// name of a rename is gone once `d_move` ran).
     #[derive(Clone, Copy, Debug)]
     pub struct Hook {
         pub program: &'static str,
@@ -123,6 +152,7 @@ pub mod vfs_hooks {
         pub required: bool,
         pub args: usize,
         pub returns: usize,
+        pub entry: bool,
     }
 
     const fn hook(
@@ -138,12 +168,13 @@ pub mod vfs_hooks {
             required,
             args,
             returns,
+            entry: false,
         }
     }
 
     /// Every program of the rung, in [`hook::VFS_FIRST`](super::hook::VFS_FIRST) order.
     /// What each catches is said at its program in `ebpf/programs/src/vfs.rs`.
-    pub const HOOKS: [Hook; 18] = [
+    pub const HOOKS: [Hook; 19] = [
         hook("fx_vfs_write", "vfs_write", true, 4, 8),
         hook("fx_vfs_writev", "vfs_writev", false, 5, 8),
         hook("fx_vfs_iter_write", "vfs_iter_write", false, 4, 8),
@@ -162,6 +193,10 @@ pub mod vfs_hooks {
         hook("fx_vfs_unlink", "vfs_unlink", true, 4, 4),
         hook("fx_vfs_rmdir", "vfs_rmdir", true, 3, 4),
         hook("fx_vfs_rename", "vfs_rename", true, 1, 4),
+        Hook {
+            entry: true,
+            ..hook("fe_vfs_rename", "vfs_rename", true, 1, 4)
+        },
     ];
 
     /// One struct member the programs read: the object's global that holds
@@ -183,12 +218,13 @@ pub mod vfs_hooks {
     }
 
     /// Every member the programs read.
-    pub const MEMBERS: [Member; 14] = [
+    pub const MEMBERS: [Member; 15] = [
         member("OFF_FILE_INODE", "file", "f_inode"),
         member("OFF_FILE_DENTRY", "file", "f_path.dentry"),
         member("OFF_FILE_MODE", "file", "f_mode"),
         member("OFF_DENTRY_PARENT", "dentry", "d_parent"),
         member("OFF_DENTRY_INODE", "dentry", "d_inode"),
+        member("OFF_DENTRY_NAME", "dentry", "d_name.name"),
         member("OFF_INODE_INO", "inode", "i_ino"),
         member("OFF_INODE_SB", "inode", "i_sb"),
         member("OFF_INODE_GENERATION", "inode", "i_generation"),
@@ -213,7 +249,8 @@ pub mod counter {
     pub const SENT: u32 = 1;
     /// Events on an untracked device or by the agent itself.
     pub const FILTERED: u32 = 2;
-    /// Events lost because the ring buffer was full and so was `DIRTY`.
+    /// Events lost because the ring buffer was full and so was `DIRTY`, and
+    /// rename records that did not fit in the ring buffer.
     pub const DROPPED: u32 = 3;
     /// Events that did not fit in the ring buffer and were kept in `DIRTY`.
     pub const SPILLED: u32 = 4;
@@ -269,6 +306,7 @@ mod tests {
     fn inode_event_has_the_layout_the_ring_buffer_reader_expects() {
         assert_eq!(core::mem::size_of::<super::InodeEvent>(), 48);
         assert_eq!(core::mem::align_of::<super::InodeEvent>(), 8);
+        assert_eq!(core::mem::size_of::<super::RenameEvent>(), 320);
     }
 
     #[test]

@@ -40,14 +40,19 @@
 #![feature(core_intrinsics)]
 
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
+use core::ptr::addr_of_mut;
 
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes,
+};
 use aya_ebpf::macros::{map, tracepoint};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::TracePointContext;
 
 mod vfs;
-use fsjournal_common::{coalesce_key, counter, drained, hook, CoalesceKey, DirtyKey, InodeEvent};
+use fsjournal_common::{
+    coalesce_key, counter, drained, hook, CoalesceKey, DirtyKey, InodeEvent, RenameEvent,
+};
 
 /// `BPF_RB_NO_WAKEUP` from `include/uapi/linux/bpf.h`.
 const BPF_RB_NO_WAKEUP: u64 = 1;
@@ -136,6 +141,57 @@ fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
     0
 }
 
+/// The filters every record passes first: a tracked device, not the
+/// agent's own process. Counts the record as seen, and as filtered when it
+/// fails; the sender's tgid when it passes.
+#[inline(always)]
+fn admitted(dev: u32) -> Option<u32> {
+    bump(counter::SEEN);
+    // SAFETY: a map lookup; the value is not kept.
+    if unsafe { DEVS.get(dev) }.is_none() {
+        bump(counter::FILTERED);
+        return None;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if AGENT.get(0).is_some_and(|agent| *agent == tgid) {
+        bump(counter::FILTERED);
+        return None;
+    }
+    Some(tgid)
+}
+
+/// The next event index (from 1, one counter shared by every CPU).
+#[inline(always)]
+fn next_index() -> Option<u64> {
+    let seq = SEQ.get_ptr_mut(0)?;
+    // SAFETY: an array slot shared by every CPU, only ever updated atomically.
+    // SeqCst, not Relaxed: LLVM 22 compiles a relaxed fetch-and-add whose
+    // result is used to BPF's XADD without BPF_FETCH and reuses the addend
+    // as the "result" (every event numbered 2).
+    Some(unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(seq, 1) } + 1)
+}
+
+/// The record of one inode, as every rung sends it.
+#[inline(always)]
+fn inode_event(
+    dev: u32,
+    ino: u64,
+    generation: u32,
+    tgid: u32,
+    hook: u32,
+    index: u64,
+) -> InodeEvent {
+    InodeEvent {
+        ino,
+        dev,
+        generation,
+        tgid,
+        hook,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        index,
+    }
+}
+
 /// Filters, coalesces and sends one inode's record: shared by both rungs.
 /// `in_roots` is asked last, only about a record that would be sent: the
 /// VFS-hook rung walks the dentry's ancestry there (the tracepoint rung has
@@ -148,17 +204,7 @@ pub(crate) fn send(
     hook: u32,
     in_roots: impl FnOnce() -> bool,
 ) {
-    bump(counter::SEEN);
-    // SAFETY: a map lookup; the value is not kept.
-    if unsafe { DEVS.get(dev) }.is_none() {
-        bump(counter::FILTERED);
-        return;
-    }
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if AGENT.get(0).is_some_and(|agent| *agent == tgid) {
-        bump(counter::FILTERED);
-        return;
-    }
+    let Some(tgid) = admitted(dev) else { return };
     let key = coalesce_key(ino, dev, generation);
     let drained = DRAINED.get(drained::INDEX).copied().unwrap_or(0);
     // SAFETY: a map lookup; the value is copied.
@@ -170,23 +216,8 @@ pub(crate) fn send(
         bump(counter::FILTERED);
         return;
     }
-    let Some(seq) = SEQ.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: an array slot shared by every CPU, only ever updated atomically.
-    // SeqCst, not Relaxed: LLVM 22 compiles a relaxed fetch-and-add whose
-    // result is used to BPF's XADD without BPF_FETCH and reuses the addend
-    // as the "result" (every event numbered 2).
-    let index = unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(seq, 1) } + 1;
-    let event = InodeEvent {
-        ino,
-        dev,
-        generation,
-        tgid,
-        hook,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        index,
-    };
+    let Some(index) = next_index() else { return };
+    let event = inode_event(dev, ino, generation, tgid, hook, index);
     match EVENTS.output::<InodeEvent>(&event, BPF_RB_NO_WAKEUP) {
         Ok(()) => {
             // Only an event in the ring buffer may hold later ones back.
@@ -198,6 +229,60 @@ pub(crate) fn send(
             Err(_) => bump(counter::DROPPED),
         },
     }
+}
+
+/// One rename, as the VFS-hook rung sends it: the moved inode
+/// (`dev`, `ino`, `generation`), the directory it left (same device) and
+/// its old name, read from `old_name` (a NUL-terminated kernel string).
+pub(crate) struct Rename {
+    pub dev: u32,
+    pub ino: u64,
+    pub generation: u32,
+    pub old_dir_ino: u64,
+    pub old_dir_generation: u32,
+    pub old_name: u64,
+}
+
+/// Filters and sends a [`RenameEvent`], never coalesced (the old name is
+/// in no later record). One that does not fit in the ring buffer counts as
+/// dropped: the agent rescans.
+#[inline(always)]
+pub(crate) fn send_rename(rename: &Rename, hook: u32, in_roots: impl FnOnce() -> bool) {
+    let Some(tgid) = admitted(rename.dev) else {
+        return;
+    };
+    if !in_roots() {
+        bump(counter::FILTERED);
+        return;
+    }
+    let Some(index) = next_index() else { return };
+    let Some(mut entry) = EVENTS.reserve::<RenameEvent>(0) else {
+        bump(counter::DROPPED);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points at the reserved, exclusively owned record;
+    // every field is written before it is submitted.
+    unsafe {
+        addr_of_mut!((*event).inode).write(inode_event(
+            rename.dev,
+            rename.ino,
+            rename.generation,
+            tgid,
+            hook,
+            index,
+        ));
+        addr_of_mut!((*event).old_dir_ino).write(rename.old_dir_ino);
+        addr_of_mut!((*event).old_dir_generation).write(rename.old_dir_generation);
+        addr_of_mut!((*event).padding).write(0);
+        let name = &mut *addr_of_mut!((*event).old_name);
+        name[0] = 0;
+        if rename.old_name != 0 {
+            let _ = bpf_probe_read_kernel_str_bytes(rename.old_name as *const u8, name);
+        }
+    }
+    entry.submit(BPF_RB_NO_WAKEUP);
+    bump(counter::SENT);
 }
 
 #[panic_handler]

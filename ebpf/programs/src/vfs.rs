@@ -31,13 +31,28 @@
 //! Kernel struct offsets come from the running kernel's BTF through the
 //! read-only globals below (see `fsjournal_common::vfs_hooks::MEMBERS`).
 
-use aya_ebpf::helpers::bpf_probe_read_kernel;
-use aya_ebpf::macros::fexit;
-use aya_ebpf::programs::FExitContext;
-use fsjournal_common::hook;
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+};
+use aya_ebpf::macros::{fentry, fexit, map};
+use aya_ebpf::maps::{LruHashMap, PerCpuArray};
+use aya_ebpf::programs::{FEntryContext, FExitContext};
 use fsjournal_common::vfs_hooks::{FMODE_CREATED, HOOKS};
+use fsjournal_common::{hook, NAME_BYTES};
 
-use crate::{send, ROOTS};
+use crate::{send, send_rename, Rename, ROOTS};
+
+/// Per task (`pid_tgid`), the old name of the rename it is doing, from
+/// [`fe_vfs_rename`] to [`fx_vfs_rename`]: after `d_move` the moved dentry
+/// carries its new name, and the old one may be freed. Least recently used
+/// entries go first (a task killed between the two programs leaves one).
+#[map]
+static RENAMING: LruHashMap<u64, [u8; NAME_BYTES]> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per CPU, room to read a name into before it is copied to `RENAMING` (the
+/// BPF stack is 512 bytes).
+#[map]
+static NAME_SCRATCH: PerCpuArray<[u8; NAME_BYTES]> = PerCpuArray::with_max_entries(1, 0);
 
 /// How many ancestors [`in_roots`] looks at before it lets a record through
 /// for the agent to judge (a path 64 directories deep below its
@@ -56,6 +71,8 @@ static OFF_FILE_MODE: u32 = 0;
 static OFF_DENTRY_PARENT: u32 = 0;
 #[no_mangle]
 static OFF_DENTRY_INODE: u32 = 0;
+#[no_mangle]
+static OFF_DENTRY_NAME: u32 = 0;
 #[no_mangle]
 static OFF_INODE_INO: u32 = 0;
 #[no_mangle]
@@ -374,32 +391,88 @@ pub fn fx_vfs_rmdir(ctx: FExitContext) -> i32 {
     0
 }
 
-#[fexit(function = "vfs_rename")]
-pub fn fx_vfs_rename(ctx: FExitContext) -> i32 {
-    // int vfs_rename(struct renamedata *): both directories, the moved inode
-    // and, for RENAME_EXCHANGE, the other one (after d_move the dentries
-    // still point at the inodes they named).
-    if !succeeded(&ctx, 17) {
+#[fentry(function = "vfs_rename")]
+pub fn fe_vfs_rename(ctx: FEntryContext) -> i32 {
+    // int vfs_rename(struct renamedata *): before the rename, keep the
+    // moved dentry's name for fx_vfs_rename (on a tracked device only).
+    let rd = ctx.arg::<u64>(0);
+    let moved = pointer(rd, &OFF_RENAME_OLD_DENTRY);
+    let sb = pointer(pointer(rd, &OFF_RENAME_OLD_DIR), &OFF_INODE_SB);
+    // SAFETY: a map lookup; the value is not kept.
+    if moved == 0 || sb == 0 || unsafe { crate::DEVS.get(word(sb, &OFF_SB_DEV)) }.is_none() {
         return 0;
     }
-    let rd = arg(&ctx, 0);
-    let (moved, other) = (
-        pointer(rd, &OFF_RENAME_OLD_DENTRY),
-        pointer(rd, &OFF_RENAME_NEW_DENTRY),
-    );
-    // After d_move the moved dentry hangs below the new directory. The old
-    // directory's dentry is no longer at hand (a plain rename leaves the
-    // target below the new one too): it passes on its device alone, and
-    // the agent places it.
-    send_inode(pointer(rd, &OFF_RENAME_OLD_DIR), 0, vfs(17));
-    send_inode(
-        pointer(rd, &OFF_RENAME_NEW_DIR),
-        pointer(moved, &OFF_DENTRY_PARENT),
-        vfs(17),
-    );
-    send_dentry(moved, vfs(17));
-    if word(rd, &OFF_RENAME_FLAGS) & RENAME_EXCHANGE != 0 {
-        send_dentry(other, vfs(17));
+    let name = pointer(moved, &OFF_DENTRY_NAME);
+    let Some(scratch) = NAME_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    if name == 0 {
+        return 0;
+    }
+    // SAFETY: a per-CPU slot, used only within this program run.
+    let scratch = unsafe { &mut *scratch };
+    // SAFETY: bpf_probe_read_kernel_str checks the address.
+    if unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, scratch) }.is_ok() {
+        let _ = RENAMING.insert(&bpf_get_current_pid_tgid(), scratch, 0);
     }
     0
+}
+
+#[fexit(function = "vfs_rename")]
+pub fn fx_vfs_rename(ctx: FExitContext) -> i32 {
+    // int vfs_rename(struct renamedata *): both directories, and a rename
+    // record of the moved inode (its old name kept by fe_vfs_rename) and,
+    // for RENAME_EXCHANGE, of the other one, which left the new directory
+    // under the moved one's new name (after d_move the dentries still point
+    // at the inodes they named).
+    let task = bpf_get_current_pid_tgid();
+    if succeeded(&ctx, 17) {
+        let rd = arg(&ctx, 0);
+        let (moved, other) = (
+            pointer(rd, &OFF_RENAME_OLD_DENTRY),
+            pointer(rd, &OFF_RENAME_NEW_DENTRY),
+        );
+        let (old_dir, new_dir) = (
+            pointer(rd, &OFF_RENAME_OLD_DIR),
+            pointer(rd, &OFF_RENAME_NEW_DIR),
+        );
+        // After d_move the moved dentry hangs below the new directory. The
+        // old directory's dentry is no longer at hand (a plain rename leaves
+        // the target below the new one too): it passes on its device alone,
+        // and the agent places it.
+        send_inode(old_dir, 0, vfs(17));
+        send_inode(new_dir, pointer(moved, &OFF_DENTRY_PARENT), vfs(17));
+        let old_name = RENAMING.get_ptr(&task).map_or(0, |name| name as u64);
+        send_moved(moved, old_dir, old_name);
+        if word(rd, &OFF_RENAME_FLAGS) & RENAME_EXCHANGE != 0 {
+            send_moved(other, new_dir, pointer(moved, &OFF_DENTRY_NAME));
+        }
+    }
+    let _ = RENAMING.remove(&task);
+    0
+}
+
+/// Sends the rename record of `dentry`'s inode, which left directory
+/// `old_dir` (a `struct inode *`) where it was named `old_name` (a kernel
+/// string; 0 when unknown), filtered by its new ancestry.
+#[inline(always)]
+fn send_moved(dentry: u64, old_dir: u64, old_name: u64) {
+    let inode = dentry_inode(dentry);
+    let sb = pointer(inode, &OFF_INODE_SB);
+    if inode == 0 || old_dir == 0 || sb == 0 {
+        return;
+    }
+    let dev = word(sb, &OFF_SB_DEV);
+    let (Some(ino), Some(old_dir_ino)) = (ino_of(inode), ino_of(old_dir)) else {
+        return;
+    };
+    let rename = Rename {
+        dev,
+        ino,
+        generation: word(inode, &OFF_INODE_GENERATION),
+        old_dir_ino,
+        old_dir_generation: word(old_dir, &OFF_INODE_GENERATION),
+        old_name,
+    };
+    send_rename(&rename, vfs(17), || in_roots(dentry, dev));
 }

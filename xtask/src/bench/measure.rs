@@ -171,7 +171,7 @@ impl Bench {
         let ready = agent.proc.wait_line("full sync done", long)?;
         let milestones = [
             "eBPF capture attached",
-            "eBPF directory index ready",
+            "eBPF capture ready",
             "fanotify filesystem mark placed",
             "root armed",
         ];
