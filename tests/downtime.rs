@@ -169,7 +169,9 @@ fn ebpf_backlog_spilled_while_down_is_complete_without_a_scan() {
         start["method"], "pinned eBPF backlog",
         "the spill map kept what the ring buffer could not: {start:#}"
     );
-    let spilled = status(&scratch)["kernel_events"][4].as_u64().unwrap();
+    let spilled = status(&scratch)["kernel_events"]["spilled"]
+        .as_u64()
+        .unwrap();
     assert!(spilled > 1000, "most of the burst was spilled: {spilled}");
 }
 
@@ -284,9 +286,6 @@ fn ebpf_a_process_that_reuses_a_stopped_agents_pid_is_still_captured() {
     agent.stop();
 }
 
-/// Index of the coalesced counter in `kernel_events` (`fsjournal_common::counter`).
-const COALESCED: usize = 5;
-
 #[test]
 fn ebpf_a_file_rewritten_thousands_of_times_while_down_costs_the_ring_buffer_one_event() {
     const WRITES: u64 = 5000;
@@ -316,7 +315,7 @@ fn ebpf_a_file_rewritten_thousands_of_times_while_down_costs_the_ring_buffer_one
     wait_until(
         Duration::from_secs(10),
         "the restarted agent to report its kernel counters",
-        || status(&scratch)["kernel_events"][COALESCED].as_u64() >= Some(WRITES - 10),
+        || status(&scratch)["kernel_events"]["coalesced"].as_u64() >= Some(WRITES - 10),
     );
     let after = status(&scratch);
     assert!(

@@ -79,6 +79,20 @@ fn a_path_the_target_refuses_is_retried_alone_while_the_rest_is_pushed() {
     );
     assert!(target["pending"].as_u64() >= Some(1), "{stuck:#}");
     assert!(!arrived("a"));
+    // `fsjournal pending` lists the held path, with its reason.
+    let journal = scratch.journal();
+    let listed = sh(
+        env!("CARGO_BIN_EXE_fsjournal"),
+        &["pending", "--json", "--journal", journal.to_str().unwrap()],
+    );
+    let held = listed
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|p| p["path"] == "d/a" && p["reason"] == "refused");
+    assert!(
+        held.is_some_and(|p| p["seq"].is_null() && p["attempts"].as_u64() >= Some(1)),
+        "{listed}"
+    );
 
     // The target is not blocked: later changes still arrive.
     std::fs::write(scratch.src().join("d/e"), "v2\n").unwrap();

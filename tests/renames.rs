@@ -355,7 +355,10 @@ fn ebpf_vfs_hook_rung_journals_file_renames_and_exchanges_as_renames() {
         return;
     }
     let log = agent.log_text();
-    assert!(log.contains("walked=false"), "no directory walk at start:\n{log}");
+    assert!(
+        log.contains("walked=false"),
+        "no directory walk at start:\n{log}"
+    );
     let builds = scratch.src().join("jobs/foo/builds");
     std::fs::rename(builds.join("0/file-0"), builds.join("0/renamed")).unwrap();
     exchange(&builds.join("1"), &builds.join("2"));
@@ -371,7 +374,10 @@ fn ebpf_vfs_hook_rung_journals_file_renames_and_exchanges_as_renames() {
     let journal = journal_log(&scratch);
     for path in ["builds/0/renamed", "builds/1", "builds/2"] {
         let path = format!("jobs/foo/{path}");
-        assert!(journaled(&journal, "rename-to", &path), "{path}: {journal:?}");
+        assert!(
+            journaled(&journal, "rename-to", &path),
+            "{path}: {journal:?}"
+        );
     }
     agent.stop();
 }

@@ -415,7 +415,9 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
         let located = |(span, key, message): Problem| ConfigError {
             file: file.to_string(),
-            line: span.map_or(0, |s| line_of(text, s.start)),
+            line: span
+                .or_else(|| key_span(text, &key))
+                .map_or(0, |s| line_of(text, s.start)),
             key,
             message,
         };
@@ -751,6 +753,39 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// Where the value of `key` is written in `text`: `key` as problems name
+/// it, dotted with array indexes (`capture.ring_buffer_bytes`,
+/// `sync[1].verify_slices`). `None` when the key is not written (its
+/// default was used) or the text does not parse. Semantic checks run on
+/// the deserialized values, which keep no position; this finds it again.
+fn key_span(text: &str, key: &str) -> Option<Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let document = DeTable::parse(text).ok()?;
+    let mut table: Option<&DeTable> = Some(document.get_ref());
+    let mut span = None;
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, index)) => (
+                name,
+                Some(index.trim_end_matches(']').parse::<usize>().ok()?),
+            ),
+            None => (part, None),
+        };
+        let (_, value) = table?.iter().find(|(k, _)| k.get_ref().as_ref() == name)?;
+        let value = match (value.get_ref(), index) {
+            (DeValue::Array(items), Some(index)) => items.get(index)?,
+            (_, None) => value,
+            _ => return None,
+        };
+        span = Some(value.span());
+        table = match value.get_ref() {
+            DeValue::Table(inner) => Some(inner),
+            _ => None,
+        };
+    }
+    span
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,7 +873,7 @@ mod tests {
             [
                 (3, "sync[0].source"),
                 (4, "sync[0].target"),
-                (0, "sync[0].batch_max_files")
+                (5, "sync[0].batch_max_files")
             ]
         );
         assert_eq!(errors.to_string().lines().count(), 3);
@@ -1039,5 +1074,21 @@ mod tests {
         assert_eq!(parse(sync).unwrap().push.max_parallel, 4);
         let err = parse_err(&format!("[push]\nmax_parallel = 0\n{sync}"));
         assert_eq!(err.key, "push.max_parallel", "{err}");
+        assert_eq!(err.line, 2, "{err}");
+    }
+
+    #[test]
+    fn numeric_problems_name_their_line() {
+        let text = "[capture]\nring_buffer_bytes = 1000\n[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\nverify_slices = 0\n";
+        let errors = parse(text).unwrap_err().0;
+        let found: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            found,
+            [
+                (2, "capture.ring_buffer_bytes"),
+                (7, "sync[0].verify_slices")
+            ],
+            "{text}"
+        );
     }
 }

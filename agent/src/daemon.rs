@@ -18,7 +18,7 @@ use anyhow::Context;
 use crate::capture::{Capture, Root};
 use crate::config::Config;
 use crate::filter::RootExcludes;
-use crate::journal::{now_ms, AgentInfo, Journal, Retention};
+use crate::journal::{now_ms, AgentInfo, Journal, KernelCounters, Retention};
 use crate::metrics::Endpoint;
 use crate::push::runs::Runs;
 use crate::push::{Inbox, Pusher};
@@ -100,7 +100,7 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
         events: 0,
         journaled: 0,
         rescans: 0,
-        kernel_events: [0; 6],
+        kernel_events: KernelCounters::default(),
         arm_times: capture.times,
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -159,8 +159,7 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
         info.events = capture.stats.events.load(Ordering::Relaxed);
         info.journaled = capture.stats.journaled.load(Ordering::Relaxed);
         info.rescans = capture.stats.rescans.load(Ordering::Relaxed);
-        info.kernel_events =
-            std::array::from_fn(|i| capture.stats.kernel[i].load(Ordering::Relaxed));
+        info.kernel_events = capture.stats.kernel_counters();
         if let Err(e) = journal.save_agent_info(&info) {
             tracing::error!(error = %format!("{e:#}"), "cannot update the agent's status in the journal");
         }

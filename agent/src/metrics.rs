@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use fsjournal_common::counter;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -28,16 +27,6 @@ use server::Response;
 
 /// The OpenMetrics text format's content type (Prometheus accepts it).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The kernel counters' label values, by `fsjournal_common::counter` index.
-const KERNEL_COUNTERS: [(u32, &str); 6] = [
-    (counter::SEEN, "seen"),
-    (counter::SENT, "sent"),
-    (counter::FILTERED, "filtered"),
-    (counter::DROPPED, "dropped"),
-    (counter::SPILLED, "spilled"),
-    (counter::COALESCED, "coalesced"),
-];
 
 /// Label set of the per-target and per-counter families.
 type Labels = Vec<(String, String)>;
@@ -131,10 +120,8 @@ pub fn render(journal: &Journal, stats: &Stats, runs: &Runs) -> anyhow::Result<S
         count(load(&stats.rescans)),
     );
     let kernel = Family::<Labels, Counter>::default();
-    for (index, name) in KERNEL_COUNTERS {
-        kernel
-            .get_or_create(&label("counter", name))
-            .inc_by(load(&stats.kernel[index as usize]));
+    for (name, count) in stats.kernel_counters().named() {
+        kernel.get_or_create(&label("counter", name)).inc_by(count);
     }
     registry.register(
         "fsjournal_kernel_events",
@@ -253,7 +240,7 @@ fn directory_size(dir: &Path) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use fsjournal_common::ChangeKind;
+    use fsjournal_common::{counter, ChangeKind};
 
     use super::*;
     use crate::journal::{Change, Scope, TargetState};

@@ -28,7 +28,7 @@ use anyhow::Context;
 
 use crate::config::{BackendChoice, CaptureConfig};
 use crate::filter::RootExcludes;
-use crate::journal::{now_ms, ArmTimes, Journal, RootId};
+use crate::journal::{now_ms, ArmTimes, Journal, KernelCounters, RootId};
 use writer::Sink;
 
 pub use ebpf::{pin_dir, unpin};
@@ -62,6 +62,15 @@ pub struct Stats {
     /// were created), by `fsjournal_common::counter` index: seen, sent,
     /// filtered, dropped, spilled, coalesced.
     pub kernel: [AtomicU64; fsjournal_common::counter::COUNT as usize],
+}
+
+impl Stats {
+    /// The eBPF programs' counters as last published, by name.
+    pub fn kernel_counters(&self) -> KernelCounters {
+        KernelCounters::from_indexed(std::array::from_fn(|i| {
+            self.kernel[i].load(std::sync::atomic::Ordering::Relaxed)
+        }))
+    }
 }
 
 /// `ArmTimes` from two instants measured since arming began.

@@ -3,7 +3,6 @@
 //! as the sample alert rules in docs/operations.md, so a glance at `status`
 //! and the alerts agree.
 
-use fsjournal_common::counter;
 use serde::Serialize;
 
 use super::human_ms;
@@ -41,7 +40,7 @@ pub fn judge(status: &Status) -> Health {
             ));
         }
     }
-    let dropped = status.kernel_events[counter::DROPPED as usize];
+    let dropped = status.kernel_events.dropped;
     if status.agent_running && dropped > 0 {
         problems.push(format!(
             "{dropped} eBPF events dropped since start, each a rescan: raise capture.ring_buffer_bytes / dirty_inodes"

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::health::{self, Health};
 use super::{ago, display_path, human_ms, JournalArgs};
-use crate::journal::{now_ms, ArmTimes, Journal, StartRecord};
+use crate::journal::{now_ms, ArmTimes, Journal, KernelCounters, StartRecord};
 use crate::target_status::{self, TargetStatus};
 
 /// Arguments of `fsjournal status`.
@@ -52,7 +52,7 @@ pub struct Status {
     /// eBPF programs' event counters since their pinned maps were created:
     /// seen, sent, filtered, dropped, spilled, coalesced (see
     /// `fsjournal_common::counter`).
-    pub kernel_events: [u64; 6],
+    pub kernel_events: KernelCounters,
     /// When the last agent's capture went live and its directory index was
     /// ready (ms since arming began).
     pub arm_times: ArmTimes,
@@ -156,8 +156,13 @@ fn print(status: &Status, health: &Health) {
             status.arm_times.attached_ms, status.arm_times.index_ready_ms
         );
         if status.backend == "ebpf" {
-            let [seen, sent, filtered, dropped, spilled, coalesced] = status.kernel_events;
-            println!("kernel    events seen {seen}, sent {sent}, coalesced {coalesced}, filtered {filtered}, spilled {spilled}, dropped {dropped}");
+            let counts: Vec<String> = status
+                .kernel_events
+                .named()
+                .iter()
+                .map(|(name, count)| format!("{name} {count}"))
+                .collect();
+            println!("kernel    events {}", counts.join(", "));
         }
     } else {
         println!("agent     not running");

@@ -3,7 +3,7 @@
 //! Values are postcard-encoded serde structs; keys are big-endian so that
 //! RocksDB's bytewise order is sequence order.
 
-use fsjournal_common::ChangeKind;
+use fsjournal_common::{counter, ChangeKind};
 use serde::{Deserialize, Serialize};
 
 /// Journal sequence number: 1 for the first record, strictly increasing,
@@ -308,17 +308,60 @@ pub struct AgentInfo {
     /// fanotify queue overflows and other capture losses turned into rescans since start.
     pub rescans: u64,
     /// eBPF programs' counters since their pinned maps were created (they
-    /// outlive agents: a restart adopts them): events seen, sent to the ring
-    /// buffer, filtered (other devices, the agent itself), dropped (ring
-    /// buffer and spill map full), spilled (kept in the spill map),
-    /// coalesced (skipped: the inode's previous event was still unread).
-    /// Zero with fanotify.
-    pub kernel_events: [u64; 6],
+    /// outlive agents: a restart adopts them). Zero with fanotify.
+    pub kernel_events: KernelCounters,
     /// When this start's capture went live and its directory index was
     /// ready (ms since arming began).
     pub arm_times: ArmTimes,
     /// Agent version.
     pub version: String,
+}
+
+/// The eBPF programs' per-CPU counters, summed (events), by name. Stored
+/// by position (postcard, as the `[u64; 6]` it replaced): the fields are in
+/// `fsjournal_common::counter` index order, which must not change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelCounters {
+    /// Hook invocations.
+    pub seen: u64,
+    /// Records written to the ring buffer.
+    pub sent: u64,
+    /// Records on another device or below no root, or by the agent itself.
+    pub filtered: u64,
+    /// Records lost: ring buffer and spill map full, or a rename record
+    /// that did not fit (each a rescan).
+    pub dropped: u64,
+    /// Records kept in the spill map while the ring buffer was full.
+    pub spilled: u64,
+    /// Records skipped: the inode's previous record was still unread.
+    pub coalesced: u64,
+}
+
+impl KernelCounters {
+    /// From the counters in `fsjournal_common::counter` index order.
+    pub fn from_indexed(values: [u64; counter::COUNT as usize]) -> KernelCounters {
+        let [seen, sent, filtered, dropped, spilled, coalesced] = values;
+        KernelCounters {
+            seen,
+            sent,
+            filtered,
+            dropped,
+            spilled,
+            coalesced,
+        }
+    }
+
+    /// Each counter with its name (a metric label, a status word).
+    pub fn named(&self) -> [(&'static str, u64); counter::COUNT as usize] {
+        [
+            ("seen", self.seen),
+            ("sent", self.sent),
+            ("filtered", self.filtered),
+            ("dropped", self.dropped),
+            ("spilled", self.spilled),
+            ("coalesced", self.coalesced),
+        ]
+    }
 }
 
 /// The capture watermark (meta key `watermark`): every change made before

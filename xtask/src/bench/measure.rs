@@ -377,15 +377,15 @@ impl Bench {
     fn burst(&mut self, tool: &str, run: u32, agent: &Agent, writers: u32) -> anyhow::Result<()> {
         let n = self.plan.burst_files;
         let counters = |s: &serde_json::Value| {
-            let k = |i: usize| s["kernel_events"][i].as_u64().unwrap_or(0);
+            let k = |name: &str| s["kernel_events"][name].as_u64().unwrap_or(0);
             let f = |name: &str| s[name].as_u64().unwrap_or(0);
             [
                 f("last_seq"),
                 f("events"),
                 f("journaled"),
                 f("rescans"),
-                k(3),
-                k(4),
+                k("dropped"),
+                k("spilled"),
             ]
         };
         std::thread::sleep(Duration::from_millis(1200)); // agent counters are saved each second

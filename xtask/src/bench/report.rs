@@ -205,7 +205,8 @@ latency probes, change sets, burst, writer overhead (as applicable), stop it, br
 fn startup(r: &Results, md: &mut String) {
     md.push_str("## 1. Start tracking the tree\n\n\
 Tracking: fsjournal until its log says `capture armed` (both backends go live first — eBPF `eBPF capture attached`,\n\
-fanotify `fanotify filesystem mark placed` — then eBPF walks the tree for its directory index, `eBPF directory index ready`;\n\
+fanotify `fanotify filesystem mark placed` — then eBPF's tracepoint rung walks the tree for its directory index, `eBPF capture ready`\n\
+(the VFS-hook rung walks nothing: rename records from the kernel replace the index);\n\
 fanotify walks nothing: its index is learnt lazily; the status's `arm_times` hold both instants);\n\
 inotifywait until `Watches established.`; lsyncd until its startup rsync begins (every watch placed).\n\
 Ready: the replica is known equal (fsjournal `full sync done`, lsyncd `Startup … finished.`). Cold page cache.\n\

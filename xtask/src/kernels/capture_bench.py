@@ -3,7 +3,7 @@
 run as root inside a `cargo xtask test-kernels` guest (QEMU software
 emulation: absolute figures are distorted, so the report gives ratios).
 
-usage: capture_bench.py FSJOURNAL_BINARY [WRITES] [FILES]
+usage: capture_bench.py FSJOURNAL_BINARY [WRITES] [FILES] [DIRS]
 
 For each capture (none, fanotify, eBPF VFS hooks), on a fresh loop-mounted
 ext4 with the agent replicating it into a local directory:
@@ -15,7 +15,10 @@ ext4 with the agent replicating it into a local directory:
 - drain (eBPF only): the agent is stopped (SIGSTOP) while FILES more files
   are written, so their records queue in the pinned ring buffer; after
   SIGCONT, records/s until `status` shows them all journaled, and the
-  agent's CPU time (utime + stime) per record.
+  agent's CPU time (utime + stime) per record;
+- start (eBPF only, mode `ebpf-start`): on a tree of DIRS directories, the
+  status's arm times: when capture went live and when the agent was ready
+  to judge records (after the directory walk, on the rungs that walk).
 Prints one JSON object.
 """
 import json, os, signal, subprocess, sys, tempfile, time
@@ -23,6 +26,7 @@ import json, os, signal, subprocess, sys, tempfile, time
 BIN = sys.argv[1]
 WRITES = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
 FILES = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
+DIRS = int(sys.argv[4]) if len(sys.argv) > 4 else 20000
 
 
 def sh(*args):
@@ -63,7 +67,8 @@ def wait_for(what, done, timeout=1800):
 
 
 def run(mode):
-    backend, paused = mode.removesuffix("-paused"), mode.endswith("-paused")
+    backend, paused = mode.removesuffix("-paused").removesuffix("-start"), mode.endswith("-paused")
+    start_only = mode.endswith("-start")
     scratch = tempfile.mkdtemp(prefix="fsj-bench-", dir="/var/tmp")
     src, replica, journal = (os.path.join(scratch, d) for d in ("src", "replica", "journal"))
     os.makedirs(src), os.makedirs(replica)
@@ -73,6 +78,10 @@ def run(mode):
     sh("mount", "-o", "loop", image, src)
     agent, result = None, {"capture": mode}
     try:
+        if start_only:
+            for i in range(DIRS):
+                os.makedirs(os.path.join(src, "jobs", f"j{i // 100}", "builds", str(i % 100)))
+            sh("sync")
         if backend != "none":
             log = open(os.path.join(scratch, "agent.log"), "w")
             agent = subprocess.Popen([BIN, "run", "--source", src, "--dest", replica,
@@ -80,6 +89,9 @@ def run(mode):
                                      stdout=subprocess.DEVNULL, stderr=log)
             wait_for("capture armed", lambda: "capture armed" in open(log.name).read())
             result["ladder"] = status(journal)["capture_detail"]
+            result["arm_times"] = status(journal)["arm_times"]
+            if start_only:
+                return result
             wait_for("the first sync", lambda: status(journal)["targets"][0]["full_syncs"] >= 1)
         if paused:
             agent.send_signal(signal.SIGSTOP)
@@ -120,7 +132,9 @@ def main():
     base = results[0]["writer_ns"]
     for r in results:
         r["writer_slowdown"] = round(r["writer_ns"] / base - 1, 4)
-    print(json.dumps({"kernel": os.uname().release, "writes": WRITES, "files": FILES, "runs": results}, indent=1))
+    results.append(run("ebpf-start"))
+    print(json.dumps({"kernel": os.uname().release, "writes": WRITES, "files": FILES, "dirs": DIRS,
+                      "runs": results}, indent=1))
 
 
 main()

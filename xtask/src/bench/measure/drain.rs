@@ -63,7 +63,8 @@ impl Bench {
         let cpu = agent.proc.cpu_s()? - cpu_before;
         std::thread::sleep(Duration::from_millis(1200));
         let after = agent.status()?;
-        let kernel = |s: &serde_json::Value, i: usize| s["kernel_events"][i].as_u64().unwrap_or(0);
+        let kernel =
+            |s: &serde_json::Value, name: &str| s["kernel_events"][name].as_u64().unwrap_or(0);
         let d = Drain {
             tool: tool.into(),
             run,
@@ -71,7 +72,7 @@ impl Bench {
             records: seq - count(&before, "last_seq"),
             drain_s: last_growth.as_secs_f64(),
             agent_cpu_s: cpu,
-            dropped: kernel(&after, 3) - kernel(&before, 3),
+            dropped: kernel(&after, "dropped") - kernel(&before, "dropped"),
             rescans: count(&after, "rescans") - count(&before, "rescans"),
         };
         eprintln!(
