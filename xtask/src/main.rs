@@ -63,6 +63,9 @@ enum Task {
     Setup,
     /// Build the kernel-side eBPF programs that the agent embeds.
     BuildEbpf,
+    /// Check formatting (rustfmt) and lints (clippy, warnings as errors) of
+    /// the workspace and of the eBPF programs.
+    Lint,
     /// Setup, then run every test (unit and end-to-end; needs root).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -101,6 +104,10 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup(),
         Task::BuildEbpf => build_ebpf(),
+        Task::Lint => {
+            setup()?;
+            lint()
+        }
         Task::Test { args } => {
             setup()?;
             build_ebpf()?;
@@ -240,14 +247,57 @@ fn setup() -> anyhow::Result<()> {
 /// Builds `ebpf/programs` for bpfel-unknown-none; the agent's build script
 /// embeds the result.
 fn build_ebpf() -> anyhow::Result<()> {
+    run(&mut ebpf_cargo(&["build", "--release", "--locked"]))
+}
+
+/// `cargo ARGS` in `ebpf/programs`, with the nightly cargo of its
+/// rust-toolchain.toml, not the stable one running us.
+fn ebpf_cargo(args: &[&str]) -> Command {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf/programs");
-    // The nightly cargo of rust-toolchain.toml, not the stable one running us.
-    run(Command::new("cargo")
+    let mut command = Command::new("cargo");
+    command
         .current_dir(&dir)
-        .args(["build", "--release", "--locked"])
+        .args(args)
         .env_remove("CARGO")
         .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("CARGO_TARGET_DIR"))
+        .env_remove("CARGO_TARGET_DIR");
+    command
+}
+
+/// rustfmt and clippy (`-D warnings`) over the workspace (every target:
+/// tests, benches, xtask) and over the eBPF programs (nightly, for
+/// bpfel-unknown-none). Installs both components on both toolchains first
+/// (idempotent).
+fn lint() -> anyhow::Result<()> {
+    for toolchain in ["stable", "nightly"] {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "clippy",
+            "rustfmt",
+            "--toolchain",
+            toolchain,
+        ]))?;
+    }
+    run(Command::new(cargo()).args(["fmt", "--all", "--check"]))?;
+    run(Command::new(cargo()).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(&mut ebpf_cargo(&["fmt", "--check"]))?;
+    run(&mut ebpf_cargo(&[
+        "clippy",
+        "--release",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))
 }
 
 /// Seeds `<dir>/source` with a small Jenkins home and runs the agent.

@@ -78,7 +78,7 @@ pub fn close(
     for root in roots {
         let current = identity(&root.path)?;
         let stored = journal.root_identity(root.id)?;
-        let untrusted = match (&watermark, stored.clone()) {
+        let untrusted = match (&watermark, stored) {
             (None, _) => Some("new journal: no capture watermark".to_string()),
             (Some(_), None) => Some("no filesystem identity recorded for this root".to_string()),
             (Some(_), Some(stored)) if stored != current => {

@@ -800,10 +800,11 @@ impl Journal {
         run: Option<&PushInFlight>,
     ) -> anyhow::Result<()> {
         let key = format!("{META_PUSH_PREFIX}{target}");
-        Ok(match run {
+        match run {
             Some(run) => self.db.put_cf(self.cf(CF_META), key, encode(run))?,
             None => self.db.delete_cf(self.cf(CF_META), key)?,
-        })
+        }
+        Ok(())
     }
 
     /// The rsync run recorded in flight for `target`, if any (see

@@ -208,7 +208,7 @@ pub(crate) fn send(
     let key = coalesce_key(ino, dev, generation);
     let drained = DRAINED.get(drained::INDEX).copied().unwrap_or(0);
     // SAFETY: a map lookup; the value is copied.
-    if unsafe { LAST.get(&key) }.is_some_and(|last| *last > drained) {
+    if unsafe { LAST.get(key) }.is_some_and(|last| *last > drained) {
         bump(counter::COALESCED);
         return;
     }
@@ -221,10 +221,10 @@ pub(crate) fn send(
     match EVENTS.output::<InodeEvent>(&event, BPF_RB_NO_WAKEUP) {
         Ok(()) => {
             // Only an event in the ring buffer may hold later ones back.
-            let _ = LAST.insert(&key, &index, 0);
+            let _ = LAST.insert(key, index, 0);
             bump(counter::SENT)
         }
-        Err(_) => match DIRTY.insert(&[ino, dev as u64], &generation, 0) {
+        Err(_) => match DIRTY.insert([ino, dev as u64], generation, 0) {
             Ok(()) => bump(counter::SPILLED),
             Err(_) => bump(counter::DROPPED),
         },

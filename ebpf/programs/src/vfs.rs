@@ -163,7 +163,7 @@ fn in_roots(dentry: u64, dev: u32) -> bool {
         if inode != 0 {
             if let Some(ino) = ino_of(inode) {
                 // SAFETY: a map lookup; the value is not kept.
-                if unsafe { ROOTS.get(&[ino, dev as u64]) }.is_some() {
+                if unsafe { ROOTS.get([ino, dev as u64]) }.is_some() {
                     return true;
                 }
             }
@@ -413,7 +413,7 @@ pub fn fe_vfs_rename(ctx: FEntryContext) -> i32 {
     let scratch = unsafe { &mut *scratch };
     // SAFETY: bpf_probe_read_kernel_str checks the address.
     if unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, scratch) }.is_ok() {
-        let _ = RENAMING.insert(&bpf_get_current_pid_tgid(), scratch, 0);
+        let _ = RENAMING.insert(bpf_get_current_pid_tgid(), scratch, 0);
     }
     0
 }
@@ -442,13 +442,13 @@ pub fn fx_vfs_rename(ctx: FExitContext) -> i32 {
         // and the agent places it.
         send_inode(old_dir, 0, vfs(17));
         send_inode(new_dir, pointer(moved, &OFF_DENTRY_PARENT), vfs(17));
-        let old_name = RENAMING.get_ptr(&task).map_or(0, |name| name as u64);
+        let old_name = RENAMING.get_ptr(task).map_or(0, |name| name as u64);
         send_moved(moved, old_dir, old_name);
         if word(rd, &OFF_RENAME_FLAGS) & RENAME_EXCHANGE != 0 {
             send_moved(other, new_dir, pointer(moved, &OFF_DENTRY_NAME));
         }
     }
-    let _ = RENAMING.remove(&task);
+    let _ = RENAMING.remove(task);
     0
 }
 

@@ -77,10 +77,13 @@ impl Bench {
     }
 }
 
+/// Regular files below a directory: (path relative to it, size in bytes).
+type Files = Vec<(String, u64)>;
+
 /// The job directory under `src/jobs` with the most bytes: its root-relative
-/// path and its regular files (relative to it, with sizes).
-fn largest_job(src: &Path) -> anyhow::Result<(String, Vec<(String, u64)>)> {
-    let mut best: Option<(String, Vec<(String, u64)>, u64)> = None;
+/// path and its regular files.
+fn largest_job(src: &Path) -> anyhow::Result<(String, Files)> {
+    let mut best: Option<(String, Files, u64)> = None;
     for entry in std::fs::read_dir(src.join("jobs")).context("no jobs directory")? {
         let entry = entry?;
         if !entry.file_type()?.is_dir() {
