@@ -1010,5 +1010,16 @@ fn verify_lists_what_differs_and_fix_repairs_it() {
     assert!(verify(&["--fix"]).status.success());
     assert_converges(&scratch.src(), &replica, &agent);
     assert!(verify(&["--checksum"]).status.success());
+
+    // A name that is not UTF-8 reaches the agent's resync intact (a lossy
+    // name would resync a path that does not exist and leave the damage).
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"jobs/alpha/caf\xe9.txt");
+    std::fs::write(scratch.src().join(odd), "latin-1 name\n").unwrap();
+    assert_converges(&scratch.src(), &replica, &agent);
+    std::fs::write(replica.join(odd), "damaged on the target, longer\n").unwrap();
+    assert!(!verify(&[]).status.success());
+    assert!(verify(&["--fix"]).status.success());
+    assert_converges(&scratch.src(), &replica, &agent);
     agent.stop();
 }

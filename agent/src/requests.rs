@@ -12,10 +12,67 @@
 //! pusher writes `<name>.reply` (a [`Reply`]) beside where the request was,
 //! which the waiting CLI reads and deletes.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A path in a request, relative to the source or absolute inside it: any
+/// bytes, as Linux names are. In JSON it is a string when it is UTF-8 (as
+/// every version wrote it), else `{"bytes": [..]}`, so `resync --path` and
+/// `verify --fix` carry any name intact.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestPath(pub Vec<u8>);
+
+impl RequestPath {
+    /// The path as the filesystem takes it.
+    pub fn as_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.0))
+    }
+}
+
+impl From<&str> for RequestPath {
+    fn from(path: &str) -> RequestPath {
+        RequestPath(path.as_bytes().to_vec())
+    }
+}
+
+impl std::fmt::Debug for RequestPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_path())
+    }
+}
+
+/// The two JSON forms of a [`RequestPath`].
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RequestPathForm<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    Bytes { bytes: std::borrow::Cow<'a, [u8]> },
+}
+
+impl Serialize for RequestPath {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => RequestPathForm::Text(text.into()),
+            Err(_) => RequestPathForm::Bytes {
+                bytes: self.0.as_slice().into(),
+            },
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestPath {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RequestPath, D::Error> {
+        Ok(match RequestPathForm::deserialize(deserializer)? {
+            RequestPathForm::Text(text) => RequestPath(text.into_owned().into_bytes()),
+            RequestPathForm::Bytes { bytes } => RequestPath(bytes.into_owned()),
+        })
+    }
+}
 
 /// What a target is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,7 +81,7 @@ pub enum Action {
     /// recursively with `--delete`, whatever the journal says.
     Resync {
         /// The subtree, or `None` for the whole root.
-        path: Option<String>,
+        path: Option<RequestPath>,
         /// The operator confirms a full sync that a safety interlock
         /// refused (`--force`: another filesystem, an empty root, many
         /// deletions; see push/interlock.rs).
@@ -171,9 +228,9 @@ fn read_trusted(file: &Path) -> anyhow::Result<Option<Request>> {
 /// Errors: `path` is absolute outside `source`, has a `..` component, names
 /// the source itself, leads out of it through a symbolic link on the way,
 /// or (with `must_exist`) names nothing.
-pub fn subtree_under(source: &Path, path: &str, must_exist: bool) -> anyhow::Result<String> {
+pub fn subtree_under(source: &Path, given: &Path, must_exist: bool) -> anyhow::Result<Vec<u8>> {
     use std::path::Component;
-    let given = Path::new(path);
+    let path = given.display();
     let relative = if given.is_absolute() {
         given.strip_prefix(source).map_err(|_| {
             anyhow::anyhow!(
@@ -220,7 +277,7 @@ pub fn subtree_under(source: &Path, path: &str, must_exist: bool) -> anyhow::Res
          from the target what the source no longer has)",
         full.display()
     );
-    Ok(subtree.to_string_lossy().into_owned())
+    Ok(subtree.into_os_string().into_vec())
 }
 
 /// Where the reply to the request queued as `request_file` arrives.
@@ -358,6 +415,20 @@ mod tests {
     }
 
     #[test]
+    fn a_request_path_keeps_any_bytes_and_reads_the_old_string_form() {
+        let odd = RequestPath(b"jobs/caf\xe9".to_vec());
+        let json = serde_json::to_string(&odd).unwrap();
+        assert_eq!(json, r#"{"bytes":[106,111,98,115,47,99,97,102,233]}"#);
+        assert_eq!(serde_json::from_str::<RequestPath>(&json).unwrap(), odd);
+        let plain = serde_json::to_string(&RequestPath::from("jobs/a")).unwrap();
+        assert_eq!(plain, r#""jobs/a""#, "UTF-8 stays a string, as before");
+        assert_eq!(
+            serde_json::from_str::<RequestPath>(&plain).unwrap(),
+            RequestPath::from("jobs/a")
+        );
+    }
+
+    #[test]
     fn a_resync_path_must_stay_inside_the_source() {
         let scratch = tempfile::tempdir().unwrap();
         let source = scratch.path().canonicalize().unwrap().join("src");
@@ -371,12 +442,15 @@ mod tests {
             ("out", "out"),
         ] {
             assert_eq!(
-                subtree_under(&source, path, true).unwrap(),
-                expected,
+                subtree_under(&source, Path::new(path), true).unwrap(),
+                expected.as_bytes(),
                 "{path}"
             );
         }
-        assert_eq!(subtree_under(&source, "gone", false).unwrap(), "gone");
+        assert_eq!(
+            subtree_under(&source, Path::new("gone"), false).unwrap(),
+            b"gone"
+        );
         for (path, must_exist, expected) in [
             ("../outside", false, "contains `..`"),
             ("jobs/../../outside", false, "contains `..`"),
@@ -388,7 +462,7 @@ mod tests {
         ] {
             let error = format!(
                 "{:#}",
-                subtree_under(&source, path, must_exist).unwrap_err()
+                subtree_under(&source, Path::new(path), must_exist).unwrap_err()
             );
             assert!(error.contains(expected), "{path}: {error}");
         }

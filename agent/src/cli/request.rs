@@ -3,6 +3,7 @@
 //! wait with a spinner until it is done.
 
 use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use clap::Args;
 use super::JournalArgs;
 use crate::journal::Journal;
 use crate::presence;
-use crate::requests::{self, Action, Reply, Request};
+use crate::requests::{self, Action, Reply, Request, RequestPath};
 
 /// How often a waiting CLI looks for the reply and the agent (ms).
 const POLL_MS: u64 = 200;
@@ -27,7 +28,7 @@ pub struct ResyncArgs {
     /// Only this subtree: a path relative to the source (or absolute inside
     /// it) that exists there, without `..`; without it, a full sync.
     #[arg(long)]
-    path: Option<String>,
+    path: Option<PathBuf>,
     /// Confirm a full sync that a safety interlock refused: the source's
     /// filesystem changed, its root is empty, or the sync would delete more
     /// than `max_delete_percent` of the target (`fsjournal status` says which).
@@ -54,7 +55,10 @@ pub struct PushArgs {
 /// Runs `fsjournal resync`.
 pub fn resync(args: ResyncArgs) -> anyhow::Result<()> {
     let action = Action::Resync {
-        path: args.path.clone(),
+        path: args
+            .path
+            .as_ref()
+            .map(|p| RequestPath(p.as_os_str().as_bytes().to_vec())),
         force: args.force,
     };
     send(&args.journal, args.target, action, args.wait)
@@ -104,7 +108,11 @@ fn send(
                     anyhow::anyhow!("target {name}: its source is missing from the journal")
                 })?;
                 Action::Resync {
-                    path: Some(requests::subtree_under(source, path, true)?),
+                    path: Some(RequestPath(requests::subtree_under(
+                        source,
+                        path.as_path(),
+                        true,
+                    )?)),
                     force: *force,
                 }
             }

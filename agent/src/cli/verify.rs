@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::journal::Journal;
 use crate::push::rsync::{self, Mode};
 use crate::push::verify::itemized_paths;
-use crate::requests::{self, Action, Request};
+use crate::requests::{self, Action, Request, RequestPath};
 
 /// Paths `--fix` resyncs one by one; more differences ask for a full sync.
 const FIX_PATHS_MAX: usize = 1_000;
@@ -95,7 +95,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 paths
                     .iter()
                     .map(|p| Action::Resync {
-                        path: Some(String::from_utf8_lossy(p).into_owned()),
+                        path: Some(RequestPath(p.clone())),
                         force: false,
                     })
                     .collect()

@@ -67,8 +67,8 @@ impl Pusher {
                     path: Some(path), ..
                 } => {
                     // The CLI checked it too; a request file may come from elsewhere.
-                    let path = match subtree_under(&self.source, path, false) {
-                        Ok(path) => path.into_bytes(),
+                    let path = match subtree_under(&self.source, path.as_path(), false) {
+                        Ok(path) => path,
                         Err(e) => {
                             let error = format!("{e:#}");
                             tracing::warn!(target = self.name(), %error, "resync request refused");
