@@ -59,6 +59,7 @@ use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{FEntry, FExit, ProgramError, TracePoint};
 use aya::{Ebpf, EbpfLoader};
+use fsjournal_common::tracepoints::{self, Tracepoint};
 use fsjournal_common::vfs_hooks::Hook;
 use fsjournal_common::{counter, drained, ChangeKind, DirtyKey, InodeEvent, RenameEvent};
 
@@ -73,33 +74,12 @@ use crate::journal::{ArmTimes, Change, RootId, Scope};
 /// The kernel-side object, embedded by build.rs (empty when not built).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fsjournal-ebpf.o"));
 
-/// A tracepoint of this rung: category, name, and the record fields its
-/// program reads as (field, offset in bytes), as compiled into `ebpf/programs`.
-struct Tracepoint {
-    category: &'static str,
-    name: &'static str,
-    fields: [(&'static str, usize); 3],
-}
-
 /// Maps pinned in bpffs, so that what the programs record while no agent
 /// runs survives until the next one. A pin directory that lacks one of them
 /// was left by an older fsjournal (or by a load that died half-way): it is
 /// removed and the start closes the gap with a scan.
 const PINNED_MAPS: [&str; 10] = [
     "EVENTS", "DIRTY", "DEVS", "ROOTS", "COUNTERS", "AGENT", "SEQ", "DRAINED", "LAST", "RENAMING",
-];
-
-const TRACEPOINTS: [Tracepoint; 2] = [
-    Tracepoint {
-        category: "timestamp",
-        name: "ctime_ns_xchg",
-        fields: [("dev", 8), ("ino", 16), ("gen", 24)],
-    },
-    Tracepoint {
-        category: "timestamp",
-        name: "ctime_xchg_skip",
-        fields: [("dev", 8), ("ino", 16), ("gen", 36)],
-    },
 ];
 
 /// How a filesystem lays out (ino, generation) in its file handles
@@ -596,7 +576,7 @@ struct Rung {
 
 /// Every link pin name either rung uses.
 fn all_link_names() -> impl Iterator<Item = &'static str> {
-    TRACEPOINTS
+    tracepoints::ALL
         .iter()
         .map(|tp| tp.name)
         .chain(fsjournal_common::vfs_hooks::HOOKS.iter().map(|h| h.program))
@@ -625,10 +605,10 @@ fn attach_ladder(
             Err(e) => format!("{e:#}"),
         };
     let mut attach_tracepoints = || -> anyhow::Result<()> {
-        for tp in &TRACEPOINTS {
-            check_format(tp.category, tp.name, &tp.fields)?;
+        for tp in &tracepoints::ALL {
+            check_format(tp.category, tp.name, &tp.fields())?;
         }
-        for Tracepoint { category, name, .. } in &TRACEPOINTS {
+        for Tracepoint { category, name, .. } in &tracepoints::ALL {
             pin_link(pin_dir, name, attach_tracepoint(ebpf, category, name)?)?;
         }
         Ok(())
@@ -636,7 +616,10 @@ fn attach_ladder(
     if let Err(e) = attach_tracepoints() {
         bail!("VFS-hook rung refused: {vfs_refusal}; tracepoint rung refused: {e:#}");
     }
-    let links = TRACEPOINTS.iter().map(|tp| tp.name).collect::<Vec<_>>();
+    let links = tracepoints::ALL
+        .iter()
+        .map(|tp| tp.name)
+        .collect::<Vec<_>>();
     unpin_links_except(pin_dir, &links)?;
     Ok(Rung {
         name: "tracepoint",

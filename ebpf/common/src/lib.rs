@@ -126,6 +126,57 @@ pub mod hook {
     pub const VFS_FIRST: u32 = 16;
 }
 
+/// The tracepoint rung's contract: the two tracepoints its programs attach
+/// to, and the byte offsets of the record fields they read, as in
+/// `/sys/kernel/tracing/events/timestamp/*/format` on 6.13 and later. The
+/// programs read at these offsets; the agent checks them against the
+/// running kernel's format files before loading and refuses the rung on a
+/// mismatch.
+pub mod tracepoints {
+    /// One tracepoint: its category and name, and where its record holds
+    /// `dev` (u32, the kernel's encoding), `ino` (u64) and `gen` (u32).
+    #[derive(Clone, Copy, Debug)]
+    pub struct Tracepoint {
+        pub category: &'static str,
+        pub name: &'static str,
+        pub dev: usize,
+        pub ino: usize,
+        pub generation: usize,
+    }
+
+    impl Tracepoint {
+        /// `(format field name, byte offset)` of every field read.
+        pub const fn fields(&self) -> [(&'static str, usize); 3] {
+            [
+                ("dev", self.dev),
+                ("ino", self.ino),
+                ("gen", self.generation),
+            ]
+        }
+    }
+
+    /// `timestamp:ctime_ns_xchg` (a multigrain ctime update).
+    pub const CTIME_NS_XCHG: Tracepoint = Tracepoint {
+        category: "timestamp",
+        name: "ctime_ns_xchg",
+        dev: 8,
+        ino: 16,
+        generation: 24,
+    };
+
+    /// `timestamp:ctime_xchg_skip` (a ctime update that raced another).
+    pub const CTIME_XCHG_SKIP: Tracepoint = Tracepoint {
+        category: "timestamp",
+        name: "ctime_xchg_skip",
+        dev: 8,
+        ino: 16,
+        generation: 36,
+    };
+
+    /// Both, in attach order.
+    pub const ALL: [Tracepoint; 2] = [CTIME_NS_XCHG, CTIME_XCHG_SKIP];
+}
+
 /// The VFS-hook rung's contract: which kernel functions its fexit programs
 /// hook, and which kernel struct members they read.
 ///

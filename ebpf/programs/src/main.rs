@@ -50,20 +50,13 @@ use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::TracePointContext;
 
 mod vfs;
+use fsjournal_common::tracepoints::{self, Tracepoint};
 use fsjournal_common::{
     coalesce_key, counter, drained, hook, CoalesceKey, DirtyKey, InodeEvent, RenameEvent,
 };
 
 /// `BPF_RB_NO_WAKEUP` from `include/uapi/linux/bpf.h`.
 const BPF_RB_NO_WAKEUP: u64 = 1;
-
-/// Field offsets in the tracepoint records (bytes), from
-/// `/sys/kernel/tracing/events/timestamp/*/format`; the agent refuses to load
-/// when the running kernel's format files disagree.
-const DEV_OFFSET: usize = 8;
-const INO_OFFSET: usize = 16;
-const CTIME_NS_XCHG_GEN_OFFSET: usize = 24;
-const CTIME_XCHG_SKIP_GEN_OFFSET: usize = 36;
 
 /// Events to userspace (size set by the agent at load time).
 #[map]
@@ -111,12 +104,12 @@ static LAST: LruHashMap<CoalesceKey, u64> = LruHashMap::with_max_entries(1 << 16
 
 #[tracepoint]
 pub fn ctime_ns_xchg(ctx: TracePointContext) -> u32 {
-    record(&ctx, CTIME_NS_XCHG_GEN_OFFSET, hook::CTIME_NS_XCHG)
+    record(&ctx, &tracepoints::CTIME_NS_XCHG, hook::CTIME_NS_XCHG)
 }
 
 #[tracepoint]
 pub fn ctime_xchg_skip(ctx: TracePointContext) -> u32 {
-    record(&ctx, CTIME_XCHG_SKIP_GEN_OFFSET, hook::CTIME_XCHG_SKIP)
+    record(&ctx, &tracepoints::CTIME_XCHG_SKIP, hook::CTIME_XCHG_SKIP)
 }
 
 #[inline(always)]
@@ -127,13 +120,14 @@ fn bump(index: u32) {
     }
 }
 
+/// Sends the record of the inode a tracepoint's record names.
 #[inline(always)]
-fn record(ctx: &TracePointContext, generation_offset: usize, hook: u32) -> u32 {
+fn record(ctx: &TracePointContext, tracepoint: &Tracepoint, hook: u32) -> u32 {
     // SAFETY: offsets inside the tracepoint record, checked by the agent.
     let (Ok(dev), Ok(ino), Ok(generation)) = (
-        unsafe { ctx.read_at::<u32>(DEV_OFFSET) },
-        unsafe { ctx.read_at::<u64>(INO_OFFSET) },
-        unsafe { ctx.read_at::<u32>(generation_offset) },
+        unsafe { ctx.read_at::<u32>(tracepoint.dev) },
+        unsafe { ctx.read_at::<u64>(tracepoint.ino) },
+        unsafe { ctx.read_at::<u32>(tracepoint.generation) },
     ) else {
         return 0;
     };
