@@ -17,7 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::filter::Excludes;
-use crate::push::target::{self, Target};
+use crate::target::{self, Target};
 
 mod paths;
 

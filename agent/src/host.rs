@@ -8,8 +8,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
 
-use crate::journal::FsIdentity;
+/// Identity of a root's filesystem (meta key `identity/<root>`): a
+/// mismatch means the gap since the watermark cannot be trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsIdentity {
+    /// `statvfs` f_fsid (derived from the filesystem UUID on ext4/xfs/btrfs).
+    pub fsid: u64,
+    /// Inode number of the root directory.
+    pub root_ino: u64,
+}
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`), empty when unreadable.
 pub fn boot_id() -> String {

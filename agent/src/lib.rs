@@ -17,6 +17,7 @@ mod presence;
 mod private_dir;
 mod push;
 mod requests;
+mod target;
 mod target_status;
 
 use clap::Parser;

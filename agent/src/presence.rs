@@ -68,12 +68,6 @@ pub fn agent_of(journal: &Journal) -> anyhow::Result<Option<u32>> {
     Ok(running_agent(journal.path(), recorded))
 }
 
-/// Whether an agent runs on the journal at `journal_dir` (see
-/// [`running_agent`]).
-pub fn is_running(journal_dir: &Path, recorded_pid: u32) -> bool {
-    running_agent(journal_dir, recorded_pid).is_some()
-}
-
 /// Watches an agent while a CLI waits for its answer: it has gone once the
 /// journal's lock is free and either the recorded pid is gone too (the
 /// agent exited) or the lock stayed free longer than [`RESTART_GRACE`] (not
@@ -120,7 +114,7 @@ mod tests {
         assert_eq!(lock_holder(dir.path()), None, "no LOCK file");
         std::fs::write(dir.path().join("LOCK"), "").unwrap();
         assert_eq!(lock_holder(dir.path()), None, "LOCK not locked");
-        assert!(!is_running(dir.path(), std::process::id()));
+        assert!(running_agent(dir.path(), std::process::id()).is_none());
         let mut watch = Watch::new(dir.path(), 0);
         assert!(watch.gone(), "no lock and no pid: gone");
         let mut watch = Watch::new(dir.path(), std::process::id());

@@ -20,6 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{BackendChoice, Config, DEFAULT_JOURNAL_DIR};
 use crate::journal::Journal;
+use crate::logs::LogFormat;
 
 /// fsjournal: kernel-level change capture for hot backup of huge trees.
 #[derive(Debug, Parser)]
@@ -33,15 +34,6 @@ pub struct Cli {
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// How the agent writes its logs (to stderr).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// JSON lines.
-    Json,
 }
 
 /// The subcommands.

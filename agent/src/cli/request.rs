@@ -121,7 +121,7 @@ fn send(
         actions.push((name.clone(), action));
     }
     let pid = journal.agent_info()?.unwrap_or_default().pid;
-    let running = presence::is_running(journal.path(), pid);
+    let running = presence::running_agent(journal.path(), pid).is_some();
     let wait = running && (wait || std::io::stdout().is_terminal());
     let mut queued: Vec<(String, PathBuf)> = Vec::new();
     for (target, action) in actions {

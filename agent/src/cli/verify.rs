@@ -143,7 +143,5 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
 fn agent_runs(journal: &std::path::Path) -> bool {
     Journal::open_reader(journal)
         .and_then(|j| crate::presence::agent_of(&j))
-        .ok()
-        .flatten()
-        .is_some()
+        .is_ok_and(|pid| pid.is_some())
 }

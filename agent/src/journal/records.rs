@@ -378,15 +378,9 @@ pub struct Watermark {
     pub clean_stop: bool,
 }
 
-/// Identity of a root's filesystem (meta key `identity/<root>`): a
-/// mismatch means the gap since the watermark cannot be trusted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FsIdentity {
-    /// `statvfs` f_fsid (derived from the filesystem UUID on ext4/xfs/btrfs).
-    pub fsid: u64,
-    /// Inode number of the root directory.
-    pub root_ino: u64,
-}
+/// Identity of a root's filesystem, stored under meta key `identity/<root>`
+/// (defined with the other host facts).
+pub use crate::host::FsIdentity;
 
 /// How one agent start closed the gap since the previous watermark
 /// (meta key `starts`, the last [`super::STARTS_KEPT`]).

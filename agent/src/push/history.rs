@@ -5,12 +5,10 @@
 //! inotify+rsync scripts fsjournal replaces. The history directory is
 //! protected from `--delete` (rsync filter `P`), so neither pushes, full
 //! syncs nor verification touch it.
+//!
+//! A pure builder of rsync arguments: `rsync::prune_history` runs the prune.
 
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
-
-use super::rsync;
-use crate::config::SyncConfig;
 
 /// The history directory, relative to the target directory.
 pub const HISTORY_DIR: &str = ".fsjournal-history";
@@ -40,31 +38,15 @@ pub fn backup_args() -> [String; 2] {
     ]
 }
 
-/// Deletes the day directories older than the sync's `history_days` from
-/// the target: an rsync of an empty directory onto the history directory
-/// with `--delete`, protecting the days kept. Errors are logged: an old day
-/// kept a little longer loses nothing.
-/// Killed early once `stop` is set (shutdown).
-pub fn prune(sync: &SyncConfig, stop: &AtomicBool) {
-    let Ok(empty) = tempfile::tempdir() else {
-        return;
-    };
-    let mut cmd = rsync::connection(sync);
-    cmd.args(["-r", "--delete"]);
-    for days_ago in 0..u64::from(sync.history_days) {
-        let day = SystemTime::now() - Duration::from_secs(days_ago * 86_400);
-        cmd.arg(format!("--filter=P /{}/", date(day)));
-    }
-    let mut empty_dir = empty.path().as_os_str().to_owned();
-    empty_dir.push("/");
-    let history = format!("{}{HISTORY_DIR}/", sync.target().rsync_destination());
-    rsync::operands(&mut cmd, [empty_dir, history.into()]);
-    match rsync::run(cmd, &[], stop) {
-        Ok(_) => tracing::info!(target = %sync.name, days = sync.history_days, "history pruned"),
-        Err(e) => {
-            tracing::warn!(target = %sync.name, error = %e, "cannot prune the history on the target")
-        }
-    }
+/// rsync filters that protect the day directories of the last `days` days
+/// (today included) from the `--delete` that prunes the history.
+pub fn kept_days_filters(days: u32) -> Vec<String> {
+    (0..u64::from(days))
+        .map(|days_ago| {
+            let day = SystemTime::now() - Duration::from_secs(days_ago * 86_400);
+            format!("--filter=P /{}/", date(day))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@ mod renames;
 pub mod rsync;
 pub mod runs;
 mod split;
-pub mod target;
 pub mod verify;
 
 use std::os::unix::ffi::OsStrExt;
@@ -38,13 +37,13 @@ use anyhow::Context;
 
 use self::rsync::{Lists, Mode, RsyncError};
 use self::runs::Runs;
-use self::target::Target;
 use crate::config::SyncConfig;
 use crate::filter::Excludes;
 use crate::journal::{
     now_ms, Batch, HeldPath, HoldReason, Journal, RootId, Scope, Seq, TargetState,
 };
 use crate::requests::Ticket;
+use crate::target::Target;
 
 /// First retry delay after a failed push (ms); doubles per failure up to
 /// the sync's `retry_max_ms`.
@@ -157,7 +156,7 @@ impl Pusher {
                 continue;
             }
             if self.sync.history_days > 0 && history::today() != history_pruned_on {
-                history::prune(&self.sync, &self.stop);
+                rsync::prune_history(&self.sync, &self.stop);
                 history_pruned_on = history::today();
             }
             if self.verify_due(&state) {

@@ -34,10 +34,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Span;
 
-use super::target::Target;
 use super::{history, process, progress};
 use crate::config::SyncConfig;
 use crate::journal::Scope;
+use crate::target::Target;
 
 /// How much of rsync's stderr is kept for the error message (bytes).
 const STDERR_TAIL: usize = 2048;
@@ -432,6 +432,34 @@ impl Lists {
             .iter()
             .find(|(m, _)| *m == mode)
             .map_or(0, |(_, list)| list.len())
+    }
+}
+
+/// Deletes the day directories older than the sync's `history_days` from
+/// the target (`push/history.rs`): an rsync of an empty directory onto the
+/// history directory with `--delete`, protecting the days kept. Errors are
+/// logged: an old day kept a little longer loses nothing.
+/// Killed early once `stop` is set (shutdown).
+pub fn prune_history(sync: &SyncConfig, stop: &AtomicBool) {
+    let Ok(empty) = tempfile::tempdir() else {
+        return;
+    };
+    let mut cmd = connection(sync);
+    cmd.args(["-r", "--delete"]);
+    cmd.args(history::kept_days_filters(sync.history_days));
+    let mut empty_dir = empty.path().as_os_str().to_owned();
+    empty_dir.push("/");
+    let destination = format!(
+        "{}{}/",
+        sync.target().rsync_destination(),
+        history::HISTORY_DIR
+    );
+    operands(&mut cmd, [empty_dir, destination.into()]);
+    match run(cmd, &[], stop) {
+        Ok(_) => tracing::info!(target = %sync.name, days = sync.history_days, "history pruned"),
+        Err(e) => {
+            tracing::warn!(target = %sync.name, error = %e, "cannot prune the history on the target")
+        }
     }
 }
 
