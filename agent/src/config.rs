@@ -563,100 +563,111 @@ impl Config {
         }
         let mut names = HashSet::new();
         for (i, sync) in self.sync.iter().enumerate() {
-            let key = |k: &str| format!("sync[{i}].{k}");
-            if sync.name.is_empty()
-                || sync.name.contains(['/', '\0'])
-                || !names.insert(sync.name.clone())
-            {
+            problems.extend(sync.problems(i, &mut names));
+        }
+        problems
+    }
+}
+
+impl SyncConfig {
+    /// The problems of the `i`th `[[sync]]` table; `names` holds the names
+    /// of the tables before it (a name must be unique).
+    fn problems(&self, i: usize, names: &mut HashSet<String>) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let key = |k: &str| format!("sync[{i}].{k}");
+        if self.name.is_empty()
+            || self.name.contains(['/', '\0'])
+            || !names.insert(self.name.clone())
+        {
+            problems.push((
+                None,
+                key("name"),
+                format!(
+                    "`{}` must be a unique, non-empty name without `/`",
+                    self.name
+                ),
+            ));
+        }
+        let source = self.source.get_ref();
+        if let Err(message) = check_source(source) {
+            problems.push((Some(self.source.span()), key("source"), message));
+        }
+        match Target::parse(self.target.get_ref()) {
+            Err(message) => problems.push((Some(self.target.span()), key("target"), message)),
+            Ok(Target::Local(dir)) if !dir.is_dir() && !dir.parent().is_some_and(Path::is_dir) => {
                 problems.push((
-                    None,
-                    key("name"),
+                    Some(self.target.span()),
+                    key("target"),
                     format!(
-                        "`{}` must be a unique, non-empty name without `/`",
-                        sync.name
+                        "{}: neither it nor its parent directory exists (rsync creates only the last component)",
+                        dir.display()
                     ),
                 ));
             }
-            let source = sync.source.get_ref();
-            if let Err(message) = check_source(source) {
-                problems.push((Some(sync.source.span()), key("source"), message));
-            }
-            match Target::parse(sync.target.get_ref()) {
-                Err(message) => problems.push((Some(sync.target.span()), key("target"), message)),
-                Ok(Target::Local(dir))
-                    if !dir.is_dir() && !dir.parent().is_some_and(Path::is_dir) =>
-                {
-                    problems.push((
-                        Some(sync.target.span()),
-                        key("target"),
-                        format!(
-                            "{}: neither it nor its parent directory exists (rsync creates only the last component)",
-                            dir.display()
-                        ),
-                    ));
-                }
-                Ok(_) => {}
-            }
-            if let Some(Err(message)) = sync
-                .password_file
-                .as_ref()
-                .map(|f| check_private_file(f.get_ref()))
-            {
-                problems.push((
-                    sync.password_file.as_ref().map(Spanned::span),
-                    key("password_file"),
-                    message,
-                ));
-            }
-            if let Some(Err(message)) = sync.exclude.as_ref().map(|e| Excludes::new(e.get_ref())) {
-                problems.push((
-                    sync.exclude.as_ref().map(Spanned::span),
-                    key("exclude"),
-                    message,
-                ));
-            }
-            if let Some(Err(message)) = sync.bwlimit.as_ref().map(|b| check_rate(b.get_ref())) {
-                problems.push((
-                    sync.bwlimit.as_ref().map(Spanned::span),
-                    key("bwlimit"),
-                    message,
-                ));
-            }
-            if sync.verify_slices == 0 {
-                problems.push((
-                    None,
-                    key("verify_slices"),
-                    "expected a number of slices >= 1".into(),
-                ));
-            }
-            if sync.batch_max_files == 0 {
-                problems.push((
-                    None,
-                    key("batch_max_files"),
-                    "expected a number of paths >= 1".into(),
-                ));
-            }
-            if sync.parallel_transfers == 0 {
-                problems.push((
-                    None,
-                    key("parallel_transfers"),
-                    "expected a number of rsync runs >= 1".into(),
-                ));
-            }
-            if sync.full_push_percent > 100 {
-                problems.push((
-                    None,
-                    key("full_push_percent"),
-                    format!("{}: expected a share of the source's entries from 0 to 100 (percent; 0 = never)", sync.full_push_percent),
-                ));
-            }
-            if sync.max_delete_percent > 100 {
-                problems.push((
-                    None,
-                    key("max_delete_percent"),
-                    format!("{}: expected a share of the target from 0 to 100 (percent; 100 = no limit)", sync.max_delete_percent),
-                ));
-            }
+            Ok(_) => {}
+        }
+        if let Some(Err(message)) = self
+            .password_file
+            .as_ref()
+            .map(|f| check_private_file(f.get_ref()))
+        {
+            problems.push((
+                self.password_file.as_ref().map(Spanned::span),
+                key("password_file"),
+                message,
+            ));
+        }
+        if let Some(Err(message)) = self.exclude.as_ref().map(|e| Excludes::new(e.get_ref())) {
+            problems.push((
+                self.exclude.as_ref().map(Spanned::span),
+                key("exclude"),
+                message,
+            ));
+        }
+        if let Some(Err(message)) = self.bwlimit.as_ref().map(|b| check_rate(b.get_ref())) {
+            problems.push((
+                self.bwlimit.as_ref().map(Spanned::span),
+                key("bwlimit"),
+                message,
+            ));
+        }
+        if self.verify_slices == 0 {
+            problems.push((
+                None,
+                key("verify_slices"),
+                "expected a number of slices >= 1".into(),
+            ));
+        }
+        if self.batch_max_files == 0 {
+            problems.push((
+                None,
+                key("batch_max_files"),
+                "expected a number of paths >= 1".into(),
+            ));
+        }
+        if self.parallel_transfers == 0 {
+            problems.push((
+                None,
+                key("parallel_transfers"),
+                "expected a number of rsync runs >= 1".into(),
+            ));
+        }
+        if self.full_push_percent > 100 {
+            problems.push((
+                None,
+                key("full_push_percent"),
+                format!("{}: expected a share of the source's entries from 0 to 100 (percent; 0 = never)", self.full_push_percent),
+            ));
+        }
+        if self.max_delete_percent > 100 {
+            problems.push((
+                None,
+                key("max_delete_percent"),
+                format!(
+                    "{}: expected a share of the target from 0 to 100 (percent; 100 = no limit)",
+                    self.max_delete_percent
+                ),
+            ));
         }
         problems
     }

@@ -334,32 +334,11 @@ impl EbpfCapture {
             }
             Err(e) => return Err(e),
         };
-        let mut devs: BpfHashMap<_, u32, u8> =
-            BpfHashMap::try_from(ebpf.map_mut("DEVS").context("map DEVS")?)?;
-        // Devices the adopted programs were tracking: only their roots'
-        // backlog can be complete. Devices still wanted stay in the map
-        // throughout, so the old programs never filter them meanwhile.
-        let tracked: HashSet<u32> = devs.keys().filter_map(Result::ok).collect();
-        let wanted: HashSet<u32> = filesystems.iter().map(|fs| fs.kernel_dev).collect();
-        for dev in tracked.difference(&wanted) {
-            devs.remove(dev)?;
-        }
-        for dev in wanted.difference(&tracked) {
-            devs.insert(dev, 1, 0)?;
-        }
-        let roots_tracked = track_roots(&mut ebpf, roots)?;
-        let every_root_tracked = wanted.is_subset(&tracked) && roots_tracked;
-        let counters: PerCpuArray<MapData, u64> =
-            PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
-        let mut drained: Array<MapData, u64> =
-            Array::try_from(ebpf.take_map("DRAINED").context("map DRAINED")?)?;
-        // Never reset: drops beyond the count the last agent accounted for
-        // happened while no agent read; a drop from now on raises the count
-        // past `dropped_seen` and becomes a rescan.
-        let dropped = sum(&counters, counter::DROPPED);
-        let lost_while_down = dropped.saturating_sub(drained.get(&drained::DROPS, 0)?);
+        let devices_tracked = track_devices(&mut ebpf, &filesystems)?;
+        let every_root_tracked = track_roots(&mut ebpf, roots)? && devices_tracked;
+        let (counters, mut drained) = take_counters(&mut ebpf)?;
+        let drops = Drops::account(&counters, &mut drained)?;
         let drained_index = drained.get(&drained::INDEX, 0)?;
-        drained.set(drained::DROPS, dropped, 0)?;
         // New programs attach before the old ones detach: no instant without capture.
         let rung = attach_ladder(&mut ebpf, pin_dir, vfs)?;
         let adopted = rung.links.iter().all(|name| pinned_before.contains(name));
@@ -374,7 +353,7 @@ impl EbpfCapture {
             ring_buffer_bytes = config.ring_buffer_bytes,
             pins = %pin_dir.display(),
             adopted,
-            lost_while_down,
+            lost_while_down = drops.lost_while_down,
             ms = attached.as_millis() as u64,
             "eBPF capture attached"
         );
@@ -411,8 +390,8 @@ impl EbpfCapture {
             drained,
             drained_index,
             filesystems,
-            dropped_seen: dropped,
-            backlog_complete: adopted && lost_while_down == 0 && every_root_tracked,
+            dropped_seen: drops.dropped,
+            backlog_complete: adopted && drops.lost_while_down == 0 && every_root_tracked,
             judge,
             ladder,
             times,
@@ -458,6 +437,62 @@ impl EbpfCapture {
     /// When capture went live and when the directory index was complete.
     pub fn times(&self) -> ArmTimes {
         self.times
+    }
+}
+
+/// Puts the filesystems' devices into the programs' `DEVS` map, adding the
+/// wanted ones before removing the others so adopted programs never filter
+/// a device still wanted. True when every device was there already: only
+/// the roots of devices the adopted programs were tracking can have a
+/// complete backlog.
+fn track_devices(ebpf: &mut Ebpf, filesystems: &[Filesystem]) -> anyhow::Result<bool> {
+    let mut devs: BpfHashMap<_, u32, u8> =
+        BpfHashMap::try_from(ebpf.map_mut("DEVS").context("map DEVS")?)?;
+    let tracked: HashSet<u32> = devs.keys().filter_map(Result::ok).collect();
+    let wanted: HashSet<u32> = filesystems.iter().map(|fs| fs.kernel_dev).collect();
+    for dev in wanted.difference(&tracked) {
+        devs.insert(dev, 1, 0)?;
+    }
+    for dev in tracked.difference(&wanted) {
+        devs.remove(dev)?;
+    }
+    Ok(wanted.is_subset(&tracked))
+}
+
+/// The programs' `COUNTERS` and `DRAINED` maps, taken out of `ebpf`.
+fn take_counters(
+    ebpf: &mut Ebpf,
+) -> anyhow::Result<(PerCpuArray<MapData, u64>, Array<MapData, u64>)> {
+    let counters = PerCpuArray::try_from(ebpf.take_map("COUNTERS").context("map COUNTERS")?)?;
+    let drained = Array::try_from(ebpf.take_map("DRAINED").context("map DRAINED")?)?;
+    Ok((counters, drained))
+}
+
+/// The `DROPPED` count at start, and how much of it happened while no
+/// agent read.
+struct Drops {
+    /// `DROPPED` summed over CPUs (events), now accounted for.
+    dropped: u64,
+    /// Drops beyond the count the last agent accounted for (events).
+    lost_while_down: u64,
+}
+
+impl Drops {
+    /// Reads the count and records it as accounted for in `DRAINED[DROPS]`
+    /// (never reset: a drop from now on raises the count past it and
+    /// becomes a rescan; drops while down are covered by this start's gap
+    /// scan).
+    fn account(
+        counters: &PerCpuArray<MapData, u64>,
+        drained: &mut Array<MapData, u64>,
+    ) -> anyhow::Result<Drops> {
+        let dropped = sum(counters, counter::DROPPED);
+        let lost_while_down = dropped.saturating_sub(drained.get(&drained::DROPS, 0)?);
+        drained.set(drained::DROPS, dropped, 0)?;
+        Ok(Drops {
+            dropped,
+            lost_while_down,
+        })
     }
 }
 
