@@ -430,9 +430,26 @@ fn a_backlog_of_most_of_the_tree_is_pushed_by_one_full_rsync() {
     // 300 of about 410 inodes: one full rsync.
     change(0..300, "v2");
     assert_eq!(full_pushes(), 1, "{}", agent.log_text());
+    // `status` says which strategy the last push took, and why.
+    let strategy = || status(&scratch)["targets"][0]["last_strategy"].clone();
+    wait_until(
+        Duration::from_secs(10),
+        "status to show the full rsync",
+        || strategy()["strategy"] == "full rsync",
+    );
+    assert!(
+        strategy()["why"]
+            .as_str()
+            .is_some_and(|why| why.contains("used inodes")),
+        "{}",
+        strategy()
+    );
     // 60 of them: file lists, though more than one batch.
     change(0..60, "v3");
     assert_eq!(full_pushes(), 1, "{}", agent.log_text());
+    wait_until(Duration::from_secs(10), "status to show file lists", || {
+        strategy()["strategy"] == "file lists"
+    });
     agent.stop();
 }
 

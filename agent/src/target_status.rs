@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::journal::{now_ms, Journal, PushInFlight, TargetState};
+use crate::journal::{now_ms, Journal, PushInFlight, PushStrategy, TargetState};
 
 /// At most this many pending paths are measured for [`TargetStatus::pending_bytes`]
 /// (an `lstat` each, about 1–2 µs when cached); beyond it the total is
@@ -33,6 +33,8 @@ pub struct TargetStatus {
     pub lag_ms: u64,
     /// The rsync run in progress, when the running agent recorded one.
     pub push_in_flight: Option<InFlight>,
+    /// How the last push went: file lists or the cost model's full rsync.
+    pub last_strategy: Option<PushStrategy>,
     /// Cursor, last push, errors, full syncs: see [`TargetState`].
     #[serde(flatten)]
     pub state: TargetState,
@@ -59,6 +61,7 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Vec<TargetStatus>> {
             .chain(state.held.iter().map(|h| h.since_ms))
             .min();
         let push_in_flight = in_flight(journal, &name, now)?;
+        let last_strategy = journal.push_strategy(&name)?;
         targets.push(TargetStatus {
             name,
             root_path: root_path.map_or_else(String::new, |p| p.display().to_string()),
@@ -67,6 +70,7 @@ pub fn collect(journal: &Journal) -> anyhow::Result<Vec<TargetStatus>> {
             pending_bytes_estimated: sizes.measured < pending + state.held.len() as u64,
             lag_ms: oldest.map_or(0, |t| now.saturating_sub(t)),
             push_in_flight,
+            last_strategy,
             state,
         });
     }

@@ -219,6 +219,14 @@ fn print(status: &Status, health: &Health) {
             t.state.full_syncs,
             t.state.last_full_sync_reason.as_deref().unwrap_or("-")
         );
+        if let Some(last) = &t.last_strategy {
+            println!(
+                "  strategy     {} ({} ago): {}",
+                last.strategy,
+                human_ms(now.saturating_sub(last.time_ms)),
+                last.why
+            );
+        }
         if !t.state.held.is_empty() {
             let failing = t.state.refused_paths();
             println!(

@@ -67,6 +67,8 @@ pub const JOURNAL_FORMAT: u32 = 2;
 const META_STARTS: &[u8] = b"starts";
 /// `push/<target>`: the target's [`PushInFlight`], while rsync runs.
 const META_PUSH_PREFIX: &str = "push/";
+/// Meta key prefix of each target's [`PushStrategy`].
+const META_STRATEGY_PREFIX: &str = "strategy/";
 
 /// Start records kept in the journal.
 pub const STARTS_KEPT: usize = 20;
@@ -813,6 +815,22 @@ impl Journal {
         self.db
             .get_cf(self.cf(CF_META), format!("{META_PUSH_PREFIX}{target}"))?
             .map(|b| decode(&b, "push in flight"))
+            .transpose()
+    }
+
+    /// Records how `target`'s last push went. Not fsynced: only `status`
+    /// reads it.
+    pub fn save_push_strategy(&self, target: &str, strategy: &PushStrategy) -> anyhow::Result<()> {
+        let key = format!("{META_STRATEGY_PREFIX}{target}");
+        self.db.put_cf(self.cf(CF_META), key, encode(strategy))?;
+        Ok(())
+    }
+
+    /// How `target`'s last push went, if one was recorded.
+    pub fn push_strategy(&self, target: &str) -> anyhow::Result<Option<PushStrategy>> {
+        self.db
+            .get_cf(self.cf(CF_META), format!("{META_STRATEGY_PREFIX}{target}"))?
+            .map(|b| decode(&b, "push strategy"))
             .transpose()
     }
 }

@@ -450,6 +450,19 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// How a target's last push went (meta key `strategy/<target>`), for
+/// `status`: the batched file lists, or the cost model's one full rsync
+/// (`push/cost.rs`), and why. Not fsynced: only `status` reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushStrategy {
+    /// When the push ended (ms since the Unix epoch).
+    pub time_ms: u64,
+    /// `file lists` or `full rsync`.
+    pub strategy: String,
+    /// Why, with the figures that decided it.
+    pub why: String,
+}
+
 /// An rsync run in progress for one target (meta key `push/<target>`),
 /// written when it starts and removed when it ends, so that the CLI can
 /// show a push that hangs (a target that accepts and never answers) next

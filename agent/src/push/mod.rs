@@ -40,7 +40,7 @@ use self::runs::Runs;
 use crate::config::SyncConfig;
 use crate::filter::Excludes;
 use crate::journal::{
-    now_ms, Batch, HeldPath, HoldReason, Journal, RootId, Scope, Seq, TargetState,
+    now_ms, Batch, HeldPath, HoldReason, Journal, PushStrategy, RootId, Scope, Seq, TargetState,
 };
 use crate::requests::Ticket;
 use crate::target::Target;
@@ -468,6 +468,14 @@ impl Pusher {
                 hooks::run("after_push", command, &self.sync, &pushed);
             }
         }
+        let why = format!(
+            "{} paths ({} entries, {} directory contents, {} subtrees): below the cost model's threshold, or the journal not quiet",
+            push.len(),
+            lists.count(Mode::Incremental),
+            lists.count(Mode::Contents),
+            lists.count(Mode::Subtree)
+        );
+        self.record_strategy("file lists", why);
         tracing::info!(
             target = self.name(),
             paths = push.len(),
@@ -586,6 +594,11 @@ impl Pusher {
             let pushed: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
             hooks::run("after_push", command, &self.sync, &pushed);
         }
+        let why = format!(
+            "{pending} pending paths, at least {percent} % of the source's {inodes} used inodes, and nothing journaled for {} s",
+            cost::QUIET_MS / 1000
+        );
+        self.record_strategy("full rsync", why);
         tracing::info!(
             target = self.name(),
             paths = pending,
@@ -594,6 +607,19 @@ impl Pusher {
             "full push done"
         );
         Ok(true)
+    }
+
+    /// Records how this push went, for `status` (a failure only logs:
+    /// nothing depends on it).
+    fn record_strategy(&self, strategy: &str, why: String) {
+        let record = PushStrategy {
+            time_ms: now_ms(),
+            strategy: strategy.to_string(),
+            why,
+        };
+        if let Err(e) = self.journal.save_push_strategy(self.name(), &record) {
+            tracing::warn!(target = self.name(), error = %format!("{e:#}"), "cannot record the push strategy");
+        }
     }
 
     /// True when nothing was journaled for [`cost::QUIET_MS`]: a backlog
