@@ -166,10 +166,7 @@ impl Scratch {
     }
 
     fn empty() -> Scratch {
-        assert!(
-            nix_is_root(),
-            "end-to-end tests need root (mount, fanotify)"
-        );
+        assert!(is_root(), "end-to-end tests need root (mount, fanotify)");
         let dir = tempfile::Builder::new()
             .prefix("fsjournal-e2e")
             .tempdir()
@@ -233,7 +230,7 @@ fn unmount(path: &Path) {
     sh("umount", &[path.to_str().unwrap()]);
 }
 
-fn nix_is_root() -> bool {
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()

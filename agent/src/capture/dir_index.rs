@@ -374,7 +374,7 @@ impl DirIndex {
     /// The id and record of `handle` when it is an entry (a root or a
     /// directory), not [`Kind::Absent`] or unknown.
     fn entry(&self, handle: &FileHandle) -> Option<(u32, Dir)> {
-        let handle = handle.as_bytes();
+        let handle = handle.typed_bytes();
         let hash = self.hasher.hash_one(handle);
         let &id = self
             .ids
@@ -385,7 +385,7 @@ impl DirIndex {
 
     /// The id of `handle`, interned as [`Kind::Absent`] if it is new.
     fn intern(&mut self, handle: &FileHandle) -> u32 {
-        let handle = handle.as_bytes();
+        let handle = handle.typed_bytes();
         let Self {
             ids,
             dirs,

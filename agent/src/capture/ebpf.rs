@@ -67,7 +67,7 @@ use super::dir_index::{entry_of, DirIndex};
 use super::handle::{self, FileHandle};
 use super::hard_links::HardLinks;
 use super::vfs_hooks::{self, Plan};
-use super::{Root, Sink, Source, Stats};
+use super::{Backend, Root, Sink, Stats};
 use crate::config::CaptureConfig;
 use crate::journal::{ArmTimes, Change, RootId, Scope};
 
@@ -95,7 +95,7 @@ enum HandleLayout {
 impl HandleLayout {
     /// Recognises the layout from a known inode's handle.
     fn learn(handle: &FileHandle, ino: u64) -> Option<HandleLayout> {
-        let b = handle.bytes();
+        let b = handle.opaque();
         let u32_at = |i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64;
         match b.len() {
             8 if u32_at(0) == ino => Some(HandleLayout::Ino32Gen),
@@ -783,7 +783,7 @@ fn explain_load_error(error: ProgramError) -> anyhow::Error {
     }
 }
 
-impl Source for EbpfCapture {
+impl Backend for EbpfCapture {
     fn wait(&mut self, _timeout: Duration) {
         // Programs write without wake-ups (BPF_RB_NO_WAKEUP): the capture
         // loop's read interval is the schedule.

@@ -26,7 +26,7 @@ use super::dir_index::{self, DirIndex};
 use super::fanotify_sys::{self, parse_events, DirEntryName, Event, Group};
 use super::handle::{self, FileHandle};
 use super::hard_links::HardLinks;
-use super::{Root, Sink, Source, Stats};
+use super::{Backend, Root, Sink, Stats};
 use crate::journal::{ArmTimes, Change, RootId, Scope};
 
 /// Size of one read(2) of the event queue (bytes).
@@ -128,7 +128,7 @@ impl FanotifyCapture {
     }
 }
 
-impl Source for FanotifyCapture {
+impl Backend for FanotifyCapture {
     fn wait(&mut self, timeout: Duration) {
         let mut pollfds: Vec<libc::pollfd> = self
             .filesystems

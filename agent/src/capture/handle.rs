@@ -41,13 +41,15 @@ impl FileHandle {
         i32::from_ne_bytes(self.0[..4].try_into().expect("handle has a type"))
     }
 
-    /// The opaque bytes.
-    pub fn bytes(&self) -> &[u8] {
+    /// The opaque bytes (`f_handle` of `struct file_handle`, without its
+    /// type).
+    pub fn opaque(&self) -> &[u8] {
         &self.0[4..]
     }
 
-    /// The type and the opaque bytes, as one slice.
-    pub fn as_bytes(&self) -> &[u8] {
+    /// The type and the opaque bytes, as one slice: the handle's identity
+    /// (the directory index hashes and stores it).
+    pub fn typed_bytes(&self) -> &[u8] {
         &self.0
     }
 }
@@ -104,7 +106,7 @@ pub fn current_path(
     mount_fd: &OwnedFd,
     handle: &FileHandle,
 ) -> io::Result<(PathBuf, std::fs::Metadata)> {
-    let bytes = handle.bytes();
+    let bytes = handle.opaque();
     let mut raw = vec![0u8; 8 + bytes.len()];
     raw[..4].copy_from_slice(&(bytes.len() as u32).to_ne_bytes());
     raw[4..8].copy_from_slice(&handle.handle_type().to_ne_bytes());

@@ -2,7 +2,7 @@
 //! journal [`Change`](crate::journal::Change)s. Data flows one way:
 //! kernel → capture → journal.
 //!
-//! Backends, behind one [`Source`] trait driven by one loop: eBPF
+//! Backends, behind one [`Backend`] trait driven by one loop: eBPF
 //! (tracepoints, `ebpf.rs`) and fanotify (filesystem-wide mark, FID
 //! reporting, `fanotify.rs`); `auto` tries them in that order. Every loss a backend
 //! knows of (queue overflow, an unresolvable event) becomes a *rescan marker*
@@ -126,7 +126,7 @@ impl Capture {
             String,
             ArmTimes,
             bool,
-            Box<dyn Source>,
+            Box<dyn Backend>,
         ) = match ebpf {
             Ok(capture) => (
                 "ebpf",
@@ -204,7 +204,7 @@ impl Capture {
 }
 
 /// A capture backend, as the capture loop drives it.
-trait Source: Send {
+trait Backend: Send {
     /// Waits up to `timeout` for events (may return early, or not wait at all
     /// for a backend that is drained on a schedule).
     fn wait(&mut self, timeout: Duration);
@@ -221,7 +221,7 @@ trait Source: Send {
 /// The watermark is written at least this often while idle (ms).
 const WATERMARK_INTERVAL_MS: u64 = 1_000;
 
-/// Drains `source` every `read_interval` into `sink` (the journal writer,
+/// Drains `backend` every `read_interval` into `sink` (the journal writer,
 /// `writer.rs`) until `stop` is set, then once more; returns when the last
 /// cycle is handed over, dropping the sink so that the writer ends.
 ///
@@ -229,7 +229,7 @@ const WATERMARK_INTERVAL_MS: u64 = 1_000;
 /// gap since the previous run is closed, a crash must leave the old
 /// watermark in place.
 fn run(
-    mut source: Box<dyn Source>,
+    mut backend: Box<dyn Backend>,
     mut sink: Sink,
     stop: &AtomicBool,
     watermark_allowed: &AtomicBool,
@@ -239,13 +239,13 @@ fn run(
     let mut last_watermark_ms = 0;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        source.wait(if stopping {
+        backend.wait(if stopping {
             Duration::ZERO
         } else {
             Duration::from_millis(200)
         });
         let cycle_ms = now_ms();
-        source.drain(&mut sink, stats)?;
+        backend.drain(&mut sink, stats)?;
         let watermark = watermark_allowed
             .load(Ordering::Relaxed)
             .then_some(cycle_ms);
