@@ -727,23 +727,41 @@ fn install_writes_unit_config_and_journal_once_and_uninstall_keeps_data_unless_p
     fsjournal(&["uninstall", "--purge", "--root", root_arg]);
 }
 
-/// `fsjournal --help` as committed: a change to the interface shows in
-/// review. Refresh with `UPDATE_SNAPSHOTS=1 cargo test -p fsjournal --test cli help`.
+/// Every `--help` as committed (insta snapshots in `tests/snapshots/`): a
+/// change to the interface shows in review. After an intended change,
+/// `INSTA_UPDATE=always cargo test -p fsjournal --test cli help` and review
+/// the diff (or `cargo insta review`).
 #[test]
-fn help_matches_the_snapshot() {
-    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/snapshots/help.txt");
-    let help = fsjournal(&["--help"]);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::create_dir_all(snapshot.parent().unwrap()).unwrap();
-        std::fs::write(&snapshot, &help).unwrap();
+fn every_help_matches_its_snapshot() {
+    let subcommands = [
+        "run",
+        "status",
+        "log",
+        "pending",
+        "targets",
+        "resync",
+        "push",
+        "verify",
+        "config",
+        "install",
+        "uninstall",
+        "unpin",
+    ];
+    insta::assert_snapshot!("help", fsjournal(&["--help"]));
+    for subcommand in subcommands {
+        let help = fsjournal(&[subcommand, "--help"]);
+        insta::assert_snapshot!(format!("help-{subcommand}"), help);
     }
-    let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
-    assert!(
-        help == expected,
-        "`fsjournal --help` differs from {}; if the change is intended, refresh it with\n  \
-         UPDATE_SNAPSHOTS=1 cargo test -p fsjournal --test cli help\n--- snapshot\n{expected}\n--- now\n{help}",
-        snapshot.display()
-    );
+    let top = fsjournal(&["--help"]);
+    let listed: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert_eq!(listed, subcommands, "every subcommand has its snapshot");
 }
 
 /// In a terminal (a pseudo-terminal made by util-linux `script`) the agent's
