@@ -44,7 +44,7 @@ fn open() -> (tempfile::TempDir, Journal) {
 fn fill(journal: &Journal, first: u64, count: u64, batch: u64) {
     for start in (first..first + count).step_by(batch as usize) {
         let changes: Vec<Change> = (start..start + batch).map(|n| change(path(n))).collect();
-        journal.append(&changes, None, false).expect("append");
+        journal.append(&changes).expect("append");
     }
 }
 
@@ -67,7 +67,7 @@ fn append(c: &mut Criterion) {
                             })
                             .collect::<Vec<_>>()
                     },
-                    |changes| journal.append(&changes, None, false).expect("append"),
+                    |changes| journal.append(&changes).expect("append"),
                     BatchSize::SmallInput,
                 )
             });

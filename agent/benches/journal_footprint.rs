@@ -52,7 +52,7 @@ fn run(scenario: &str, records: u64) {
     let mut sizes = Vec::new();
     for start in (0..records).step_by(BATCH as usize) {
         let changes: Vec<Change> = (start..start + BATCH).map(change).collect();
-        let last = journal.append(&changes, None, false).expect("append");
+        let last = journal.append(&changes).expect("append");
         if ack && last.is_multiple_of(ACK_EVERY) {
             let state = TargetState {
                 cursor: last,

@@ -268,7 +268,7 @@ mod tests {
             comm: String::new(),
             renamed_from: None,
         };
-        journal.append(&[change], None, false).unwrap();
+        journal.append(&[change]).unwrap();
         let stats = Stats::default();
         stats.journaled.store(42, Ordering::Relaxed);
         stats.kernel[counter::DROPPED as usize].store(3, Ordering::Relaxed);

@@ -165,7 +165,7 @@ fn scan(
             });
             found.set(found.get() + 1);
             if changes.len() >= APPEND_CHUNK {
-                journal.append(changes, None, false)?;
+                journal.append(changes)?;
                 changes.clear();
             }
             Ok(())
@@ -224,6 +224,6 @@ fn scan(
             stack.push((entry.path(), child_rel, new, covered || subtree));
         }
     }
-    journal.append(&changes, None, false)?;
+    journal.append(&changes)?;
     Ok(found.get())
 }

@@ -170,7 +170,13 @@ impl Backlog {
         let mut changes = std::mem::take(&mut self.changes);
         let held = changes.len();
         changes.extend(rescans);
-        if let Err(e) = journal.append(&changes, self.watermark_ms, self.clean_stop) {
+        let appended = match self.watermark_ms {
+            Some(watermark_ms) => {
+                journal.append_with_watermark(&changes, watermark_ms, self.clean_stop)
+            }
+            None => journal.append(&changes),
+        };
+        if let Err(e) = appended {
             changes.truncate(held);
             self.changes = changes;
             return Err(e);

@@ -203,7 +203,7 @@ impl Journal {
         let format: u32 = match self.db.get_cf(meta, META_FORMAT)? {
             Some(bytes) => decode(&bytes, "format version")?,
             None if is_new && writable => {
-                self.db.put_cf(meta, META_FORMAT, encode(&JOURNAL_FORMAT))?;
+                self.put_meta(META_FORMAT, &encode(&JOURNAL_FORMAT))?;
                 JOURNAL_FORMAT
             }
             None if is_new => JOURNAL_FORMAT,
@@ -220,7 +220,7 @@ impl Journal {
             Some(bytes) => decode(&bytes, "journal id")?,
             None if writable => {
                 let id = fresh_journal_id();
-                self.db.put_cf(meta, META_JOURNAL_ID, encode(&id))?;
+                self.put_meta(META_JOURNAL_ID, &encode(&id))?;
                 id
             }
             None => 0,
@@ -286,11 +286,30 @@ impl Journal {
             .map(|(k, _)| seq_from_key(&k))
     }
 
+    /// Writes `batch` atomically and durably (the WAL fsynced): changes,
+    /// cursors and trims go through here.
     fn write(&self, batch: WriteBatch) -> anyhow::Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.db
             .write_opt(batch, &opts)
+            .with_context(|| format!("journal write to {} failed", self.path.display()))
+    }
+
+    /// Writes one meta record *without* an fsync of its own. RocksDB's WAL
+    /// is one ordered log, and a synced write fsyncs everything before it,
+    /// so such a record is durable once the next [`Journal::write`]
+    /// returns (within a capture cycle while the agent runs). Only records
+    /// whose loss in a power cut before then costs nothing go this way: the
+    /// format version and journal id of a new journal (an empty journal is
+    /// created again), the root table (roots are registered again at every
+    /// start, in the configuration's order), a root's filesystem identity
+    /// (missing: the gap is not trusted, a full sync runs), the start
+    /// records, the agent info, the push in flight and the push strategy
+    /// (only `status` reads them).
+    fn put_meta(&self, key: impl AsRef<[u8]>, value: &[u8]) -> anyhow::Result<()> {
+        self.db
+            .put_cf(self.cf(CF_META), key, value)
             .with_context(|| format!("journal write to {} failed", self.path.display()))
     }
 
@@ -317,7 +336,7 @@ impl Journal {
         }
         roots.push(root.to_path_buf());
         let raw: Vec<&[u8]> = roots.iter().map(|r| r.as_os_str().as_bytes()).collect();
-        self.db.put_cf(self.cf(CF_META), META_ROOTS, encode(&raw))?;
+        self.put_meta(META_ROOTS, &encode(&raw))?;
         Ok((roots.len() - 1) as RootId)
     }
 
@@ -328,14 +347,28 @@ impl Journal {
     /// push, which removes what the old directory held — see
     /// docs/architecture.md, "Journal: RocksDB").
     ///
-    /// With `watermark_ms`, the capture watermark moves there in the same
-    /// batch: capture vouches that every change made before it is in.
-    /// `clean_stop` marks the last append of a clean stop (see
-    /// [`Watermark::clean_stop`]).
-    ///
     /// Returns the last sequence number assigned. Errors: the write failed
     /// (disk full, I/O error); nothing of the batch is then on disk.
-    pub fn append(
+    pub fn append(&self, changes: &[Change]) -> anyhow::Result<Seq> {
+        self.append_batch(changes, None, false)
+    }
+
+    /// As [`Journal::append`], and the capture watermark moves to
+    /// `watermark_ms` in the same batch: capture vouches that every change
+    /// made before it is in. `clean_stop` marks the last append of a clean
+    /// stop (see [`Watermark::clean_stop`]).
+    pub fn append_with_watermark(
+        &self,
+        changes: &[Change],
+        watermark_ms: u64,
+        clean_stop: bool,
+    ) -> anyhow::Result<Seq> {
+        self.append_batch(changes, Some(watermark_ms), clean_stop)
+    }
+
+    /// The one write path of changes: [`Journal::append`] and
+    /// [`Journal::append_with_watermark`].
+    fn append_batch(
         &self,
         changes: &[Change],
         watermark_ms: Option<u64>,
@@ -731,11 +764,7 @@ impl Journal {
 
     /// Records a root's filesystem identity.
     pub fn save_root_identity(&self, root: RootId, identity: &FsIdentity) -> anyhow::Result<()> {
-        Ok(self.db.put_cf(
-            self.cf(CF_META),
-            format!("identity/{root}"),
-            encode(identity),
-        )?)
+        self.put_meta(format!("identity/{root}"), &encode(identity))
     }
 
     /// Marks every target of `root` as owing a full sync for `reason`;
@@ -766,9 +795,7 @@ impl Journal {
         starts.push(record.clone());
         let excess = starts.len().saturating_sub(STARTS_KEPT);
         starts.drain(..excess);
-        Ok(self
-            .db
-            .put_cf(self.cf(CF_META), META_STARTS, encode(&starts))?)
+        self.put_meta(META_STARTS, &encode(&starts))
     }
 
     /// The recorded starts, oldest first.
@@ -783,7 +810,7 @@ impl Journal {
 
     /// Stores the running agent's self-description.
     pub fn save_agent_info(&self, info: &AgentInfo) -> anyhow::Result<()> {
-        Ok(self.db.put_cf(self.cf(CF_META), META_AGENT, encode(info))?)
+        self.put_meta(META_AGENT, &encode(info))
     }
 
     /// The last agent's self-description, if any agent ever ran.
@@ -803,7 +830,7 @@ impl Journal {
     ) -> anyhow::Result<()> {
         let key = format!("{META_PUSH_PREFIX}{target}");
         match run {
-            Some(run) => self.db.put_cf(self.cf(CF_META), key, encode(run))?,
+            Some(run) => self.put_meta(key, &encode(run))?,
             None => self.db.delete_cf(self.cf(CF_META), key)?,
         }
         Ok(())
@@ -822,8 +849,7 @@ impl Journal {
     /// reads it.
     pub fn save_push_strategy(&self, target: &str, strategy: &PushStrategy) -> anyhow::Result<()> {
         let key = format!("{META_STRATEGY_PREFIX}{target}");
-        self.db.put_cf(self.cf(CF_META), key, encode(strategy))?;
-        Ok(())
+        self.put_meta(key, &encode(strategy))
     }
 
     /// How `target`'s last push went, if one was recorded.

@@ -36,20 +36,16 @@ fn open() -> (tempfile::TempDir, Journal) {
 fn repeated_writes_to_one_path_coalesce_into_one_pending_entry() {
     let (_dir, journal) = open();
     journal
-        .append(
-            &[
-                change("log", ChangeKind::Create),
-                change("other", ChangeKind::Create),
-            ],
-            None,
-            false,
-        )
+        .append(&[
+            change("log", ChangeKind::Create),
+            change("other", ChangeKind::Create),
+        ])
         .unwrap();
     journal
-        .append(&[change("log", ChangeKind::Modify)], None, false)
+        .append(&[change("log", ChangeKind::Modify)])
         .unwrap();
     let last = journal
-        .append(&[change("log", ChangeKind::Modify)], None, false)
+        .append(&[change("log", ChangeKind::Modify)])
         .unwrap();
     assert_eq!(last, 4);
     let batch = journal.pending_batch(0, 0, 100).unwrap();
@@ -78,19 +74,13 @@ fn repeated_writes_to_one_path_coalesce_into_one_pending_entry() {
 fn a_path_changed_while_its_batch_is_in_flight_stays_pending() {
     let (_dir, journal) = open();
     journal
-        .append(
-            &[
-                change("a", ChangeKind::Create),
-                change("b", ChangeKind::Create),
-            ],
-            None,
-            false,
-        )
+        .append(&[
+            change("a", ChangeKind::Create),
+            change("b", ChangeKind::Create),
+        ])
         .unwrap();
     let in_flight = journal.pending_batch(0, 0, 100).unwrap();
-    journal
-        .append(&[change("a", ChangeKind::Modify)], None, false)
-        .unwrap();
+    journal.append(&[change("a", ChangeKind::Modify)]).unwrap();
     let state = TargetState {
         cursor: in_flight.high_seq,
         ..TargetState::default()
@@ -106,14 +96,10 @@ fn a_path_changed_while_its_batch_is_in_flight_stays_pending() {
 fn entries_are_trimmed_only_when_every_target_acknowledged_them() {
     let (_dir, journal) = open();
     journal
-        .append(
-            &[
-                change("a", ChangeKind::Create),
-                change("b", ChangeKind::Create),
-            ],
-            None,
-            false,
-        )
+        .append(&[
+            change("a", ChangeKind::Create),
+            change("b", ChangeKind::Create),
+        ])
         .unwrap();
     journal
         .save_target("slow", &TargetState::default())
@@ -165,7 +151,7 @@ fn widest_scope_survives_coalescing_with_a_plain_change() {
     let mut moved_in = change("dir", ChangeKind::RenameTo);
     moved_in.scope = Scope::Subtree;
     journal
-        .append(&[moved_in, change("dir", ChangeKind::Attrib)], None, false)
+        .append(&[moved_in, change("dir", ChangeKind::Attrib)])
         .unwrap();
     let batch = journal.pending_batch(0, 0, 100).unwrap();
     assert_eq!(paths(&batch), ["dir"]);
@@ -179,16 +165,12 @@ fn batches_are_bounded_and_skip_other_roots_without_missing_them() {
     let mut other = change("x", ChangeKind::Create);
     other.root = 1;
     journal
-        .append(
-            &[
-                change("a", ChangeKind::Create),
-                other,
-                change("b", ChangeKind::Create),
-                change("c", ChangeKind::Create),
-            ],
-            None,
-            false,
-        )
+        .append(&[
+            change("a", ChangeKind::Create),
+            other,
+            change("b", ChangeKind::Create),
+            change("c", ChangeKind::Create),
+        ])
         .unwrap();
     let first = journal.pending_batch(0, 0, 2).unwrap();
     assert_eq!(
@@ -225,17 +207,13 @@ fn journal_survives_reopen_and_readers_see_the_writer() {
     let id = {
         let journal = Journal::open(&path).unwrap();
         journal.register_root(Path::new("/src")).unwrap();
-        journal
-            .append(&[change("a", ChangeKind::Create)], None, false)
-            .unwrap();
+        journal.append(&[change("a", ChangeKind::Create)]).unwrap();
         journal.journal_id()
     };
     let journal = Journal::open(&path).unwrap();
     assert_eq!((journal.journal_id(), journal.last_seq()), (id, 1));
     let mut reader = Journal::open_reader(&path).unwrap();
-    journal
-        .append(&[change("b", ChangeKind::Create)], None, false)
-        .unwrap();
+    journal.append(&[change("b", ChangeKind::Create)]).unwrap();
     reader.catch_up().unwrap();
     assert_eq!(reader.last_seq(), 2);
     assert_eq!(reader.roots().unwrap(), [PathBuf::from("/src")]);
@@ -246,9 +224,7 @@ fn journal_survives_reopen_and_readers_see_the_writer() {
 fn retention_trims_the_log_but_never_pending_entries() {
     let (_dir, journal) = open();
     for name in ["a", "b", "c", "d"] {
-        journal
-            .append(&[change(name, ChangeKind::Create)], None, false)
-            .unwrap();
+        journal.append(&[change(name, ChangeKind::Create)]).unwrap();
     }
     journal
         .apply_retention(Retention {
@@ -332,19 +308,15 @@ fn a_directory_made_again_after_its_deletion_keeps_the_deletions_subtree_scope()
     gone.scope = Scope::Subtree;
     let mut renamed_away = change("moved", ChangeKind::RenameFrom);
     renamed_away.scope = Scope::Subtree;
-    journal.append(&[gone, renamed_away], None, false).unwrap();
+    journal.append(&[gone, renamed_away]).unwrap();
     // Made again, in a later capture cycle, with new entries and a chmod.
     journal
-        .append(
-            &[
-                change("dir", ChangeKind::Create),
-                change("dir/new", ChangeKind::Create),
-                change("moved", ChangeKind::Create),
-                change("dir", ChangeKind::Attrib),
-            ],
-            None,
-            false,
-        )
+        .append(&[
+            change("dir", ChangeKind::Create),
+            change("dir/new", ChangeKind::Create),
+            change("moved", ChangeKind::Create),
+            change("dir", ChangeKind::Attrib),
+        ])
         .unwrap();
     let batch = journal.pending_batch(0, 0, 100).unwrap();
     assert_eq!(paths(&batch), ["dir/new", "moved", "dir"]);
@@ -360,16 +332,12 @@ fn renames_are_kept_in_order_for_their_batch_and_trimmed_with_it() {
         ..change(to, ChangeKind::RenameTo)
     };
     journal
-        .append(
-            &[
-                change("jobs/foo", ChangeKind::RenameFrom),
-                renamed("jobs/foo", "jobs/bar"),
-                change("jobs/bar/log", ChangeKind::Modify),
-                renamed("jobs/bar", "jobs/baz"),
-            ],
-            None,
-            false,
-        )
+        .append(&[
+            change("jobs/foo", ChangeKind::RenameFrom),
+            renamed("jobs/foo", "jobs/bar"),
+            change("jobs/bar/log", ChangeKind::Modify),
+            renamed("jobs/bar", "jobs/baz"),
+        ])
         .unwrap();
     let names = |cursor, high| -> Vec<(String, String)> {
         journal
