@@ -10,6 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::Duration;
 
 use support::*;
 
@@ -161,12 +162,13 @@ fn ebpf_a_renamed_job_directory_is_journaled_and_replayed_as_a_rename() {
 /// The awkward cases, one after the other under one agent, each converging
 /// by checksum: a chain, a rename then writes inside, a rename over an
 /// existing directory, renames into and out of an excluded subtree and of
-/// the root, and a target that does not hold what the journal expects.
+/// the root, a same-size rewrite with its mtime set back before the rename,
+/// and a target that does not hold what the journal expects.
 #[test]
 fn awkward_renames_converge_on_every_target_kind() {
     for remote in ["local", "daemon", "shell"] {
         let scratch = Scratch::tmpfs();
-        let daemon = RsyncDaemon::start(&scratch.replica());
+        let mut daemon = RsyncDaemon::start(&scratch.replica());
         let extra = "exclude = [\"/excluded\"]\n";
         let config = match remote {
             "local" => write_config(
@@ -197,7 +199,7 @@ fn awkward_renames_converge_on_every_target_kind() {
         let source_line = format!("source = \"{}\"", scratch.src().display());
         let rooted = format!("source = \"{}\"", src.display());
         std::fs::write(&config, text.replace(&source_line, &rooted)).unwrap();
-        for dir in ["a", "d", "f", "g", "h", "l", "n", "excluded/i", "p/q"] {
+        for dir in ["a", "d", "f", "g", "h", "l", "n", "r", "excluded/i", "p/q"] {
             make_job(&src.join(dir), 30, 1 << 10);
         }
         std::fs::create_dir(src.join("empty")).unwrap();
@@ -222,6 +224,46 @@ fn awkward_renames_converge_on_every_target_kind() {
         mv("excluded/i", "i");
         std::fs::rename(src.join("g"), outside.join("g")).unwrap();
         std::fs::rename(outside.join("k"), src.join("k")).unwrap();
+        assert_converges_with(&src, &scratch.replica(), &agent, &exclude);
+        // A file rewritten at the same size with its mtime set back (as
+        // `cp -p` or `tar -x` leave it: rsync's quick check cannot see it),
+        // then its directory renamed: the replay puts the old content at
+        // the new place, which the push must not trust.
+        // On the daemon target the rewrite is journaled at its old path
+        // and waits (target down) for the rename to join its batch.
+        if remote == "daemon" {
+            daemon.pause();
+        }
+        let file = src.join("r/builds/0/file-2");
+        let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+        let rewritten: Vec<u8> = std::fs::read(&file)
+            .unwrap()
+            .iter()
+            .map(|b| b.wrapping_add(1))
+            .collect();
+        std::fs::write(&file, rewritten).unwrap();
+        let times = std::fs::FileTimes::new().set_modified(mtime);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_times(times)
+            .unwrap();
+        if remote == "daemon" {
+            wait_until(
+                Duration::from_secs(10),
+                "the rewrite to be journaled at its old path",
+                || {
+                    journal_log(&scratch)
+                        .iter()
+                        .any(|r| r["path"] == "r/builds/0/file-2")
+                },
+            );
+        }
+        mv("r", "s");
+        if remote == "daemon" {
+            daemon.resume();
+        }
         assert_converges_with(&src, &scratch.replica(), &agent, &exclude);
         // Drift: the old path is missing on the target, or holds other data.
         std::fs::remove_dir_all(scratch.replica().join("l")).unwrap();

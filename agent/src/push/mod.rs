@@ -439,8 +439,22 @@ impl Pusher {
                 None => push.push(due),
             }
         }
+        // What a replay placed is judged by rsync's quick check from here
+        // on: the files it cannot judge go in the `--ignore-times` list.
+        for path in self.replay_renames(state.cursor, batch.high_seq)? {
+            for blind in renames::blind_below(&self.source, &path, &self.excludes) {
+                if !push.iter().any(|p| p.path == blind) {
+                    push.push(HeldPath {
+                        path: blind,
+                        scope: Scope::Entry,
+                        since_ms: now,
+                        not_before_ms: 0,
+                        reason: HoldReason::Settling,
+                    });
+                }
+            }
+        }
         let push = self.without_symlinked_parents(push);
-        self.replay_renames(state.cursor, batch.high_seq)?;
         let lists = Lists::of_source(
             &self.source,
             push.iter().map(|p| (p.path.as_slice(), p.scope)),
@@ -638,7 +652,7 @@ impl Pusher {
     /// `high_seq` (see `renames.rs`): a rename(2) on a local target, a
     /// seeded directory on a remote one. A replay that fails is logged and
     /// left to the push. Errors: the journal cannot be read.
-    fn replay_renames(&self, cursor: Seq, high_seq: Seq) -> anyhow::Result<()> {
+    fn replay_renames(&self, cursor: Seq, high_seq: Seq) -> anyhow::Result<Vec<Vec<u8>>> {
         let renames: Vec<_> = self
             .journal
             .renames(self.root, cursor, high_seq)?
@@ -646,24 +660,25 @@ impl Pusher {
             .filter(|r| !self.excludes.is_excluded(&r.from) && !self.excludes.is_excluded(&r.to))
             .collect();
         if renames.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let started = Instant::now();
-        let replayed = match &self.local_target {
+        let replayed: Vec<Vec<u8>> = match &self.local_target {
             Some(dir) => renames::replay_local(self.name(), dir, &renames),
             None => renames::seeds(&self.source, &renames)
                 .into_iter()
                 .filter(|seed| self.seed(seed))
-                .count(),
+                .map(|seed| seed.to)
+                .collect(),
         };
         tracing::info!(
             target = self.name(),
             renames = renames.len(),
-            replayed,
+            replayed = replayed.len(),
             ms = started.elapsed().as_millis() as u64,
             "renames replayed on the target"
         );
-        Ok(())
+        Ok(replayed)
     }
 
     /// One [`Mode::Seed`] run; false (logged) when rsync failed.

@@ -42,11 +42,11 @@ fn below(dir: &Path, path: &[u8]) -> std::path::PathBuf {
 /// Replays `renames` (journal order) on the local target directory
 /// `target` with `rename(2)`. Returns how many were done; each one skipped
 /// is logged with the reason.
-pub fn replay_local(target_name: &str, target: &Path, renames: &[Rename]) -> usize {
-    let mut done = 0;
+pub fn replay_local(target_name: &str, target: &Path, renames: &[Rename]) -> Vec<Vec<u8>> {
+    let mut done = Vec::new();
     for rename in renames {
         match rename_below(target, &rename.from, &rename.to) {
-            Ok(()) => done += 1,
+            Ok(()) => done.push(rename.to.clone()),
             Err(why) => tracing::info!(
                 target = target_name,
                 from = %String::from_utf8_lossy(&rename.from),
@@ -126,6 +126,23 @@ fn translate(path: &[u8], placed: &[Seed]) -> Vec<u8> {
 fn strip_component_prefix<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     let rest = path.strip_prefix(prefix)?;
     (rest.is_empty() || rest.starts_with(b"/")).then_some(rest)
+}
+
+/// The regular files at or below `to` (root-relative; a replayed rename's
+/// new path) that rsync's quick check cannot judge (`cost::quick_check_blind`:
+/// mtime set explicitly), root-relative. A replay put the old place's
+/// files there, and the subtree push that follows compares by size and
+/// mtime: a file rewritten at the same size with its mtime set back would
+/// keep the old content. These go in the batch's `--ignore-times` list.
+pub fn blind_below(source: &Path, to: &[u8], excludes: &Excludes) -> Vec<Vec<u8>> {
+    let mut paths = vec![to.to_vec()];
+    paths.extend(listing(source, to, excludes).into_iter().map(|rel| {
+        let mut path = to.to_vec();
+        path.push(b'/');
+        path.extend_from_slice(&rel);
+        path
+    }));
+    super::cost::quick_check_blind(source, &paths)
 }
 
 /// The entries below the source directory `to` (root-relative) that a seed
