@@ -440,21 +440,31 @@ impl EbpfCapture {
     }
 }
 
-/// Puts the filesystems' devices into the programs' `DEVS` map, adding the
-/// wanted ones before removing the others so adopted programs never filter
-/// a device still wanted. True when every device was there already: only
-/// the roots of devices the adopted programs were tracking can have a
-/// complete backlog.
+/// Puts the filesystems' devices into the programs' `DEVS` map (see
+/// [`track`]). True when every device was there already: only the roots of
+/// devices the adopted programs were tracking can have a complete backlog.
 fn track_devices(ebpf: &mut Ebpf, filesystems: &[Filesystem]) -> anyhow::Result<bool> {
-    let mut devs: BpfHashMap<_, u32, u8> =
-        BpfHashMap::try_from(ebpf.map_mut("DEVS").context("map DEVS")?)?;
-    let tracked: HashSet<u32> = devs.keys().filter_map(Result::ok).collect();
     let wanted: HashSet<u32> = filesystems.iter().map(|fs| fs.kernel_dev).collect();
-    for dev in wanted.difference(&tracked) {
-        devs.insert(dev, 1, 0)?;
+    track(ebpf, "DEVS", &wanted)
+}
+
+/// Makes the programs' hash map `name` hold exactly `wanted` (each key →
+/// 1), adding the wanted keys before removing the others, so adopted
+/// programs never filter a key still wanted. True when every wanted key
+/// was there already.
+fn track<K: aya::Pod + Eq + std::hash::Hash>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    wanted: &HashSet<K>,
+) -> anyhow::Result<bool> {
+    let mut map: BpfHashMap<_, K, u8> =
+        BpfHashMap::try_from(ebpf.map_mut(name).with_context(|| format!("map {name}"))?)?;
+    let tracked: HashSet<K> = map.keys().filter_map(Result::ok).collect();
+    for key in wanted.difference(&tracked) {
+        map.insert(key, 1, 0)?;
     }
-    for dev in tracked.difference(&wanted) {
-        devs.remove(dev)?;
+    for key in tracked.difference(wanted) {
+        map.remove(key)?;
     }
     Ok(wanted.is_subset(&tracked))
 }
@@ -497,27 +507,17 @@ impl Drops {
 }
 
 /// Puts each root's directory, `[ino, kernel dev]`, into the programs'
-/// `ROOTS` map (the VFS-hook rung's in-kernel filter), adding the wanted
-/// ones before removing the others so adopted programs never filter a root
-/// still wanted. True when every root was there already: only then can an
-/// adopted backlog be complete.
+/// `ROOTS` map (the VFS-hook rung's in-kernel filter; see [`track`]). True
+/// when every root was there already: only then can an adopted backlog be
+/// complete.
 fn track_roots(ebpf: &mut Ebpf, roots: &[Root]) -> anyhow::Result<bool> {
-    let mut map: BpfHashMap<_, [u64; 2], u8> =
-        BpfHashMap::try_from(ebpf.map_mut("ROOTS").context("map ROOTS")?)?;
-    let tracked: HashSet<[u64; 2]> = map.keys().filter_map(Result::ok).collect();
     let mut wanted = HashSet::new();
     for root in roots {
         let meta = std::fs::metadata(&root.path)
             .with_context(|| format!("cannot stat root {}", root.path.display()))?;
         wanted.insert([meta.ino(), kernel_dev(meta.dev()) as u64]);
     }
-    for key in wanted.difference(&tracked) {
-        map.insert(key, 1, 0)?;
-    }
-    for key in tracked.difference(&wanted) {
-        map.remove(key)?;
-    }
-    Ok(wanted.is_subset(&tracked))
+    track(ebpf, "ROOTS", &wanted)
 }
 
 /// Registers each root in its filesystem's directory index, and walks it
