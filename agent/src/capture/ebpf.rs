@@ -838,6 +838,11 @@ struct Read {
     renames: HashMap<InodeKey, OldPlace>,
 }
 
+/// A NUL-padded kernel string (a name, a `comm`) without its padding.
+fn until_nul(bytes: &[u8]) -> &[u8] {
+    bytes.split(|&b| b == 0).next().unwrap_or_default()
+}
+
 /// A ring-buffer record read as `T`, when it is at least that long. `T` is
 /// one of the plain-integer records of `fsjournal_common`, which the
 /// programs write whole; `read_unaligned` copes with the ring buffer's
@@ -866,12 +871,7 @@ impl EbpfCapture {
                 read.renames.entry(key).or_insert_with(|| OldPlace {
                     dir_ino: rename.old_dir_ino,
                     dir_generation: rename.old_dir_generation,
-                    name: rename
-                        .old_name
-                        .split(|&b| b == 0)
-                        .next()
-                        .unwrap_or_default()
-                        .to_vec(),
+                    name: until_nul(&rename.old_name).to_vec(),
                 });
             }
             stats.events.fetch_add(1, Ordering::Relaxed);
@@ -1035,12 +1035,7 @@ impl Filesystem {
             } else {
                 Vec::new()
             };
-            let comm = opened
-                .seen
-                .comm
-                .split(|&b| b == 0)
-                .next()
-                .unwrap_or_default();
+            let comm = until_nul(&opened.seen.comm);
             let change = Change {
                 root,
                 path: rel,

@@ -198,10 +198,9 @@ impl Journal {
     }
 
     fn load_meta(&mut self, writable: bool) -> anyhow::Result<()> {
-        let meta = self.cf(CF_META);
-        let is_new = self.db.get_cf(meta, META_JOURNAL_ID)?.is_none();
-        let format: u32 = match self.db.get_cf(meta, META_FORMAT)? {
-            Some(bytes) => decode(&bytes, "format version")?,
+        let is_new = self.db.get_cf(self.cf(CF_META), META_JOURNAL_ID)?.is_none();
+        let format: u32 = match self.get_meta(META_FORMAT, "format version")? {
+            Some(format) => format,
             None if is_new && writable => {
                 self.put_meta(META_FORMAT, &encode(&JOURNAL_FORMAT))?;
                 JOURNAL_FORMAT
@@ -216,8 +215,8 @@ impl Journal {
                 self.path.display()
             );
         }
-        let journal_id = match self.db.get_cf(meta, META_JOURNAL_ID)? {
-            Some(bytes) => decode(&bytes, "journal id")?,
+        let journal_id = match self.get_meta(META_JOURNAL_ID, "journal id")? {
+            Some(id) => id,
             None if writable => {
                 let id = fresh_journal_id();
                 self.put_meta(META_JOURNAL_ID, &encode(&id))?;
@@ -225,10 +224,9 @@ impl Journal {
             }
             None => 0,
         };
-        let next_seq = match self.db.get_cf(meta, META_NEXT_SEQ)? {
-            Some(bytes) => decode(&bytes, "next sequence number")?,
-            None => 1,
-        };
+        let next_seq = self
+            .get_meta(META_NEXT_SEQ, "next sequence number")?
+            .unwrap_or(1);
         let log_first = self.first_key(CF_LOG).unwrap_or(next_seq);
         self.journal_id = journal_id;
         *self.writer.get_mut().expect("writer lock") = Writer {
@@ -313,13 +311,23 @@ impl Journal {
             .with_context(|| format!("journal write to {} failed", self.path.display()))
     }
 
+    /// The meta record `key`, decoded; `None` when it was never written.
+    /// Errors: the read failed, or the record is corrupt (`what` names it).
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: impl AsRef<[u8]>,
+        what: &str,
+    ) -> anyhow::Result<Option<T>> {
+        self.db
+            .get_cf(self.cf(CF_META), key)?
+            .map(|bytes| decode(&bytes, what))
+            .transpose()
+    }
+
     /// The root table: index = [`RootId`], value = absolute path.
     pub fn roots(&self) -> anyhow::Result<Vec<PathBuf>> {
         use std::os::unix::ffi::OsStringExt;
-        let raw: Vec<Vec<u8>> = match self.db.get_cf(self.cf(CF_META), META_ROOTS)? {
-            Some(bytes) => decode(&bytes, "root table")?,
-            None => Vec::new(),
-        };
+        let raw: Vec<Vec<u8>> = self.get_meta(META_ROOTS, "root table")?.unwrap_or_default();
         Ok(raw
             .into_iter()
             .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)))
@@ -747,19 +755,13 @@ impl Journal {
 
     /// The capture watermark; `None` for a journal no capture ever wrote to.
     pub fn watermark(&self) -> anyhow::Result<Option<Watermark>> {
-        self.db
-            .get_cf(self.cf(CF_META), META_WATERMARK)?
-            .map(|b| decode(&b, "watermark"))
-            .transpose()
+        self.get_meta(META_WATERMARK, "watermark")
     }
 
     /// The recorded filesystem identity of a root.
     pub fn root_identity(&self, root: RootId) -> anyhow::Result<Option<FsIdentity>> {
         let key = format!("identity/{root}");
-        self.db
-            .get_cf(self.cf(CF_META), key)?
-            .map(|b| decode(&b, "filesystem identity"))
-            .transpose()
+        self.get_meta(key, "filesystem identity")
     }
 
     /// Records a root's filesystem identity.
@@ -801,10 +803,7 @@ impl Journal {
     /// The recorded starts, oldest first.
     pub fn starts(&self) -> anyhow::Result<Vec<StartRecord>> {
         Ok(self
-            .db
-            .get_cf(self.cf(CF_META), META_STARTS)?
-            .map(|b| decode(&b, "start records"))
-            .transpose()?
+            .get_meta(META_STARTS, "start records")?
             .unwrap_or_default())
     }
 
@@ -815,10 +814,7 @@ impl Journal {
 
     /// The last agent's self-description, if any agent ever ran.
     pub fn agent_info(&self) -> anyhow::Result<Option<AgentInfo>> {
-        self.db
-            .get_cf(self.cf(CF_META), META_AGENT)?
-            .map(|b| decode(&b, "agent info"))
-            .transpose()
+        self.get_meta(META_AGENT, "agent info")
     }
 
     /// Records the rsync run now in flight for `target`, or with `None`
@@ -839,10 +835,7 @@ impl Journal {
     /// The rsync run recorded in flight for `target`, if any (see
     /// [`PushInFlight`] for a record left by a killed agent).
     pub fn push_in_flight(&self, target: &str) -> anyhow::Result<Option<PushInFlight>> {
-        self.db
-            .get_cf(self.cf(CF_META), format!("{META_PUSH_PREFIX}{target}"))?
-            .map(|b| decode(&b, "push in flight"))
-            .transpose()
+        self.get_meta(format!("{META_PUSH_PREFIX}{target}"), "push in flight")
     }
 
     /// Records how `target`'s last push went. Not fsynced: only `status`
@@ -854,10 +847,7 @@ impl Journal {
 
     /// How `target`'s last push went, if one was recorded.
     pub fn push_strategy(&self, target: &str) -> anyhow::Result<Option<PushStrategy>> {
-        self.db
-            .get_cf(self.cf(CF_META), format!("{META_STRATEGY_PREFIX}{target}"))?
-            .map(|b| decode(&b, "push strategy"))
-            .transpose()
+        self.get_meta(format!("{META_STRATEGY_PREFIX}{target}"), "push strategy")
     }
 }
 

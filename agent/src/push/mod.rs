@@ -483,7 +483,7 @@ impl Pusher {
             }
         }
         let why = format!(
-            "{} paths ({} entries, {} directory contents, {} subtrees): below the cost model's threshold, or the journal not quiet",
+            "{} paths ({} entries, {} directory contents, {} subtrees); no full rsync: the batch fit in batch_max_files, or the journal was not quiet, or the backlog stayed under full_push_percent",
             push.len(),
             lists.count(Mode::Incremental),
             lists.count(Mode::Contents),

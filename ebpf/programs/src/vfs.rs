@@ -124,18 +124,31 @@ fn word(base: u64, global: &u32) -> u32 {
 /// changed; 0 when there is none) lies below a root.
 #[inline(always)]
 fn send_inode(inode: u64, dentry: u64, hook: u32) {
-    if inode == 0 {
+    let Some((dev, ino, generation)) = identity(inode) else {
         return;
+    };
+    send(dev, ino, generation, hook, || {
+        dentry == 0 || in_roots(dentry, dev)
+    });
+}
+
+/// `(dev, ino, generation)` of a `struct inode *`: what every record names
+/// (`None` for a null pointer or an unreadable inode).
+#[inline(always)]
+fn identity(inode: u64) -> Option<(u32, u64, u32)> {
+    if inode == 0 {
+        return None;
     }
     let sb = pointer(inode, &OFF_INODE_SB);
     if sb == 0 {
-        return;
+        return None;
     }
-    let dev = word(sb, &OFF_SB_DEV);
-    let Some(ino) = ino_of(inode) else { return };
-    send(dev, ino, word(inode, &OFF_INODE_GENERATION), hook, || {
-        dentry == 0 || in_roots(dentry, dev)
-    });
+    let ino = ino_of(inode)?;
+    Some((
+        word(sb, &OFF_SB_DEV),
+        ino,
+        word(inode, &OFF_INODE_GENERATION),
+    ))
 }
 
 /// Sends the record of a `struct dentry *`'s inode, filtered by its own
@@ -457,21 +470,17 @@ pub fn fx_vfs_rename(ctx: FExitContext) -> i32 {
 /// string; 0 when unknown), filtered by its new ancestry.
 #[inline(always)]
 fn send_moved(dentry: u64, old_dir: u64, old_name: u64) {
-    let inode = dentry_inode(dentry);
-    let sb = pointer(inode, &OFF_INODE_SB);
-    if inode == 0 || old_dir == 0 || sb == 0 {
-        return;
-    }
-    let dev = word(sb, &OFF_SB_DEV);
-    let (Some(ino), Some(old_dir_ino)) = (ino_of(inode), ino_of(old_dir)) else {
+    let (Some((dev, ino, generation)), Some((_, old_dir_ino, old_dir_generation))) =
+        (identity(dentry_inode(dentry)), identity(old_dir))
+    else {
         return;
     };
     let rename = Rename {
         dev,
         ino,
-        generation: word(inode, &OFF_INODE_GENERATION),
+        generation,
         old_dir_ino,
-        old_dir_generation: word(old_dir, &OFF_INODE_GENERATION),
+        old_dir_generation,
         old_name,
     };
     send_rename(&rename, vfs(17), || in_roots(dentry, dev));
