@@ -1,16 +1,22 @@
 //! The agent's configuration: one TOML file, or the same structure built from
 //! `fsjournal run --source DIR --dest TARGET`.
 //!
+//! It is read in two layers, as ripgrep reads its arguments: the file as
+//! written (`config/raw.rs`, deserialized with each value's position), then
+//! the checks (`config/validate.rs`), which collect every problem and build
+//! the typed [`Config`] below: a parsed [`Target`], compiled [`Excludes`],
+//! numbers in their range ([`NonZeroUsize`], [`Percent`], …). Nothing
+//! downstream parses or checks a value again.
+//!
 //! Every error names the file, the line and the key, and says what was
 //! expected (see [`ConfigError`]). Semantic checks (the source exists and is a
-//! directory, the target parses, the password file is private) run at load
-//! time, so a bad file never starts an agent that would later lose changes.
+//! directory, the target parses, the password file is private, the paths do
+//! not overlap: `config/paths.rs`) run at load time, so a bad file never
+//! starts an agent that would later lose changes.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::Range;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -20,8 +26,13 @@ use crate::filter::Excludes;
 use crate::target::{self, Target};
 
 mod paths;
+mod raw;
+mod validate;
+mod values;
 
 use paths::{Node, Role};
+use raw::{Problem, RawConfig, RawJournal, RawSync};
+pub use values::{Percent, Rate, RingBufferBytes};
 
 /// Default journal directory (RocksDB database).
 pub const DEFAULT_JOURNAL_DIR: &str = "/var/lib/fsjournal";
@@ -51,37 +62,26 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// A semantic problem: the value's span, its dotted key, the message.
-type Problem = (Option<Range<usize>>, String, String);
-
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole configuration, checked.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where the journal lives and how long its log is kept.
-    #[serde(default)]
     pub journal: JournalConfig,
     /// How changes are captured.
-    #[serde(default)]
     pub capture: CaptureConfig,
     /// The Prometheus endpoint (off unless an address is given).
-    #[serde(default)]
     pub metrics: MetricsConfig,
     /// Limits shared by every target's pushes.
-    #[serde(default)]
     pub push: PushConfig,
-    /// One entry per (source tree, target) pair, each with its own cursor.
-    /// Absent (the package's commented default) is not a parse error but
-    /// the check's "at least one [[sync]] table is required".
-    #[serde(default)]
+    /// One entry per (source tree, target) pair, each with its own cursor;
+    /// at least one.
     pub sync: Vec<SyncConfig>,
 }
 
 /// `[journal]`: the RocksDB journal.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone)]
 pub struct JournalConfig {
-    /// Database directory; must not lie inside a source tree.
+    /// Database directory; does not lie inside a source tree.
     pub path: PathBuf,
     /// Keep at most this many records in the inspection log (records).
     pub retention_records: u64,
@@ -113,8 +113,7 @@ pub enum BackendChoice {
 }
 
 /// `[capture]`: change capture.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone)]
 pub struct CaptureConfig {
     /// Backend selection.
     pub backend: BackendChoice,
@@ -126,11 +125,11 @@ pub struct CaptureConfig {
     pub max_queued_events: u64,
     /// Size of the eBPF ring buffer (bytes, a power of two ≥ 4096): at
     /// 40 bytes an event, 32 MiB holds about 800,000 events between drains.
-    pub ring_buffer_bytes: u32,
+    pub ring_buffer_bytes: RingBufferBytes,
     /// Inodes the eBPF programs can hold when the ring buffer is full
     /// (entries, about 40 bytes of kernel memory each); only when these are
     /// full too is an event lost (and a rescan needed).
-    pub dirty_inodes: u32,
+    pub dirty_inodes: NonZeroU32,
 }
 
 impl Default for CaptureConfig {
@@ -139,248 +138,184 @@ impl Default for CaptureConfig {
             backend: BackendChoice::Auto,
             read_interval_ms: 5,
             max_queued_events: 1 << 20,
-            ring_buffer_bytes: 32 << 20,
-            dirty_inodes: 1 << 16,
+            ring_buffer_bytes: RingBufferBytes::DEFAULT,
+            dirty_inodes: DEFAULT_DIRTY_INODES,
         }
     }
 }
 
 /// `[metrics]`: the Prometheus endpoint (`metrics.rs`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default)]
 pub struct MetricsConfig {
     /// Where `GET /metrics` is served (`IP:PORT`, e.g. `127.0.0.1:9464`);
     /// `None`: no endpoint.
-    #[serde(deserialize_with = "socket_address")]
     pub address: Option<SocketAddr>,
 }
 
 /// `[push]`: limits over all targets together.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone)]
 pub struct PushConfig {
-    /// At most this many rsync runs at once over all targets (runs, ≥ 1):
-    /// each reads the source disk and holds a connection; the others wait
-    /// for a slot, their changes kept in the journal.
-    pub max_parallel: usize,
+    /// At most this many rsync runs at once over all targets (runs): each
+    /// reads the source disk and holds a connection; the others wait for a
+    /// slot, their changes kept in the journal.
+    pub max_parallel: NonZeroUsize,
 }
 
 impl Default for PushConfig {
     fn default() -> Self {
-        PushConfig { max_parallel: 4 }
+        PushConfig {
+            max_parallel: DEFAULT_MAX_PARALLEL,
+        }
     }
 }
 
-/// Deserializes `IP:PORT`, saying what was expected on failure.
-fn socket_address<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<SocketAddr>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    text.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "`{text}`: expected IP:PORT, e.g. 127.0.0.1:9464 (loopback) or [::1]:9464"
-        ))
-    })
-}
-
 /// `[[sync]]`: one source tree pushed to one target.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct SyncConfig {
-    /// Unique name; keys the target's cursor in the journal.
+    /// Unique name, not empty, without `/`; keys the target's cursor in the
+    /// journal.
     pub name: String,
-    /// Source directory (absolute).
-    pub source: Spanned<PathBuf>,
-    /// Local directory, `rsync://[user@]host[:port]/module[/path]` or
-    /// `[user@]host:path` (ssh).
-    pub target: Spanned<String>,
-    /// rsync daemon password file (must be mode 0600 or stricter).
-    #[serde(default)]
-    pub password_file: Option<Spanned<PathBuf>>,
+    /// Source directory (absolute, an existing directory at load time;
+    /// canonical once the agent registered it).
+    pub source: PathBuf,
+    /// Where the sync pushes to, parsed from the `target` string: a local
+    /// directory, `rsync://[user@]host[:port]/module[/path]` or
+    /// `[user@]host:path` (ssh). Shown as written (its `Display`).
+    pub target: Target,
+    /// rsync daemon password file (mode 0600 or stricter, owned by root).
+    pub password_file: Option<PathBuf>,
     /// Remote shell for ssh targets (rsync `-e`), e.g. `ssh -p 2222`.
-    #[serde(default)]
     pub ssh_command: Option<String>,
     /// At most this many paths per rsync run (paths).
-    #[serde(default = "default_batch_max_files")]
-    pub batch_max_files: usize,
+    pub batch_max_files: NonZeroUsize,
     /// At most about this many bytes per rsync run (bytes, the sizes of the
     /// listed paths when the batch is made; 0 = no limit): bounds what a
     /// failed run has to send again. A single larger file goes alone.
-    #[serde(default)]
     pub batch_max_bytes: u64,
     /// Wait this long after the oldest unpushed change before pushing (ms).
-    #[serde(default = "default_batch_delay_ms")]
     pub batch_delay_ms: u64,
     /// Upper bound of the retry backoff after a failed push (ms).
-    #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
     /// rsync's I/O timeout (`--timeout`, s; 0 = none): a run with no byte
     /// from the other side for about 1.5 times this fails and is retried.
     /// `None`: by target kind (see [`SyncConfig::io_timeout`]). Also read
     /// under its former name `timeout_s`.
-    #[serde(default, alias = "timeout_s")]
     pub io_timeout_s: Option<u64>,
     /// Connect timeout (s; 0 = none): rsync `--contimeout` for a daemon,
     /// ssh `-o ConnectTimeout` for a remote shell; unused for a local
     /// directory. `None`: [`target::CONNECT_TIMEOUT_S`].
-    #[serde(default)]
     pub connect_timeout_s: Option<u64>,
     /// Bandwidth limit of each rsync run to this target (`--bwlimit`):
     /// KiB/s, or a number with rsync's suffix `K`, `M` or `G` (`"10M"`).
-    #[serde(default)]
-    pub bwlimit: Option<Spanned<String>>,
+    pub bwlimit: Option<Rate>,
     /// Extra arguments appended to every rsync run (e.g. `--checksum`).
-    #[serde(default)]
     pub rsync_args: Vec<String>,
-    /// rsync-style exclude patterns (`workspace/**`, `*.tmp`, `/cache`): not
-    /// journaled, not pushed, kept out of full syncs (see `filter.rs`).
-    #[serde(default)]
-    pub exclude: Option<Spanned<Vec<String>>>,
+    /// The compiled `exclude` patterns, rsync-style (`workspace/**`,
+    /// `*.tmp`, `/cache`): not journaled, not pushed, kept out of full
+    /// syncs (see `filter.rs`). Empty when none.
+    pub excludes: Excludes,
     /// Hold a path back until it has not changed for this long (ms; 0 = push
     /// at the batch delay): a file still being written (a growing build log)
     /// is copied once it is quiet, not at every batch.
-    #[serde(default)]
     pub settle_ms: u64,
     /// Never hold a changing path back longer than this (ms), so the replica
     /// of a file written without pause still trails it by a bounded time.
-    #[serde(default = "default_settle_max_ms")]
     pub settle_max_ms: u64,
     /// Preserve hard links among the files of one rsync run (`-H`). Links
     /// whose names are pushed in different runs arrive as separate copies.
-    #[serde(default)]
     pub hard_links: bool,
     /// Preserve extended attributes (`-X`; the target must support them).
-    #[serde(default)]
     pub xattrs: bool,
     /// Preserve POSIX ACLs (`-A`; implies matching users on the target).
-    #[serde(default)]
     pub acls: bool,
     /// Compare one slice of the tree with the target this often (s; 0 =
     /// never): `rsync --dry-run --itemize-changes`, pushing any difference no
     /// journaled change explains (drift).
-    #[serde(default = "default_verify_interval_s")]
     pub verify_interval_s: u64,
     /// Slices the tree is cut into for rolling verification: the whole tree
     /// is compared every `verify_interval_s × verify_slices` seconds.
-    #[serde(default = "default_verify_slices")]
-    pub verify_slices: u32,
+    pub verify_slices: NonZeroU32,
     /// Shell command (`sh -c`) run before each full sync of this target;
     /// its failure is logged, and the full sync goes ahead.
-    #[serde(default)]
     pub before_full_sync: Option<String>,
     /// Shell command (`sh -c`) run after each confirmed push, with the
     /// pushed root-relative paths NUL-separated on stdin and `FSJ_SYNC`,
     /// `FSJ_TARGET`, `FSJ_SOURCE`, `FSJ_PATHS` (count) in its environment
     /// (like sersync's command plugin); its failure is logged.
-    #[serde(default)]
     pub after_push: Option<String>,
     /// A hook running longer than this is killed (s).
-    #[serde(default = "default_hook_timeout_s")]
     pub hook_timeout_s: u64,
     /// Keep what pushes overwrite or delete on the target for this many days
     /// under `.fsjournal-history/<YYYY-MM-DD>/` (days; 0 = keep nothing).
-    #[serde(default)]
     pub history_days: u32,
     /// A full sync that would delete more than this share of the target's
-    /// entries (percent, 0–100; 100 = no limit) is refused until the
-    /// operator confirms it with `fsjournal resync --force`: rsync
-    /// `--max-delete`'s idea, as a share, measured by a dry run first.
-    #[serde(default = "default_max_delete_percent")]
-    pub max_delete_percent: u8,
+    /// entries (100 = no limit) is refused until the operator confirms it
+    /// with `fsjournal resync --force`: rsync `--max-delete`'s idea, as a
+    /// share, measured by a dry run first.
+    pub max_delete_percent: Percent,
     /// The cost model: when the pending paths reach this share of the
-    /// entries of the source's filesystem (percent of its used inodes,
-    /// `statvfs`; 0 = never), one `rsync -a --delete` of the whole root
-    /// replaces the file lists, which would be slower (push/cost.rs).
-    #[serde(default = "default_full_push_percent")]
-    pub full_push_percent: u8,
-    /// rsync runs at once for one batch to this target (runs, ≥ 1): each
-    /// run's list is cut into parts that share no directory
-    /// (push/split.rs); `[push] max_parallel` still bounds all runs.
-    #[serde(default = "default_parallel_transfers")]
-    pub parallel_transfers: usize,
+    /// entries of the source's filesystem (of its used inodes, `statvfs`;
+    /// 0 = never), one `rsync -a --delete` of the whole root replaces the
+    /// file lists, which would be slower (push/cost.rs).
+    pub full_push_percent: Percent,
+    /// rsync runs at once for one batch to this target (runs): each run's
+    /// list is cut into parts that share no directory (push/split.rs);
+    /// `[push] max_parallel` still bounds all runs.
+    pub parallel_transfers: NonZeroUsize,
 }
 
-fn default_batch_max_files() -> usize {
-    10_000
-}
-fn default_batch_delay_ms() -> u64 {
-    1_000
-}
-fn default_retry_max_ms() -> u64 {
-    60_000
-}
-fn default_settle_max_ms() -> u64 {
-    60_000
-}
-fn default_verify_interval_s() -> u64 {
-    300
-}
-fn default_verify_slices() -> u32 {
-    12
-}
-fn default_hook_timeout_s() -> u64 {
-    60
-}
-fn default_max_delete_percent() -> u8 {
-    50
-}
-fn default_full_push_percent() -> u8 {
-    60
-}
-fn default_parallel_transfers() -> usize {
-    1
-}
+// The defaults of the keys that have a range, shared by the typed
+// configuration and `validate.rs` (which applies them to keys not written);
+// each `expect` runs at compile time.
+const DEFAULT_DIRTY_INODES: NonZeroU32 = NonZeroU32::new(1 << 16).expect("not zero");
+const DEFAULT_MAX_PARALLEL: NonZeroUsize = NonZeroUsize::new(4).expect("not zero");
+const DEFAULT_BATCH_MAX_FILES: NonZeroUsize = NonZeroUsize::new(10_000).expect("not zero");
+const DEFAULT_VERIFY_SLICES: NonZeroU32 = NonZeroU32::new(12).expect("not zero");
+const DEFAULT_PARALLEL_TRANSFERS: NonZeroUsize = NonZeroUsize::MIN;
+const DEFAULT_MAX_DELETE_PERCENT: Percent = Percent::new(50).expect("at most 100");
+const DEFAULT_FULL_PUSH_PERCENT: Percent = Percent::new(60).expect("at most 100");
 
 impl SyncConfig {
-    /// A sync with every optional key at its default.
-    pub fn new(name: &str, source: PathBuf, target: String) -> SyncConfig {
+    /// A sync of `source` to `target` with every optional key at its
+    /// default, as if the table named only these three. The values are
+    /// taken as they are: a configuration read from a file or the command
+    /// line is checked ([`Config::parse`], [`Config::from_command_line`]).
+    pub fn new(name: &str, source: PathBuf, target: Target) -> SyncConfig {
         SyncConfig {
             name: name.to_string(),
-            source: Spanned::new(0..0, source),
-            target: Spanned::new(0..0, target),
+            source,
+            target,
             password_file: None,
             ssh_command: None,
-            batch_max_files: default_batch_max_files(),
+            batch_max_files: DEFAULT_BATCH_MAX_FILES,
             batch_max_bytes: 0,
-            batch_delay_ms: default_batch_delay_ms(),
-            retry_max_ms: default_retry_max_ms(),
+            batch_delay_ms: 1_000,
+            retry_max_ms: 60_000,
             io_timeout_s: None,
             connect_timeout_s: None,
             bwlimit: None,
             rsync_args: Vec::new(),
-            exclude: None,
+            excludes: Excludes::default(),
             settle_ms: 0,
-            settle_max_ms: default_settle_max_ms(),
+            settle_max_ms: 60_000,
             hard_links: false,
             xattrs: false,
             acls: false,
-            verify_interval_s: default_verify_interval_s(),
-            verify_slices: default_verify_slices(),
+            verify_interval_s: 300,
+            verify_slices: DEFAULT_VERIFY_SLICES,
             before_full_sync: None,
             after_push: None,
-            hook_timeout_s: default_hook_timeout_s(),
+            hook_timeout_s: 60,
             history_days: 0,
-            max_delete_percent: default_max_delete_percent(),
-            full_push_percent: default_full_push_percent(),
-            parallel_transfers: default_parallel_transfers(),
+            max_delete_percent: DEFAULT_MAX_DELETE_PERCENT,
+            full_push_percent: DEFAULT_FULL_PUSH_PERCENT,
+            parallel_transfers: DEFAULT_PARALLEL_TRANSFERS,
         }
     }
 
     /// The exclude patterns as written (empty when none).
     pub fn exclude_patterns(&self) -> &[String] {
-        self.exclude
-            .as_ref()
-            .map_or(&[][..], |e| e.get_ref().as_slice())
-    }
-
-    /// The compiled exclude list (validated at load time, so this cannot fail later).
-    pub fn excludes(&self) -> Excludes {
-        Excludes::new(self.exclude_patterns()).expect("excludes validated at load")
-    }
-
-    /// The parsed target (validated at load time, so this cannot fail later).
-    pub fn target(&self) -> Target {
-        Target::parse(self.target.get_ref()).expect("target validated at load")
+        self.excludes.patterns()
     }
 
     /// rsync's I/O timeout (s; 0 = none): `io_timeout_s`, else
@@ -388,7 +323,7 @@ impl SyncConfig {
     /// [`target::LOCAL_IO_TIMEOUT_S`] for a local directory.
     pub fn io_timeout(&self) -> u64 {
         self.io_timeout_s
-            .unwrap_or_else(|| self.target().default_io_timeout_s())
+            .unwrap_or_else(|| self.target.default_io_timeout_s())
     }
 
     /// The connect timeout (s; 0 = none): `connect_timeout_s`, else
@@ -399,7 +334,7 @@ impl SyncConfig {
 }
 
 impl Config {
-    /// Reads and validates a TOML file.
+    /// Reads and checks a TOML file.
     ///
     /// Errors: unreadable file, TOML syntax, unknown or mistyped key, or a
     /// semantic problem; each as a [`ConfigError`] with file, line and key.
@@ -409,281 +344,61 @@ impl Config {
         Ok(Config::parse(&text, &path.display().to_string())?)
     }
 
-    /// Parses and validates TOML text; `file` names it in errors. A syntax
-    /// or type error stops parsing (one error); semantic checks report every
-    /// problem.
+    /// Parses and checks TOML text; `file` names it in errors. A syntax or
+    /// type error stops parsing (one error); semantic checks report every
+    /// problem, each at the line of its value (line 0 for a key not
+    /// written, such as a missing `[[sync]]`).
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigErrors> {
-        let located = |(span, key, message): Problem| ConfigError {
+        let located = |problem: Problem| ConfigError {
             file: file.to_string(),
-            line: span
-                .or_else(|| key_span(text, &key))
-                .map_or(0, |s| line_of(text, s.start)),
-            key,
-            message,
+            line: problem.span.map_or(0, |s| line_of(text, s.start)),
+            key: problem.key,
+            message: problem.message,
         };
-        let deserializer = toml::de::Deserializer::parse(text).map_err(|e| {
-            ConfigErrors(vec![located((
-                e.span(),
-                String::new(),
-                e.message().to_string(),
-            ))])
-        })?;
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            ConfigErrors(vec![located((
-                inner.span(),
-                key,
-                inner.message().to_string(),
-            ))])
-        })?;
-        let journal_span = toml::from_str::<JournalSpan>(text)
-            .ok()
-            .and_then(|s| s.journal.path.map(|p| p.span()));
+        let raw = RawConfig::parse(text).map_err(|p| ConfigErrors(vec![located(p)]))?;
         let place = |node: &Node| {
             let line = node.span.clone().map_or(0, |s| line_of(text, s.start));
             format!("{file}:{line}: key `{}`", node.key)
         };
-        let mut problems = config.validate();
-        problems.extend(config.path_problems(journal_span, &place));
-        if !problems.is_empty() {
-            return Err(ConfigErrors(problems.into_iter().map(located).collect()));
-        }
-        Ok(config)
+        validate::config(raw, &place)
+            .map_err(|problems| ConfigErrors(problems.into_iter().map(located).collect()))
     }
 
-    /// The configuration of `fsjournal run --source DIR --dest TARGET`.
+    /// The configuration of `fsjournal run --source DIR --dest TARGET`
+    /// (`journal`: `--journal`, else [`DEFAULT_JOURNAL_DIR`]), checked as a
+    /// file would be. Errors: every problem, at file `<command line>`, line
+    /// 0, each key named by its option (`--source`, `--dest`, `--journal`).
     pub fn from_command_line(
         source: PathBuf,
         dest: String,
         journal: Option<PathBuf>,
     ) -> Result<Config, ConfigErrors> {
-        let mut config = Config {
-            journal: JournalConfig::default(),
-            capture: CaptureConfig::default(),
-            metrics: MetricsConfig::default(),
-            push: PushConfig::default(),
-            sync: vec![SyncConfig::new("default", source, dest)],
-        };
         let journal_given = journal.is_some();
-        if let Some(journal) = journal {
-            config.journal.path = journal;
-        }
+        let raw = RawConfig {
+            journal: RawJournal {
+                path: journal.map(|path| Spanned::new(0..0, path)),
+                ..RawJournal::default()
+            },
+            sync: Some(Spanned::new(
+                0..0,
+                vec![RawSync::unwritten("default", source, dest)],
+            )),
+            ..RawConfig::default()
+        };
         let place = |node: &Node| match node.role {
             Role::Journal if !journal_given => "the default of --journal".to_string(),
             _ => option_of(&node.key),
         };
-        let mut problems = config.validate();
-        problems.extend(config.path_problems(None, &place));
-        if !problems.is_empty() {
-            let errors = problems.into_iter().map(|(_, key, message)| ConfigError {
+        validate::config(raw, &place).map_err(|problems| {
+            let errors = problems.into_iter().map(|problem| ConfigError {
                 file: "<command line>".into(),
                 line: 0,
-                key: option_of(&key),
-                message,
+                key: option_of(&problem.key),
+                message: problem.message,
             });
-            return Err(ConfigErrors(errors.collect()));
-        }
-        Ok(config)
+            ConfigErrors(errors.collect())
+        })
     }
-
-    /// The journal, the sources and the local targets, as a path graph
-    /// (see `config/paths.rs`) whose overlaps are problems, each reported at
-    /// one end and naming the other end's `place`.
-    fn path_problems(
-        &self,
-        journal_span: Option<Range<usize>>,
-        place: &dyn Fn(&Node) -> String,
-    ) -> Vec<Problem> {
-        let mut nodes = vec![Node::new(
-            Role::Journal,
-            "journal.path".into(),
-            journal_span,
-            &self.journal.path,
-        )];
-        for (i, sync) in self.sync.iter().enumerate() {
-            let source = sync.source.get_ref();
-            let key = |k: &str| format!("sync[{i}].{k}");
-            nodes.push(Node::new(
-                Role::Source,
-                key("source"),
-                Some(sync.source.span()),
-                source,
-            ));
-            if let Ok(Target::Local(dir)) = Target::parse(sync.target.get_ref()) {
-                nodes.push(Node::new(
-                    Role::Target,
-                    key("target"),
-                    Some(sync.target.span()),
-                    &dir,
-                ));
-            }
-        }
-        paths::clashes(&nodes)
-            .iter()
-            .map(|clash| {
-                let at = &nodes[clash.at];
-                let message = paths::describe(&nodes, clash, place);
-                (at.span.clone(), at.key.clone(), message)
-            })
-            .collect()
-    }
-
-    /// Semantic checks: every problem, each with the value's span and dotted key.
-    fn validate(&self) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        if self.sync.is_empty() {
-            problems.push((
-                None,
-                "sync".into(),
-                "at least one [[sync]] table is required".into(),
-            ));
-        }
-        let ring = self.capture.ring_buffer_bytes;
-        if ring < 4096 || !ring.is_power_of_two() {
-            problems.push((
-                None,
-                "capture.ring_buffer_bytes".into(),
-                format!("{ring}: expected a power of two >= 4096 (bytes)"),
-            ));
-        }
-        if self.push.max_parallel == 0 {
-            problems.push((
-                None,
-                "push.max_parallel".into(),
-                "expected a number of rsync runs >= 1".into(),
-            ));
-        }
-        if self.capture.dirty_inodes == 0 {
-            problems.push((
-                None,
-                "capture.dirty_inodes".into(),
-                "expected a number of inodes >= 1".into(),
-            ));
-        }
-        let mut names = HashSet::new();
-        for (i, sync) in self.sync.iter().enumerate() {
-            problems.extend(sync.problems(i, &mut names));
-        }
-        problems
-    }
-}
-
-impl SyncConfig {
-    /// The problems of the `i`th `[[sync]]` table; `names` holds the names
-    /// of the tables before it (a name must be unique).
-    fn problems(&self, i: usize, names: &mut HashSet<String>) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        let key = |k: &str| format!("sync[{i}].{k}");
-        if self.name.is_empty()
-            || self.name.contains(['/', '\0'])
-            || !names.insert(self.name.clone())
-        {
-            problems.push((
-                None,
-                key("name"),
-                format!(
-                    "`{}` must be a unique, non-empty name without `/`",
-                    self.name
-                ),
-            ));
-        }
-        let source = self.source.get_ref();
-        if let Err(message) = check_source(source) {
-            problems.push((Some(self.source.span()), key("source"), message));
-        }
-        match Target::parse(self.target.get_ref()) {
-            Err(message) => problems.push((Some(self.target.span()), key("target"), message)),
-            Ok(Target::Local(dir)) if !dir.is_dir() && !dir.parent().is_some_and(Path::is_dir) => {
-                problems.push((
-                    Some(self.target.span()),
-                    key("target"),
-                    format!(
-                        "{}: neither it nor its parent directory exists (rsync creates only the last component)",
-                        dir.display()
-                    ),
-                ));
-            }
-            Ok(_) => {}
-        }
-        if let Some(Err(message)) = self
-            .password_file
-            .as_ref()
-            .map(|f| check_private_file(f.get_ref()))
-        {
-            problems.push((
-                self.password_file.as_ref().map(Spanned::span),
-                key("password_file"),
-                message,
-            ));
-        }
-        if let Some(Err(message)) = self.exclude.as_ref().map(|e| Excludes::new(e.get_ref())) {
-            problems.push((
-                self.exclude.as_ref().map(Spanned::span),
-                key("exclude"),
-                message,
-            ));
-        }
-        if let Some(Err(message)) = self.bwlimit.as_ref().map(|b| check_rate(b.get_ref())) {
-            problems.push((
-                self.bwlimit.as_ref().map(Spanned::span),
-                key("bwlimit"),
-                message,
-            ));
-        }
-        if self.verify_slices == 0 {
-            problems.push((
-                None,
-                key("verify_slices"),
-                "expected a number of slices >= 1".into(),
-            ));
-        }
-        if self.batch_max_files == 0 {
-            problems.push((
-                None,
-                key("batch_max_files"),
-                "expected a number of paths >= 1".into(),
-            ));
-        }
-        if self.parallel_transfers == 0 {
-            problems.push((
-                None,
-                key("parallel_transfers"),
-                "expected a number of rsync runs >= 1".into(),
-            ));
-        }
-        if self.full_push_percent > 100 {
-            problems.push((
-                None,
-                key("full_push_percent"),
-                format!("{}: expected a share of the source's entries from 0 to 100 (percent; 0 = never)", self.full_push_percent),
-            ));
-        }
-        if self.max_delete_percent > 100 {
-            problems.push((
-                None,
-                key("max_delete_percent"),
-                format!(
-                    "{}: expected a share of the target from 0 to 100 (percent; 100 = no limit)",
-                    self.max_delete_percent
-                ),
-            ));
-        }
-        problems
-    }
-}
-
-/// `[journal] path`'s span, read beside the configuration (whose
-/// `JournalConfig.path` is a plain path) to name its line in errors.
-#[derive(Deserialize)]
-struct JournalSpan {
-    #[serde(default)]
-    journal: JournalPathSpan,
-}
-
-#[derive(Default, Deserialize)]
-struct JournalPathSpan {
-    path: Option<Spanned<PathBuf>>,
 }
 
 /// The `fsjournal run` option a key comes from without `--config`.
@@ -691,68 +406,6 @@ fn option_of(key: &str) -> String {
     key.replace("journal.path", "--journal")
         .replace("sync[0].source", "--source")
         .replace("sync[0].target", "--dest")
-}
-
-/// A source must be an existing directory, written absolute.
-fn check_source(source: &Path) -> Result<(), String> {
-    if !source.is_absolute() {
-        return Err("expected an absolute path".into());
-    }
-    match std::fs::metadata(source) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err("is not a directory".into()),
-        Err(e) => Err(format!("{}: {e}", source.display())),
-    }
-}
-
-/// A secret file must exist, be readable, be private (no group/other bits)
-/// and be owned by root, as rsync itself demands of `--password-file` when
-/// run as root (authenticate.c: "password file must be owned by root when
-/// running as root"); the agent runs as root.
-fn check_private_file(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    if meta.uid() != 0 {
-        return Err(format!(
-            "{} is owned by uid {}, not root: rsync, run as root by the agent, refuses it (\"password file must be owned by root when running as root\") and every push would fail; chown root {}",
-            path.display(),
-            meta.uid(),
-            path.display()
-        ));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} has mode {mode:04o}; expected 0600 or stricter (chmod 600)",
-            path.display()
-        ));
-    }
-    std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(())
-}
-
-/// A rate as rsync's `--bwlimit` takes it: a number (KiB/s) with an
-/// optional fraction and unit suffix (`K`, `M`, `G`, optionally followed by
-/// `B` or `iB`), e.g. `500`, `1.5M`, `10MiB`; rsync(1) "--bwlimit".
-fn check_rate(rate: &str) -> Result<(), String> {
-    let digits_end = rate
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(rate.len());
-    let (number, suffix) = rate.split_at(digits_end);
-    let number_ok = number.parse::<f64>().is_ok_and(|n| n > 0.0);
-    let suffix_ok = suffix.is_empty()
-        || suffix.len() <= 3
-            && suffix.starts_with(['K', 'M', 'G', 'k', 'm', 'g'])
-            && ["", "B", "b", "iB", "ib"].contains(&&suffix[1..]);
-    if number_ok && suffix_ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{rate}`: expected a rate > 0 in KiB/s, or with a suffix K, M or G (e.g. \"500\", \"10M\")"
-        ))
-    }
 }
 
 /// 1-based line number of a byte offset.
@@ -764,41 +417,10 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// Where the value of `key` is written in `text`: `key` as problems name
-/// it, dotted with array indexes (`capture.ring_buffer_bytes`,
-/// `sync[1].verify_slices`). `None` when the key is not written (its
-/// default was used) or the text does not parse. Semantic checks run on
-/// the deserialized values, which keep no position; this finds it again.
-fn key_span(text: &str, key: &str) -> Option<Range<usize>> {
-    use toml::de::{DeTable, DeValue};
-    let document = DeTable::parse(text).ok()?;
-    let mut table: Option<&DeTable> = Some(document.get_ref());
-    let mut span = None;
-    for part in key.split('.') {
-        let (name, index) = match part.split_once('[') {
-            Some((name, index)) => (
-                name,
-                Some(index.trim_end_matches(']').parse::<usize>().ok()?),
-            ),
-            None => (part, None),
-        };
-        let (_, value) = table?.iter().find(|(k, _)| k.get_ref().as_ref() == name)?;
-        let value = match (value.get_ref(), index) {
-            (DeValue::Array(items), Some(index)) => items.get(index)?,
-            (_, None) => value,
-            _ => return None,
-        };
-        span = Some(value.span());
-        table = match value.get_ref() {
-            DeValue::Table(inner) => Some(inner),
-            _ => None,
-        };
-    }
-    span
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     /// The first error of a configuration that must not parse.
@@ -817,7 +439,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.journal.path, PathBuf::from(DEFAULT_JOURNAL_DIR));
-        assert_eq!(config.sync[0].batch_max_files, 10_000);
+        assert_eq!(config.sync[0].batch_max_files.get(), 10_000);
         assert_eq!(config.sync[0].batch_delay_ms, 1_000);
         assert_eq!(config.capture.backend, BackendChoice::Auto);
     }
@@ -1082,7 +704,7 @@ mod tests {
     #[test]
     fn push_parallelism_defaults_to_four_and_must_be_positive() {
         let sync = "[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/x\"\n";
-        assert_eq!(parse(sync).unwrap().push.max_parallel, 4);
+        assert_eq!(parse(sync).unwrap().push.max_parallel.get(), 4);
         let err = parse_err(&format!("[push]\nmax_parallel = 0\n{sync}"));
         assert_eq!(err.key, "push.max_parallel", "{err}");
         assert_eq!(err.line, 2, "{err}");

@@ -50,7 +50,7 @@ pub fn run(config: Config, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     let (roots, syncs) = register_roots(&config, &journal)?;
     let (capture, mut info) = arm_capture(&config, &roots, &journal, started)?;
     let signals = Signals::install()?;
-    let runs = Arc::new(Runs::new(config.push.max_parallel));
+    let runs = Arc::new(Runs::new(config.push.max_parallel.get()));
     let mut inboxes: HashMap<String, Inbox> = HashMap::new();
     let mut pushers = Vec::new();
     for (sync, root) in syncs {
@@ -114,13 +114,10 @@ fn register_roots(
     let mut roots: Vec<Root> = Vec::new();
     let mut syncs = Vec::new();
     for sync in &config.sync {
-        let path: PathBuf = sync.source.get_ref().canonicalize().with_context(|| {
-            format!(
-                "source {} of sync {}",
-                sync.source.get_ref().display(),
-                sync.name
-            )
-        })?;
+        let path: PathBuf = sync
+            .source
+            .canonicalize()
+            .with_context(|| format!("source {} of sync {}", sync.source.display(), sync.name))?;
         let id = journal.register_root(&path)?;
         let position = roots.iter().position(|r| r.id == id).unwrap_or_else(|| {
             roots.push(Root {
@@ -130,9 +127,9 @@ fn register_roots(
             });
             roots.len() - 1
         });
-        roots[position].excludes.add(sync.excludes());
+        roots[position].excludes.add(sync.excludes.clone());
         let mut sync = sync.clone();
-        *sync.source.get_mut() = path;
+        sync.source = path;
         syncs.push((sync, id));
     }
     let names: Vec<&str> = config.sync.iter().map(|s| s.name.as_str()).collect();

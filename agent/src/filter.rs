@@ -51,6 +51,12 @@ impl Excludes {
         })
     }
 
+    /// The patterns as written (empty when none), e.g. for rsync's
+    /// `--exclude`.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
     /// True when `path` (root-relative) or one of its parent directories is
     /// excluded. The root itself (`""`) never is.
     pub fn is_excluded(&self, path: &[u8]) -> bool {

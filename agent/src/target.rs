@@ -8,6 +8,7 @@
 //! `parse_hostspec` in main.c), and remote-shell paths that would land
 //! somewhere the operator did not name.
 
+use std::fmt;
 use std::path::PathBuf;
 
 /// A push destination, parsed from a `target = "…"` string.
@@ -97,6 +98,17 @@ impl Target {
         match self {
             Target::Local(_) => LOCAL_IO_TIMEOUT_S,
             Target::Daemon(_) | Target::Ssh(_) => REMOTE_IO_TIMEOUT_S,
+        }
+    }
+}
+
+/// The target as written in the configuration (the string [`Target::parse`]
+/// read: a local directory's path is kept as given, so this is exact).
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Local(path) => write!(f, "{}", path.display()),
+            Target::Daemon(spec) | Target::Ssh(spec) => f.write_str(spec),
         }
     }
 }

@@ -175,8 +175,8 @@ fn load(
     crate::private_dir::ensure(pin_dir, "eBPF pin directory")?;
     let mut loader = EbpfLoader::new();
     loader
-        .map_max_entries("EVENTS", config.ring_buffer_bytes)
-        .map_max_entries("DIRTY", config.dirty_inodes);
+        .map_max_entries("EVENTS", config.ring_buffer_bytes.get())
+        .map_max_entries("DIRTY", config.dirty_inodes.get());
     for (global, offset) in globals {
         loader.override_global(global, offset, true);
     }
@@ -350,7 +350,7 @@ impl EbpfCapture {
         tracing::info!(
             rung = rung.name,
             filesystems = filesystems.len(),
-            ring_buffer_bytes = config.ring_buffer_bytes,
+            ring_buffer_bytes = config.ring_buffer_bytes.get(),
             pins = %pin_dir.display(),
             adopted,
             lost_while_down = drops.lost_while_down,

@@ -37,8 +37,8 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
                 println!(
                     "  sync {}: {} → {}",
                     sync.name,
-                    sync.source.get_ref().display(),
-                    sync.target.get_ref()
+                    sync.source.display(),
+                    sync.target
                 );
             }
         }
@@ -63,7 +63,7 @@ mod tests {
             .replace("/var/lib/jenkins", dir.path().to_str().unwrap())
             .replace("/etc/fsjournal/standby.secret", secret.to_str().unwrap());
         let config = Config::parse(&text, "jenkins.toml").unwrap();
-        let excludes = config.sync[0].excludes();
+        let excludes = &config.sync[0].excludes;
         assert!(excludes.is_excluded(b"jobs/a/workspace/x"));
         assert!(
             excludes.is_excluded(b"jobs/a/atomic8419270617485271234tmp"),

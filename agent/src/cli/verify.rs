@@ -66,11 +66,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     for sync in syncs {
         let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
             "comparing {} with {}",
-            sync.source.get_ref().display(),
-            sync.target.get_ref()
+            sync.source.display(),
+            sync.target
         ));
         bar.enable_steady_tick(Duration::from_millis(100));
-        let mut cmd = rsync::command(sync, sync.source.get_ref(), Mode::VerifyAll);
+        let mut cmd = rsync::command(sync, &sync.source, Mode::VerifyAll);
         if args.checksum {
             cmd = rsync::with_option(cmd, "--checksum");
         }

@@ -38,7 +38,6 @@ use anyhow::Context;
 use self::rsync::{Lists, Mode, RsyncError};
 use self::runs::Runs;
 use crate::config::SyncConfig;
-use crate::filter::Excludes;
 use crate::journal::{
     now_ms, Batch, HeldPath, HoldReason, Journal, PushStrategy, RootId, Scope, Seq, TargetState,
 };
@@ -53,12 +52,10 @@ const TICK_MS: u64 = 100;
 
 /// One target's push loop.
 pub struct Pusher {
+    /// The sync, its source canonical (the root as registered).
     sync: SyncConfig,
-    excludes: Excludes,
     root: RootId,
     source: PathBuf,
-    /// The target directory when it is local (rsync names it in errors).
-    local_target: Option<PathBuf>,
     journal: Arc<Journal>,
     stop: Arc<AtomicBool>,
     /// Operator requests for this target (see `requests.rs`), filled by the supervisor.
@@ -83,19 +80,12 @@ impl Pusher {
         inbox: Inbox,
         runs: Arc<Runs>,
     ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
-        let source = sync.source.get_ref().clone();
-        let excludes = sync.excludes();
-        let local_target = match sync.target() {
-            Target::Local(dir) => Some(dir),
-            _ => None,
-        };
+        let source = sync.source.clone();
         let armed = interlock::ArmedRoot::open(&source)?;
         let pusher = Pusher {
             sync,
-            excludes,
             root,
             source,
-            local_target,
             journal,
             stop,
             inbox,
@@ -163,9 +153,11 @@ impl Pusher {
                 self.verify_slice(&mut state)?;
             }
             let seen = self.journal.last_seq();
-            let mut batch =
-                self.journal
-                    .pending_batch(self.root, state.cursor, self.sync.batch_max_files)?;
+            let mut batch = self.journal.pending_batch(
+                self.root,
+                state.cursor,
+                self.sync.batch_max_files.get(),
+            )?;
             if self.sync.batch_max_bytes > 0 {
                 batch.limit_bytes(self.sync.batch_max_bytes, |path| {
                     let path = self.source.join(std::ffi::OsStr::from_bytes(path));
@@ -224,7 +216,7 @@ impl Pusher {
     /// no cursor or it cannot be trusted; saved before returning, so a crash
     /// during the full sync repeats it.
     fn validated_state(&self) -> anyhow::Result<TargetState> {
-        let target = self.sync.target.get_ref().clone();
+        let target = self.sync.target.to_string();
         let excludes = self.sync.exclude_patterns().to_vec();
         let stored = self.journal.target_state(self.name())?;
         let reason = match &stored {
@@ -297,7 +289,7 @@ impl Pusher {
         {
             return Ok(Some(reason));
         }
-        if self.sync.max_delete_percent >= 100 {
+        if self.sync.max_delete_percent.get() >= 100 {
             return Ok(None);
         }
         let Some(stats) = self.retry(state, |pusher| pusher.rsync(Mode::FullPreview, &[]))? else {
@@ -315,7 +307,7 @@ impl Pusher {
             entries = preview.target_entries,
             "full sync preview"
         );
-        Ok(preview.refusal(self.sync.max_delete_percent, self.name()))
+        Ok(preview.refusal(self.sync.max_delete_percent.get(), self.name()))
     }
 
     /// Records a safety interlock's refusal as a failed push (red health,
@@ -407,7 +399,7 @@ impl Pusher {
         for p in batch
             .paths
             .iter()
-            .filter(|p| !self.excludes.is_excluded(&p.path))
+            .filter(|p| !self.sync.excludes.is_excluded(&p.path))
         {
             let path = HeldPath {
                 path: p.path.clone(),
@@ -442,7 +434,7 @@ impl Pusher {
         // What a replay placed is judged by rsync's quick check from here
         // on: the files it cannot judge go in the `--ignore-times` list.
         for path in self.replay_renames(state.cursor, batch.high_seq)? {
-            for blind in renames::blind_below(&self.source, &path, &self.excludes) {
+            for blind in renames::blind_below(&self.source, &path, &self.sync.excludes) {
                 if !push.iter().any(|p| p.path == blind) {
                     push.push(HeldPath {
                         path: blind,
@@ -517,7 +509,7 @@ impl Pusher {
     ) -> Result<(Vec<usize>, bool), RsyncError> {
         let (mut refused, mut on_source) = (Vec::new(), true);
         for (mode, list) in lists.by_mode() {
-            let parts = split::disjoint_parts(list, self.sync.parallel_transfers);
+            let parts = split::disjoint_parts(list, self.sync.parallel_transfers.get());
             let run_part = |part: &Vec<rsync::Listed>| {
                 let paths: Vec<&[u8]> = part.iter().map(|(path, _)| path.as_slice()).collect();
                 self.rsync(mode, &paths)
@@ -558,7 +550,7 @@ impl Pusher {
             .journal
             .pending_summary(self.root, state.cursor, |_| {})?;
         let inodes = crate::host::used_inodes(&self.source).unwrap_or(0);
-        let percent = self.sync.full_push_percent;
+        let percent = self.sync.full_push_percent.get();
         if !cost::full_push_pays(percent, pending, inodes) {
             return Ok(false);
         }
@@ -657,15 +649,17 @@ impl Pusher {
             .journal
             .renames(self.root, cursor, high_seq)?
             .into_iter()
-            .filter(|r| !self.excludes.is_excluded(&r.from) && !self.excludes.is_excluded(&r.to))
+            .filter(|r| {
+                !self.sync.excludes.is_excluded(&r.from) && !self.sync.excludes.is_excluded(&r.to)
+            })
             .collect();
         if renames.is_empty() {
             return Ok(Vec::new());
         }
         let started = Instant::now();
-        let replayed: Vec<Vec<u8>> = match &self.local_target {
-            Some(dir) => renames::replay_local(self.name(), dir, &renames),
-            None => renames::seeds(&self.source, &renames)
+        let replayed: Vec<Vec<u8>> = match &self.sync.target {
+            Target::Local(dir) => renames::replay_local(self.name(), dir, &renames),
+            Target::Daemon(_) | Target::Ssh(_) => renames::seeds(&self.source, &renames)
                 .into_iter()
                 .filter(|seed| self.seed(seed))
                 .map(|seed| seed.to)
@@ -683,7 +677,7 @@ impl Pusher {
 
     /// One [`Mode::Seed`] run; false (logged) when rsync failed.
     fn seed(&self, seed: &renames::Seed) -> bool {
-        let listed = renames::listing(&self.source, &seed.to, &self.excludes);
+        let listed = renames::listing(&self.source, &seed.to, &self.sync.excludes);
         let list: Vec<&[u8]> = listed.iter().map(Vec::as_slice).collect();
         let cmd = rsync::seed_command(&self.sync, &self.source, &seed.from, &seed.to);
         let result = self.run_rsync(Mode::Seed, cmd, &list);
@@ -736,7 +730,7 @@ impl Pusher {
     /// the source, and a local target's directory.
     fn error_prefixes(&self) -> Vec<&Path> {
         let mut prefixes = vec![self.source.as_path()];
-        if let Some(dir) = self.local_target.as_deref() {
+        if let Target::Local(dir) = &self.sync.target {
             prefixes.push(dir);
         }
         prefixes

@@ -128,7 +128,7 @@ pub fn command(sync: &SyncConfig, source: &Path, mode: Mode) -> Command {
     source_arg.push("/");
     operands(
         &mut cmd,
-        [source_arg, sync.target().rsync_destination().into()],
+        [source_arg, sync.target.rsync_destination().into()],
     );
     cmd
 }
@@ -149,7 +149,7 @@ pub fn seed_command(sync: &SyncConfig, source: &Path, from: &[u8], to: &[u8]) ->
     cmd.arg(OsStr::from_bytes(&link_dest));
     let mut source_arg = source.join(OsStr::from_bytes(to)).into_os_string();
     source_arg.push("/");
-    let mut dest = sync.target().rsync_destination().into_bytes();
+    let mut dest = sync.target.rsync_destination().into_bytes();
     dest.extend_from_slice(to);
     dest.push(b'/');
     operands(&mut cmd, [source_arg, OsString::from_vec(dest)]);
@@ -221,7 +221,7 @@ fn options(sync: &SyncConfig, mode: Mode) -> Command {
         }
     }
     if let Some(rate) = &sync.bwlimit {
-        cmd.arg(format!("--bwlimit={}", rate.get_ref()));
+        cmd.arg(format!("--bwlimit={rate}"));
     }
     // The very patterns capture filters with (see filter.rs).
     cmd.args(
@@ -275,14 +275,14 @@ pub fn connection(sync: &SyncConfig) -> Command {
     }
     if let Some(password_file) = &sync.password_file {
         let mut arg = OsString::from("--password-file=");
-        arg.push(password_file.get_ref());
+        arg.push(password_file);
         cmd.arg(arg);
     }
-    let target = sync.target();
+    let target = &sync.target;
     if matches!(target, Target::Daemon(_)) && sync.ssh_command.is_none() && connect_timeout > 0 {
         cmd.arg(format!("--contimeout={connect_timeout}"));
     }
-    let shell = match (&sync.ssh_command, &target) {
+    let shell = match (&sync.ssh_command, target) {
         (Some(shell), _) => Some(shell.clone()),
         (None, Target::Ssh(_)) => Some("ssh".to_string()),
         (None, _) => None,
@@ -451,7 +451,7 @@ pub fn prune_history(sync: &SyncConfig, stop: &AtomicBool) {
     empty_dir.push("/");
     let destination = format!(
         "{}{}/",
-        sync.target().rsync_destination(),
+        sync.target.rsync_destination(),
         history::HISTORY_DIR
     );
     operands(&mut cmd, [empty_dir, destination.into()]);
@@ -597,12 +597,18 @@ pub fn unescape(text: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::{command, connection, named_paths, with_option, Listed, Lists, Mode, Scope};
-    use crate::config::SyncConfig;
+    use crate::config::{Rate, SyncConfig};
+    use crate::target::Target;
+
+    /// A sync of `/src` to `target` (a valid target string).
+    fn sync_to(target: &str) -> SyncConfig {
+        SyncConfig::new("t", "/src".into(), Target::parse(target).unwrap())
+    }
 
     #[test]
     fn bwlimit_and_connection_options_reach_every_mode_before_the_source() {
-        let mut sync = SyncConfig::new("t", "/src".into(), "rsync://u@h/m".into());
-        sync.bwlimit = Some(toml::Spanned::new(0..0, "50M".into()));
+        let mut sync = sync_to("rsync://u@h/m");
+        sync.bwlimit = Some(Rate::new("50M").unwrap());
         sync.io_timeout_s = Some(30);
         for mode in [Mode::Incremental, Mode::Full, Mode::Verify] {
             let args: Vec<String> = command(&sync, "/src".as_ref(), mode)
@@ -631,7 +637,7 @@ mod tests {
 
     #[test]
     fn operands_follow_a_double_dash_in_every_mode() {
-        let mut sync = SyncConfig::new("t", "/src".into(), "/srv/replica".into());
+        let mut sync = sync_to("/srv/replica");
         sync.rsync_args = vec!["--checksum".into()];
         for mode in [
             Mode::Incremental,
@@ -656,7 +662,7 @@ mod tests {
 
     #[test]
     fn timeouts_fit_the_target_kind() {
-        let daemon = SyncConfig::new("t", "/src".into(), "rsync://u@h/m".into());
+        let daemon = sync_to("rsync://u@h/m");
         let daemon_args = args(&connection(&daemon));
         assert!(
             daemon_args.contains(&"--timeout=20".to_string())
@@ -665,7 +671,7 @@ mod tests {
             "{daemon_args:?}"
         );
 
-        let mut ssh = SyncConfig::new("t", "/src".into(), "root@standby:/srv".into());
+        let mut ssh = sync_to("root@standby:/srv");
         let args_of = |sync: &SyncConfig| args(&connection(sync));
         assert_eq!(
             args_of(&ssh),
@@ -689,7 +695,7 @@ mod tests {
             "not ssh: as written"
         );
 
-        let local = SyncConfig::new("t", "/src".into(), "/srv/r".into());
+        let local = sync_to("/srv/r");
         assert_eq!(args_of(&local), ["--timeout=120"]);
     }
 

@@ -34,13 +34,13 @@ impl Pusher {
     /// comparison (target down) is logged and skipped: pushes report outages.
     pub(super) fn verify_slice(&self, state: &mut TargetState) -> anyhow::Result<()> {
         let started_ms = now_ms();
-        let slices = self.sync.verify_slices.max(1);
+        let slices = self.sync.verify_slices.get();
         let slice = state.verify_slice % slices;
         let units: Vec<Vec<u8>> = slice_units(&self.source, slices as usize)
             .into_iter()
             .enumerate()
             .filter(|(i, unit)| {
-                *i % slices as usize == slice as usize && !self.excludes.is_excluded(unit)
+                *i % slices as usize == slice as usize && !self.sync.excludes.is_excluded(unit)
             })
             .map(|(_, unit)| unit)
             .collect();
