@@ -724,4 +724,41 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_file_becomes_the_typed_values_the_agent_uses() {
+        let config = parse("[capture]\nring_buffer_bytes = 8192\n[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"rsync://u@h/m\"\nexclude = [\"*.tmp\"]\nbwlimit = \"10M\"\nmax_delete_percent = 100\n").unwrap();
+        assert_eq!(config.capture.ring_buffer_bytes.get(), 8192);
+        let sync = &config.sync[0];
+        assert_eq!(sync.target, Target::Daemon("rsync://u@h/m".into()));
+        assert_eq!(sync.target.to_string(), "rsync://u@h/m");
+        assert!(sync.excludes.is_excluded(b"a/b.tmp"));
+        assert_eq!(sync.exclude_patterns(), ["*.tmp"]);
+        assert_eq!(
+            sync.bwlimit.as_ref().map(ToString::to_string),
+            Some("10M".into())
+        );
+        assert_eq!(sync.max_delete_percent.get(), 100);
+        assert_eq!(sync.full_push_percent.get(), 60);
+    }
+
+    #[test]
+    fn a_mistyped_or_out_of_range_value_of_a_later_sync_names_its_own_key() {
+        let sync = |extra: &str| {
+            format!("[[sync]]\nname = \"a\"\nsource = \"/tmp\"\ntarget = \"/srv/a\"\n[[sync]]\nname = \"b\"\nsource = \"/tmp\"\ntarget = \"/srv/b\"\n{extra}")
+        };
+        let err = parse_err(&sync("verify_slices = \"x\"\n"));
+        assert_eq!(
+            (err.line, err.key.as_str()),
+            (9, "sync[1].verify_slices"),
+            "{err}"
+        );
+        let err = parse_err(&sync("full_push_percent = 101\n"));
+        assert_eq!(
+            (err.line, err.key.as_str()),
+            (9, "sync[1].full_push_percent"),
+            "{err}"
+        );
+        assert!(err.message.starts_with("101: expected a share"), "{err}");
+    }
 }

@@ -159,6 +159,12 @@ fn at_least_one<N>(number: Option<N>, what: &str) -> Result<N, String> {
     number.ok_or_else(|| format!("expected a number of {what} >= 1"))
 }
 
+/// `percent` if it is at most 100, else "`percent`: expected a share of
+/// `expected`".
+fn share(percent: u8, expected: &str) -> Result<Percent, String> {
+    Percent::new(percent).ok_or_else(|| format!("{percent}: expected a share of {expected}"))
+}
+
 /// `[journal]`, which has nothing to check on its own (its path is a node
 /// of the graph).
 fn journal(raw: &RawJournal) -> JournalConfig {
@@ -260,19 +266,13 @@ fn limits(key: &dyn Fn(&str) -> String, raw: &RawSync, problems: &mut Problems) 
         key("full_push_percent"),
         raw.full_push_percent.as_ref(),
         super::DEFAULT_FULL_PUSH_PERCENT,
-        |&p| Percent::new(p).ok_or_else(|| format!("{p}: expected a share of the source's entries from 0 to 100 (percent; 0 = never)")),
+        |&p| share(p, "the source's entries from 0 to 100 (percent; 0 = never)"),
     );
     let max_delete_percent = problems.optional(
         key("max_delete_percent"),
         raw.max_delete_percent.as_ref(),
         super::DEFAULT_MAX_DELETE_PERCENT,
-        |&p| {
-            Percent::new(p).ok_or_else(|| {
-                format!(
-                    "{p}: expected a share of the target from 0 to 100 (percent; 100 = no limit)"
-                )
-            })
-        },
+        |&p| share(p, "the target from 0 to 100 (percent; 100 = no limit)"),
     );
     Some(Limits {
         verify_slices: verify_slices?,
