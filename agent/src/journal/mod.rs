@@ -284,8 +284,8 @@ impl Journal {
 
     /// Writes one meta record *without* an fsync of its own. RocksDB's WAL
     /// is one ordered log, and a synced write fsyncs everything before it,
-    /// so such a record is durable once the next synced
-    /// [`Journal::write`] returns (within a capture cycle while the agent runs). Only records
+    /// so such a record is durable once the next synced [`Journal::write`]
+    /// returns (within a capture cycle while the agent runs). Only records
     /// whose loss in a power cut before then costs nothing go this way: the
     /// format version and journal id of a new journal (an empty journal is
     /// created again), the root table (roots are registered again at every
