@@ -55,13 +55,14 @@ fn converges_under_churn_and_kill9s(backend: &str) {
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let status = status(&scratch);
     assert_eq!(
-        status["targets"][0]["full_syncs"], 1,
-        "seed {seed}: no full resync while the cursor is valid: {status:#}"
+        status.target().full_syncs,
+        1,
+        "seed {seed}: no full resync while the cursor is valid: {status:#?}"
     );
     assert_eq!(
-        status["targets"][0]["full_sync_needed"],
-        serde_json::Value::Null,
-        "seed {seed}: {status:#}"
+        status.target().full_sync_needed,
+        None,
+        "seed {seed}: {status:#?}"
     );
     eprintln!(
         "seed {seed}: {} operations, {kills} SIGKILLs, converged",
@@ -96,14 +97,16 @@ fn replica_converges_after_a_target_outage_during_churn() {
     wait_until(
         Duration::from_secs(30),
         "a push to fail against the stopped daemon",
-        || status(&scratch)["targets"][0]["consecutive_failures"].as_u64() >= Some(1),
+        || {
+            status(&scratch)
+                .first_target()
+                .is_some_and(|t| t.consecutive_failures >= 1)
+        },
     );
     let down = status(&scratch);
     assert!(
-        down["targets"][0]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("rsync exit")),
-        "seed {seed}: {down:#}"
+        down.target().error().contains("rsync exit"),
+        "seed {seed}: {down:#?}"
     );
     std::thread::sleep(Duration::from_secs(4));
     daemon.resume();
@@ -111,12 +114,13 @@ fn replica_converges_after_a_target_outage_during_churn() {
 
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_until(Duration::from_secs(10), "the error to clear", || {
-        status(&scratch)["targets"][0]["last_error"].is_null()
+        status(&scratch).target().last_error.is_none()
     });
     let status = status(&scratch);
     assert_eq!(
-        status["targets"][0]["full_syncs"], 1,
-        "seed {seed}: the outage needs no full resync: {status:#}"
+        status.target().full_syncs,
+        1,
+        "seed {seed}: the outage needs no full resync: {status:#?}"
     );
     agent.stop();
 }

@@ -167,13 +167,13 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
         Duration::from_secs(30),
         "a failed push with the changes pending",
         || {
-            let target = &status(&scratch)["targets"][0];
-            target["consecutive_failures"].as_u64() >= Some(1)
-                && target["pending"].as_u64() >= Some(4)
+            status(&scratch)
+                .first_target()
+                .is_some_and(|t| t.consecutive_failures >= 1 && t.pending >= 4)
         },
     );
     let status_json = status(&scratch);
-    let pending = status_json["targets"][0]["pending"].as_u64().unwrap();
+    let pending = status_json.target().pending;
 
     let text = fsjournal(&["status", "--journal", journal]);
     assert!(
@@ -182,7 +182,7 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
     );
     assert!(text.contains("FAILED"), "{text}");
     assert!(text.contains("health    1 problem(s)"), "{text}");
-    assert_eq!(status_json["health"]["ok"], false, "{status_json:#}");
+    assert!(!status_json.health.ok, "{status_json:#?}");
     let check = fsjournal_fails(&["status", "--check", "--journal", journal]);
     assert!(
         check.contains("not healthy: standby:") && check.contains("failed pushes in a row"),
@@ -201,12 +201,12 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
     .iter()
     .map(|p| std::fs::metadata(scratch.src().join(p)).unwrap().len())
     .sum();
-    let pending_bytes = status_json["targets"][0]["pending_bytes"].as_u64().unwrap();
+    let pending_bytes = status_json.target().pending_bytes;
     assert!(
         pending_bytes >= pending_files_bytes,
-        "{pending_bytes} < {pending_files_bytes}: {status_json:#}"
+        "{pending_bytes} < {pending_files_bytes}: {status_json:#?}"
     );
-    assert_eq!(status_json["targets"][0]["pending_bytes_estimated"], false);
+    assert!(!status_json.target().pending_bytes_estimated);
 
     let text = fsjournal(&["targets", "--journal", journal]);
     let lines: Vec<&str> = text.lines().collect();
@@ -224,7 +224,7 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
             "standby",
             daemon.url().as_str(),
             scratch.src().to_str().unwrap(),
-            &status_json["targets"][0]["cursor"].to_string(),
+            &status_json.target().cursor.to_string(),
             &pending.to_string()
         ],
         "{text}"
@@ -234,28 +234,19 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
         "the last error is shown:\n{text}"
     );
 
-    let targets: Value =
+    let targets: Vec<status::Target> =
         serde_json::from_str(&fsjournal(&["targets", "--json", "--journal", journal])).unwrap();
-    let targets = targets.as_array().unwrap();
     assert_eq!(targets.len(), 1);
     let t = &targets[0];
     assert_eq!(
-        (t["name"].as_str(), t["target"].as_str()),
-        (Some("standby"), Some(daemon.url().as_str()))
+        (t.name.as_str(), t.target.as_str()),
+        ("standby", daemon.url().as_str())
     );
-    assert_eq!(t["root_path"], scratch.src().to_str().unwrap());
-    assert_eq!(t["pending"], pending);
-    assert_eq!(t["full_syncs"], 1);
-    assert!(
-        t["lag_ms"].as_u64() > Some(0) && t["last_push_ms"].as_u64() > Some(0),
-        "{t:#}"
-    );
-    assert!(
-        t["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("rsync")),
-        "{t:#}"
-    );
+    assert_eq!(t.root_path, scratch.src().to_str().unwrap());
+    assert_eq!(t.pending, pending);
+    assert_eq!(t.full_syncs, 1);
+    assert!(t.lag_ms > 0 && t.last_push_ms > 0, "{t:#?}");
+    assert!(t.error().contains("rsync"), "{t:#?}");
 
     let listed = json_lines(&fsjournal(&[
         "pending",
@@ -271,7 +262,7 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
     assert!(
         listed.iter().all(|p| p["target"] == "standby"
             && p["reason"] == "journal"
-            && p["seq"].as_u64() > t["cursor"].as_u64()),
+            && p["seq"].as_u64() > Some(t.cursor)),
         "{listed:#?}"
     );
     for path in [
@@ -326,7 +317,7 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
     );
     assert_eq!(
         sample(&m, r#"fsjournal_target_cursor{target="standby"}"#),
-        t["cursor"].as_u64().unwrap() as f64
+        t.cursor as f64
     );
     assert!(sample(&m, "fsjournal_events_journaled_total") > 0.0);
     assert!(
@@ -335,7 +326,7 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
     );
     assert_eq!(
         sample(&m, "fsjournal_journal_last_seq"),
-        status_json["last_seq"].as_u64().unwrap() as f64
+        status_json.last_seq as f64
     );
     assert!(sample(&m, "fsjournal_journal_size_bytes") > 0.0);
     assert_eq!(sample(&m, "fsjournal_rescans_total"), 0.0);
@@ -351,7 +342,7 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
     wait_until(
         Duration::from_secs(30),
         "the pending paths to drain",
-        || status(&scratch)["targets"][0]["pending"] == 0,
+        || status(&scratch).target().pending == 0,
     );
     let text = fsjournal(&["status", "--check", "--journal", journal]);
     assert!(text.contains("health    ok"), "{text}");
@@ -526,7 +517,7 @@ fn log_selects_records_by_path_kind_and_range() {
         || journaled(&journal_log(&scratch), "create", "jobs/delta/new"),
     );
     std::thread::sleep(Duration::from_millis(500));
-    let bound = status(&scratch)["last_seq"].as_u64().unwrap() + 10;
+    let bound = status(&scratch).last_seq + 10;
     let mut follow = Reaped(
         Command::new(BIN)
             .args([
@@ -808,7 +799,7 @@ fn in_a_terminal_the_full_sync_shows_progress_and_resync_waits() {
         .unwrap();
     let waited = String::from_utf8_lossy(&waited.stdout);
     assert!(waited.contains("default: full sync done"), "{waited}");
-    let pid = status(&scratch)["agent_pid"].as_u64().unwrap();
+    let pid = status(&scratch).agent_pid;
     sh("kill", &["-INT", &pid.to_string()]);
     assert!(terminal.wait().unwrap().success());
     let screen = screen();

@@ -22,7 +22,7 @@ fn replica_converges_after_kill9_mid_push_without_a_full_resync() {
         "rsync_args = [\"--bwlimit=2000\"]\n",
     );
     let agent = start_and_sync(&config, &scratch);
-    let cursor_before = status(&scratch)["targets"][0]["cursor"].as_u64().unwrap();
+    let cursor_before = status(&scratch).target().cursor;
 
     std::fs::write(
         scratch.src().join("jobs/a/builds/1/big.bin"),
@@ -62,14 +62,11 @@ fn replica_converges_after_kill9_mid_push_without_a_full_resync() {
     );
     let killed = status(&scratch);
     assert_eq!(
-        killed["targets"][0]["cursor"].as_u64(),
-        Some(cursor_before),
+        killed.target().cursor,
+        cursor_before,
         "an unconfirmed batch is not acknowledged"
     );
-    assert!(
-        killed["targets"][0]["pending"].as_u64() >= Some(3),
-        "{killed:#}"
-    );
+    assert!(killed.target().pending >= 3, "{killed:#?}");
 
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
@@ -82,8 +79,9 @@ fn replica_converges_after_kill9_mid_push_without_a_full_resync() {
     );
     let resumed = status(&scratch);
     assert_eq!(
-        resumed["targets"][0]["full_syncs"], 1,
-        "no full resync while the cursor is valid: {resumed:#}"
+        resumed.target().full_syncs,
+        1,
+        "no full resync while the cursor is valid: {resumed:#?}"
     );
 
     // Capture is live again after the restart.

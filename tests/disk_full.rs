@@ -109,13 +109,12 @@ fn a_full_journal_disk_keeps_the_agent_running_and_loses_nothing() {
             "the agent died with the disk full:\n{}",
             agent.log_text()
         );
-        let status = status(&scratch);
-        status["health"]["ok"] == false
-            && status["health"]["problems"]
-                .as_array()
-                .unwrap()
+        let health = status(&scratch).health;
+        !health.ok
+            && health
+                .problems
                 .iter()
-                .any(|p| p.as_str().unwrap().contains("journal cannot be written"))
+                .any(|p| p.contains("journal cannot be written"))
     });
     std::fs::write(scratch.src().join("written-while-full"), "keep me\n").unwrap();
     std::thread::sleep(Duration::from_secs(2));
@@ -132,7 +131,7 @@ fn a_full_journal_disk_keeps_the_agent_running_and_loses_nothing() {
     wait_until(
         Duration::from_secs(30),
         "status to be healthy again",
-        || status(&scratch)["health"]["ok"] == true,
+        || status(&scratch).health.ok,
     );
     agent.stop();
     drop(disk);

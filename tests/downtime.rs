@@ -12,13 +12,8 @@ use std::time::Duration;
 
 use support::*;
 
-fn last_start(scratch: &Scratch) -> serde_json::Value {
-    status(scratch)["starts"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone()
+fn last_start(scratch: &Scratch) -> status::Start {
+    status(scratch).last_start().clone()
 }
 
 /// How the restart must close the gap: the pinned backlog suffices after a
@@ -46,7 +41,7 @@ fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_for_full_syncs(scratch, 1);
     assert_eq!(
-        last_start(scratch)["method"],
+        last_start(scratch).method,
         "full sync (new journal: no capture watermark)"
     );
 
@@ -72,8 +67,8 @@ fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let start = last_start(scratch);
-    assert_eq!(start["method"], expected_method(backend, kill), "{start:#}");
-    assert!(start["gap_ms"].as_u64().is_some(), "{start:#}");
+    assert_eq!(start.method, expected_method(backend, kill), "{start:#?}");
+    assert!(start.gap_ms.is_some(), "{start:#?}");
     let starts_in_log: Vec<_> = journal_log(scratch)
         .into_iter()
         .filter_map(|r| r["start"]["method"].as_str().map(String::from))
@@ -95,13 +90,10 @@ fn converge_after_downtime(scratch: &Scratch, backend: &str, kill: bool) {
         );
     }
     if expected_method(backend, kill) == "ctime gap scan" {
-        assert!(start["entries"].as_u64() > Some(0), "{start:#}");
+        assert!(start.entries > 0, "{start:#?}");
     }
     let after = status(scratch);
-    assert_eq!(
-        after["targets"][0]["full_syncs"], 1,
-        "no full resync: {after:#}"
-    );
+    assert_eq!(after.target().full_syncs, 1, "no full resync: {after:#?}");
     agent.stop();
 }
 
@@ -140,7 +132,7 @@ fn ebpf_pinned_programs_capture_after_a_kill9_mid_push() {
 /// Starts an eBPF agent with a one-page ring buffer and `dirty_inodes`
 /// spill slots, stops it, creates 2000 files while it is down (about 100
 /// events fit in the page), restarts it; returns the restart's record.
-fn burst_while_down(dirty_inodes: u32) -> (Scratch, serde_json::Value) {
+fn burst_while_down(dirty_inodes: u32) -> (Scratch, status::Start) {
     let scratch = Scratch::ext4();
     std::fs::create_dir(scratch.src().join("burst")).unwrap();
     let replica = scratch.replica().display().to_string();
@@ -166,12 +158,10 @@ fn burst_while_down(dirty_inodes: u32) -> (Scratch, serde_json::Value) {
 fn ebpf_backlog_spilled_while_down_is_complete_without_a_scan() {
     let (scratch, start) = burst_while_down(1 << 16);
     assert_eq!(
-        start["method"], "pinned eBPF backlog",
-        "the spill map kept what the ring buffer could not: {start:#}"
+        start.method, "pinned eBPF backlog",
+        "the spill map kept what the ring buffer could not: {start:#?}"
     );
-    let spilled = status(&scratch)["kernel_events"]["spilled"]
-        .as_u64()
-        .unwrap();
+    let spilled = status(&scratch).kernel_events.spilled;
     assert!(spilled > 1000, "most of the burst was spilled: {spilled}");
 }
 
@@ -179,8 +169,8 @@ fn ebpf_backlog_spilled_while_down_is_complete_without_a_scan() {
 fn ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan() {
     let (_scratch, start) = burst_while_down(1);
     assert_eq!(
-        start["method"], "ctime gap scan",
-        "an incomplete backlog is not trusted: {start:#}"
+        start.method, "ctime gap scan",
+        "an incomplete backlog is not trusted: {start:#?}"
     );
 }
 
@@ -201,9 +191,10 @@ fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason_once_confir
     // Another filesystem is replicated only once the operator confirms it
     // (tests/interlocks.rs has the refusal itself).
     wait_until(Duration::from_secs(30), "the safety interlock", || {
-        status(&scratch)["targets"][0]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("not on the filesystem replicated so far"))
+        status(&scratch).first_target().is_some_and(|t| {
+            t.error()
+                .contains("not on the filesystem replicated so far")
+        })
     });
     assert!(scratch.replica().join("stale-on-target").exists());
     sh(
@@ -219,22 +210,19 @@ fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason_once_confir
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let recorded = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
-        status(&scratch)["targets"][0]["full_syncs"] == 2
+        status(&scratch).target().full_syncs == 2
     });
     assert!(
         recorded,
-        "no second full sync recorded: {:#}\n{}",
+        "no second full sync recorded: {:#?}\n{}",
         status(&scratch),
         agent.log_text()
     );
     let after = status(&scratch);
-    let target = &after["targets"][0];
+    let reason = after.target().last_full_sync_reason.as_deref();
     assert!(
-        target["last_full_sync_reason"]
-            .as_str()
-            .unwrap()
-            .contains("filesystem identity changed"),
-        "{after:#}"
+        reason.unwrap().contains("filesystem identity changed"),
+        "{after:#?}"
     );
     agent.stop();
 }
@@ -279,7 +267,7 @@ fn ebpf_a_process_that_reuses_a_stopped_agents_pid_is_still_captured() {
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     assert_eq!(
-        last_start(&scratch)["method"],
+        last_start(&scratch).method,
         "pinned eBPF backlog",
         "the backlog alone carried it"
     );
@@ -315,14 +303,14 @@ fn ebpf_a_file_rewritten_thousands_of_times_while_down_costs_the_ring_buffer_one
     wait_until(
         Duration::from_secs(10),
         "the restarted agent to report its kernel counters",
-        || status(&scratch)["kernel_events"]["coalesced"].as_u64() >= Some(WRITES - 10),
+        || status(&scratch).kernel_events.coalesced >= WRITES - 10,
     );
     let after = status(&scratch);
     assert!(
-        after["events"].as_u64() < Some(50),
-        "the backlog reached the agent as a few events, not one per write: {after:#}"
+        after.events < 50,
+        "the backlog reached the agent as a few events, not one per write: {after:#?}"
     );
-    assert_eq!(last_start(&scratch)["method"], "pinned eBPF backlog");
+    assert_eq!(last_start(&scratch).method, "pinned eBPF backlog");
     agent.stop();
 }
 
@@ -331,7 +319,7 @@ fn ebpf_pins_of_an_older_version_are_replaced_and_the_gap_is_scanned() {
     let (scratch, config, agent) = ebpf_agent_in_sync();
     agent.stop();
     // An older fsjournal pinned no DRAINED map (nor SEQ, LAST).
-    let journal_id = status(&scratch)["journal_id"].as_str().unwrap().to_string();
+    let journal_id = status(&scratch).journal_id;
     let pins = Path::new("/sys/fs/bpf/fsjournal").join(&journal_id);
     std::fs::remove_file(pins.join("DRAINED")).unwrap();
     written_by_a_shell(&scratch.src().join("jobs/alpha/written-while-down"));
@@ -339,7 +327,7 @@ fn ebpf_pins_of_an_older_version_are_replaced_and_the_gap_is_scanned() {
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let start = last_start(&scratch);
-    assert_eq!(start["method"], "ctime gap scan", "{start:#}");
+    assert_eq!(start.method, "ctime gap scan", "{start:#?}");
     assert!(pins.join("DRAINED").exists(), "a complete pin set again");
     assert!(
         agent.log_text().contains("lacks maps this version needs"),

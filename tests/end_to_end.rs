@@ -41,7 +41,7 @@ fn run_scenario(
     let agent = Agent::start(&config, scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_for_full_syncs(scratch, 1);
-    assert_eq!(status(scratch)["backend"], backend);
+    assert_eq!(status(scratch).backend, backend);
 
     workload::churn(&scratch.src());
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
@@ -61,31 +61,22 @@ fn run_scenario(
     wait_until(
         Duration::from_secs(10),
         "the last cursor to be saved",
-        || status(scratch)["targets"][0]["pending"] == 0,
+        || status(scratch).target().pending == 0,
     );
     let after = status(scratch);
-    let target = &after["targets"][0];
+    let target = after.target();
+    assert_eq!((target.full_syncs, target.pending), (1, 0), "{after:#?}");
+    assert!(target.last_error.is_none(), "{after:#?}");
     assert_eq!(
-        (target["full_syncs"].as_u64(), target["pending"].as_u64()),
-        (Some(1), Some(0)),
-        "{after:#}"
-    );
-    assert!(target["last_error"].is_null(), "{after:#}");
-    assert_eq!(
-        after["rescans"], 0,
+        after.rescans, 0,
         "nothing was lost, nothing needed a rescan"
     );
     if backend == "ebpf" {
-        assert_names_the_rung(after["capture_detail"].as_str().unwrap());
+        assert_names_the_rung(&after.capture_detail);
     }
-    let arm_times = &after["arm_times"];
-    let (attached, ready) = (
-        arm_times["attached_ms"].as_u64(),
-        arm_times["index_ready_ms"].as_u64(),
-    );
     assert!(
-        attached.is_some() && attached <= ready,
-        "status says when capture went live and when the index was ready: {after:#}"
+        after.arm_times.attached_ms <= after.arm_times.index_ready_ms,
+        "status says when capture went live and when the index was ready: {after:#?}"
     );
     agent.stop();
 }
@@ -279,8 +270,7 @@ fn auto_backend_arms_the_best_ebpf_rung_on_ext4() {
         "one more line\n",
     );
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    let status = status(&scratch);
-    assert_names_the_rung(status["capture_detail"].as_str().unwrap());
+    assert_names_the_rung(&status(&scratch).capture_detail);
     agent.stop();
 }
 
@@ -305,11 +295,8 @@ fn ebpf_changes_beside_the_root_on_its_filesystem_stay_out_of_the_journal() {
     let agent = Agent::start(&config, &scratch);
     assert_converges(&home, &scratch.replica(), &agent);
     let counters = |scratch: &Scratch| -> Vec<u64> {
-        let events = status(scratch)["kernel_events"].clone();
-        ["seen", "sent", "filtered"]
-            .iter()
-            .map(|name| events[name].as_u64().unwrap())
-            .collect()
+        let events = status(scratch).kernel_events;
+        vec![events.seen, events.sent, events.filtered]
     };
     let before = counters(&scratch);
     for i in 0..500 {
@@ -324,10 +311,7 @@ fn ebpf_changes_beside_the_root_on_its_filesystem_stay_out_of_the_journal() {
     );
     let after = counters(&scratch);
     let (sent, filtered) = (after[1] - before[1], after[2] - before[2]);
-    let detail = status(&scratch)["capture_detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let detail = status(&scratch).capture_detail;
     if detail.starts_with("eBPF VFS-hook rung") {
         assert!(
             filtered >= 1000 && sent < 50,
@@ -381,9 +365,7 @@ fn growing_log_coalesces_into_few_pushes() {
         append(&scratch.src().join("build.log"), &format!("line {i}\n"));
     }
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    let pushed = status(&scratch)["targets"][0]["pushed_paths"]
-        .as_u64()
-        .unwrap();
+    let pushed = status(&scratch).target().pushed_paths;
     assert!(
         pushed < 20,
         "500 appends to one file became {pushed} pushed paths; they must coalesce"
@@ -431,24 +413,23 @@ fn a_backlog_of_most_of_the_tree_is_pushed_by_one_full_rsync() {
     change(0..300, "v2");
     assert_eq!(full_pushes(), 1, "{}", agent.log_text());
     // `status` says which strategy the last push took, and why.
-    let strategy = || status(&scratch)["targets"][0]["last_strategy"].clone();
+    let strategy = || status(&scratch).target().last_strategy.clone();
+    let took = |name: &str| strategy().is_some_and(|s| s.strategy == name);
     wait_until(
         Duration::from_secs(10),
         "status to show the full rsync",
-        || strategy()["strategy"] == "full rsync",
+        || took("full rsync"),
     );
     assert!(
-        strategy()["why"]
-            .as_str()
-            .is_some_and(|why| why.contains("used inodes")),
-        "{}",
+        strategy().is_some_and(|s| s.why.contains("used inodes")),
+        "{:#?}",
         strategy()
     );
     // 60 of them: file lists, though more than one batch.
     change(0..60, "v3");
     assert_eq!(full_pushes(), 1, "{}", agent.log_text());
     wait_until(Duration::from_secs(10), "status to show file lists", || {
-        strategy()["strategy"] == "file lists"
+        took("file lists")
     });
     agent.stop();
 }
@@ -547,11 +528,12 @@ fn a_full_target_disk_is_named_and_retried_until_there_is_room() {
     let agent = start_and_sync(&config, &scratch);
     std::fs::write(scratch.src().join("big.bin"), vec![1u8; 3 << 20]).unwrap();
     wait_until(Duration::from_secs(30), "the push to fail", || {
-        status(&scratch)["targets"][0]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("the target's disk is full"))
+        status(&scratch)
+            .target()
+            .error()
+            .contains("the target's disk is full")
     });
-    let problems = status(&scratch)["health"].to_string();
+    let problems = status(&scratch).health.problems.join("\n");
     assert!(problems.contains("disk is full"), "{problems}");
     sh(
         "mount",
@@ -576,16 +558,13 @@ fn unreachable_target_is_retried_and_nothing_is_lost() {
         Duration::from_secs(30),
         "a failed push to show in status",
         || {
-            let target = &status(&scratch)["targets"][0];
-            target["consecutive_failures"].as_u64() >= Some(1)
-                && target["pending"].as_u64() > Some(0)
+            status(&scratch)
+                .first_target()
+                .is_some_and(|t| t.consecutive_failures >= 1 && t.pending > 0)
         },
     );
     let failed = status(&scratch);
-    let error = failed["targets"][0]["last_error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = failed.target().last_error.clone().unwrap();
     assert!(
         error.contains("rsync exit 10"),
         "the error names rsync's socket failure: {error}"
@@ -596,13 +575,10 @@ fn unreachable_target_is_retried_and_nothing_is_lost() {
     wait_until(
         Duration::from_secs(10),
         "the success to be recorded",
-        || status(&scratch)["targets"][0]["last_error"].is_null(),
+        || status(&scratch).target().last_error.is_none(),
     );
     let healed = status(&scratch);
-    assert_eq!(
-        healed["targets"][0]["full_syncs"], 1,
-        "recovery needs no full sync"
-    );
+    assert_eq!(healed.target().full_syncs, 1, "recovery needs no full sync");
     agent.stop();
 }
 
@@ -673,10 +649,11 @@ fn excluded_paths_are_neither_journaled_nor_pushed() {
     let agent = Agent::start(&config, &scratch);
     assert_converges_with(&src, &scratch.replica(), &agent, &["--exclude=*.tmp"]);
     wait_for_full_syncs(&scratch, 2);
-    let reason = status(&scratch)["targets"][0]["last_full_sync_reason"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let reason = status(&scratch)
+        .target()
+        .last_full_sync_reason
+        .clone()
+        .unwrap();
     assert!(reason.contains("exclude patterns changed"), "{reason}");
     agent.stop();
 }
@@ -705,25 +682,19 @@ fn a_dead_target_never_holds_back_a_live_one() {
     assert_converges(&src, &scratch.replica(), &agent);
 
     let dead = || {
-        status(&scratch)["targets"]
-            .as_array()
+        status(&scratch)
+            .targets
+            .into_iter()
+            .find(|t| t.name == "dead")
             .unwrap()
-            .iter()
-            .find(|t| t["name"] == "dead")
-            .unwrap()
-            .clone()
     };
     wait_until(
         Duration::from_secs(10),
         "the dead target's error in status",
-        || {
-            dead()["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("rsync exit 10"))
-        },
+        || dead().error().contains("rsync exit 10"),
     );
     assert!(
-        dead()["full_sync_needed"].is_string(),
+        dead().full_sync_needed.is_some(),
         "the dead target still owes its first sync"
     );
     agent.stop();
@@ -814,13 +785,14 @@ fn sighup_restarts_with_a_valid_configuration_and_keeps_running_on_a_broken_one(
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let status = status(&scratch);
     assert_eq!(
-        status["agent_pid"],
+        status.agent_pid,
         agent.pid(),
         "the same process (exec), as systemd sees it"
     );
     assert_eq!(
-        status["targets"][0]["full_syncs"], 1,
-        "a reload needs no full sync: {status:#}"
+        status.target().full_syncs,
+        1,
+        "a reload needs no full sync: {status:#?}"
     );
     agent.stop();
 }
@@ -937,8 +909,8 @@ fn resync_and_push_requests_reach_the_running_agent() {
         Duration::from_secs(10),
         "the requested full sync to be recorded",
         || {
-            status(&scratch)["targets"][0]["last_full_sync_reason"]
-                == "requested by fsjournal resync"
+            status(&scratch).target().last_full_sync_reason.as_deref()
+                == Some("requested by fsjournal resync")
         },
     );
 
@@ -957,17 +929,12 @@ fn resync_and_push_requests_reach_the_running_agent() {
         std::fs::read(replica.join("jobs/alpha/config.xml")).unwrap(),
         std::fs::read(scratch.src().join("jobs/alpha/config.xml")).unwrap()
     );
-    let full_syncs = status(&scratch)["targets"][0]["full_syncs"]
-        .as_u64()
-        .unwrap();
+    let full_syncs = status(&scratch).target().full_syncs;
     std::fs::remove_file(replica.join("jobs/beta/config.xml")).unwrap();
     let out = fsjournal(&["resync", "--wait"]);
     assert!(out.contains("standby: full sync done"), "{out}");
     assert!(replica.join("jobs/beta/config.xml").exists());
-    assert_eq!(
-        status(&scratch)["targets"][0]["full_syncs"].as_u64(),
-        Some(full_syncs + 1)
-    );
+    assert_eq!(status(&scratch).target().full_syncs, full_syncs + 1);
 
     let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_fsjournal"))
         .args([

@@ -58,26 +58,23 @@ fn a_path_the_target_refuses_is_retried_alone_while_the_rest_is_pushed() {
         Duration::from_secs(10),
         "the refusal to be recorded",
         || {
-            !status(&scratch)["targets"][0]["held"]
-                .as_array()
-                .unwrap()
-                .is_empty()
+            status(&scratch)
+                .first_target()
+                .is_some_and(|t| !t.held.is_empty())
         },
     );
     let stuck = status(&scratch);
-    let target = &stuck["targets"][0];
+    let target = stuck.target();
     assert!(
-        target["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("exit 23") && e.contains("d/a")),
-        "the error names the refused path: {stuck:#}"
+        target.error().contains("exit 23") && target.error().contains("d/a"),
+        "the error names the refused path: {stuck:#?}"
     );
     assert_eq!(
-        target["held"][0]["path"],
-        serde_json::json!(b"d/a"),
-        "{stuck:#}"
+        target.held.first().map(|h| h.path.as_slice()),
+        Some(&b"d/a"[..]),
+        "{stuck:#?}"
     );
-    assert!(target["pending"].as_u64() >= Some(1), "{stuck:#}");
+    assert!(target.pending >= 1, "{stuck:#?}");
     assert!(!arrived("a"));
     // `fsjournal pending` lists the held path, with its reason.
     let journal = scratch.journal();
@@ -102,24 +99,26 @@ fn a_path_the_target_refuses_is_retried_alone_while_the_rest_is_pushed() {
 
     // A refused path that changes again counts on: its backoff goes on
     // instead of restarting at the first delay.
-    let failures = |s: &serde_json::Value| {
-        s["targets"][0]["held"][0]["reason"]["Failed"]
-            .as_u64()
-            .unwrap_or(0)
+    let failures = |s: &status::Status| match s.first_target().and_then(|t| t.held.first()) {
+        Some(held) => match held.reason {
+            status::HoldReason::Failed(n) => n,
+            _ => 0,
+        },
+        None => 0,
     };
     wait_until(Duration::from_secs(30), "two refusals in a row", || {
         failures(&status(&scratch)) >= 2
     });
     let before = failures(&status(&scratch));
     std::fs::write(scratch.src().join("d/a"), "v3\n").unwrap();
-    let changed_at = status(&scratch)["last_seq"].as_u64().unwrap();
+    let changed_at = status(&scratch).last_seq;
     wait_until(
         Duration::from_secs(30),
         "the change to be pushed and refused",
-        || status(&scratch)["targets"][0]["cursor"].as_u64() >= Some(changed_at),
+        || status(&scratch).target().cursor >= changed_at,
     );
     let after = status(&scratch);
-    assert!(failures(&after) > before, "{before} → {after:#}");
+    assert!(failures(&after) > before, "{before} → {after:#?}");
 
     drop(guard);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
@@ -127,13 +126,14 @@ fn a_path_the_target_refuses_is_retried_alone_while_the_rest_is_pushed() {
         Duration::from_secs(30),
         "the held path to be pushed and cleared",
         || {
-            let target = &status(&scratch)["targets"][0];
-            target["pending"] == 0 && target["last_error"].is_null()
+            let status = status(&scratch);
+            let target = status.target();
+            target.pending == 0 && target.last_error.is_none()
         },
     );
     assert!(agent.log_text().contains("push partly failed"));
     assert_eq!(
-        status(&scratch)["targets"][0]["full_syncs"],
+        status(&scratch).target().full_syncs,
         1,
         "no full sync needed"
     );
@@ -148,9 +148,7 @@ fn a_file_still_being_written_is_pushed_once_it_settles() {
     std::fs::write(&log, "").unwrap();
     let config = write_config(&scratch, &replica, None, "settle_ms = 3000\n");
     let agent = start_and_sync(&config, &scratch);
-    let pushed_before = status(&scratch)["targets"][0]["pushed_paths"]
-        .as_u64()
-        .unwrap();
+    let pushed_before = status(&scratch).target().pushed_paths;
 
     // 4 s of appends, 100 ms apart: never 3 s quiet.
     for i in 0..40 {
@@ -163,18 +161,16 @@ fn a_file_still_being_written_is_pushed_once_it_settles() {
             .unwrap()
             .len(),
         0,
-        "a file still being written is held back: {writing:#}"
+        "a file still being written is held back: {writing:#?}"
     );
     assert_eq!(
-        writing["targets"][0]["held"][0]["reason"], "Settling",
-        "{writing:#}"
+        writing.target().held.first().map(|h| h.reason),
+        Some(status::HoldReason::Settling),
+        "{writing:#?}"
     );
 
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    let pushed = status(&scratch)["targets"][0]["pushed_paths"]
-        .as_u64()
-        .unwrap()
-        - pushed_before;
+    let pushed = status(&scratch).target().pushed_paths - pushed_before;
     assert!(pushed <= 2, "the settled log was pushed {pushed} times");
     agent.stop();
 }
@@ -201,15 +197,13 @@ fn rolling_verification_finds_and_repairs_drift_on_the_target() {
 
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_until(Duration::from_secs(10), "the drift to be counted", || {
-        status(&scratch)["targets"][0]["drift_found"].as_u64() >= Some(3)
+        status(&scratch).target().drift_found >= 3
     });
     let status = status(&scratch);
-    assert!(
-        status["targets"][0]["verified_units"].as_u64() > Some(0),
-        "{status:#}"
-    );
+    assert!(status.target().verified_units > 0, "{status:#?}");
     assert_eq!(
-        status["targets"][0]["full_syncs"], 1,
+        status.target().full_syncs,
+        1,
         "drift is repaired without a full sync"
     );
     agent.stop();

@@ -50,26 +50,23 @@ fn fsjournal(scratch: &Scratch, args: &[&str]) -> (String, bool) {
 /// Waits until the first target's last error is a safety interlock saying
 /// `why`, and checks that the health verdict is red with it; returns it.
 fn wait_for_refusal(scratch: &Scratch, agent: &Agent, why: &str) -> String {
-    let mut last = serde_json::Value::Null;
+    let mut last = None;
     let refused = (0..REFUSAL.as_millis() / 200).any(|_| {
         std::thread::sleep(Duration::from_millis(200));
-        last = status(scratch);
-        last["targets"][0]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("safety interlock") && e.contains(why))
+        let seen = last.insert(status(scratch));
+        seen.first_target()
+            .is_some_and(|t| t.error().starts_with("safety interlock") && t.error().contains(why))
     });
     assert!(
         refused,
-        "no interlock saying {why:?}: {last:#}\n{}",
+        "no interlock saying {why:?}: {last:#?}\n{}",
         agent.log_text()
     );
-    assert_eq!(last["health"]["ok"], false, "{last:#}");
-    let problems = last["health"]["problems"].to_string();
+    let last = last.expect("polled at least once");
+    assert!(!last.health.ok, "{last:#?}");
+    let problems = last.health.problems.join("\n");
     assert!(problems.contains("safety interlock"), "{problems}");
-    last["targets"][0]["last_error"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    last.target().error().to_string()
 }
 
 /// A seeded ext4 source replicated to a local replica by a fanotify agent.
@@ -110,7 +107,7 @@ fn a_source_not_mounted_at_start_leaves_the_replica_intact_until_it_is_back() {
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_until(Duration::from_secs(10), "a green verdict", || {
-        status(&scratch)["health"]["ok"] == true
+        status(&scratch).health.ok
     });
     agent.stop();
 }
@@ -141,13 +138,15 @@ fn another_filesystem_at_the_source_is_replicated_only_once_the_operator_confirm
     assert!(ok, "{reply}\n{}", agent.log_text());
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let after = status(&scratch);
-    assert_eq!(after["health"]["ok"], true, "{after:#}");
+    assert!(after.health.ok, "{after:#?}");
     assert!(
-        after["targets"][0]["last_full_sync_reason"]
-            .as_str()
+        after
+            .target()
+            .last_full_sync_reason
+            .as_deref()
             .unwrap()
             .contains("confirmed by fsjournal resync --force"),
-        "{after:#}"
+        "{after:#?}"
     );
     agent.stop();
 }
@@ -213,7 +212,7 @@ fn a_source_root_replaced_by_a_symlink_is_never_followed() {
     std::fs::rename(&moved, &home).unwrap();
     assert_converges(&home, &scratch.replica(), &agent);
     wait_until(Duration::from_secs(10), "a green verdict", || {
-        status(&scratch)["health"]["ok"] == true
+        status(&scratch).health.ok
     });
     agent.stop();
 }
@@ -258,7 +257,7 @@ fn a_full_sync_of_an_emptied_root_is_refused_until_it_holds_something() {
     std::fs::write(scratch.src().join("back"), "b").unwrap();
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_until(Duration::from_secs(10), "a green verdict", || {
-        status(&scratch)["health"]["ok"] == true
+        status(&scratch).health.ok
     });
     agent.stop();
 }

@@ -44,7 +44,7 @@ fn queue_overflow_becomes_a_rescan_marker_and_the_replica_converges() {
     wait_until(
         Duration::from_secs(10),
         "status to count the rescan",
-        || status(&scratch)["rescans"].as_u64() >= Some(1),
+        || status(&scratch).rescans >= 1,
     );
     agent.stop();
 }
@@ -73,7 +73,7 @@ fn ebpf_ring_buffer_drops_become_a_rescan_and_the_replica_converges() {
     wait_until(
         Duration::from_secs(10),
         "status to count the rescan",
-        || status(&scratch)["rescans"].as_u64() >= Some(1),
+        || status(&scratch).rescans >= 1,
     );
     agent.stop();
 
@@ -83,7 +83,10 @@ fn ebpf_ring_buffer_drops_become_a_rescan_and_the_replica_converges() {
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let after = status(&scratch);
-    let start = after["starts"].as_array().unwrap().last().unwrap();
-    assert_eq!(start["method"], "pinned eBPF backlog", "{after:#}");
+    assert_eq!(
+        after.last_start().method,
+        "pinned eBPF backlog",
+        "{after:#?}"
+    );
     agent.stop();
 }

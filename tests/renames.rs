@@ -310,10 +310,9 @@ fn a_kill_between_the_replayed_rename_and_the_cursor_converges_on_restart() {
     );
     agent.kill9();
     let status = status(&scratch);
-    let pending = status["targets"][0]["pending"].as_u64();
     assert!(
-        pending.is_some_and(|n| n > 0),
-        "the batch is still pending: {status}"
+        status.target().pending > 0,
+        "the batch is still pending: {status:#?}"
     );
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
@@ -390,7 +389,7 @@ fn ebpf_vfs_hook_rung_journals_file_renames_and_exchanges_as_renames() {
     use_backend(&config, "ebpf");
     make_job(&scratch.src().join("jobs/foo"), 300, 4 << 10);
     let agent = start_and_sync(&config, &scratch);
-    let detail = status(&scratch)["capture_detail"].to_string();
+    let detail = status(&scratch).capture_detail;
     if !detail.contains("VFS-hook rung: fentry/fexit") {
         eprintln!("skipped: the VFS-hook rung is not attached here ({detail})");
         agent.stop();

@@ -59,14 +59,18 @@ fn replaced_between_pushes(backend: &str, before: &[(&str, &str)], change: impl 
     std::fs::write(&config, text).unwrap();
     use_backend(&config, backend);
     let agent = start_and_sync(&config, &scratch);
-    assert_eq!(status(&scratch)["backend"], backend);
+    assert_eq!(status(&scratch).backend, backend);
 
     change(&src);
     assert_converges(&src, &scratch.replica(), &agent);
     wait_until(
         Duration::from_secs(10),
         "the last cursor to be saved",
-        || status(&scratch)["targets"][0]["pending"] == 0,
+        || {
+            status(&scratch)
+                .first_target()
+                .is_some_and(|t| t.pending == 0)
+        },
     );
     let pending = sh(
         env!("CARGO_BIN_EXE_fsjournal"),
@@ -79,7 +83,7 @@ fn replaced_between_pushes(backend: &str, before: &[(&str, &str)], change: impl 
     );
     assert_eq!(pending.trim(), "", "nothing stays pending");
     let after = status(&scratch);
-    assert!(after["targets"][0]["last_error"].is_null(), "{after:#}");
+    assert!(after.target().last_error.is_none(), "{after:#?}");
     assert_eq!(
         differences(&src, &scratch.replica()),
         "",

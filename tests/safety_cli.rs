@@ -111,8 +111,8 @@ fn after_a_sighup_reexec_status_check_and_push_wait_still_find_the_agent() {
         "the re-exec through /proc/self/exe renames the process"
     );
     let status_json = status(&scratch);
-    assert_eq!(status_json["agent_running"], true, "{status_json:#}");
-    assert_eq!(status_json["agent_pid"], agent.pid(), "{status_json:#}");
+    assert!(status_json.agent_running, "{status_json:#?}");
+    assert_eq!(status_json.agent_pid, agent.pid(), "{status_json:#?}");
     let text = fsjournal(&["status", "--check", "--journal", journal]);
     assert!(text.contains("health    ok"), "{text}");
     assert!(
@@ -126,7 +126,7 @@ fn after_a_sighup_reexec_status_check_and_push_wait_still_find_the_agent() {
     )
     .unwrap();
     wait_until(Duration::from_secs(10), "the change to be pending", || {
-        status(&scratch)["targets"][0]["pending"].as_u64() >= Some(1)
+        status(&scratch).target().pending >= 1
     });
     let waited = fsjournal(&["push", "--wait", "--journal", journal]);
     assert!(
@@ -142,7 +142,7 @@ fn after_a_sighup_reexec_status_check_and_push_wait_still_find_the_agent() {
     );
     agent.stop();
     let stopped = status(&scratch);
-    assert_eq!(stopped["agent_running"], false, "{stopped:#}");
+    assert!(!stopped.agent_running, "{stopped:#?}");
     let check = run(&["status", "--check", "--journal", journal]);
     assert!(!check.status.success());
     assert!(
@@ -176,8 +176,8 @@ fn an_agent_running_under_another_name_is_detected() {
     let pid = reaper.0.id();
     assert_eq!(comm(pid), "backupd");
     let status_json = status(&scratch);
-    assert_eq!(status_json["agent_running"], true, "{status_json:#}");
-    assert_eq!(status_json["agent_pid"], pid, "{status_json:#}");
+    assert!(status_json.agent_running, "{status_json:#?}");
+    assert_eq!(status_json.agent_pid, pid, "{status_json:#?}");
     let journal = scratch.journal();
     let text = fsjournal(&["status", "--check", "--journal", journal.to_str().unwrap()]);
     assert!(text.contains("health    ok"), "{text}");
@@ -250,14 +250,20 @@ fn status_shows_a_push_hanging_on_a_silent_target_with_its_age_and_command() {
     wait_until(
         Duration::from_secs(30),
         "the push to be shown in flight",
-        || status(&scratch)["targets"][0]["push_in_flight"]["age_ms"].as_u64() >= Some(1_500),
+        || {
+            let status = status(&scratch);
+            let run = status
+                .first_target()
+                .and_then(|t| t.push_in_flight.as_ref());
+            run.is_some_and(|run| run.age_ms >= 1_500)
+        },
     );
-    let run_json = &status(&scratch)["targets"][0]["push_in_flight"];
+    let run = status(&scratch).target().push_in_flight.clone().unwrap();
     // A new target's first run: the full sync's dry run (the safety
     // interlock's preview of what it would delete) hangs first.
-    assert_eq!(run_json["mode"], "fullpreview", "{run_json:#}");
-    assert_eq!(run_json["pid"], agent.pid(), "{run_json:#}");
-    let command = run_json["command"].as_str().unwrap();
+    assert_eq!(run.mode, "fullpreview", "{run:#?}");
+    assert_eq!(run.pid, agent.pid(), "{run:#?}");
+    let command = run.command.as_str();
     assert!(
         command.starts_with("rsync ")
             && command.contains(" --delete ")
@@ -279,21 +285,21 @@ fn status_shows_a_push_hanging_on_a_silent_target_with_its_age_and_command() {
             && table.lines().nth(1).unwrap().contains("fullpreview for "),
         "{table}"
     );
-    let targets: Value =
+    let targets: Vec<status::Target> =
         serde_json::from_str(&fsjournal(&["targets", "--json", "--journal", journal])).unwrap();
     assert_eq!(
-        targets[0]["push_in_flight"]["mode"], "fullpreview",
-        "{targets:#}"
+        targets[0]
+            .push_in_flight
+            .as_ref()
+            .map(|run| run.mode.as_str()),
+        Some("fullpreview"),
+        "{targets:#?}"
     );
 
     // A killed agent leaves its record behind: nobody shows it as running.
     agent.kill9();
     let after = status(&scratch);
-    assert_eq!(
-        after["targets"][0]["push_in_flight"],
-        Value::Null,
-        "{after:#}"
-    );
+    assert!(after.target().push_in_flight.is_none(), "{after:#?}");
 }
 
 #[test]
@@ -415,7 +421,7 @@ fn names_that_differ_only_by_escaping_print_differently_and_json_gives_their_byt
         std::fs::write(scratch.src().join(std::ffi::OsStr::from_bytes(name)), "x").unwrap();
     }
     wait_until(Duration::from_secs(10), "both names to be pending", || {
-        status(&scratch)["targets"][0]["pending"].as_u64() >= Some(2)
+        status(&scratch).target().pending >= 2
     });
 
     let pending = fsjournal(&["pending", "--journal", journal]);

@@ -339,17 +339,19 @@ fn a_target_that_accepts_and_never_answers_times_out_retries_and_loses_nothing()
         Duration::from_secs(60),
         "two pushes to time out against the silent target",
         || {
-            let target = &status(&scratch)["targets"][0];
-            target["consecutive_failures"].as_u64() >= Some(2)
+            let status = status(&scratch);
+            status
+                .first_target()
+                .is_some_and(|t| t.consecutive_failures >= 2)
                 && silent.accepted.load(Ordering::Relaxed) >= 2
         },
     );
     let state = status(&scratch);
-    let target = &state["targets"][0];
-    let error = target["last_error"].as_str().unwrap_or_default();
+    let target = state.target();
+    let error = target.error();
     assert!(
         error.contains("rsync exit 30") && error.contains("timeout"),
-        "the timeout is the target's last error: {state:#}"
+        "the timeout is the target's last error: {state:#?}"
     );
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.pid())).unwrap();
     assert!(
@@ -361,7 +363,7 @@ fn a_target_that_accepts_and_never_answers_times_out_retries_and_loses_nothing()
             .starts_with('Z'),
         "the agent keeps running: {stat}"
     );
-    assert!(target["full_sync_needed"].is_string(), "{state:#}");
+    assert!(target.full_sync_needed.is_some(), "{state:#?}");
     let pending = sh(
         env!("CARGO_BIN_EXE_fsjournal"),
         &[
@@ -381,7 +383,7 @@ fn a_target_that_accepts_and_never_answers_times_out_retries_and_loses_nothing()
     daemon.resume();
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     wait_until(Duration::from_secs(30), "the error to clear", || {
-        status(&scratch)["targets"][0]["last_error"].is_null()
+        status(&scratch).target().last_error.is_none()
     });
     agent.stop();
 }

@@ -196,14 +196,15 @@ fn a_request_another_user_wrote_makes_no_resync_and_gets_no_answer() {
         !foreign.with_extension("reply").exists(),
         "a refused request was answered"
     );
-    let target = &status(&scratch)["targets"][0];
-    assert_eq!(target["full_syncs"], 1, "{target}");
+    let status_now = status(&scratch);
+    let target = status_now.target();
+    assert_eq!(target.full_syncs, 1, "{target:#?}");
     assert!(elsewhere.exists(), "the link's target is not touched");
 
     // The same request from root is carried out: the check is what refused.
     let root_request = plant_request(&scratch, "102-1.json", FULL_RESYNC, 0);
     wait_until(Duration::from_secs(30), "root's resync to run", || {
-        status(&scratch)["targets"][0]["full_syncs"] == 2
+        status(&scratch).target().full_syncs == 2
     });
     wait_until(
         Duration::from_secs(10),
@@ -330,7 +331,7 @@ fn verify_fix_with_no_agent_says_the_fix_waits_for_the_next_start() {
     // The next start carries the queued request out, without a full sync.
     let agent = Agent::start(&config, &scratch);
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    assert_eq!(status(&scratch)["targets"][0]["full_syncs"], 1);
+    assert_eq!(status(&scratch).target().full_syncs, 1);
     agent.stop();
 }
 
@@ -339,7 +340,7 @@ fn an_ebpf_pin_directory_another_user_owns_is_refused() {
     let (scratch, config) = scratch_with("ebpf");
     std::fs::remove_file(scratch.replica().join("keep-me")).unwrap();
     let agent = start_and_sync(&config, &scratch);
-    let journal_id = status(&scratch)["journal_id"].as_str().unwrap().to_string();
+    let journal_id = status(&scratch).journal_id;
     agent.stop();
     // The stopped agent's programs stay pinned, capturing; another user
     // takes their directory over.

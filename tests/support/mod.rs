@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod churn;
+pub mod status;
 pub mod workload;
 
 use std::io::Write;
@@ -511,8 +512,10 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// `fsjournal status --json` of the scratch's journal.
-pub fn status(scratch: &Scratch) -> serde_json::Value {
+/// `fsjournal status --json` of the scratch's journal. Panics when the
+/// document does not match [`status::Status`] (a key renamed, added or
+/// removed).
+pub fn status(scratch: &Scratch) -> status::Status {
     let out = sh(
         env!("CARGO_BIN_EXE_fsjournal"),
         &[
@@ -522,7 +525,9 @@ pub fn status(scratch: &Scratch) -> serde_json::Value {
             scratch.journal().to_str().unwrap(),
         ],
     );
-    serde_json::from_str(&out).unwrap()
+    serde_json::from_str(&out).unwrap_or_else(|e| {
+        panic!("status --json does not match tests/support/status.rs: {e}\n{out}")
+    })
 }
 
 /// `fsjournal log --json` of the scratch's journal, one value per record.
@@ -548,7 +553,11 @@ pub fn wait_for_full_syncs(scratch: &Scratch, n: u64) {
     wait_until(
         Duration::from_secs(10),
         "the full sync to be recorded",
-        || status(scratch)["targets"][0]["full_syncs"] == n,
+        || {
+            status(scratch)
+                .first_target()
+                .is_some_and(|t| t.full_syncs == n)
+        },
     );
 }
 

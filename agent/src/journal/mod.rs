@@ -1,6 +1,7 @@
 //! The persistent change journal: one RocksDB database.
 //!
-//! Column families:
+//! Column families, each a type in `tables.rs` with its key and value
+//! codecs (the records are in `records.rs`):
 //! - `log`: `seq → LogRecord`, every change in sequence order, trimmed by
 //!   retention (count, age). For inspection only; pushing never reads it.
 //! - `pending`: `root ‖ path → PendingEntry`, one entry per path that some
@@ -8,67 +9,46 @@
 //! - `by_seq`: `seq → root ‖ path`, the pending entries in sequence order
 //!   (only each path's latest sequence number is present).
 //! - `targets`: `name → TargetState`, the acknowledged cursor per target.
-//! - `meta`: journal id, next sequence number, root table, agent info.
+//! - `renames`: `seq → Rename`, the renames capture saw whole.
+//! - `meta`: journal id, next sequence number, root table, agent info…,
+//!   named by `MetaKey`.
 //!
-//! Durability: every append and every acknowledgement is one `WriteBatch`
-//! written with `sync = true` (WAL fsync), so a record is on disk before the
-//! call returns, and a cursor moves atomically with the trimming it allows.
+//! Durability: every write goes through [`Journal::write`] as one atomic
+//! batch. Every append and every acknowledgement is written with
+//! `sync = true` (WAL fsync), so a record is on disk before the call
+//! returns, and a cursor moves atomically with the trimming it allows; the
+//! few meta records that are not fsynced are listed at `put_meta`.
 //! A pending entry is deleted only once every target's cursor has passed its
 //! sequence number. See docs/architecture.md, "Crash safety".
 
 mod options;
 mod records;
+mod tables;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, WriteOptions, DB};
 
 pub use records::*;
-
-const CF_LOG: &str = "log";
-const CF_PENDING: &str = "pending";
-const CF_BY_SEQ: &str = "by_seq";
-const CF_TARGETS: &str = "targets";
-const CF_META: &str = "meta";
-/// [`Rename`]s by sequence number. A new column family, not a format change:
-/// an older journal simply has none yet.
-const CF_RENAMES: &str = "renames";
-const COLUMN_FAMILIES: [&str; 6] = [
-    CF_LOG, CF_PENDING, CF_BY_SEQ, CF_TARGETS, CF_META, CF_RENAMES,
-];
+use tables::{BySeq, Log, MetaKey, OwnedKey, Pending, PendingKey, Renames, Table, Targets, Writes};
 
 /// Every column family with its tuned options (`options.rs`), sharing one
 /// block cache: the agent and the CLI's reader open the journal alike.
 fn column_families() -> impl Iterator<Item = ColumnFamilyDescriptor> {
     let cache = options::block_cache();
-    COLUMN_FAMILIES
+    tables::COLUMN_FAMILIES
         .iter()
         .map(move |name| ColumnFamilyDescriptor::new(*name, options::cf_options(name, &cache)))
 }
 
-const META_JOURNAL_ID: &[u8] = b"journal_id";
-const META_NEXT_SEQ: &[u8] = b"next_seq";
-const META_ROOTS: &[u8] = b"roots";
-/// The running agent's [`AgentInfo`]. It is rewritten by every start and
-/// read only to show the agent: a change of its fields renames the key
-/// (an older agent's record is then ignored) instead of bumping
-/// [`JOURNAL_FORMAT`], which would cost every target a full sync.
-const META_AGENT: &[u8] = b"agent-2";
-const META_WATERMARK: &[u8] = b"watermark";
-const META_FORMAT: &[u8] = b"format";
-
-/// Version of the on-disk format (records.rs). Values are positional
-/// (postcard): any change to a record's fields must bump it, and an agent
-/// refuses a journal of another version rather than misread it.
+/// Version of the on-disk format (records.rs, tables.rs). Values are
+/// positional (postcard): any change to a record's fields must bump it, and
+/// an agent refuses a journal of another version rather than misread it.
 pub const JOURNAL_FORMAT: u32 = 2;
-const META_STARTS: &[u8] = b"starts";
-/// `push/<target>`: the target's [`PushInFlight`], while rsync runs.
-const META_PUSH_PREFIX: &str = "push/";
-/// Meta key prefix of each target's [`PushStrategy`].
-const META_STRATEGY_PREFIX: &str = "strategy/";
 
 /// Start records kept in the journal.
 pub const STARTS_KEPT: usize = 20;
@@ -90,6 +70,16 @@ struct Writer {
     log_first: Seq,
     /// Every `by_seq` entry at or below this was trimmed (skips tombstones).
     trimmed_through: Seq,
+}
+
+/// Whether [`Journal::write`] fsyncs the WAL before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// On disk when the call returns: changes, cursors, trims.
+    Synced,
+    /// On disk once the next synced write returns (RocksDB's WAL is one
+    /// ordered log): only the meta records [`Journal::put_meta`] lists.
+    Deferred,
 }
 
 /// An open journal: the agent's read-write primary, or a CLI reader.
@@ -197,12 +187,38 @@ impl Journal {
         Ok(journal)
     }
 
+    /// Reads the journal id and the sequence numbers, creating the format
+    /// version and the journal id of a new journal when `writable`.
     fn load_meta(&mut self, writable: bool) -> anyhow::Result<()> {
-        let is_new = self.db.get_cf(self.cf(CF_META), META_JOURNAL_ID)?.is_none();
-        let format: u32 = match self.get_meta(META_FORMAT, "format version")? {
+        let is_new = self.get_meta::<u64>(MetaKey::JournalId)?.is_none();
+        self.check_format(is_new, writable)?;
+        let journal_id = match self.get_meta(MetaKey::JournalId)? {
+            Some(id) => id,
+            None if writable => {
+                let id = fresh_journal_id();
+                self.put_meta(MetaKey::JournalId, &id)?;
+                id
+            }
+            None => 0,
+        };
+        let next_seq = self.get_meta(MetaKey::NextSeq)?.unwrap_or(1);
+        let log_first = self.scan::<Log>(None).next().and_then(Result::ok);
+        self.journal_id = journal_id;
+        *self.writer.get_mut().expect("writer lock") = Writer {
+            next_seq,
+            log_first: log_first.map_or(next_seq, |(seq, _)| seq),
+            trimmed_through: 0,
+        };
+        Ok(())
+    }
+
+    /// Errors: the journal has another [`JOURNAL_FORMAT`] (none recorded
+    /// means 0, unless the journal is new: a writer then records ours).
+    fn check_format(&self, is_new: bool, writable: bool) -> anyhow::Result<()> {
+        let format: u32 = match self.get_meta(MetaKey::Format)? {
             Some(format) => format,
             None if is_new && writable => {
-                self.put_meta(META_FORMAT, &encode(&JOURNAL_FORMAT))?;
+                self.put_meta(MetaKey::Format, &JOURNAL_FORMAT)?;
                 JOURNAL_FORMAT
             }
             None if is_new => JOURNAL_FORMAT,
@@ -215,25 +231,6 @@ impl Journal {
                 self.path.display()
             );
         }
-        let journal_id = match self.get_meta(META_JOURNAL_ID, "journal id")? {
-            Some(id) => id,
-            None if writable => {
-                let id = fresh_journal_id();
-                self.put_meta(META_JOURNAL_ID, &encode(&id))?;
-                id
-            }
-            None => 0,
-        };
-        let next_seq = self
-            .get_meta(META_NEXT_SEQ, "next sequence number")?
-            .unwrap_or(1);
-        let log_first = self.first_key(CF_LOG).unwrap_or(next_seq);
-        self.journal_id = journal_id;
-        *self.writer.get_mut().expect("writer lock") = Writer {
-            next_seq,
-            log_first,
-            trimmed_through: 0,
-        };
         Ok(())
     }
 
@@ -270,33 +267,24 @@ impl Journal {
         self.writer.lock().expect("writer lock").log_first
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column family created at open")
+    /// An empty batch, for [`Journal::write`].
+    fn writes(&self) -> Writes<'_> {
+        Writes::new(&self.db)
     }
 
-    fn first_key(&self, cf: &str) -> Option<Seq> {
-        self.db
-            .iterator_cf(self.cf(cf), IteratorMode::Start)
-            .next()
-            .and_then(Result::ok)
-            .map(|(k, _)| seq_from_key(&k))
-    }
-
-    /// Writes `batch` atomically and durably (the WAL fsynced): changes,
-    /// cursors and trims go through here.
-    fn write(&self, batch: WriteBatch) -> anyhow::Result<()> {
+    /// Writes `writes` atomically, and durably unless `durability` says
+    /// otherwise: every write of the journal goes through here.
+    fn write(&self, writes: Writes<'_>, durability: Durability) -> anyhow::Result<()> {
         let mut opts = WriteOptions::default();
-        opts.set_sync(true);
+        opts.set_sync(durability == Durability::Synced);
         self.db
-            .write_opt(batch, &opts)
+            .write_opt(writes.into_batch(), &opts)
             .with_context(|| format!("journal write to {} failed", self.path.display()))
     }
 
     /// Writes one meta record *without* an fsync of its own. RocksDB's WAL
     /// is one ordered log, and a synced write fsyncs everything before it,
-    /// so such a record is durable once the next [`Journal::write`]
+    /// so such a record is durable once the next synced [`Journal::write`]
     /// returns (within a capture cycle while the agent runs). Only records
     /// whose loss in a power cut before then costs nothing go this way: the
     /// format version and journal id of a new journal (an empty journal is
@@ -305,29 +293,61 @@ impl Journal {
     /// (missing: the gap is not trusted, a full sync runs), the start
     /// records, the agent info, the push in flight and the push strategy
     /// (only `status` reads them).
-    fn put_meta(&self, key: impl AsRef<[u8]>, value: &[u8]) -> anyhow::Result<()> {
-        self.db
-            .put_cf(self.cf(CF_META), key, value)
-            .with_context(|| format!("journal write to {} failed", self.path.display()))
+    fn put_meta<V: serde::Serialize>(&self, key: MetaKey, value: &V) -> anyhow::Result<()> {
+        let mut writes = self.writes();
+        writes.put_meta(key, value);
+        self.write(writes, Durability::Deferred)
+    }
+
+    /// Deletes one meta record, not fsynced either (see [`Journal::put_meta`]).
+    fn delete_meta(&self, key: MetaKey) -> anyhow::Result<()> {
+        let mut writes = self.writes();
+        writes.delete_meta(key);
+        self.write(writes, Durability::Deferred)
     }
 
     /// The meta record `key`, decoded; `None` when it was never written.
-    /// Errors: the read failed, or the record is corrupt (`what` names it).
-    fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: impl AsRef<[u8]>,
-        what: &str,
-    ) -> anyhow::Result<Option<T>> {
+    /// Errors: the read failed, or the record is corrupt.
+    fn get_meta<V: serde::de::DeserializeOwned>(&self, key: MetaKey) -> anyhow::Result<Option<V>> {
         self.db
-            .get_cf(self.cf(CF_META), key)?
-            .map(|bytes| decode(&bytes, what))
+            .get_cf(tables::cf(&self.db, tables::META), key.bytes())?
+            .map(|bytes| tables::decode(&bytes, key.what()))
             .transpose()
+    }
+
+    /// The record under `key` in table `T`; `None` when there is none.
+    /// Errors: the read failed, or the record is corrupt.
+    fn get<T: Table>(&self, key: &T::Key) -> anyhow::Result<Option<T::Value>> {
+        self.db
+            .get_cf(tables::cf(&self.db, T::CF), T::key(key))?
+            .map(|bytes| T::parse_value(bytes.into_boxed_slice()))
+            .transpose()
+    }
+
+    /// The records of table `T` in key order, from `from` (included) or
+    /// from the first. One iterator is one snapshot of the table. Each item
+    /// errs when the read failed or the record is corrupt.
+    fn scan<T: Table>(
+        &self,
+        from: Option<&T::Key>,
+    ) -> impl Iterator<Item = anyhow::Result<(OwnedKey<T>, T::Value)>> + '_ {
+        let start = from.map(|key| T::key(key).as_ref().to_vec());
+        let mode = match &start {
+            Some(start) => IteratorMode::From(start, Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        self.db
+            .iterator_cf(tables::cf(&self.db, T::CF), mode)
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((T::parse_key(key)?, T::parse_value(value)?))
+            })
     }
 
     /// The root table: index = [`RootId`], value = absolute path.
     pub fn roots(&self) -> anyhow::Result<Vec<PathBuf>> {
         use std::os::unix::ffi::OsStringExt;
-        let raw: Vec<Vec<u8>> = self.get_meta(META_ROOTS, "root table")?.unwrap_or_default();
+        let raw: Vec<Vec<u8>> = self.get_meta(MetaKey::Roots)?.unwrap_or_default();
         Ok(raw
             .into_iter()
             .map(|p| PathBuf::from(std::ffi::OsString::from_vec(p)))
@@ -344,7 +364,7 @@ impl Journal {
         }
         roots.push(root.to_path_buf());
         let raw: Vec<&[u8]> = roots.iter().map(|r| r.as_os_str().as_bytes()).collect();
-        self.put_meta(META_ROOTS, &encode(&raw))?;
+        self.put_meta(MetaKey::Roots, &raw)?;
         Ok((roots.len() - 1) as RootId)
     }
 
@@ -386,75 +406,57 @@ impl Journal {
         if changes.is_empty() && watermark_ms.is_none() {
             return Ok(writer.next_seq - 1);
         }
-        let now = now_ms();
-        let (log, pending, by_seq) = (self.cf(CF_LOG), self.cf(CF_PENDING), self.cf(CF_BY_SEQ));
-        let mut batch = WriteBatch::default();
-        // Entries re-keyed earlier in this batch are not yet visible in the DB.
-        let mut in_batch: std::collections::HashMap<Vec<u8>, PendingEntry> =
-            std::collections::HashMap::new();
-        let mut seq = writer.next_seq;
-        for change in changes {
-            let record = LogRecord {
-                root: change.root,
-                path: change.path.clone(),
-                kind: change.kind as u8,
-                scope: change.scope,
-                ino: change.ino,
-                pid: change.pid,
-                comm: change.comm.clone(),
-                time_ms: now,
-            };
-            batch.put_cf(log, seq_key(seq), encode(&record));
-            let key = pending_key(change.root, &change.path);
-            let previous = match in_batch.get(&key) {
-                Some(entry) => Some(entry.clone()),
-                None => self
-                    .db
-                    .get_cf(pending, &key)?
-                    .map(|b| decode::<PendingEntry>(&b, "pending entry"))
-                    .transpose()?,
-            };
-            let (mut scope, mut time_ms) = (change.scope, now);
-            if let Some(previous) = previous {
-                batch.delete_cf(by_seq, seq_key(previous.seq));
-                scope = scope.max(previous.scope);
-                // The oldest coalesced change dates the entry: a file written
-                // continuously must not keep postponing its own push.
-                time_ms = previous.time_ms;
-            }
-            let entry = PendingEntry {
-                seq,
-                kind: change.kind as u8,
-                scope,
-                time_ms,
-            };
-            batch.put_cf(pending, &key, encode(&entry));
-            batch.put_cf(by_seq, seq_key(seq), &key);
-            if let Some(from) = &change.renamed_from {
-                let rename = Rename {
-                    root: change.root,
-                    from: from.clone(),
-                    to: change.path.clone(),
-                };
-                batch.put_cf(self.cf(CF_RENAMES), seq_key(seq), encode(&rename));
-            }
-            in_batch.insert(key, entry);
-            seq += 1;
-        }
-        batch.put_cf(self.cf(CF_META), META_NEXT_SEQ, encode(&seq));
+        let mut writes = self.writes();
+        let next_seq = self.stage_changes(&mut writes, changes, writer.next_seq)?;
+        writes.put_meta(MetaKey::NextSeq, &next_seq);
         if let Some(time_ms) = watermark_ms {
             let watermark = Watermark {
                 time_ms,
                 boot_id: crate::host::boot_id(),
                 clean_stop,
             };
-            batch.put_cf(self.cf(CF_META), META_WATERMARK, encode(&watermark));
+            writes.put_meta(MetaKey::Watermark, &watermark);
         }
-        self.write(batch)?;
-        writer.next_seq = seq;
+        self.write(writes, Durability::Synced)?;
+        writer.next_seq = next_seq;
         drop(writer);
         self.appended.notify_all();
-        Ok(seq - 1)
+        Ok(next_seq - 1)
+    }
+
+    /// Adds to `writes` each change's log record, its coalesced pending
+    /// entry (re-keyed in `by_seq`) and its rename, numbered from `seq` on.
+    /// Returns the next sequence number. Errors: a pending entry cannot be
+    /// read.
+    fn stage_changes(
+        &self,
+        writes: &mut Writes,
+        changes: &[Change],
+        mut seq: Seq,
+    ) -> anyhow::Result<Seq> {
+        let now = now_ms();
+        // Entries re-keyed earlier in this batch are not yet visible in the DB.
+        let mut in_batch: HashMap<PendingKey, PendingEntry> = HashMap::new();
+        for change in changes {
+            writes.put::<Log>(&seq, &LogRecord::of(change, now));
+            let key = PendingKey::new(change.root, &change.path);
+            let previous = match in_batch.remove(&key) {
+                Some(entry) => Some(entry),
+                None => self.get::<Pending>(&key)?,
+            };
+            if let Some(previous) = &previous {
+                writes.delete::<BySeq>(&previous.seq);
+            }
+            let entry = PendingEntry::coalesce(previous.as_ref(), change, seq, now);
+            writes.put::<Pending>(&key, &entry);
+            writes.put::<BySeq>(&seq, &key);
+            if let Some(rename) = Rename::of(change) {
+                writes.put::<Renames>(&seq, &rename);
+            }
+            in_batch.insert(key, entry);
+            seq += 1;
+        }
+        Ok(seq)
     }
 
     /// Blocks until an append happens after `seen` or `timeout` passes;
@@ -484,31 +486,24 @@ impl Journal {
             high_seq: cursor,
             ..Batch::default()
         };
-        let start = seq_key(cursor + 1);
-        for item in self.db.iterator_cf(
-            self.cf(CF_BY_SEQ),
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
-            let (seq_bytes, key) = item?;
+        for item in self.scan::<BySeq>(Some(&(cursor + 1))) {
+            let (seq, key) = item?;
             if batch.paths.len() == max {
                 batch.truncated = true;
                 break;
             }
-            let seq = seq_from_key(&seq_bytes);
             batch.high_seq = seq;
-            let (entry_root, path) = split_pending_key(&key);
-            if entry_root != root {
+            if key.root() != root {
                 continue;
             }
             // Read the live entry: a concurrent append may have re-keyed it to a
             // newer sequence number, which then stays pending on its own.
-            let Some(bytes) = self.db.get_cf(self.cf(CF_PENDING), &key)? else {
+            let Some(entry) = self.get::<Pending>(&key)? else {
                 continue;
             };
-            let entry: PendingEntry = decode(&bytes, "pending entry")?;
             batch.paths.push(PendingPath {
                 seq,
-                path: path.to_vec(),
+                path: key.path().to_vec(),
                 scope: entry.scope,
                 time_ms: entry.time_ms,
             });
@@ -520,15 +515,11 @@ impl Journal {
     /// (a batch's [`Batch::high_seq`]), in sequence order.
     pub fn renames(&self, root: RootId, cursor: Seq, high_seq: Seq) -> anyhow::Result<Vec<Rename>> {
         let mut renames = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(CF_RENAMES),
-            IteratorMode::From(&seq_key(cursor + 1), Direction::Forward),
-        ) {
-            let (seq_bytes, bytes) = item?;
-            if seq_from_key(&seq_bytes) > high_seq {
+        for item in self.scan::<Renames>(Some(&(cursor + 1))) {
+            let (seq, rename) = item?;
+            if seq > high_seq {
                 break;
             }
-            let rename: Rename = decode(&bytes, "rename")?;
             if rename.root == root {
                 renames.push(rename);
             }
@@ -549,23 +540,16 @@ impl Journal {
         mut each_path: impl FnMut(&[u8]),
     ) -> anyhow::Result<(u64, Option<u64>)> {
         let (mut count, mut oldest) = (0, None);
-        let start = seq_key(cursor + 1);
         // One iterator is one snapshot: each sequence key here has its live
         // pending entry (re-keying deletes the old key in the same write).
-        for item in self.db.iterator_cf(
-            self.cf(CF_BY_SEQ),
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
+        for item in self.scan::<BySeq>(Some(&(cursor + 1))) {
             let (_, key) = item?;
-            let (key_root, path) = split_pending_key(&key);
-            if key_root != root {
+            if key.root() != root {
                 continue;
             }
-            each_path(path);
+            each_path(key.path());
             if count == 0 {
-                if let Some(bytes) = self.db.get_cf(self.cf(CF_PENDING), &key)? {
-                    oldest = Some(decode::<PendingEntry>(&bytes, "pending entry")?.time_ms);
-                }
+                oldest = self.get::<Pending>(&key)?.map(|entry| entry.time_ms);
             }
             count += 1;
         }
@@ -574,37 +558,18 @@ impl Journal {
 
     /// Whether `path` of `root` has a change after `cursor` still pending.
     pub fn is_pending(&self, root: RootId, path: &[u8], cursor: Seq) -> anyhow::Result<bool> {
-        let Some(bytes) = self
-            .db
-            .get_cf(self.cf(CF_PENDING), pending_key(root, path))?
-        else {
-            return Ok(false);
-        };
-        Ok(decode::<PendingEntry>(&bytes, "pending entry")?.seq > cursor)
+        let entry = self.get::<Pending>(&PendingKey::new(root, path))?;
+        Ok(entry.is_some_and(|entry| entry.seq > cursor))
     }
 
     /// The stored state of target `name`.
     pub fn target_state(&self, name: &str) -> anyhow::Result<Option<TargetState>> {
-        self.db
-            .get_cf(self.cf(CF_TARGETS), name)?
-            .map(|b| decode(&b, "target state"))
-            .transpose()
+        self.get::<Targets>(name)
     }
 
     /// Every target's state, by name.
     pub fn target_states(&self) -> anyhow::Result<Vec<(String, TargetState)>> {
-        let mut states = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_TARGETS), IteratorMode::Start)
-        {
-            let (name, bytes) = item?;
-            states.push((
-                String::from_utf8_lossy(&name).into_owned(),
-                decode(&bytes, "target state")?,
-            ));
-        }
-        Ok(states)
+        self.scan::<Targets>(None).collect()
     }
 
     /// Stores `state` for target `name`, and in the same atomic batch trims
@@ -639,16 +604,16 @@ impl Journal {
 
     fn save_target_once(&self, name: &str, state: &TargetState) -> anyhow::Result<()> {
         let mut writer = self.writer.lock().expect("writer lock");
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_TARGETS), name, encode(state));
+        let mut writes = self.writes();
+        writes.put::<Targets>(name, state);
         let others = self
             .target_states()?
             .into_iter()
             .filter(|(n, _)| n != name)
             .map(|(_, s)| s.cursor);
         let min_cursor = others.fold(state.cursor, Seq::min);
-        self.trim_acknowledged(&mut batch, writer.trimmed_through, min_cursor)?;
-        self.write(batch)?;
+        self.trim_acknowledged(&mut writes, writer.trimmed_through, min_cursor)?;
+        self.write(writes, Durability::Synced)?;
         writer.trimmed_through = writer.trimmed_through.max(min_cursor);
         Ok(())
     }
@@ -657,46 +622,42 @@ impl Journal {
     /// stop holding back trimming. Returns the names forgotten.
     pub fn forget_targets_except(&self, keep: &[&str]) -> anyhow::Result<Vec<String>> {
         let _writer = self.writer.lock().expect("writer lock");
-        let mut batch = WriteBatch::default();
+        let mut writes = self.writes();
         let mut forgotten = Vec::new();
         for (name, _) in self.target_states()? {
             if !keep.contains(&name.as_str()) {
-                batch.delete_cf(self.cf(CF_TARGETS), name.as_bytes());
+                writes.delete::<Targets>(&name);
                 forgotten.push(name);
             }
         }
-        self.write(batch)?;
+        self.write(writes, Durability::Synced)?;
         Ok(forgotten)
     }
 
+    /// Adds to `writes` the deletion of what every target acknowledged
+    /// since the last trim (sequence numbers after `trimmed_through` up to
+    /// `min_cursor`): renames, `by_seq` keys, and the pending entries not
+    /// re-keyed since.
     fn trim_acknowledged(
         &self,
-        batch: &mut WriteBatch,
+        writes: &mut Writes,
         trimmed_through: Seq,
         min_cursor: Seq,
     ) -> anyhow::Result<()> {
-        let (pending, by_seq) = (self.cf(CF_PENDING), self.cf(CF_BY_SEQ));
-        let start = seq_key(trimmed_through + 1);
         if min_cursor > trimmed_through {
-            batch.delete_range_cf(self.cf(CF_RENAMES), &start, &seq_key(min_cursor + 1));
+            writes.delete_range::<Renames>(&(trimmed_through + 1), &(min_cursor + 1));
         }
-        for item in self
-            .db
-            .iterator_cf(by_seq, IteratorMode::From(&start, Direction::Forward))
-        {
-            let (seq_bytes, key) = item?;
-            let seq = seq_from_key(&seq_bytes);
+        for item in self.scan::<BySeq>(Some(&(trimmed_through + 1))) {
+            let (seq, key) = item?;
             if seq > min_cursor {
                 break;
             }
-            batch.delete_cf(by_seq, &seq_bytes);
-            let current = self
-                .db
-                .get_cf(pending, &key)?
-                .map(|b| decode::<PendingEntry>(&b, "pending entry"))
-                .transpose()?;
-            if current.is_some_and(|entry| entry.seq == seq) {
-                batch.delete_cf(pending, &key);
+            writes.delete::<BySeq>(&seq);
+            if self
+                .get::<Pending>(&key)?
+                .is_some_and(|entry| entry.seq == seq)
+            {
+                writes.delete::<Pending>(&key);
             }
         }
         Ok(())
@@ -710,20 +671,17 @@ impl Journal {
             .log_first
             .max(writer.next_seq.saturating_sub(retention.records));
         let oldest_kept_ms = now_ms().saturating_sub(retention.max_age_ms);
-        for item in self.db.iterator_cf(
-            self.cf(CF_LOG),
-            IteratorMode::From(&seq_key(first), Direction::Forward),
-        ) {
-            let (key, bytes) = item?;
-            if decode::<LogRecord>(&bytes, "log record")?.time_ms >= oldest_kept_ms {
+        for item in self.scan::<Log>(Some(&first)) {
+            let (seq, record) = item?;
+            if record.time_ms >= oldest_kept_ms {
                 break;
             }
-            first = seq_from_key(&key) + 1;
+            first = seq + 1;
         }
         if first > writer.log_first {
-            let mut batch = WriteBatch::default();
-            batch.delete_range_cf(self.cf(CF_LOG), seq_key(writer.log_first), seq_key(first));
-            self.write(batch)?;
+            let mut writes = self.writes();
+            writes.delete_range::<Log>(&writer.log_first, &first);
+            self.write(writes, Durability::Synced)?;
             writer.log_first = first;
         }
         Ok(())
@@ -732,41 +690,27 @@ impl Journal {
     /// When the change with sequence number `seq` was journaled (ms since the
     /// Unix epoch); `None` once retention dropped its log record.
     pub fn change_time_ms(&self, seq: Seq) -> anyhow::Result<Option<u64>> {
-        let Some(bytes) = self.db.get_cf(self.cf(CF_LOG), seq_key(seq))? else {
-            return Ok(None);
-        };
-        Ok(Some(decode::<LogRecord>(&bytes, "log record")?.time_ms))
+        Ok(self.get::<Log>(&seq)?.map(|record| record.time_ms))
     }
 
     /// Up to `limit` log records with sequence numbers ≥ `from`, in order.
     pub fn log_from(&self, from: Seq, limit: usize) -> anyhow::Result<Vec<(Seq, LogRecord)>> {
-        let start = seq_key(from);
-        let iter = self.db.iterator_cf(
-            self.cf(CF_LOG),
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        iter.take(limit)
-            .map(|item| {
-                let (key, bytes) = item?;
-                Ok((seq_from_key(&key), decode(&bytes, "log record")?))
-            })
-            .collect()
+        self.scan::<Log>(Some(&from)).take(limit).collect()
     }
 
     /// The capture watermark; `None` for a journal no capture ever wrote to.
     pub fn watermark(&self) -> anyhow::Result<Option<Watermark>> {
-        self.get_meta(META_WATERMARK, "watermark")
+        self.get_meta(MetaKey::Watermark)
     }
 
     /// The recorded filesystem identity of a root.
     pub fn root_identity(&self, root: RootId) -> anyhow::Result<Option<FsIdentity>> {
-        let key = format!("identity/{root}");
-        self.get_meta(key, "filesystem identity")
+        self.get_meta(MetaKey::Identity(root))
     }
 
     /// Records a root's filesystem identity.
     pub fn save_root_identity(&self, root: RootId, identity: &FsIdentity) -> anyhow::Result<()> {
-        self.put_meta(format!("identity/{root}"), &encode(identity))
+        self.put_meta(MetaKey::Identity(root), identity)
     }
 
     /// Marks every target of `root` as owing a full sync for `reason`;
@@ -797,24 +741,22 @@ impl Journal {
         starts.push(record.clone());
         let excess = starts.len().saturating_sub(STARTS_KEPT);
         starts.drain(..excess);
-        self.put_meta(META_STARTS, &encode(&starts))
+        self.put_meta(MetaKey::Starts, &starts)
     }
 
     /// The recorded starts, oldest first.
     pub fn starts(&self) -> anyhow::Result<Vec<StartRecord>> {
-        Ok(self
-            .get_meta(META_STARTS, "start records")?
-            .unwrap_or_default())
+        Ok(self.get_meta(MetaKey::Starts)?.unwrap_or_default())
     }
 
     /// Stores the running agent's self-description.
     pub fn save_agent_info(&self, info: &AgentInfo) -> anyhow::Result<()> {
-        self.put_meta(META_AGENT, &encode(info))
+        self.put_meta(MetaKey::Agent, info)
     }
 
     /// The last agent's self-description, if any agent ever ran.
     pub fn agent_info(&self) -> anyhow::Result<Option<AgentInfo>> {
-        self.get_meta(META_AGENT, "agent info")
+        self.get_meta(MetaKey::Agent)
     }
 
     /// Records the rsync run now in flight for `target`, or with `None`
@@ -824,30 +766,28 @@ impl Journal {
         target: &str,
         run: Option<&PushInFlight>,
     ) -> anyhow::Result<()> {
-        let key = format!("{META_PUSH_PREFIX}{target}");
+        let key = MetaKey::PushInFlight(target);
         match run {
-            Some(run) => self.put_meta(key, &encode(run))?,
-            None => self.db.delete_cf(self.cf(CF_META), key)?,
+            Some(run) => self.put_meta(key, run),
+            None => self.delete_meta(key),
         }
-        Ok(())
     }
 
     /// The rsync run recorded in flight for `target`, if any (see
     /// [`PushInFlight`] for a record left by a killed agent).
     pub fn push_in_flight(&self, target: &str) -> anyhow::Result<Option<PushInFlight>> {
-        self.get_meta(format!("{META_PUSH_PREFIX}{target}"), "push in flight")
+        self.get_meta(MetaKey::PushInFlight(target))
     }
 
     /// Records how `target`'s last push went. Not fsynced: only `status`
     /// reads it.
     pub fn save_push_strategy(&self, target: &str, strategy: &PushStrategy) -> anyhow::Result<()> {
-        let key = format!("{META_STRATEGY_PREFIX}{target}");
-        self.put_meta(key, &encode(strategy))
+        self.put_meta(MetaKey::Strategy(target), strategy)
     }
 
     /// How `target`'s last push went, if one was recorded.
     pub fn push_strategy(&self, target: &str) -> anyhow::Result<Option<PushStrategy>> {
-        self.get_meta(format!("{META_STRATEGY_PREFIX}{target}"), "push strategy")
+        self.get_meta(MetaKey::Strategy(target))
     }
 }
 

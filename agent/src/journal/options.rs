@@ -12,6 +12,8 @@
 
 use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options};
 
+use super::tables::{Log, Pending, Table};
+
 /// All memtables of all column families together (bytes): past it, the
 /// oldest memtable is flushed.
 const MEMTABLE_BUDGET: usize = 16 << 20;
@@ -57,10 +59,10 @@ pub(super) fn cf_options(name: &str, cache: &Cache) -> Options {
     table.set_block_cache(cache);
     let mut opts = Options::default();
     opts.set_write_buffer_size(WRITE_BUFFER_SIZE);
-    if name == super::CF_PENDING {
+    if name == Pending::CF {
         table.set_bloom_filter(10.0, false);
     }
-    opts.set_compression_type(if name == super::CF_LOG {
+    opts.set_compression_type(if name == Log::CF {
         DBCompressionType::Lz4
     } else {
         DBCompressionType::None

@@ -1,7 +1,8 @@
-//! The journal's record types and key encodings (its on-disk format).
+//! The journal's record types (its on-disk format, with the key and value
+//! codecs of `tables.rs`).
 //!
-//! Values are postcard-encoded serde structs; keys are big-endian so that
-//! RocksDB's bytewise order is sequence order.
+//! Values are postcard-encoded serde structs: positional, so a change of
+//! a stored record's fields needs a [`super::JOURNAL_FORMAT`] bump.
 
 use fsjournal_common::{counter, ChangeKind};
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,18 @@ pub struct Rename {
     pub to: Vec<u8>,
 }
 
+impl Rename {
+    /// The rename `change` carries, if capture saw it whole.
+    pub fn of(change: &Change) -> Option<Rename> {
+        let from = change.renamed_from.as_ref()?;
+        Some(Rename {
+            root: change.root,
+            from: from.clone(),
+            to: change.path.clone(),
+        })
+    }
+}
+
 /// One entry of the sequence-ordered inspection log (column family `log`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRecord {
@@ -125,6 +138,21 @@ pub struct LogRecord {
 }
 
 impl LogRecord {
+    /// The log record of `change`, journaled at `time_ms` (ms since the
+    /// Unix epoch).
+    pub fn of(change: &Change, time_ms: u64) -> LogRecord {
+        LogRecord {
+            root: change.root,
+            path: change.path.clone(),
+            kind: change.kind as u8,
+            scope: change.scope,
+            ino: change.ino,
+            pid: change.pid,
+            comm: change.comm.clone(),
+            time_ms,
+        }
+    }
+
     /// The decoded kind (`Rescan` for a byte a newer version wrote).
     pub fn kind(&self) -> ChangeKind {
         ChangeKind::from_u8(self.kind).unwrap_or(ChangeKind::Rescan)
@@ -132,18 +160,40 @@ impl LogRecord {
 }
 
 /// The coalesced state of one path that some target may still need
-/// (column family `pending`, keyed by [`pending_key`]).
+/// (column family `pending`, keyed by root id and path).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingEntry {
     /// Sequence number of the latest change to this path.
     pub seq: Seq,
-    /// Kind of that latest change (its byte).
+    /// Kind of that latest change (its byte). Nothing reads it; it stays
+    /// because values are positional: dropping it would change every
+    /// entry's bytes and need a [`super::JOURNAL_FORMAT`] bump.
     pub kind: u8,
     /// The widest scope of the coalesced changes.
     pub scope: Scope,
     /// Time of the oldest change coalesced into this entry (ms since the
     /// Unix epoch): batch delay and lag are measured from it.
     pub time_ms: u64,
+}
+
+impl PendingEntry {
+    /// The entry of `change`, numbered `seq` and journaled at `now` (ms
+    /// since the Unix epoch), coalesced with the path's `previous` entry:
+    /// the widest scope is kept, and the oldest change dates the entry (a
+    /// file written continuously must not keep postponing its own push).
+    pub fn coalesce(
+        previous: Option<&PendingEntry>,
+        change: &Change,
+        seq: Seq,
+        now: u64,
+    ) -> PendingEntry {
+        PendingEntry {
+            seq,
+            kind: change.kind as u8,
+            scope: previous.map_or(change.scope, |p| p.scope.max(change.scope)),
+            time_ms: previous.map_or(now, |p| p.time_ms),
+        }
+    }
 }
 
 /// One path handed to the pusher.
@@ -404,43 +454,6 @@ pub struct StartRecord {
     pub in_progress: bool,
     /// Time spent closing the gap (ms).
     pub ms: u64,
-}
-
-/// Big-endian key of a sequence number.
-pub fn seq_key(seq: Seq) -> [u8; 8] {
-    seq.to_be_bytes()
-}
-
-/// Decodes a [`seq_key`].
-pub fn seq_from_key(key: &[u8]) -> Seq {
-    Seq::from_be_bytes(key[..8].try_into().expect("8-byte sequence key"))
-}
-
-/// Key of a pending path: root id (4 bytes, big-endian) then the path bytes.
-pub fn pending_key(root: RootId, path: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + path.len());
-    key.extend_from_slice(&root.to_be_bytes());
-    key.extend_from_slice(path);
-    key
-}
-
-/// Splits a [`pending_key`] into root id and path.
-pub fn split_pending_key(key: &[u8]) -> (RootId, &[u8]) {
-    let (root, path) = key.split_at(4);
-    (
-        RootId::from_be_bytes(root.try_into().expect("4-byte root id")),
-        path,
-    )
-}
-
-/// Encodes a value (postcard cannot fail on these types).
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_stdvec(value).expect("postcard encoding of a journal record")
-}
-
-/// Decodes a value, naming what was corrupt on failure.
-pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> anyhow::Result<T> {
-    postcard::from_bytes(bytes).map_err(|e| anyhow::anyhow!("corrupt {what} in journal: {e}"))
 }
 
 /// Wall-clock time in ms since the Unix epoch.

@@ -244,12 +244,7 @@ fn a_journal_of_another_format_version_is_refused_with_advice() {
     {
         let journal = Journal::open(&path).unwrap();
         journal
-            .db
-            .put_cf(
-                journal.cf(CF_META),
-                META_FORMAT,
-                encode(&(JOURNAL_FORMAT + 1)),
-            )
+            .put_meta(MetaKey::Format, &(JOURNAL_FORMAT + 1))
             .unwrap();
     }
     let err = Journal::open(&path).err().expect("refused").to_string();
@@ -377,4 +372,59 @@ fn renames_are_kept_in_order_for_their_batch_and_trimmed_with_it() {
         )
         .unwrap();
     assert_eq!(names(0, 4), [("jobs/bar".into(), "jobs/baz".into())]);
+}
+
+/// The codecs are the on-disk format: a change to any of these bytes makes
+/// existing journals unreadable (or misread) without a [`JOURNAL_FORMAT`] bump.
+#[test]
+fn keys_and_values_keep_their_on_disk_bytes() {
+    use tables::{BySeq, Log, MetaKey, Pending, PendingKey, Renames, Table, Targets};
+    let seq: [u8; 8] = [0, 0, 0, 0, 0, 0, 1, 2];
+    assert_eq!(Log::key(&258).as_ref(), seq);
+    assert_eq!(BySeq::key(&258).as_ref(), seq);
+    assert_eq!(Renames::key(&258).as_ref(), seq);
+    let key = PendingKey::new(0x0102_0304, b"a/b");
+    assert_eq!(Pending::key(&key).as_ref(), b"\x01\x02\x03\x04a/b");
+    assert_eq!(BySeq::value(&key).as_ref(), b"\x01\x02\x03\x04a/b");
+    assert_eq!(Targets::key("standby").as_ref(), b"standby");
+    let meta = [
+        (MetaKey::JournalId, &b"journal_id"[..]),
+        (MetaKey::NextSeq, b"next_seq"),
+        (MetaKey::Roots, b"roots"),
+        (MetaKey::Agent, b"agent-2"),
+        (MetaKey::Watermark, b"watermark"),
+        (MetaKey::Format, b"format"),
+        (MetaKey::Starts, b"starts"),
+        (MetaKey::Identity(3), b"identity/3"),
+        (MetaKey::PushInFlight("standby"), b"push/standby"),
+        (MetaKey::Strategy("standby"), b"strategy/standby"),
+    ];
+    for (key, bytes) in meta {
+        assert_eq!(key.bytes(), bytes, "{key:?}");
+    }
+    // postcard: varint seq 300, kind byte, scope variant index, varint time.
+    let entry = PendingEntry {
+        seq: 300,
+        kind: ChangeKind::Modify as u8,
+        scope: Scope::Subtree,
+        time_ms: 5,
+    };
+    let bytes = [0xac, 0x02, ChangeKind::Modify as u8, 2, 5];
+    assert_eq!(Pending::value(&entry).as_ref(), bytes);
+    assert_eq!(Pending::parse_value(bytes.into()).unwrap(), entry);
+}
+
+#[test]
+fn stored_keys_decode_to_what_was_encoded_and_short_ones_are_corrupt() {
+    use tables::{BySeq, Pending, Table, Targets};
+    let seq = BySeq::parse_key(Box::new([0, 0, 0, 0, 0, 0, 1, 2])).unwrap();
+    assert_eq!(seq, 258);
+    let key = Pending::parse_key(b"\x00\x00\x00\x07dir/f".to_vec().into()).unwrap();
+    assert_eq!((key.root(), key.path()), (7, &b"dir/f"[..]));
+    assert_eq!(
+        Targets::parse_key(b"standby".to_vec().into()).unwrap(),
+        "standby"
+    );
+    assert!(BySeq::parse_key(Box::new([1, 2, 3])).is_err());
+    assert!(Pending::parse_key(Box::new([0, 0, 7])).is_err());
 }
