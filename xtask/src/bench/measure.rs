@@ -9,16 +9,51 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+mod backlog;
 mod drain;
 mod rename;
 
+use super::daemon::{RsyncDaemon, Traffic};
 use super::results::{Latency, Overhead, Results, Startup, SyncTime, Throughput};
 use super::sys::{self, Proc};
 use super::tools::{self, Agent};
 use super::tree::Tree;
 
+/// Where the tools push: the replica's directory itself, or the same
+/// directory behind an `rsync --daemon` on 127.0.0.1 (daemon.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Destination {
+    Local,
+    Daemon,
+}
+
+/// A part of a run, for `--sections` (start-up is measured whenever a tool
+/// starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Change → replica latency of single files.
+    Latency,
+    /// Change sets of K files (every K of the plan).
+    Sync,
+    /// The renamed job.
+    Rename,
+    /// A change set of the largest K written while the agent was stopped.
+    Backlog,
+    /// Capture bursts and the drain of a queued backlog.
+    Capture,
+    /// The writer-overhead workload (and inotifywait's start-up).
+    Overhead,
+    /// The start-up sweep over tree sizes.
+    Sweep,
+}
+
 /// What to measure, from the command line.
 pub struct Plan {
+    /// The parts of each session that run.
+    pub sections: Vec<Section>,
+    /// Where the tools push; sessions over the daemon measure change sets
+    /// and the renamed job only.
+    pub destinations: Vec<Destination>,
     pub ks: Vec<u64>,
     pub latency_samples: u32,
     /// Pause between two latency samples (ms).
@@ -28,6 +63,22 @@ pub struct Plan {
     pub burst_writers: Vec<u32>,
     pub overhead_files: u64,
     pub batch_delay_ms: u64,
+}
+
+impl Plan {
+    /// Whether `section` runs.
+    pub fn has(&self, section: Section) -> bool {
+        self.sections.contains(&section)
+    }
+}
+
+/// `tool` as named in the results for `destination`: over the daemon,
+/// `<tool>@daemon`.
+pub fn label(tool: &str, destination: Destination) -> String {
+    match destination {
+        Destination::Local => tool.to_string(),
+        Destination::Daemon => format!("{tool}@daemon"),
+    }
 }
 
 /// The tree, the replica, the agent binary and what was measured so far.
@@ -40,6 +91,8 @@ pub struct Bench {
     pub tree: Tree,
     pub plan: Plan,
     pub results: Results,
+    /// The rsync daemon serving `dst`, when a destination is `Daemon`.
+    pub daemon: Option<RsyncDaemon>,
     probes: u64,
 }
 
@@ -66,28 +119,66 @@ impl Bench {
             tree,
             plan,
             results,
+            daemon: None,
             probes: 0,
         }
+    }
+
+    /// Where `destination` is, as the tools' target string.
+    fn target(&self, destination: Destination) -> String {
+        match (destination, &self.daemon) {
+            (Destination::Daemon, Some(daemon)) => daemon.url.clone(),
+            _ => format!("{}/", self.dst.display()),
+        }
+    }
+
+    /// The daemon's traffic so far, when `destination` is the daemon.
+    fn traffic(&self, destination: Destination) -> Option<Traffic> {
+        match destination {
+            Destination::Daemon => self.daemon.as_ref().map(RsyncDaemon::traffic),
+            Destination::Local => None,
+        }
+    }
+
+    /// The daemon's traffic since `before` (see [`RsyncDaemon::traffic_since`]).
+    fn traffic_since(&self, before: Option<Traffic>) -> Option<Traffic> {
+        Some(self.daemon.as_ref()?.traffic_since(before?))
     }
 
     /// All sessions of run `run`.
     pub fn run(&mut self, run: u32) -> anyhow::Result<()> {
         sys::check_interrupted()?;
-        eprintln!("bench: run {run}: writer overhead with no tracker");
-        self.overhead("none", run, None)?;
+        if self.plan.has(Section::Overhead) {
+            eprintln!("bench: run {run}: writer overhead with no tracker");
+            self.overhead("none", run, None)?;
+        }
+        for destination in self.plan.destinations.clone() {
+            self.run_to(run, destination)?;
+        }
+        Ok(())
+    }
+
+    /// The sessions of run `run` pushing to `destination`.
+    fn run_to(&mut self, run: u32, destination: Destination) -> anyhow::Result<()> {
+        let to = match destination {
+            Destination::Local => "",
+            Destination::Daemon => " over an rsync daemon",
+        };
         for backend in ["ebpf", "fanotify"] {
-            self.fsjournal(backend, run)
-                .with_context(|| format!("fsjournal ({backend}), run {run}"))?;
+            self.fsjournal(backend, run, destination)
+                .with_context(|| format!("fsjournal ({backend}){to}, run {run}"))?;
             self.reconcile()?;
         }
-        self.inotifywait(run)
-            .with_context(|| format!("inotifywait, run {run}"))?;
-        self.lsyncd(run)
-            .with_context(|| format!("lsyncd, run {run}"))?;
+        if destination == Destination::Local && self.plan.has(Section::Overhead) {
+            self.inotifywait(run)
+                .with_context(|| format!("inotifywait, run {run}"))?;
+        }
+        self.lsyncd(run, destination)
+            .with_context(|| format!("lsyncd{to}, run {run}"))?;
         self.reconcile()?;
-        self.full_scan(run)
-            .with_context(|| format!("full-scan rsync, run {run}"))?;
-        Ok(())
+        self.full_scan(run, destination)
+            .with_context(|| format!("full-scan rsync{to}, run {run}"))?;
+        self.reconcile()
     }
 
     /// Makes the replica equal again (untimed) and checks it is.
@@ -154,15 +245,23 @@ impl Bench {
         startup
     }
 
-    fn fsjournal(&mut self, backend: &str, run: u32) -> anyhow::Result<()> {
-        let tool = format!("fsjournal-{backend}");
+    fn fsjournal(
+        &mut self,
+        backend: &str,
+        run: u32,
+        destination: Destination,
+    ) -> anyhow::Result<()> {
+        let tool = label(&format!("fsjournal-{backend}"), destination);
         eprintln!("bench: run {run}: {tool}");
         let (size, before) = self.cold_start()?;
+        let name = tool.replace('@', "-");
+        let target = self.target(destination);
         let mut agent = Agent::start(
             &self.bin,
             backend,
+            name.trim_start_matches("fsjournal-"),
             &self.src,
-            &self.dst,
+            &target,
             &self.work,
             self.plan.batch_delay_ms,
         )?;
@@ -193,28 +292,67 @@ impl Bench {
                 status["capture_detail"]
             );
         }
-        self.latency(&tool, run)?;
-        agent.wait_pending_zero(long)?;
-        for k in self.plan.ks.clone() {
-            self.change_sync(&tool, run, k)?;
+        let local = destination == Destination::Local;
+        if local && self.plan.has(Section::Latency) {
+            self.latency(&tool, run)?;
         }
         agent.wait_pending_zero(long)?;
-        self.rename_job(&tool, run)?;
-        for writers in self.plan.burst_writers.clone() {
-            self.burst(&tool, run, &agent, writers)?;
+        self.change_sets(&tool, run, destination)?;
+        agent.wait_pending_zero(long)?;
+        if self.plan.has(Section::Rename) {
+            self.rename_job(&tool, run, destination)?;
         }
-        self.drain(&tool, run, &agent)?;
-        self.overhead(&tool, run, Some(&agent))?;
-        if backend == "ebpf" {
-            self.overhead_paused(&tool, run, &agent)?;
+        if self.plan.has(Section::Backlog) {
+            self.backlog(&tool, run, destination, &mut agent)?;
         }
-        startup.peak_rss_kib = agent.proc.rss().peak;
-        self.results.startup.push(startup);
+        if local {
+            self.capture_and_overhead(&tool, run, backend, &agent)?;
+            startup.peak_rss_kib = agent.proc.rss().peak;
+            self.results.startup.push(startup);
+        }
         // A fresh journal's full sync is announced with warnings: expected here.
         let expected = ["no capture watermark", "no cursor in the journal"];
         for line in agent.proc.lines_with(&[" WARN ", " ERROR "]) {
             if !expected.iter().any(|e| line.contains(e)) {
                 self.note(format!("{tool} run {run}: {line}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every change set of the plan, when the sync section runs.
+    fn change_sets(
+        &mut self,
+        tool: &str,
+        run: u32,
+        destination: Destination,
+    ) -> anyhow::Result<()> {
+        if self.plan.has(Section::Sync) {
+            for k in self.plan.ks.clone() {
+                self.change_sync(tool, run, k, destination)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The bursts, the drain and the writer overhead of one fsjournal session.
+    fn capture_and_overhead(
+        &mut self,
+        tool: &str,
+        run: u32,
+        backend: &str,
+        agent: &Agent,
+    ) -> anyhow::Result<()> {
+        if self.plan.has(Section::Capture) {
+            for writers in self.plan.burst_writers.clone() {
+                self.burst(tool, run, agent, writers)?;
+            }
+            self.drain(tool, run, agent)?;
+        }
+        if self.plan.has(Section::Overhead) {
+            self.overhead(tool, run, Some(agent))?;
+            if backend == "ebpf" {
+                self.overhead_paused(tool, run, agent)?;
             }
         }
         Ok(())
@@ -233,64 +371,80 @@ impl Bench {
         Ok(())
     }
 
-    fn lsyncd(&mut self, run: u32) -> anyhow::Result<()> {
-        eprintln!("bench: run {run}: lsyncd");
+    fn lsyncd(&mut self, run: u32, destination: Destination) -> anyhow::Result<()> {
+        let tool = label("lsyncd", destination);
+        eprintln!("bench: run {run}: {tool}");
         let (size, before) = self.cold_start()?;
         let delay_s = self.plan.batch_delay_ms as f64 / 1000.0;
-        let mut proc = tools::lsyncd(&self.src, &self.dst, &self.work, delay_s)?;
+        let target = self.target(destination);
+        let mut proc = tools::lsyncd(&self.src, &target, &self.work, delay_s)?;
         let long = Duration::from_secs(1800);
         let tracking = proc.wait_line("recursive startup rsync", long)?;
         let ready = proc.wait_line("finished.", long)?;
-        let mut startup = Self::startup(
-            "lsyncd",
-            run,
-            size,
-            &proc,
-            before,
-            tracking,
-            Some(ready),
-            &[],
-        );
-        self.latency("lsyncd", run)?;
-        for k in self.plan.ks.clone() {
-            self.change_sync("lsyncd", run, k)?;
+        let mut startup =
+            Self::startup(&tool, run, size, &proc, before, tracking, Some(ready), &[]);
+        let local = destination == Destination::Local;
+        if local && self.plan.has(Section::Latency) {
+            self.latency(&tool, run)?;
         }
-        self.rename_job("lsyncd", run)?;
-        startup.peak_rss_kib = proc.rss().peak;
-        self.results.startup.push(startup);
+        self.change_sets(&tool, run, destination)?;
+        if self.plan.has(Section::Rename) {
+            self.rename_job(&tool, run, destination)?;
+        }
+        if local {
+            startup.peak_rss_kib = proc.rss().peak;
+            self.results.startup.push(startup);
+        }
         for line in proc.lines_with(&["Error", "error"]) {
-            self.note(format!("lsyncd run {run}: {line}"));
+            self.note(format!("{tool} run {run}: {line}"));
         }
         Ok(())
     }
 
     /// The anchor: the same change sets, each followed by one full rsync.
-    fn full_scan(&mut self, run: u32) -> anyhow::Result<()> {
-        eprintln!("bench: run {run}: full-scan rsync");
+    fn full_scan(&mut self, run: u32, destination: Destination) -> anyhow::Result<()> {
+        let tool = label("rsync", destination);
+        eprintln!("bench: run {run}: full-scan {tool}");
+        let target = self.target(destination);
         for k in self.plan.ks.clone() {
+            if !self.plan.has(Section::Sync) {
+                break;
+            }
             let start = Instant::now();
             let (_, changed) = self.tree.change_set(k)?;
             let write_s = secs(start.elapsed());
-            let seconds = tools::full_rsync(&self.src, &self.dst)?;
-            eprintln!("bench: rsync K={k}: {seconds:.2} s");
+            let traffic = self.traffic(destination);
+            let seconds = tools::full_rsync_to(&self.src, &target)?;
+            let traffic = self.traffic_since(traffic);
+            eprintln!("bench: {tool} K={k}: {seconds:.2} s{}", bytes_note(traffic));
             self.results.sync.push(SyncTime {
-                tool: "rsync".into(),
+                tool: tool.clone(),
                 run,
                 k,
                 changed,
                 write_s,
                 seconds,
-                mtime_ns_differs: 0,
-                residual: Vec::new(),
+                wire_bytes: traffic.map(|t| t.wire),
+                data_bytes: traffic.map(|t| t.data),
+                ..Default::default()
             });
         }
-        self.rename_job("rsync", run)?;
+        if self.plan.has(Section::Rename) {
+            self.rename_job(&tool, run, destination)?;
+        }
         Ok(())
     }
 
     /// One change set of `k` files, then the wait for the replica.
-    fn change_sync(&mut self, tool: &str, run: u32, k: u64) -> anyhow::Result<()> {
+    fn change_sync(
+        &mut self,
+        tool: &str,
+        run: u32,
+        k: u64,
+        destination: Destination,
+    ) -> anyhow::Result<()> {
         sys::check_interrupted()?;
+        let traffic = self.traffic(destination);
         let start = Instant::now();
         let (touched, changed) = self.tree.change_set(k)?;
         let write_s = secs(start.elapsed());
@@ -298,7 +452,8 @@ impl Bench {
         let timeout = Duration::from_secs(300) + Duration::from_millis(5 * k);
         let done = tools::wait_replica(&self.src, &self.dst, &touched, since, timeout)?;
         let (seconds, residual) = (done.seconds, done.residual);
-        eprintln!("bench: {tool} K={k} ({changed} files): replica equal {seconds:.2} s after the change set (written in {write_s:.2} s)");
+        let traffic = self.traffic_since(traffic);
+        eprintln!("bench: {tool} K={k} ({changed} files): replica equal {seconds:.2} s after the change set (written in {write_s:.2} s){}", bytes_note(traffic));
         if !residual.is_empty() {
             self.note(format!(
                 "{tool} run {run} K={k}: replica not equal after {seconds:.0} s; {} differences, e.g. {:?}",
@@ -306,6 +461,7 @@ impl Bench {
                 &residual[..residual.len().min(3)]
             ));
         }
+        self.note_beyond_touched(tool, run, &format!("K={k}"), &done.beyond_touched);
         if !done.mtime_ns_differs.is_empty() {
             self.note(format!(
                 "{tool} run {run} K={k}: {} replicated files have the right size and second but another sub-second mtime (invisible to rsync's quick check), e.g. {:?}",
@@ -325,6 +481,8 @@ impl Bench {
             seconds,
             mtime_ns_differs: done.mtime_ns_differs.len() as u64,
             residual,
+            wire_bytes: traffic.map(|t| t.wire),
+            data_bytes: traffic.map(|t| t.data),
         });
         Ok(())
     }
@@ -480,12 +638,30 @@ impl Bench {
         Ok(())
     }
 
+    /// Notes what a full check found once the touched paths were equal.
+    fn note_beyond_touched(&mut self, tool: &str, run: u32, what: &str, lines: &[String]) {
+        if !lines.is_empty() {
+            self.note(format!(
+                "{tool} run {run} {what}: the touched paths were equal before the rest of the replica; the first full check found {} difference(s), e.g. {:?}",
+                lines.len(),
+                &lines[..lines.len().min(3)]
+            ));
+        }
+    }
+
     fn note(&mut self, note: String) {
         eprintln!("bench: note: {note}");
         if self.results.notes.len() < 200 && !self.results.notes.contains(&note) {
             self.results.notes.push(note);
         }
     }
+}
+
+/// ", N bytes over the wire (M of file data)" when the daemon counted.
+fn bytes_note(traffic: Option<Traffic>) -> String {
+    traffic.map_or(String::new(), |t| {
+        format!(", {} bytes over the wire ({} of file data)", t.wire, t.data)
+    })
 }
 
 /// Creates `n` one-byte files under `dir` from `writers` threads, writer

@@ -10,6 +10,7 @@
 //! `docs/benchmarks.md` and `docs/bench/`). `--micro` runs the agent's
 //! micro-benchmarks instead (`micro.rs`).
 
+mod daemon;
 mod measure;
 mod micro;
 mod report;
@@ -28,7 +29,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
-use measure::{Bench, Plan};
+use measure::{Bench, Destination, Plan, Section};
 use results::{Machine, Results, Setup};
 use sys::Ext4Mount;
 
@@ -102,7 +103,36 @@ pub struct BenchArgs {
     /// and docs/benchmarks.md regenerated from docs/bench/results.json.
     #[arg(long, conflicts_with = "report_only")]
     micro: bool,
+    /// Change-set sizes (files), e.g. `100000`; default `10,1000,100000`
+    /// (`10,1000` with --quick).
+    #[arg(long, value_delimiter = ',')]
+    ks: Option<Vec<u64>>,
+    /// Only these parts of each session, e.g. `sync,rename`; default all.
+    /// Start-up is measured whenever a tool starts.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    sections: Option<Vec<Section>>,
+    /// Where the tools push: the replica's directory (`local`) and the same
+    /// directory behind an `rsync --daemon` on 127.0.0.1 (`daemon`: change
+    /// sets and the renamed job only, with the bytes that crossed).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "local,daemon"
+    )]
+    targets: Vec<Destination>,
 }
+
+/// Every section, the default of `--sections`.
+const ALL_SECTIONS: [Section; 7] = [
+    Section::Latency,
+    Section::Sync,
+    Section::Rename,
+    Section::Backlog,
+    Section::Capture,
+    Section::Overhead,
+    Section::Sweep,
+];
 
 /// The workspace root.
 fn workspace() -> PathBuf {
@@ -275,12 +305,15 @@ fn measure_all(
     sys::ensure_packages(&["rsync", "e2fsprogs", "lsyncd", "inotify-tools"])?;
     let bin = build_agent(&args.release_target_dir, build_ebpf)?;
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let default_ks = if args.quick {
+        vec![10, 1000]
+    } else {
+        vec![10, 1000, 100_000]
+    };
     let plan = Plan {
-        ks: if args.quick {
-            vec![10, 1000]
-        } else {
-            vec![10, 1000, 100_000]
-        },
+        sections: args.sections.clone().unwrap_or(ALL_SECTIONS.to_vec()),
+        destinations: args.targets.clone(),
+        ks: args.ks.clone().unwrap_or(default_ks),
         latency_samples: if args.quick { 10 } else { 30 },
         latency_interval_ms: 500,
         burst_files: files.min(100_000),
@@ -361,6 +394,13 @@ fn measure_all(
         plan,
         results,
     );
+    if bench.plan.destinations.contains(&Destination::Daemon) {
+        bench.daemon = Some(daemon::RsyncDaemon::start(
+            &bench.dst,
+            &bench.work,
+            free_port()?,
+        )?);
+    }
     let mut failure = None;
     for run in 1..=runs {
         if let Err(e) = bench.run(run) {
@@ -374,7 +414,7 @@ fn measure_all(
         }
     }
     let mut results = bench.results;
-    if failure.is_none() {
+    if failure.is_none() && bench.plan.has(Section::Sweep) {
         let sizes = sweep_sizes(args);
         match sweep::run(&bench.bin, scratch, &sizes, args.seed) {
             Ok(points) => results.sweep = points,
@@ -384,6 +424,12 @@ fn measure_all(
     results.duration_s = started.elapsed().as_secs_f64();
     eprintln!("bench: done in {:.0} s", results.duration_s);
     Ok((results, failure))
+}
+
+/// A TCP port on 127.0.0.1 nothing listens on now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// Refuses a run whose tree would not fit in the scratch directory's

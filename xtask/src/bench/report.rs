@@ -8,8 +8,9 @@ use std::path::Path;
 use anyhow::Context;
 use plotters::prelude::*;
 
+use super::measure::Destination;
 use super::micro::{self, Micro};
-use super::results::{median, percentile, Results, Startup, SweepPoint, Tool};
+use super::results::{median, percentile, RenameTime, Results, Startup, SweepPoint, Tool};
 
 /// The hand-measured figures that came before the harness, kept as an appendix.
 const FIRST_FIGURES: &str = include_str!("first-figures.md");
@@ -61,6 +62,7 @@ pub fn write(r: &Results, extras: &Extras, dir: &Path, link: &str) -> anyhow::Re
     );
     sync(r, &mut md, plots.0.then(|| format!("{link}sync-vs-k.svg")));
     renames(r, &mut md);
+    backlog(r, &mut md);
     latency(
         r,
         &mut md,
@@ -73,6 +75,7 @@ pub fn write(r: &Results, extras: &Extras, dir: &Path, link: &str) -> anyhow::Re
         micro::sections(extras.micro, &mut md);
     }
     goals(r, extras.larger, &mut md);
+    transfer_goals(r, extras.larger, &mut md);
     notes(r, &mut md);
     if main {
         md.push_str("\n## Appendix: first figures, measured by hand\n\nBefore the harness existed; kept for comparison (another tree shape, an rsync daemon target).\n\n");
@@ -253,41 +256,89 @@ fsjournal and lsyncd: every touched path polled on both sides every 10 ms by rsy
 to the second), then one `rsync -an --delete --itemize-changes` over the whole tree must print nothing (else it is\n\
 repeated until it does). Files left with another sub-second mtime are counted in the notes. Between tools the replica\n\
 is made equal again with `rsync -a --delete --modify-window=-1` (nanosecond mtimes).\n\
-rsync: the time of one `rsync -a --delete SRC/ DST/` after the same kind of change set. Ratios: full-scan rsync ÷ tool.\n\n\
-| K | files changed | fsjournal-ebpf | fsjournal-fanotify | lsyncd | full-scan rsync | rsync ÷ eBPF | rsync ÷ fanotify | rsync ÷ lsyncd |\n\
-| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
-    for &k in &r.setup.ks {
-        let at = |tool: &str| {
-            median(
-                r.sync
-                    .iter()
-                    .filter(|s| s.tool == tool && s.k == k)
-                    .map(|s| s.seconds),
-            )
-        };
-        let changed =
-            median(r.sync.iter().filter(|s| s.k == k).map(|s| s.changed as f64)).unwrap_or(0.0);
-        let rsync = at("rsync");
-        let ratio = |tool: &str| match (rsync, at(tool)) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
-            _ => "—".into(),
-        };
-        let _ = writeln!(
-            md,
-            "| {k} | {changed:.0} | {} | {} | {} | {} | {} | {} | {} |",
-            fmt_s(at("fsjournal-ebpf")),
-            fmt_s(at("fsjournal-fanotify")),
-            fmt_s(at("lsyncd")),
-            fmt_s(rsync),
-            ratio("fsjournal-ebpf"),
-            ratio("fsjournal-fanotify"),
-            ratio("lsyncd"),
-        );
+rsync: the time of one `rsync -a --delete SRC/ DST/` after the same kind of change set. Ratios: full-scan rsync ÷ tool.\n\n");
+    sync_table(r, md, Destination::Local);
+    if r.sync.iter().any(|s| s.tool.ends_with(DAEMON)) {
+        md.push_str("\n### Over an rsync daemon\n\n\
+The same change sets pushed to the same replica behind `rsync --daemon` on 127.0.0.1 (the network shape: file lists\n\
+and checksums cross a socket). MB: what crossed the loopback meanwhile, both directions, TCP/IP headers included\n\
+(file lists, checksums and data; `/proc/net/dev`), in decimal megabytes.\n\n");
+        sync_table(r, md, Destination::Daemon);
     }
     if let Some(plot) = plot {
         let _ = write!(md, "\n![sync time vs K]({plot})\n");
     }
     md.push('\n');
+}
+
+/// Suffix of a tool's name in sessions over the rsync daemon.
+const DAEMON: &str = "@daemon";
+
+/// The tools of the sync table, each with its name for `destination`.
+fn named(tool: &str, destination: Destination) -> String {
+    match destination {
+        Destination::Local => tool.to_string(),
+        Destination::Daemon => format!("{tool}{DAEMON}"),
+    }
+}
+
+/// One row per K: each tool's seconds, full-scan rsync ÷ tool, and over
+/// the daemon the megabytes that crossed.
+fn sync_table(r: &Results, md: &mut String, destination: Destination) {
+    let tools = ["fsjournal-ebpf", "fsjournal-fanotify", "lsyncd", "rsync"];
+    let over_daemon = destination == Destination::Daemon;
+    md.push_str("| K | files changed | fsjournal-ebpf | fsjournal-fanotify | lsyncd | full-scan rsync | rsync ÷ eBPF | rsync ÷ fanotify | rsync ÷ lsyncd |");
+    md.push_str(if over_daemon {
+        " MB eBPF | MB fanotify | MB lsyncd | MB rsync |\n"
+    } else {
+        "\n"
+    });
+    md.push_str(&"| --- ".repeat(if over_daemon { 13 } else { 9 }));
+    md.push_str("|\n");
+    for &k in &r.setup.ks {
+        let rows = |tool: &str| {
+            let tool = named(tool, destination);
+            r.sync
+                .iter()
+                .filter(move |s| s.tool == tool && s.k == k)
+                .collect::<Vec<_>>()
+        };
+        let at = |tool: &str| median(rows(tool).iter().map(|s| s.seconds));
+        let changed = median(
+            r.sync
+                .iter()
+                .filter(|s| s.k == k && s.tool.ends_with(DAEMON) == over_daemon)
+                .map(|s| s.changed as f64),
+        );
+        let Some(changed) = changed else { continue };
+        let rsync = at("rsync");
+        let ratio = |tool: &str| match (rsync, at(tool)) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}×", a / b),
+            _ => "—".into(),
+        };
+        let _ = write!(md, "| {k} | {changed:.0} |");
+        for tool in tools {
+            let _ = write!(md, " {} |", fmt_s(at(tool)));
+        }
+        for tool in &tools[..3] {
+            let _ = write!(md, " {} |", ratio(tool));
+        }
+        if over_daemon {
+            for tool in tools {
+                let mb = median(
+                    rows(tool)
+                        .iter()
+                        .filter_map(|s| s.wire_bytes.map(|b| b as f64)),
+                );
+                let _ = write!(
+                    md,
+                    " {} |",
+                    mb.map_or("—".into(), |b| format!("{:.1}", b / 1e6))
+                );
+            }
+        }
+        md.push('\n');
+    }
 }
 
 fn renames(r: &Results, md: &mut String) {
@@ -300,12 +351,17 @@ The tree's largest job directory renamed (`jobs/X` → `jobs/X-renamed`); the ti
 (as above; rsync: one full run), and what the replica's disk wrote meanwhile (its ext4 image's `lifetime_write_kbytes`
 after a `sync`: the job again for a delete + copy, metadata for a rename). fsjournal replays the rename on the target
 (docs/architecture.md, \"Renames on the target\"); lsyncd's default.rsync deletes and copies. Goal (issue 16): the
-rename writes at most 1 % of the job's size. Medians over the runs.
+rename writes at most 1 % of the job's size. Over the rsync daemon (`@daemon`), also what crossed: file data (the
+daemon's `%b` per file) and everything that crossed the loopback (file lists, checksums, data, both directions).
+Medians over the runs.
 
-| tool | job files | job size | seconds | replica disk wrote | ÷ job size | ≤ 1 % |
-| --- | --- | --- | --- | --- | --- | --- |
+| tool | job files | job size | seconds | replica disk wrote | ÷ job size | ≤ 1 % | file data sent | all bytes sent |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ");
-    for tool in ["fsjournal-ebpf", "fsjournal-fanotify", "lsyncd", "rsync"] {
+    let tools = ["fsjournal-ebpf", "fsjournal-fanotify", "lsyncd", "rsync"];
+    let over = [Destination::Local, Destination::Daemon];
+    for tool in over.iter().flat_map(|&d| tools.map(|t| named(t, d))) {
+        let tool = tool.as_str();
         let rows: Vec<_> = r.renames.iter().filter(|x| x.tool == tool).collect();
         let (Some(files), Some(bytes), Some(seconds), Some(written)) = (
             median(rows.iter().map(|x| x.files as f64)),
@@ -316,14 +372,67 @@ rename writes at most 1 % of the job's size. Medians over the runs.
             continue;
         };
         let share = written * 1024.0 / bytes.max(1.0);
+        let sent = |f: fn(&RenameTime) -> Option<u64>| {
+            median(rows.iter().filter_map(|x| f(x).map(|b| b as f64))).map_or("—".into(), |b| {
+                format!("{} ({:.1} %)", mib(b / 1024.0), b / bytes.max(1.0) * 100.0)
+            })
+        };
         let _ = writeln!(
             md,
-            "| {tool} | {files:.0} | {} | {} | {} | {:.1} % | {} |",
+            "| {tool} | {files:.0} | {} | {} | {} | {:.1} % | {} | {} | {} |",
             mib(bytes / 1024.0),
             fmt_s(Some(seconds)),
             mib(written),
             share * 100.0,
             if share <= 0.01 { "yes" } else { "no" },
+            sent(|x| x.data_bytes),
+            sent(|x| x.wire_bytes),
+        );
+    }
+    md.push('\n');
+}
+
+fn backlog(r: &Results, md: &mut String) {
+    if r.backlog.is_empty() {
+        return;
+    }
+    md.push_str("### A backlog after downtime
+
+The agent stopped cleanly, a change set of the largest K written (as above), the agent started again: eBPF drains
+what its pinned programs kept, fanotify scans the gap by ctime. The time runs from the restart to \"replica equal to
+source\"; the strategy is `status`'s last one (the cost model's one full rsync when the quiet backlog reaches
+`full_push_percent` of the filesystem's inodes, else file lists). Anchor: full-scan rsync after a change set of the
+same K (table above). Medians over the runs; the strategy of the last run.
+
+| tool | K | files changed | seconds from restart | strategy | full-scan rsync | rsync ÷ tool | MB over the wire |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+");
+    let tools = ["fsjournal-ebpf", "fsjournal-fanotify"];
+    let over = [Destination::Local, Destination::Daemon];
+    for (tool, destination) in over.iter().flat_map(|&d| tools.map(|t| (t, d))) {
+        let name = named(tool, destination);
+        let rows: Vec<_> = r.backlog.iter().filter(|b| b.tool == name).collect();
+        let (Some(last), Some(seconds)) = (rows.last(), median(rows.iter().map(|b| b.seconds)))
+        else {
+            continue;
+        };
+        let changed = median(rows.iter().map(|b| b.changed as f64)).unwrap_or(0.0);
+        let rsync = median(
+            r.sync
+                .iter()
+                .filter(|s| s.tool == named("rsync", destination) && s.k == last.k)
+                .map(|s| s.seconds),
+        );
+        let ratio = rsync.map_or("—".into(), |a| format!("{:.1}×", a / seconds.max(1e-9)));
+        let wire = median(rows.iter().filter_map(|b| b.wire_bytes.map(|x| x as f64)));
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {changed:.0} | {} | {} | {} | {ratio} | {} |",
+            last.k,
+            fmt_s(Some(seconds)),
+            last.strategy,
+            fmt_s(rsync),
+            wire.map_or("—".into(), |b| format!("{:.1}", b / 1e6)),
         );
     }
     md.push('\n');
@@ -577,6 +686,57 @@ fn goals(r: &Results, larger: Option<&Results>, md: &mut String) {
     md.push('\n');
 }
 
+/// Issue 16's goals: a renamed job sends ≤ 1 % of its bytes, K = 100,000
+/// is at least as fast as full-scan rsync (aim 2×), K = 1,000 on the
+/// 1M-file tree ≥ 100× faster; on each target kind measured.
+fn transfer_goals(r: &Results, larger: Option<&Results>, md: &mut String) {
+    md.push_str("## Goals of issue 16\n\n| goal | measured | |\n| --- | --- | --- |\n");
+    let verdict = |ok: bool| if ok { "**met**" } else { "**missed**" };
+    let seconds = |run: &Results, tool: &str, k: u64| {
+        median(
+            run.sync
+                .iter()
+                .filter(|s| s.tool == tool && s.k == k)
+                .map(|s| s.seconds),
+        )
+    };
+    for destination in [Destination::Local, Destination::Daemon] {
+        let to = match destination {
+            Destination::Local => "local target",
+            Destination::Daemon => "rsync daemon",
+        };
+        for tool in ["fsjournal-ebpf", "fsjournal-fanotify"] {
+            let (name, rsync) = (named(tool, destination), named("rsync", destination));
+            let rows: Vec<&RenameTime> = r.renames.iter().filter(|x| x.tool == name).collect();
+            // Locally what the replica's disk wrote; over the daemon the file data sent.
+            let (data, what) = match destination {
+                Destination::Local => (
+                    median(rows.iter().map(|x| x.written_kib as f64 * 1024.0)),
+                    "the replica's disk wrote",
+                ),
+                Destination::Daemon => (
+                    median(rows.iter().filter_map(|x| x.data_bytes.map(|b| b as f64))),
+                    "file data sent",
+                ),
+            };
+            let job = median(rows.iter().map(|x| x.bytes as f64));
+            if let (Some(data), Some(job)) = (data, job) {
+                let share = data / job.max(1.0) * 100.0;
+                let _ = writeln!(md, "| a renamed job: ≤ 1 % of its size crosses ({tool}, {to}) | {what} {share:.2} % ({} of {}) | {} |", mib(data / 1024.0), mib(job / 1024.0), verdict(share <= 1.0));
+            }
+            if let (Some(a), Some(b)) = (seconds(r, &rsync, 100_000), seconds(r, &name, 100_000)) {
+                let _ = writeln!(md, "| K = 100,000 at least as fast as full-scan rsync, aim 2× ({tool}, {to}) | {:.2}× ({} vs {}) | {} |", a / b, fmt_s(Some(b)), fmt_s(Some(a)), verdict(a / b >= 1.0));
+            }
+            if let Some(l) = larger.filter(|l| l.setup.scale == "1m") {
+                if let (Some(a), Some(b)) = (seconds(l, &rsync, 1000), seconds(l, &name, 1000)) {
+                    let _ = writeln!(md, "| K = 1,000 on the 1M-file tree ≥ 100× faster than full-scan rsync ({tool}, {to}) | {:.0}× ({} vs {}) | {} |", a / b, fmt_s(Some(b)), fmt_s(Some(a)), verdict(a / b >= 100.0));
+                }
+            }
+        }
+    }
+    md.push('\n');
+}
+
 fn notes(r: &Results, md: &mut String) {
     md.push_str("## Notes from the run\n\nWarnings and errors in the tools' logs, and replicas that did not converge:\n\n");
     if r.notes.is_empty() {
@@ -585,7 +745,7 @@ fn notes(r: &Results, md: &mut String) {
     for n in &r.notes {
         let _ = writeln!(md, "- `{}`", n.replace('`', "'"));
     }
-    md.push_str("\nNot measured yet: the 5M tree (`--large`, about 120 GiB of disk), an rsync daemon target.\n");
+    md.push_str("\nNot measured yet: the 5M tree (`--large`, about 120 GiB of disk).\n");
 }
 
 /// Colour of a tool in the plots.

@@ -23,6 +23,10 @@ pub struct Results {
     /// A renamed job (absent from results written before it was measured).
     #[serde(default)]
     pub renames: Vec<RenameTime>,
+    /// A change set made while the agent was stopped (absent from results
+    /// written before it was measured).
+    #[serde(default)]
+    pub backlog: Vec<Backlog>,
     pub overhead: Vec<Overhead>,
     /// Odd things seen: warnings and errors in the tools' logs, replicas
     /// that did not converge.
@@ -123,6 +127,14 @@ pub struct SyncTime {
     pub mtime_ns_differs: u64,
     /// Differences left when the wait gave up (empty: converged).
     pub residual: Vec<String>,
+    /// Over the rsync daemon: bytes that crossed the loopback meanwhile
+    /// (both directions: file lists, checksums, data; daemon.rs); none for
+    /// a local target.
+    #[serde(default)]
+    pub wire_bytes: Option<u64>,
+    /// Over the rsync daemon: file data among them (each file's `%b`).
+    #[serde(default)]
+    pub data_bytes: Option<u64>,
 }
 
 /// The largest job directory renamed: until the replica is equal, and
@@ -138,6 +150,32 @@ pub struct RenameTime {
     pub seconds: f64,
     /// KiB the replica's ext4 image wrote meanwhile.
     pub written_kib: u64,
+    /// Over the rsync daemon: bytes that crossed, and file data among
+    /// them (see [`SyncTime::wire_bytes`]).
+    #[serde(default)]
+    pub wire_bytes: Option<u64>,
+    #[serde(default)]
+    pub data_bytes: Option<u64>,
+}
+
+/// A change set of `k` files written while fsjournal was stopped, then the
+/// agent started again: its backlog (eBPF: what the pinned programs kept;
+/// fanotify: the ctime gap scan) pushed by the cost model's full rsync or
+/// as file lists (`measure.rs`, `backlog`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Backlog {
+    pub tool: String,
+    pub run: u32,
+    pub k: u64,
+    /// Files actually changed.
+    pub changed: u64,
+    /// From the restart to replica = source (s).
+    pub seconds: f64,
+    /// `status`'s last push strategy then ("full push", "file lists").
+    pub strategy: String,
+    /// Over the rsync daemon: bytes that crossed, file data among them.
+    pub wire_bytes: Option<u64>,
+    pub data_bytes: Option<u64>,
 }
 
 /// Change → replica latency of single small new files.
@@ -274,7 +312,7 @@ macro_rules! tool {
         }
     })*};
 }
-tool!(Startup, SweepPoint, SyncTime, Latency, Throughput, Drain, Overhead);
+tool!(Backlog, Startup, SweepPoint, SyncTime, Latency, Throughput, Drain, Overhead);
 
 #[cfg(test)]
 mod tests {

@@ -82,8 +82,9 @@ pub fn run(
             let mut agent = tools::Agent::start(
                 bin,
                 backend,
+                backend,
                 &src,
-                Path::new("rsync://127.0.0.1:9/nothing-listens"),
+                "rsync://127.0.0.1:9/nothing-listens",
                 &work,
                 200,
             )?;

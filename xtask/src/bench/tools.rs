@@ -18,51 +18,66 @@ pub struct Agent {
     pub proc: Proc,
     pub bin: PathBuf,
     pub journal: PathBuf,
+    /// Its configuration file and the stem of its log files.
+    config: PathBuf,
+    log: PathBuf,
+    backend: String,
 }
 
 impl Agent {
-    /// Starts an agent with `backend` replicating `src` into the local
-    /// directory `dst`, with a fresh journal in `work/journal-<backend>`.
-    /// Rolling verification is off (`verify_interval_s = 0`), since no other
-    /// tool has it.
+    /// Starts an agent with `backend` replicating `src` to `target` (a
+    /// local directory or an `rsync://` URL), with a fresh journal in
+    /// `work/journal-<name>` (`name`: the backend, or the backend and the
+    /// target kind). Rolling verification is off (`verify_interval_s = 0`),
+    /// since no other tool has it.
     pub fn start(
         bin: &Path,
         backend: &str,
+        name: &str,
         src: &Path,
-        dst: &Path,
+        target: &str,
         work: &Path,
         batch_delay_ms: u64,
     ) -> anyhow::Result<Agent> {
-        let journal = work.join(format!("journal-{backend}"));
+        let journal = work.join(format!("journal-{name}"));
         unpin(bin, &journal);
         if journal.exists() {
             std::fs::remove_dir_all(&journal)
                 .with_context(|| format!("cannot remove {}", journal.display()))?;
         }
-        let config = work.join(format!("fsjournal-{backend}.toml"));
+        let config = work.join(format!("fsjournal-{name}.toml"));
         std::fs::write(
             &config,
             format!(
                 "[journal]\npath = \"{}\"\n\n[capture]\nbackend = \"{backend}\"\n\n[[sync]]\nname = \"bench\"\nsource = \"{}\"\ntarget = \"{}\"\nbatch_delay_ms = {batch_delay_ms}\nverify_interval_s = 0\n",
                 journal.display(),
                 src.display(),
-                dst.display()
+                target
             ),
         )
         .with_context(|| format!("cannot write {}", config.display()))?;
-        let proc = Proc::spawn(
-            &format!("fsjournal ({backend})"),
-            Command::new(bin)
-                .args(["--log", "info", "run", "--config"])
-                .arg(&config),
-            &work.join(format!("agent-{backend}.log")),
-            false,
-        )?;
+        let log = work.join(format!("agent-{name}.log"));
         Ok(Agent {
-            proc,
+            proc: spawn_agent(bin, backend, &config, &log)?,
             bin: bin.to_path_buf(),
             journal,
+            config,
+            log,
+            backend: backend.to_string(),
         })
+    }
+
+    /// Stops the agent (SIGTERM: a clean stop; eBPF capture stays pinned).
+    pub fn stop(&mut self) {
+        self.proc.stop();
+    }
+
+    /// Starts the agent again on the same configuration and journal, its
+    /// log in `agent-<name>.restart.log`.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let log = self.log.with_extension("restart.log");
+        self.proc = spawn_agent(&self.bin, &self.backend, &self.config, &log)?;
+        Ok(())
     }
 
     /// `fsjournal status --json`.
@@ -104,6 +119,18 @@ impl Drop for Agent {
     }
 }
 
+/// `fsjournal --log info run --config CONFIG`, its output in `log`.
+fn spawn_agent(bin: &Path, backend: &str, config: &Path, log: &Path) -> anyhow::Result<Proc> {
+    Proc::spawn(
+        &format!("fsjournal ({backend})"),
+        Command::new(bin)
+            .args(["--log", "info", "run", "--config"])
+            .arg(config),
+        log,
+        false,
+    )
+}
+
 /// `fsjournal unpin`: detaches the eBPF programs a stopped agent left capturing.
 fn unpin(bin: &Path, journal: &Path) {
     if journal.exists() {
@@ -117,9 +144,10 @@ fn unpin(bin: &Path, journal: &Path) {
 }
 
 /// Starts lsyncd in its default rsync mode (`default.rsync`, archive mode)
-/// from `src` to the local directory `dst`, `delay` seconds of batching,
-/// not daemonized, log level Normal (all: too chatty on 50k directories).
-pub fn lsyncd(src: &Path, dst: &Path, work: &Path, delay_s: f64) -> anyhow::Result<Proc> {
+/// from `src` to `target` (a local directory or an `rsync://` URL), `delay`
+/// seconds of batching, not daemonized, log level Normal (all: too chatty
+/// on 50k directories).
+pub fn lsyncd(src: &Path, target: &str, work: &Path, delay_s: f64) -> anyhow::Result<Proc> {
     let config = work.join("lsyncd.lua");
     std::fs::write(
         &config,
@@ -128,7 +156,7 @@ pub fn lsyncd(src: &Path, dst: &Path, work: &Path, delay_s: f64) -> anyhow::Resu
             work.join("lsyncd-file.log").display(),
             work.join("lsyncd.status").display(),
             src.display(),
-            dst.display()
+            target
         ),
     )
     .with_context(|| format!("cannot write {}", config.display()))?;
@@ -153,24 +181,30 @@ pub fn inotifywait(src: &Path, work: &Path) -> anyhow::Result<Proc> {
 
 /// One `rsync -a --delete SRC/ DST/` over the whole tree (seconds).
 pub fn full_rsync(src: &Path, dst: &Path) -> anyhow::Result<f64> {
-    full_rsync_with(src, dst, &[])
+    full_rsync_with(src, &slash(dst), &[])
+}
+
+/// One `rsync -a --delete SRC/ TARGET` (a directory with its trailing
+/// slash, or an `rsync://` URL) over the whole tree (seconds).
+pub fn full_rsync_to(src: &Path, target: &str) -> anyhow::Result<f64> {
+    full_rsync_with(src, target, &[])
 }
 
 /// `rsync -a --delete` with mtimes compared to the nanosecond
 /// (`--modify-window=-1`): puts right what a tool left with a stale
 /// sub-second mtime, which the plain quick check would skip.
 pub fn reconcile(src: &Path, dst: &Path) -> anyhow::Result<f64> {
-    full_rsync_with(src, dst, &["--modify-window=-1"])
+    full_rsync_with(src, &slash(dst), &["--modify-window=-1"])
 }
 
-fn full_rsync_with(src: &Path, dst: &Path, extra: &[&str]) -> anyhow::Result<f64> {
+fn full_rsync_with(src: &Path, target: &str, extra: &[&str]) -> anyhow::Result<f64> {
     let start = Instant::now();
     output(
         Command::new("rsync")
             .args(["-a", "--delete"])
             .args(extra)
             .arg(slash(src))
-            .arg(slash(dst)),
+            .arg(target),
     )?;
     Ok(start.elapsed().as_secs_f64())
 }
@@ -230,11 +264,17 @@ pub struct Converged {
     /// Touched files equal by the quick check whose mtimes still differ in
     /// the nanoseconds (rsync's quick check does not see them).
     pub mtime_ns_differs: Vec<String>,
+    /// What the first full check still found once every touched path was
+    /// equal (its itemized lines; empty when it was clean): the time then
+    /// includes the full checks until the replica was equal.
+    pub beyond_touched: Vec<String>,
 }
 
-/// How long after `since` the replica caught up: first every touched path
-/// is polled (every 10 ms: K lstat pairs, cheap enough not to slow the tool
-/// down, and the same criterion as rsync's quick check), then one full
+/// How long after `since` the replica caught up: first the touched paths
+/// are walked in order, waiting at each (re-checked every 10 ms) until it
+/// is equal by rsync's quick check, so the whole wait costs about K lstat
+/// pairs and leaves the cores to the tool (polling every path every 10 ms
+/// kept one core busy at K = 100,000); then one full
 /// `rsync -an --delete --itemize-changes` over the whole tree confirms; if
 /// it finds differences, it is repeated until clean or `timeout`.
 pub fn wait_replica(
@@ -244,35 +284,36 @@ pub fn wait_replica(
     since: Instant,
     timeout: Duration,
 ) -> anyhow::Result<Converged> {
-    let mut pending: Vec<&String> = touched.iter().collect();
-    while !pending.is_empty() {
-        super::sys::check_interrupted()?;
-        pending.retain(|rel| !same(src, dst, rel));
-        if pending.is_empty() {
-            break;
+    let mut pending = touched.iter().peekable();
+    while let Some(rel) = pending.peek() {
+        if same(src, dst, rel) {
+            pending.next();
+            continue;
         }
+        super::sys::check_interrupted()?;
         if since.elapsed() > timeout {
             let residual = pending
-                .iter()
+                .filter(|rel| !same(src, dst, rel))
                 .take(20)
                 .map(|p| format!("not replicated: {p}"));
             return Ok(Converged {
                 seconds: since.elapsed().as_secs_f64(),
                 residual: residual.collect(),
                 mtime_ns_differs: Vec::new(),
+                beyond_touched: Vec::new(),
             });
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     let seen = since.elapsed().as_secs_f64();
-    let mut first = true;
+    let mut beyond_touched = Vec::new();
     let (seconds, residual) = loop {
         super::sys::check_interrupted()?;
         let diff = differences(src, dst)?;
         if diff.is_empty() {
             // Clean at the first full check: the targeted check's time stands.
             break (
-                if first {
+                if beyond_touched.is_empty() {
                     seen
                 } else {
                     since.elapsed().as_secs_f64()
@@ -283,7 +324,9 @@ pub fn wait_replica(
         if since.elapsed() > timeout {
             break (since.elapsed().as_secs_f64(), diff);
         }
-        first = false;
+        if beyond_touched.is_empty() {
+            beyond_touched = diff;
+        }
         std::thread::sleep(Duration::from_millis(200));
     };
     let mtime_ns_differs = touched
@@ -295,5 +338,6 @@ pub fn wait_replica(
         seconds,
         residual,
         mtime_ns_differs,
+        beyond_touched,
     })
 }

@@ -15,27 +15,36 @@ use anyhow::Context;
 
 use super::super::results::RenameTime;
 use super::super::tools;
-use super::Bench;
+use super::{bytes_note, Bench, Destination};
 
 impl Bench {
-    /// Renames the largest job and waits for `tool` to replicate it (for
-    /// "rsync": one full `rsync -a --delete`), then renames it back.
-    pub(super) fn rename_job(&mut self, tool: &str, run: u32) -> anyhow::Result<()> {
+    /// Renames the largest job and waits for `tool` to replicate it to
+    /// `destination` (for full-scan rsync: one `rsync -a --delete`), then
+    /// renames it back.
+    pub(super) fn rename_job(
+        &mut self,
+        tool: &str,
+        run: u32,
+        destination: Destination,
+    ) -> anyhow::Result<()> {
         let (job, files) = largest_job(&self.src)?;
         let bytes = files.iter().map(|(_, size)| size).sum::<u64>();
         let renamed = format!("{job}-renamed");
         let written_before = disk_written_kib(&self.dst)?;
+        let traffic = self.traffic(destination);
         std::fs::rename(self.src.join(&job), self.src.join(&renamed))
             .with_context(|| format!("cannot rename {job}"))?;
-        let seconds = self.replicate(tool, run, &renamed, &files)?;
+        let seconds = self.replicate(tool, run, &renamed, &files, destination)?;
         let written_kib = disk_written_kib(&self.dst)?.saturating_sub(written_before);
+        let traffic = self.traffic_since(traffic);
         eprintln!(
-            "bench: {tool}: renamed {job} ({} files, {bytes} bytes): replica equal after {seconds:.2} s, replica disk wrote {written_kib} KiB",
-            files.len()
+            "bench: {tool}: renamed {job} ({} files, {bytes} bytes): replica equal after {seconds:.2} s, replica disk wrote {written_kib} KiB{}",
+            files.len(),
+            bytes_note(traffic)
         );
         std::fs::rename(self.src.join(&renamed), self.src.join(&job))
             .with_context(|| format!("cannot rename {renamed} back"))?;
-        self.replicate(tool, run, &job, &files)?;
+        self.replicate(tool, run, &job, &files, destination)?;
         self.results.renames.push(RenameTime {
             tool: tool.into(),
             run,
@@ -43,6 +52,8 @@ impl Bench {
             bytes,
             seconds,
             written_kib,
+            wire_bytes: traffic.map(|t| t.wire),
+            data_bytes: traffic.map(|t| t.data),
         });
         Ok(())
     }
@@ -54,9 +65,10 @@ impl Bench {
         run: u32,
         job: &str,
         files: &[(String, u64)],
+        destination: Destination,
     ) -> anyhow::Result<f64> {
-        if tool == "rsync" {
-            return tools::full_rsync(&self.src, &self.dst);
+        if tool.starts_with("rsync") {
+            return tools::full_rsync_to(&self.src, &self.target(destination));
         }
         let touched: BTreeSet<String> = files.iter().map(|(f, _)| format!("{job}/{f}")).collect();
         let done = tools::wait_replica(
@@ -66,6 +78,12 @@ impl Bench {
             Instant::now(),
             Duration::from_secs(600),
         )?;
+        self.note_beyond_touched(
+            tool,
+            run,
+            &format!("renamed job {job}"),
+            &done.beyond_touched,
+        );
         if !done.residual.is_empty() {
             self.note(format!(
                 "{tool} run {run}: renamed job {job} not replicated after {:.0} s, e.g. {:?}",
