@@ -260,7 +260,8 @@ pub struct SyncConfig {
     pub full_push_percent: Percent,
     /// rsync runs at once for one batch to this target (runs): each run's
     /// list is cut into parts that share no directory (push/split.rs);
-    /// `[push] max_parallel` still bounds all runs.
+    /// `[push] max_parallel` still bounds all runs. With `hard_links`, one
+    /// run: rsync `-H` pairs an inode's names only inside one run.
     pub parallel_transfers: NonZeroUsize,
 }
 
@@ -271,7 +272,7 @@ const DEFAULT_DIRTY_INODES: NonZeroU32 = NonZeroU32::new(1 << 16).expect("not ze
 const DEFAULT_MAX_PARALLEL: NonZeroUsize = NonZeroUsize::new(4).expect("not zero");
 const DEFAULT_BATCH_MAX_FILES: NonZeroUsize = NonZeroUsize::new(10_000).expect("not zero");
 const DEFAULT_VERIFY_SLICES: NonZeroU32 = NonZeroU32::new(12).expect("not zero");
-const DEFAULT_PARALLEL_TRANSFERS: NonZeroUsize = NonZeroUsize::MIN;
+const DEFAULT_PARALLEL_TRANSFERS: NonZeroUsize = NonZeroUsize::new(2).expect("not zero");
 const DEFAULT_MAX_DELETE_PERCENT: Percent = Percent::new(50).expect("at most 100");
 const DEFAULT_FULL_PUSH_PERCENT: Percent = Percent::new(60).expect("at most 100");
 

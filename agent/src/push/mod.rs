@@ -498,7 +498,8 @@ impl Pusher {
 
     /// One push's rsync runs: entries, contents, subtrees in that order,
     /// each run's list cut into up to `parallel_transfers` parts run at once
-    /// (`split.rs`). Returns the indexes of the `push` paths rsync refused
+    /// (`split.rs`; one part with `hard_links`, whose names must meet in
+    /// one run). Returns the indexes of the `push` paths rsync refused
     /// (exit 23 naming them) and whether only the sending side complained.
     /// Errors: any other failure of any part (the whole push is retried).
     fn run_lists(
@@ -509,7 +510,12 @@ impl Pusher {
     ) -> Result<(Vec<usize>, bool), RsyncError> {
         let (mut refused, mut on_source) = (Vec::new(), true);
         for (mode, list) in lists.by_mode() {
-            let parts = split::disjoint_parts(list, self.sync.parallel_transfers.get());
+            // rsync -H pairs the names of an inode only inside one run.
+            let runs = match self.sync.hard_links {
+                true => 1,
+                false => self.sync.parallel_transfers.get(),
+            };
+            let parts = split::disjoint_parts(list, runs);
             let run_part = |part: &Vec<rsync::Listed>| {
                 let paths: Vec<&[u8]> = part.iter().map(|(path, _)| path.as_slice()).collect();
                 self.rsync(mode, &paths)
