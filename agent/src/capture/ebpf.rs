@@ -348,7 +348,7 @@ impl EbpfCapture {
         agent.set(0, std::process::id(), 0)?;
         let attached = started.elapsed();
         tracing::info!(
-            rung = rung.name,
+            rung = rung.kind.as_str(),
             filesystems = filesystems.len(),
             ring_buffer_bytes = config.ring_buffer_bytes.get(),
             pins = %pin_dir.display(),
@@ -357,13 +357,7 @@ impl EbpfCapture {
             ms = attached.as_millis() as u64,
             "eBPF capture attached"
         );
-        // The VFS-hook rung's rename records say which directories moved:
-        // no index is walked, so pushes can start at once on any tree size.
-        let judge = if rung.name == "vfs-hooks" {
-            DirectoryJudge::RenameRecords
-        } else {
-            DirectoryJudge::Backlog
-        };
+        let judge = rung.kind.judge();
         if let Err(e) = index_roots(&mut filesystems, roots, &root_fs, judge) {
             // The pinned programs stay attached (as after a stop): they
             // must not ignore a later process that gets our pid.
@@ -599,10 +593,46 @@ fn plan_filesystems(roots: &[Root]) -> anyhow::Result<(Vec<Filesystem>, Vec<usiz
     Ok((filesystems, root_fs))
 }
 
+/// Which rung of the attach ladder is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RungKind {
+    /// Rung 1: fexit programs on the VFS entry points (`vfs_hooks.rs`).
+    VfsHooks,
+    /// Rung 2: the `timestamp:ctime_ns_xchg` and `timestamp:ctime_xchg_skip` tracepoints.
+    Tracepoint,
+}
+
+impl RungKind {
+    /// Its name in the logs: `vfs-hooks`, `tracepoint`.
+    fn as_str(self) -> &'static str {
+        match self {
+            RungKind::VfsHooks => "vfs-hooks",
+            RungKind::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// How a drain judges directories on this rung: the VFS-hook rung's
+    /// rename records say which directories moved (no index is walked, so
+    /// pushes can start at once on any tree size); the tracepoint rung
+    /// starts from the backlog judgement while its index is walked.
+    fn judge(self) -> DirectoryJudge {
+        match self {
+            RungKind::VfsHooks => DirectoryJudge::RenameRecords,
+            RungKind::Tracepoint => DirectoryJudge::Backlog,
+        }
+    }
+}
+
+impl std::fmt::Display for RungKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The rung the ladder attached.
 struct Rung {
-    /// `"vfs-hooks"` or `"tracepoint"`, for the logs.
-    name: &'static str,
+    /// Which rung it is.
+    kind: RungKind,
     /// The pin names of its links.
     links: Vec<&'static str>,
     /// The ladder string: the rung in use and why better ones were refused.
@@ -632,7 +662,7 @@ fn attach_ladder(
                 let links = plan.links();
                 unpin_links_except(pin_dir, &links)?;
                 return Ok(Rung {
-                    name: "vfs-hooks",
+                    kind: RungKind::VfsHooks,
                     links,
                     ladder: format!("eBPF VFS-hook rung: {}", plan.describe()),
                 });
@@ -657,7 +687,7 @@ fn attach_ladder(
         .collect::<Vec<_>>();
     unpin_links_except(pin_dir, &links)?;
     Ok(Rung {
-        name: "tracepoint",
+        kind: RungKind::Tracepoint,
         links,
         ladder: format!("eBPF tracepoint rung; VFS-hook rung refused: {vfs_refusal}"),
     })

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::health::{self, Health};
 use super::{ago, display_path, human_ms, JournalArgs};
+use crate::capture::BackendKind;
 use crate::journal::{now_ms, ArmTimes, Journal, KernelCounters, StartRecord};
 use crate::target_status::{self, TargetStatus};
 
@@ -155,7 +156,7 @@ fn print(status: &Status, health: &Health) {
             "armed     capture live after {} ms, directory index ready after {} ms",
             status.arm_times.attached_ms, status.arm_times.index_ready_ms
         );
-        if status.backend == "ebpf" {
+        if status.backend == BackendKind::Ebpf.as_str() {
             let counts: Vec<String> = status
                 .kernel_events
                 .named()

@@ -66,6 +66,32 @@ pub struct Pusher {
     armed: interlock::ArmedRoot,
 }
 
+/// How a push went (`status` shows it as the target's strategy, stored as
+/// [`Strategy::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strategy {
+    /// The batch's paths as rsync file lists: `file lists`.
+    FileLists,
+    /// The cost model's one full rsync of the root (`cost.rs`): `full rsync`.
+    FullRsync,
+}
+
+impl Strategy {
+    /// Its name in `status`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Strategy::FileLists => "file lists",
+            Strategy::FullRsync => "full rsync",
+        }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where the supervisor leaves a target's operator requests.
 pub type Inbox = Arc<Mutex<Vec<Ticket>>>;
 
@@ -481,7 +507,7 @@ impl Pusher {
             lists.count(Mode::Contents),
             lists.count(Mode::Subtree)
         );
-        self.record_strategy("file lists", why);
+        self.record_strategy(Strategy::FileLists, why);
         tracing::info!(
             target = self.name(),
             paths = push.len(),
@@ -604,7 +630,7 @@ impl Pusher {
             "{pending} pending paths, at least {percent} % of the source's {inodes} used inodes, and nothing journaled for {} s",
             cost::QUIET_MS / 1000
         );
-        self.record_strategy("full rsync", why);
+        self.record_strategy(Strategy::FullRsync, why);
         tracing::info!(
             target = self.name(),
             paths = pending,
@@ -617,7 +643,7 @@ impl Pusher {
 
     /// Records how this push went, for `status` (a failure only logs:
     /// nothing depends on it).
-    fn record_strategy(&self, strategy: &str, why: String) {
+    fn record_strategy(&self, strategy: Strategy, why: String) {
         let record = PushStrategy {
             time_ms: now_ms(),
             strategy: strategy.to_string(),
