@@ -19,6 +19,7 @@ mod interlock;
 mod operator;
 mod process;
 mod progress;
+mod reason;
 mod renames;
 pub mod rsync;
 pub mod runs;
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use self::reason::FullSyncReason;
 use self::rsync::{Lists, Mode, RsyncError};
 use self::runs::Runs;
 use crate::config::SyncConfig;
@@ -246,24 +248,33 @@ impl Pusher {
         let excludes = self.sync.exclude_patterns().to_vec();
         let stored = self.journal.target_state(self.name())?;
         let reason = match &stored {
-            None => Some("first sync of this target: no cursor in the journal".to_string()),
+            None => Some(FullSyncReason::FirstSync.to_string()),
             Some(s) if s.full_sync_needed.is_some() => s.full_sync_needed.clone(),
-            Some(s) if s.target != target => {
-                Some(format!("target changed from {} to {target}", s.target))
-            }
-            Some(s) if s.root != self.root => Some("source changed".to_string()),
-            Some(s) if s.excludes != excludes => Some(format!(
-                "exclude patterns changed from {:?} to {excludes:?}",
-                s.excludes
-            )),
+            Some(s) if s.target != target => Some(
+                FullSyncReason::TargetChanged {
+                    from: s.target.clone(),
+                    to: target.clone(),
+                }
+                .to_string(),
+            ),
+            Some(s) if s.root != self.root => Some(FullSyncReason::SourceChanged.to_string()),
+            Some(s) if s.excludes != excludes => Some(
+                FullSyncReason::ExcludesChanged {
+                    from: s.excludes.clone(),
+                    to: excludes.clone(),
+                }
+                .to_string(),
+            ),
             Some(s) if s.journal_id != self.journal.journal_id() => {
-                Some("cursor belongs to another journal".to_string())
+                Some(FullSyncReason::OtherJournal.to_string())
             }
-            Some(s) if s.cursor > self.journal.last_seq() => Some(format!(
-                "cursor {} is ahead of the journal's last record {}",
-                s.cursor,
-                self.journal.last_seq()
-            )),
+            Some(s) if s.cursor > self.journal.last_seq() => Some(
+                FullSyncReason::CursorAhead {
+                    cursor: s.cursor,
+                    last_seq: self.journal.last_seq(),
+                }
+                .to_string(),
+            ),
             Some(_) => None,
         };
         let mut state = stored.unwrap_or_default();

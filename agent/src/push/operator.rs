@@ -3,6 +3,7 @@
 //! they asked for reached the target, when the CLI waits for a reply.
 
 use super::hold;
+use super::reason::FullSyncReason;
 use super::Pusher;
 use crate::journal::{now_ms, HeldPath, HoldReason, Scope, Seq, TargetState};
 use crate::requests::{subtree_under, Action, Ticket};
@@ -40,13 +41,12 @@ impl Pusher {
                     if *force {
                         self.confirm_source()?;
                     }
-                    state.full_sync_needed = Some(match (state.full_sync_needed.take(), *force) {
-                        (Some(owed), true) => {
-                            format!("{owed}; confirmed by fsjournal resync --force")
-                        }
-                        (_, true) => "requested by fsjournal resync --force".into(),
-                        (_, false) => "requested by fsjournal resync".into(),
-                    });
+                    let reason = match (state.full_sync_needed.take(), *force) {
+                        (Some(owed), true) => FullSyncReason::Confirmed { owed },
+                        (_, true) => FullSyncReason::RequestedForce,
+                        (_, false) => FullSyncReason::Requested,
+                    };
+                    state.full_sync_needed = Some(reason.to_string());
                     self.journal.save_target(self.name(), state)?;
                     let before = state.full_syncs;
                     self.full_sync(state, *force)?;

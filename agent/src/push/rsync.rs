@@ -640,6 +640,23 @@ mod tests {
     }
 
     #[test]
+    fn a_mode_is_named_as_the_metrics_and_status_always_named_it() {
+        for mode in [
+            Mode::Incremental,
+            Mode::Contents,
+            Mode::Subtree,
+            Mode::Full,
+            Mode::FullPush,
+            Mode::FullPreview,
+            Mode::Verify,
+            Mode::VerifyAll,
+            Mode::Seed,
+        ] {
+            assert_eq!(mode.as_str(), format!("{mode:?}").to_lowercase());
+        }
+    }
+
+    #[test]
     fn bwlimit_and_connection_options_reach_every_mode_before_the_source() {
         let mut sync = sync_to("rsync://u@h/m");
         sync.bwlimit = Some(Rate::new("50M").unwrap());
