@@ -958,6 +958,18 @@ impl EbpfCapture {
     }
 }
 
+/// The backlog judgement of a changed directory at `path` (`rel` in its
+/// root): a subtree when its parent is among the drain's `changed_dirs`
+/// too (it may have moved), else its contents.
+fn backlog_scope(path: &Path, rel: &[u8], changed_dirs: &HashSet<PathBuf>) -> Scope {
+    let parent_changed = !rel.is_empty() && path.parent().is_some_and(|p| changed_dirs.contains(p));
+    if parent_changed {
+        Scope::Subtree
+    } else {
+        Scope::Contents
+    }
+}
+
 /// A changed inode opened by its handle.
 struct Opened {
     key: InodeKey,
@@ -999,6 +1011,7 @@ impl Drop for EbpfCapture {
 impl Filesystem {
     /// Turns this filesystem's inodes of one drain into changes for `sink`.
     /// True when a changed inode could not be placed (a rescan).
+    /// Errors: the journal writer stopped.
     fn resolve(
         &mut self,
         read: &Read,
@@ -1018,78 +1031,89 @@ impl Filesystem {
         };
         let mut unplaced = false;
         for opened in found {
-            let Some((root, rel)) = self
-                .index
-                .relative_to_root(&opened.path)
-                .filter(|(root, rel)| !self.index.is_excluded(*root, rel))
-            else {
-                // A file opened by handle may come back with a
-                // disconnected dentry (its path reads as "/" or a stale
-                // name): then it cannot be placed, and may lie in a root.
-                let placed = std::fs::symlink_metadata(&opened.path)
-                    .is_ok_and(|m| m.ino() == opened.meta.ino() && m.dev() == opened.meta.dev());
-                if !placed && !unplaced {
-                    tracing::warn!(ino = opened.meta.ino(), path = %opened.path.display(), "a changed inode has no usable path; rescanning every root");
-                    unplaced = true;
-                }
+            let Some((root, rel)) = self.place(&opened, &mut unplaced) else {
                 continue;
             };
             let (scope, renamed_from) = match judge {
                 DirectoryJudge::RenameRecords => self.recorded_scope(read, &opened, root, &rel),
                 DirectoryJudge::Backlog if opened.meta.is_dir() => {
-                    let parent_changed = !rel.is_empty()
-                        && opened
-                            .path
-                            .parent()
-                            .is_some_and(|p| changed_dirs.contains(p));
-                    (
-                        if parent_changed {
-                            Scope::Subtree
-                        } else {
-                            Scope::Contents
-                        },
-                        None,
-                    )
+                    (backlog_scope(&opened.path, &rel, &changed_dirs), None)
                 }
                 _ if opened.meta.is_dir() => {
                     self.directory_scope(root, &rel, &opened.path, opened.handle.clone())
                 }
                 _ => (Scope::Entry, None),
             };
-            let others = if opened.meta.is_file() {
-                let root_path = self
-                    .index
-                    .root_path(root)
-                    .expect("the root of a resolved path");
-                self.links.other_names(root, root_path, &rel, &opened.meta)
-            } else {
-                Vec::new()
-            };
-            let comm = until_nul(&opened.seen.comm);
-            let change = Change {
-                root,
-                path: rel,
-                kind: if renamed_from.is_some() {
-                    ChangeKind::RenameTo
-                } else {
-                    ChangeKind::Modify
-                },
-                scope,
-                ino: opened.meta.ino(),
-                pid: opened.seen.tgid,
-                comm: String::from_utf8_lossy(comm).into_owned(),
-                renamed_from,
-            };
-            let out = sink.changes();
-            out.extend(others.into_iter().map(|path| Change {
-                path,
-                renamed_from: None,
-                ..change.clone()
-            }));
-            out.push(change);
+            self.push_changes(sink, &opened, root, rel, scope, renamed_from);
             sink.hand_over_if_full()?;
         }
         Ok(unplaced)
+    }
+
+    /// Where `opened` lies: its root and path relative to it, `None` when
+    /// it lies in no root or is excluded. A file opened by handle may come
+    /// back with a disconnected dentry (its path reads as "/" or a stale
+    /// name): then it cannot be placed, and may lie in a root, which sets
+    /// `unplaced` (logged once per drain).
+    fn place(&self, opened: &Opened, unplaced: &mut bool) -> Option<(RootId, Vec<u8>)> {
+        let placed = self
+            .index
+            .relative_to_root(&opened.path)
+            .filter(|(root, rel)| !self.index.is_excluded(*root, rel));
+        if placed.is_none() {
+            let stable = std::fs::symlink_metadata(&opened.path)
+                .is_ok_and(|m| m.ino() == opened.meta.ino() && m.dev() == opened.meta.dev());
+            if !stable && !*unplaced {
+                tracing::warn!(ino = opened.meta.ino(), path = %opened.path.display(), "a changed inode has no usable path; rescanning every root");
+                *unplaced = true;
+            }
+        }
+        placed
+    }
+
+    /// Adds to `sink` the change of `opened` at `rel` in `root`, and one
+    /// per other name a regular file has in the root (hard links), all with
+    /// `scope`; a change with `renamed_from` is a rename to `rel`.
+    fn push_changes(
+        &mut self,
+        sink: &mut Sink,
+        opened: &Opened,
+        root: RootId,
+        rel: Vec<u8>,
+        scope: Scope,
+        renamed_from: Option<Vec<u8>>,
+    ) {
+        let others = if opened.meta.is_file() {
+            let root_path = self
+                .index
+                .root_path(root)
+                .expect("the root of a resolved path");
+            self.links.other_names(root, root_path, &rel, &opened.meta)
+        } else {
+            Vec::new()
+        };
+        let comm = until_nul(&opened.seen.comm);
+        let change = Change {
+            root,
+            path: rel,
+            kind: if renamed_from.is_some() {
+                ChangeKind::RenameTo
+            } else {
+                ChangeKind::Modify
+            },
+            scope,
+            ino: opened.meta.ino(),
+            pid: opened.seen.tgid,
+            comm: String::from_utf8_lossy(comm).into_owned(),
+            renamed_from,
+        };
+        let out = sink.changes();
+        out.extend(others.into_iter().map(|path| Change {
+            path,
+            renamed_from: None,
+            ..change.clone()
+        }));
+        out.push(change);
     }
 
     /// Opens each of this filesystem's `inodes` by handle. An inode that is
