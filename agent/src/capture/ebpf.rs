@@ -307,19 +307,11 @@ impl EbpfCapture {
         pin_dir: &Path,
     ) -> anyhow::Result<EbpfCapture> {
         let started = std::time::Instant::now();
-        if OBJECT.is_empty() {
-            bail!("the eBPF programs were not built into this binary: run `cargo xtask build-ebpf`, then rebuild");
-        }
-        ensure_mounted("bpf", "/sys/fs/bpf")?;
-        ensure_mounted("tracefs", "/sys/kernel/tracing")?;
+        ensure_loadable()?;
         let vfs = vfs_hooks::plan();
         let globals = vfs.as_ref().map(|p| p.globals.clone()).unwrap_or_default();
         let (mut filesystems, root_fs) = plan_filesystems(roots)?;
-        check_pin_dirs(pin_dir)?;
-        if pin_dir.exists() && !PINNED_MAPS.iter().all(|m| pin_dir.join(m).exists()) {
-            tracing::warn!(pins = %pin_dir.display(), "pinned eBPF state lacks maps this version needs (an older fsjournal, or a load that died half-way); starting afresh, the gap scan covers the downtime");
-            unpin(pin_dir)?;
-        }
+        reset_incomplete_pins(pin_dir)?;
         // Links of a previous agent still pinned: if they are those of the
         // rung attached below, their maps hold what happened while no agent ran.
         let pinned_before: HashSet<&str> = all_link_names()
@@ -591,6 +583,29 @@ fn plan_filesystems(roots: &[Root]) -> anyhow::Result<(Vec<Filesystem>, Vec<usiz
         root_fs.push(filesystems.len() - 1);
     }
     Ok((filesystems, root_fs))
+}
+
+/// Errors unless programs can be loaded at all: they were built into this
+/// binary, and bpffs and tracefs are (or could be) mounted.
+fn ensure_loadable() -> anyhow::Result<()> {
+    if OBJECT.is_empty() {
+        bail!("the eBPF programs were not built into this binary: run `cargo xtask build-ebpf`, then rebuild");
+    }
+    ensure_mounted("bpf", "/sys/fs/bpf")?;
+    ensure_mounted("tracefs", "/sys/kernel/tracing")
+}
+
+/// Checks the pin directories under `pin_dir` (see [`check_pin_dirs`]) and
+/// removes pinned state that lacks maps this version needs (an older
+/// fsjournal, or a load that died half-way): the gap scan then covers the
+/// downtime. Errors: a pin directory is unsafe, or cannot be removed.
+fn reset_incomplete_pins(pin_dir: &Path) -> anyhow::Result<()> {
+    check_pin_dirs(pin_dir)?;
+    if pin_dir.exists() && !PINNED_MAPS.iter().all(|m| pin_dir.join(m).exists()) {
+        tracing::warn!(pins = %pin_dir.display(), "pinned eBPF state lacks maps this version needs (an older fsjournal, or a load that died half-way); starting afresh, the gap scan covers the downtime");
+        unpin(pin_dir)?;
+    }
+    Ok(())
 }
 
 /// Which rung of the attach ladder is in use.
