@@ -154,7 +154,7 @@ fn arm_capture(
 ) -> anyhow::Result<(Capture, AgentInfo)> {
     let capture = Capture::start(&config.capture, roots, journal.clone())?;
     tracing::info!(
-        backend = capture.backend,
+        backend = capture.backend.as_str(),
         ladder = %capture.detail,
         capture_attached_ms = capture.times.attached_ms,
         index_ready_ms = capture.times.index_ready_ms,

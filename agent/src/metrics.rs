@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -28,8 +29,24 @@ use server::Response;
 /// The OpenMetrics text format's content type (Prometheus accepts it).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Label set of the per-target and per-counter families.
-type Labels = Vec<(String, String)>;
+/// Labels of the per-target families: `{target="…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TargetLabels {
+    /// The sync's name.
+    target: String,
+}
+
+/// Labels of the kernel counter family: `{counter="…"}`, one of
+/// [`crate::journal::KernelCounters::named`]'s names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CounterLabels {
+    counter: &'static str,
+}
+
+/// A gauge family of whole numbers, by target.
+type TargetGauge = Family<TargetLabels, Gauge<u64, AtomicU64>>;
+/// A gauge family of seconds, by target.
+type TargetSeconds = Family<TargetLabels, Gauge<f64, AtomicU64>>;
 
 /// A bound, not yet serving endpoint: binding early makes a taken port an
 /// error at start, before capture is armed.
@@ -98,6 +115,16 @@ fn answer(request: &server::Request, journal: &Journal, stats: &Stats, runs: &Ru
 pub fn render(journal: &Journal, stats: &Stats, runs: &Runs) -> anyhow::Result<String> {
     let mut registry = Registry::default();
     runs.register(&mut registry);
+    register_capture(&mut registry, stats);
+    register_journal(&mut registry, journal);
+    TargetFamilies::collect(journal)?.register(&mut registry);
+    let mut text = String::new();
+    encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+/// The agent's and its capture's metrics, from `stats`.
+fn register_capture(registry: &mut Registry, stats: &Stats) {
     let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
     registry.register(
         "fsjournal_agent_up",
@@ -119,15 +146,21 @@ pub fn render(journal: &Journal, stats: &Stats, runs: &Runs) -> anyhow::Result<S
         "Capture losses turned into a recursive push (rescan) since the agent started",
         count(load(&stats.rescans)),
     );
-    let kernel = Family::<Labels, Counter>::default();
-    for (name, count) in stats.kernel_counters().named() {
-        kernel.get_or_create(&label("counter", name)).inc_by(count);
+    let kernel = Family::<CounterLabels, Counter>::default();
+    for (counter, count) in stats.kernel_counters().named() {
+        kernel
+            .get_or_create(&CounterLabels { counter })
+            .inc_by(count);
     }
     registry.register(
         "fsjournal_kernel_events",
         "eBPF programs' event counters since they were loaded (0 with fanotify)",
         kernel,
     );
+}
+
+/// The journal's own metrics: its newest sequence number and its size.
+fn register_journal(registry: &mut Registry, journal: &Journal) {
     registry.register(
         "fsjournal_journal_last_seq",
         "Sequence number of the newest journal record",
@@ -138,78 +171,98 @@ pub fn render(journal: &Journal, stats: &Stats, runs: &Runs) -> anyhow::Result<S
         "Size of the journal directory's files (bytes)",
         gauge(directory_size(journal.path())),
     );
-
-    let pending = Family::<Labels, Gauge<u64, AtomicU64>>::default();
-    let pending_bytes = Family::<Labels, Gauge<u64, AtomicU64>>::default();
-    let lag = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-    let cursor = Family::<Labels, Gauge<u64, AtomicU64>>::default();
-    let full_syncs = Family::<Labels, Counter>::default();
-    let failures = Family::<Labels, Gauge<u64, AtomicU64>>::default();
-    let in_flight = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-    for target in target_status::collect(journal)? {
-        let labels = label("target", &target.name);
-        pending.get_or_create(&labels).set(target.pending);
-        pending_bytes
-            .get_or_create(&labels)
-            .set(target.pending_bytes);
-        lag.get_or_create(&labels)
-            .set(target.lag_ms as f64 / 1000.0);
-        cursor.get_or_create(&labels).set(target.state.cursor);
-        full_syncs
-            .get_or_create(&labels)
-            .inc_by(target.state.full_syncs);
-        failures
-            .get_or_create(&labels)
-            .set(u64::from(target.state.consecutive_failures));
-        in_flight.get_or_create(&labels).set(
-            target
-                .push_in_flight
-                .map_or(0.0, |run| run.age_ms as f64 / 1000.0),
-        );
-    }
-    registry.register(
-        "fsjournal_target_pending_paths",
-        "Paths the target still has to receive",
-        pending,
-    );
-    registry.register(
-        "fsjournal_target_pending_bytes",
-        "Size of the pending paths in the source now (bytes; estimated past 100,000 paths)",
-        pending_bytes,
-    );
-    registry.register(
-        "fsjournal_target_lag_seconds",
-        "Age of the target's oldest unpushed change (seconds, 0 when in sync)",
-        lag,
-    );
-    registry.register(
-        "fsjournal_target_cursor",
-        "Highest sequence number the target has confirmed",
-        cursor,
-    );
-    registry.register(
-        "fsjournal_target_full_syncs",
-        "Full syncs of the target, ever",
-        full_syncs,
-    );
-    registry.register(
-        "fsjournal_target_consecutive_failures",
-        "Failed pushes to the target since its last success",
-        failures,
-    );
-    registry.register(
-        "fsjournal_target_push_in_flight_seconds",
-        "Age of the target's rsync run in progress (seconds, 0 when none runs)",
-        in_flight,
-    );
-
-    let mut text = String::new();
-    encode(&mut text, &registry)?;
-    Ok(text)
 }
 
-fn label(name: &str, value: &str) -> Labels {
-    vec![(name.to_string(), value.to_string())]
+/// The per-target families, one member per target (the figures of
+/// `fsjournal status`, `target_status.rs`).
+#[derive(Default)]
+struct TargetFamilies {
+    pending: TargetGauge,
+    pending_bytes: TargetGauge,
+    lag: TargetSeconds,
+    cursor: TargetGauge,
+    full_syncs: Family<TargetLabels, Counter>,
+    failures: TargetGauge,
+    in_flight: TargetSeconds,
+}
+
+impl TargetFamilies {
+    /// Every target's figures as the journal has them now. Errors: a
+    /// journal read failed.
+    fn collect(journal: &Journal) -> anyhow::Result<TargetFamilies> {
+        let families = TargetFamilies::default();
+        for target in target_status::collect(journal)? {
+            let labels = TargetLabels {
+                target: target.name.clone(),
+            };
+            families.pending.get_or_create(&labels).set(target.pending);
+            families
+                .pending_bytes
+                .get_or_create(&labels)
+                .set(target.pending_bytes);
+            families
+                .lag
+                .get_or_create(&labels)
+                .set(target.lag_ms as f64 / 1000.0);
+            families
+                .cursor
+                .get_or_create(&labels)
+                .set(target.state.cursor);
+            families
+                .full_syncs
+                .get_or_create(&labels)
+                .inc_by(target.state.full_syncs);
+            families
+                .failures
+                .get_or_create(&labels)
+                .set(u64::from(target.state.consecutive_failures));
+            families.in_flight.get_or_create(&labels).set(
+                target
+                    .push_in_flight
+                    .map_or(0.0, |run| run.age_ms as f64 / 1000.0),
+            );
+        }
+        Ok(families)
+    }
+
+    /// Adds the families to `registry`, with their names and help texts.
+    fn register(self, registry: &mut Registry) {
+        registry.register(
+            "fsjournal_target_pending_paths",
+            "Paths the target still has to receive",
+            self.pending,
+        );
+        registry.register(
+            "fsjournal_target_pending_bytes",
+            "Size of the pending paths in the source now (bytes; estimated past 100,000 paths)",
+            self.pending_bytes,
+        );
+        registry.register(
+            "fsjournal_target_lag_seconds",
+            "Age of the target's oldest unpushed change (seconds, 0 when in sync)",
+            self.lag,
+        );
+        registry.register(
+            "fsjournal_target_cursor",
+            "Highest sequence number the target has confirmed",
+            self.cursor,
+        );
+        registry.register(
+            "fsjournal_target_full_syncs",
+            "Full syncs of the target, ever",
+            self.full_syncs,
+        );
+        registry.register(
+            "fsjournal_target_consecutive_failures",
+            "Failed pushes to the target since its last success",
+            self.failures,
+        );
+        registry.register(
+            "fsjournal_target_push_in_flight_seconds",
+            "Age of the target's rsync run in progress (seconds, 0 when none runs)",
+            self.in_flight,
+        );
+    }
 }
 
 fn gauge(value: u64) -> Gauge<u64, AtomicU64> {

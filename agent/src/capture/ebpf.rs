@@ -307,19 +307,11 @@ impl EbpfCapture {
         pin_dir: &Path,
     ) -> anyhow::Result<EbpfCapture> {
         let started = std::time::Instant::now();
-        if OBJECT.is_empty() {
-            bail!("the eBPF programs were not built into this binary: run `cargo xtask build-ebpf`, then rebuild");
-        }
-        ensure_mounted("bpf", "/sys/fs/bpf")?;
-        ensure_mounted("tracefs", "/sys/kernel/tracing")?;
+        ensure_loadable()?;
         let vfs = vfs_hooks::plan();
         let globals = vfs.as_ref().map(|p| p.globals.clone()).unwrap_or_default();
         let (mut filesystems, root_fs) = plan_filesystems(roots)?;
-        check_pin_dirs(pin_dir)?;
-        if pin_dir.exists() && !PINNED_MAPS.iter().all(|m| pin_dir.join(m).exists()) {
-            tracing::warn!(pins = %pin_dir.display(), "pinned eBPF state lacks maps this version needs (an older fsjournal, or a load that died half-way); starting afresh, the gap scan covers the downtime");
-            unpin(pin_dir)?;
-        }
+        reset_incomplete_pins(pin_dir)?;
         // Links of a previous agent still pinned: if they are those of the
         // rung attached below, their maps hold what happened while no agent ran.
         let pinned_before: HashSet<&str> = all_link_names()
@@ -348,7 +340,7 @@ impl EbpfCapture {
         agent.set(0, std::process::id(), 0)?;
         let attached = started.elapsed();
         tracing::info!(
-            rung = rung.name,
+            rung = rung.kind.as_str(),
             filesystems = filesystems.len(),
             ring_buffer_bytes = config.ring_buffer_bytes.get(),
             pins = %pin_dir.display(),
@@ -357,13 +349,7 @@ impl EbpfCapture {
             ms = attached.as_millis() as u64,
             "eBPF capture attached"
         );
-        // The VFS-hook rung's rename records say which directories moved:
-        // no index is walked, so pushes can start at once on any tree size.
-        let judge = if rung.name == "vfs-hooks" {
-            DirectoryJudge::RenameRecords
-        } else {
-            DirectoryJudge::Backlog
-        };
+        let judge = rung.kind.judge();
         if let Err(e) = index_roots(&mut filesystems, roots, &root_fs, judge) {
             // The pinned programs stay attached (as after a stop): they
             // must not ignore a later process that gets our pid.
@@ -599,10 +585,69 @@ fn plan_filesystems(roots: &[Root]) -> anyhow::Result<(Vec<Filesystem>, Vec<usiz
     Ok((filesystems, root_fs))
 }
 
+/// Errors unless programs can be loaded at all: they were built into this
+/// binary, and bpffs and tracefs are (or could be) mounted.
+fn ensure_loadable() -> anyhow::Result<()> {
+    if OBJECT.is_empty() {
+        bail!("the eBPF programs were not built into this binary: run `cargo xtask build-ebpf`, then rebuild");
+    }
+    ensure_mounted("bpf", "/sys/fs/bpf")?;
+    ensure_mounted("tracefs", "/sys/kernel/tracing")
+}
+
+/// Checks the pin directories under `pin_dir` (see [`check_pin_dirs`]) and
+/// removes pinned state that lacks maps this version needs (an older
+/// fsjournal, or a load that died half-way): the gap scan then covers the
+/// downtime. Errors: a pin directory is unsafe, or cannot be removed.
+fn reset_incomplete_pins(pin_dir: &Path) -> anyhow::Result<()> {
+    check_pin_dirs(pin_dir)?;
+    if pin_dir.exists() && !PINNED_MAPS.iter().all(|m| pin_dir.join(m).exists()) {
+        tracing::warn!(pins = %pin_dir.display(), "pinned eBPF state lacks maps this version needs (an older fsjournal, or a load that died half-way); starting afresh, the gap scan covers the downtime");
+        unpin(pin_dir)?;
+    }
+    Ok(())
+}
+
+/// Which rung of the attach ladder is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RungKind {
+    /// Rung 1: fexit programs on the VFS entry points (`vfs_hooks.rs`).
+    VfsHooks,
+    /// Rung 2: the `timestamp:ctime_ns_xchg` and `timestamp:ctime_xchg_skip` tracepoints.
+    Tracepoint,
+}
+
+impl RungKind {
+    /// Its name in the logs: `vfs-hooks`, `tracepoint`.
+    fn as_str(self) -> &'static str {
+        match self {
+            RungKind::VfsHooks => "vfs-hooks",
+            RungKind::Tracepoint => "tracepoint",
+        }
+    }
+
+    /// How a drain judges directories on this rung: the VFS-hook rung's
+    /// rename records say which directories moved (no index is walked, so
+    /// pushes can start at once on any tree size); the tracepoint rung
+    /// starts from the backlog judgement while its index is walked.
+    fn judge(self) -> DirectoryJudge {
+        match self {
+            RungKind::VfsHooks => DirectoryJudge::RenameRecords,
+            RungKind::Tracepoint => DirectoryJudge::Backlog,
+        }
+    }
+}
+
+impl std::fmt::Display for RungKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The rung the ladder attached.
 struct Rung {
-    /// `"vfs-hooks"` or `"tracepoint"`, for the logs.
-    name: &'static str,
+    /// Which rung it is.
+    kind: RungKind,
     /// The pin names of its links.
     links: Vec<&'static str>,
     /// The ladder string: the rung in use and why better ones were refused.
@@ -632,7 +677,7 @@ fn attach_ladder(
                 let links = plan.links();
                 unpin_links_except(pin_dir, &links)?;
                 return Ok(Rung {
-                    name: "vfs-hooks",
+                    kind: RungKind::VfsHooks,
                     links,
                     ladder: format!("eBPF VFS-hook rung: {}", plan.describe()),
                 });
@@ -657,7 +702,7 @@ fn attach_ladder(
         .collect::<Vec<_>>();
     unpin_links_except(pin_dir, &links)?;
     Ok(Rung {
-        name: "tracepoint",
+        kind: RungKind::Tracepoint,
         links,
         ladder: format!("eBPF tracepoint rung; VFS-hook rung refused: {vfs_refusal}"),
     })
@@ -928,6 +973,18 @@ impl EbpfCapture {
     }
 }
 
+/// The backlog judgement of a changed directory at `path` (`rel` in its
+/// root): a subtree when its parent is among the drain's `changed_dirs`
+/// too (it may have moved), else its contents.
+fn backlog_scope(path: &Path, rel: &[u8], changed_dirs: &HashSet<PathBuf>) -> Scope {
+    let parent_changed = !rel.is_empty() && path.parent().is_some_and(|p| changed_dirs.contains(p));
+    if parent_changed {
+        Scope::Subtree
+    } else {
+        Scope::Contents
+    }
+}
+
 /// A changed inode opened by its handle.
 struct Opened {
     key: InodeKey,
@@ -969,6 +1026,7 @@ impl Drop for EbpfCapture {
 impl Filesystem {
     /// Turns this filesystem's inodes of one drain into changes for `sink`.
     /// True when a changed inode could not be placed (a rescan).
+    /// Errors: the journal writer stopped.
     fn resolve(
         &mut self,
         read: &Read,
@@ -988,78 +1046,89 @@ impl Filesystem {
         };
         let mut unplaced = false;
         for opened in found {
-            let Some((root, rel)) = self
-                .index
-                .relative_to_root(&opened.path)
-                .filter(|(root, rel)| !self.index.is_excluded(*root, rel))
-            else {
-                // A file opened by handle may come back with a
-                // disconnected dentry (its path reads as "/" or a stale
-                // name): then it cannot be placed, and may lie in a root.
-                let placed = std::fs::symlink_metadata(&opened.path)
-                    .is_ok_and(|m| m.ino() == opened.meta.ino() && m.dev() == opened.meta.dev());
-                if !placed && !unplaced {
-                    tracing::warn!(ino = opened.meta.ino(), path = %opened.path.display(), "a changed inode has no usable path; rescanning every root");
-                    unplaced = true;
-                }
+            let Some((root, rel)) = self.place(&opened, &mut unplaced) else {
                 continue;
             };
             let (scope, renamed_from) = match judge {
                 DirectoryJudge::RenameRecords => self.recorded_scope(read, &opened, root, &rel),
                 DirectoryJudge::Backlog if opened.meta.is_dir() => {
-                    let parent_changed = !rel.is_empty()
-                        && opened
-                            .path
-                            .parent()
-                            .is_some_and(|p| changed_dirs.contains(p));
-                    (
-                        if parent_changed {
-                            Scope::Subtree
-                        } else {
-                            Scope::Contents
-                        },
-                        None,
-                    )
+                    (backlog_scope(&opened.path, &rel, &changed_dirs), None)
                 }
                 _ if opened.meta.is_dir() => {
                     self.directory_scope(root, &rel, &opened.path, opened.handle.clone())
                 }
                 _ => (Scope::Entry, None),
             };
-            let others = if opened.meta.is_file() {
-                let root_path = self
-                    .index
-                    .root_path(root)
-                    .expect("the root of a resolved path");
-                self.links.other_names(root, root_path, &rel, &opened.meta)
-            } else {
-                Vec::new()
-            };
-            let comm = until_nul(&opened.seen.comm);
-            let change = Change {
-                root,
-                path: rel,
-                kind: if renamed_from.is_some() {
-                    ChangeKind::RenameTo
-                } else {
-                    ChangeKind::Modify
-                },
-                scope,
-                ino: opened.meta.ino(),
-                pid: opened.seen.tgid,
-                comm: String::from_utf8_lossy(comm).into_owned(),
-                renamed_from,
-            };
-            let out = sink.changes();
-            out.extend(others.into_iter().map(|path| Change {
-                path,
-                renamed_from: None,
-                ..change.clone()
-            }));
-            out.push(change);
+            self.push_changes(sink, &opened, root, rel, scope, renamed_from);
             sink.hand_over_if_full()?;
         }
         Ok(unplaced)
+    }
+
+    /// Where `opened` lies: its root and path relative to it, `None` when
+    /// it lies in no root or is excluded. A file opened by handle may come
+    /// back with a disconnected dentry (its path reads as "/" or a stale
+    /// name): then it cannot be placed, and may lie in a root, which sets
+    /// `unplaced` (logged once per drain).
+    fn place(&self, opened: &Opened, unplaced: &mut bool) -> Option<(RootId, Vec<u8>)> {
+        let placed = self
+            .index
+            .relative_to_root(&opened.path)
+            .filter(|(root, rel)| !self.index.is_excluded(*root, rel));
+        if placed.is_none() {
+            let stable = std::fs::symlink_metadata(&opened.path)
+                .is_ok_and(|m| m.ino() == opened.meta.ino() && m.dev() == opened.meta.dev());
+            if !stable && !*unplaced {
+                tracing::warn!(ino = opened.meta.ino(), path = %opened.path.display(), "a changed inode has no usable path; rescanning every root");
+                *unplaced = true;
+            }
+        }
+        placed
+    }
+
+    /// Adds to `sink` the change of `opened` at `rel` in `root`, and one
+    /// per other name a regular file has in the root (hard links), all with
+    /// `scope`; a change with `renamed_from` is a rename to `rel`.
+    fn push_changes(
+        &mut self,
+        sink: &mut Sink,
+        opened: &Opened,
+        root: RootId,
+        rel: Vec<u8>,
+        scope: Scope,
+        renamed_from: Option<Vec<u8>>,
+    ) {
+        let others = if opened.meta.is_file() {
+            let root_path = self
+                .index
+                .root_path(root)
+                .expect("the root of a resolved path");
+            self.links.other_names(root, root_path, &rel, &opened.meta)
+        } else {
+            Vec::new()
+        };
+        let comm = until_nul(&opened.seen.comm);
+        let change = Change {
+            root,
+            path: rel,
+            kind: if renamed_from.is_some() {
+                ChangeKind::RenameTo
+            } else {
+                ChangeKind::Modify
+            },
+            scope,
+            ino: opened.meta.ino(),
+            pid: opened.seen.tgid,
+            comm: String::from_utf8_lossy(comm).into_owned(),
+            renamed_from,
+        };
+        let out = sink.changes();
+        out.extend(others.into_iter().map(|path| Change {
+            path,
+            renamed_from: None,
+            ..change.clone()
+        }));
+        out.push(change);
     }
 
     /// Opens each of this filesystem's `inodes` by handle. An inode that is

@@ -27,6 +27,7 @@
 //! the root's filesystem identity changed (reformatted, restored, another
 //! disk), or the watermark lies in the future (the clock moved back).
 
+use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -35,8 +36,8 @@ use std::time::Instant;
 use fsjournal_common::ChangeKind;
 
 use super::Root;
-use crate::host::{boot_id, identity};
-use crate::journal::{now_ms, Change, Journal, Scope, StartRecord};
+use crate::host::{boot_id, identity, FsIdentity};
+use crate::journal::{now_ms, Change, Journal, Scope, StartRecord, Watermark};
 
 /// Timestamp granularity and clock-skew allowance (ms): entries whose ctime
 /// is at most this much older than the watermark are pushed too.
@@ -78,44 +79,24 @@ pub fn close(
     for root in roots {
         let current = identity(&root.path)?;
         let stored = journal.root_identity(root.id)?;
-        let untrusted = match (&watermark, stored) {
-            (None, _) => Some("new journal: no capture watermark".to_string()),
-            (Some(_), None) => Some("no filesystem identity recorded for this root".to_string()),
-            (Some(_), Some(stored)) if stored != current => {
-                Some(format!("filesystem identity changed ({stored:?} → {current:?}): reformatted, restored or another disk"))
-            }
-            (Some(w), _) if w.time_ms > now + MARGIN_MS => {
-                Some(format!("clock moved backwards: watermark is {} ms in the future", w.time_ms - now))
-            }
-            (Some(_), _) => None,
-        };
-        match (untrusted, &watermark) {
+        let distrust = Distrust::of(watermark.as_ref(), stored, current, now);
+        let method = match (distrust, &watermark) {
             (Some(reason), _) => {
-                let targets = journal.require_full_sync(root.id, &reason)?;
+                let targets = journal.require_full_sync(root.id, &reason.to_string())?;
                 tracing::warn!(root = %root.path.display(), %reason, targets, "gap cannot be trusted: full sync");
-                methods.push(format!("full sync ({reason})"));
+                GapMethod::FullSync(reason)
             }
             (None, Some(w)) if backlog_complete && w.clean_stop => {
                 tracing::info!(root = %root.path.display(), "gap covered by the pinned eBPF programs' backlog");
-                methods.push("pinned eBPF backlog".to_string());
+                GapMethod::PinnedBacklog
             }
             (None, Some(w)) => {
-                let since = w.time_ms.saturating_sub(MARGIN_MS);
-                let (before_walked, before_found) = (record.walked, record.entries);
-                let found = scan(journal, root, since, &mut |walked, found| {
-                    record.in_progress = true;
-                    record.method = "ctime gap scan".into();
-                    (record.walked, record.entries) =
-                        (before_walked + walked, before_found + found);
-                    record.ms = started.elapsed().as_millis() as u64;
-                    journal.record_start(&record)
-                })?;
-                record.entries = before_found + found;
-                tracing::info!(root = %root.path.display(), entries = found, "gap scan done");
-                methods.push("ctime gap scan".to_string());
+                scan_gap(journal, root, w.time_ms, &mut record, started)?;
+                GapMethod::CtimeScan
             }
             (None, None) => unreachable!("no watermark is untrusted"),
-        }
+        };
+        methods.push(method);
         // A changed identity is not recorded: the pushers refuse to put
         // another filesystem's tree over the target (an unmounted data disk
         // shows the empty mount point) until it is back or the operator
@@ -126,11 +107,129 @@ pub fn close(
     }
     methods.dedup();
     record.in_progress = false;
-    record.method = methods.join(", ");
+    record.method = methods
+        .iter()
+        .map(GapMethod::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     record.ms = started.elapsed().as_millis() as u64;
     tracing::info!(gap_ms = ?record.gap_ms, method = %record.method, entries = record.entries, ms = record.ms, "gap closed");
     journal.record_start(&record)?;
     Ok(record)
+}
+
+/// Why the gap of one root cannot be trusted: every target of the root
+/// then owes a full sync, with this reason (its `Display`, which the
+/// journal stores).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Distrust {
+    /// The journal has no capture watermark.
+    NewJournal,
+    /// The journal recorded no filesystem identity for the root.
+    NoIdentity,
+    /// The root's filesystem is not the one recorded: reformatted,
+    /// restored, or another disk.
+    IdentityChanged {
+        /// The identity the journal recorded.
+        stored: FsIdentity,
+        /// The root's filesystem now.
+        current: FsIdentity,
+    },
+    /// The watermark lies this far in the future (ms): the clock moved back.
+    ClockBackwards {
+        /// How far beyond now the watermark is (ms).
+        ahead_ms: u64,
+    },
+}
+
+impl Distrust {
+    /// The distrust of a root's gap, if any, given the journal's
+    /// `watermark`, the root's `stored` and `current` filesystem identities
+    /// and the time `now` (ms since the Unix epoch).
+    fn of(
+        watermark: Option<&Watermark>,
+        stored: Option<FsIdentity>,
+        current: FsIdentity,
+        now: u64,
+    ) -> Option<Distrust> {
+        match (watermark, stored) {
+            (None, _) => Some(Distrust::NewJournal),
+            (Some(_), None) => Some(Distrust::NoIdentity),
+            (Some(_), Some(stored)) if stored != current => {
+                Some(Distrust::IdentityChanged { stored, current })
+            }
+            (Some(w), _) if w.time_ms > now + MARGIN_MS => Some(Distrust::ClockBackwards {
+                ahead_ms: w.time_ms - now,
+            }),
+            (Some(_), _) => None,
+        }
+    }
+}
+
+impl fmt::Display for Distrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Distrust::NewJournal => f.write_str("new journal: no capture watermark"),
+            Distrust::NoIdentity => {
+                f.write_str("no filesystem identity recorded for this root")
+            }
+            Distrust::IdentityChanged { stored, current } => write!(
+                f,
+                "filesystem identity changed ({stored:?} → {current:?}): reformatted, restored or another disk"
+            ),
+            Distrust::ClockBackwards { ahead_ms } => write!(
+                f,
+                "clock moved backwards: watermark is {ahead_ms} ms in the future"
+            ),
+        }
+    }
+}
+
+/// How one root's gap was closed (a start record's `method`, roots'
+/// methods joined by `, `).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GapMethod {
+    /// Not trusted: its targets owe a full sync. `full sync (<reason>)`.
+    FullSync(Distrust),
+    /// Covered by the pinned eBPF programs' backlog after a clean stop:
+    /// `pinned eBPF backlog`.
+    PinnedBacklog,
+    /// A walk for entries with a newer ctime: `ctime gap scan`.
+    CtimeScan,
+}
+
+impl fmt::Display for GapMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GapMethod::FullSync(reason) => write!(f, "full sync ({reason})"),
+            GapMethod::PinnedBacklog => f.write_str("pinned eBPF backlog"),
+            GapMethod::CtimeScan => f.write_str("ctime gap scan"),
+        }
+    }
+}
+
+/// Scans `root` for what changed since `watermark_ms` (less
+/// [`MARGIN_MS`]), adding to `record`'s counts, which it saves as progress
+/// while the scan runs (`started`: when closing the gap began).
+fn scan_gap(
+    journal: &Journal,
+    root: &Root,
+    watermark_ms: u64,
+    record: &mut StartRecord,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let since = watermark_ms.saturating_sub(MARGIN_MS);
+    let (before_walked, before_found) = (record.walked, record.entries);
+    let found = scan(journal, root, since, &mut |walked, found| {
+        record.in_progress = true;
+        record.method = GapMethod::CtimeScan.to_string();
+        (record.walked, record.entries) = (before_walked + walked, before_found + found);
+        record.ms = started.elapsed().as_millis() as u64;
+        journal.record_start(record)
+    })?;
+    record.entries = before_found + found;
+    tracing::info!(root = %root.path.display(), entries = found, "gap scan done");
+    Ok(())
 }
 
 /// Walks `root` and journals every entry whose ctime is at or after
@@ -226,4 +325,52 @@ fn scan(
     }
     journal.append(&changes)?;
     Ok(found.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watermark(time_ms: u64) -> Watermark {
+        Watermark {
+            time_ms,
+            ..Watermark::default()
+        }
+    }
+
+    #[test]
+    fn an_untrusted_gap_says_why_in_the_words_the_start_record_always_used() {
+        let (disk, other) = (
+            FsIdentity::default(),
+            FsIdentity {
+                fsid: 7,
+                ..FsIdentity::default()
+            },
+        );
+        let now = 100_000;
+        let cases = [
+            (None, Some(disk), "full sync (new journal: no capture watermark)"),
+            (Some(watermark(now)), None, "full sync (no filesystem identity recorded for this root)"),
+            (
+                Some(watermark(now)),
+                Some(other),
+                &format!("full sync (filesystem identity changed ({other:?} → {disk:?}): reformatted, restored or another disk)"),
+            ),
+            (
+                Some(watermark(now + MARGIN_MS + 5)),
+                Some(disk),
+                &format!("full sync (clock moved backwards: watermark is {} ms in the future)", MARGIN_MS + 5),
+            ),
+        ];
+        for (mark, stored, text) in cases {
+            let reason = Distrust::of(mark.as_ref(), stored, disk, now).expect("untrusted");
+            assert_eq!(GapMethod::FullSync(reason).to_string(), text);
+        }
+        assert_eq!(
+            Distrust::of(Some(&watermark(now)), Some(disk), disk, now),
+            None
+        );
+        assert_eq!(GapMethod::PinnedBacklog.to_string(), "pinned eBPF backlog");
+        assert_eq!(GapMethod::CtimeScan.to_string(), "ctime gap scan");
+    }
 }

@@ -81,10 +81,36 @@ fn arm_times(attached: Duration, index_ready: Duration) -> ArmTimes {
     }
 }
 
+/// Which capture backend runs: `status` shows it (`backend`, stored as
+/// [`BackendKind::as_str`] in the journal's agent record), the logs name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The eBPF programs (`ebpf.rs`), on whichever rung attached.
+    Ebpf,
+    /// fanotify with FID reporting (`fanotify.rs`).
+    Fanotify,
+}
+
+impl BackendKind {
+    /// Its name in `status` and the logs: `ebpf`, `fanotify`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Ebpf => "ebpf",
+            BackendKind::Fanotify => "fanotify",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A running capture backend.
 pub struct Capture {
-    /// Backend name, for status and logs.
-    pub backend: &'static str,
+    /// Which backend it is, for status and logs.
+    pub backend: BackendKind,
     /// The attach ladder's outcome: the rung in use and why better ones were refused.
     pub detail: String,
     /// When capture went live and when its directory index was ready.
@@ -111,41 +137,7 @@ impl Capture {
         roots: &[Root],
         journal: Arc<Journal>,
     ) -> anyhow::Result<Capture> {
-        let pin_dir = ebpf::pin_dir(journal.journal_id());
-        let fanotify = || fanotify::FanotifyCapture::arm(roots, config.max_queued_events);
-        let ebpf = match config.backend {
-            BackendChoice::Fanotify => Err("not chosen (--backend fanotify)".to_string()),
-            BackendChoice::Ebpf => Ok(ebpf::EbpfCapture::arm(roots, config, &pin_dir)?),
-            BackendChoice::Auto => ebpf::EbpfCapture::arm(roots, config, &pin_dir).map_err(|e| {
-                tracing::warn!(error = %format!("{e:#}"), "eBPF capture unavailable; falling back to fanotify");
-                format!("{e:#}")
-            }),
-        };
-        let (backend, detail, times, backlog_complete, source): (
-            &'static str,
-            String,
-            ArmTimes,
-            bool,
-            Box<dyn Backend>,
-        ) = match ebpf {
-            Ok(capture) => (
-                "ebpf",
-                capture.ladder().to_string(),
-                capture.times(),
-                capture.backlog_complete(),
-                Box::new(capture),
-            ),
-            Err(refused) => {
-                let capture = fanotify()?;
-                (
-                    "fanotify",
-                    format!("fanotify; eBPF refused: {refused}"),
-                    capture.times(),
-                    false,
-                    Box::new(capture),
-                )
-            }
-        };
+        let armed = Armed::choose(config, roots, ebpf::pin_dir(journal.journal_id()))?;
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let watermark_allowed = Arc::new(AtomicBool::new(false));
@@ -153,6 +145,7 @@ impl Capture {
         let (thread_stats, thread_stop, thread_watermark) =
             (stats.clone(), stop.clone(), watermark_allowed.clone());
         let (sink, writer) = writer::start(journal, stop.clone(), stats.clone())?;
+        let source = armed.source;
         let thread = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
@@ -172,10 +165,10 @@ impl Capture {
             })
             .context("cannot start the capture thread")?;
         Ok(Capture {
-            backend,
-            detail,
-            times,
-            backlog_complete,
+            backend: armed.backend,
+            detail: armed.detail,
+            times: armed.times,
+            backlog_complete: armed.backlog_complete,
             stats,
             stop,
             watermark_allowed,
@@ -200,6 +193,53 @@ impl Capture {
         self.thread
             .join()
             .map_err(|_| anyhow::anyhow!("capture thread panicked"))?
+    }
+}
+
+/// A backend armed on the roots, not yet drained: what [`Capture::start`]
+/// needs of it.
+struct Armed {
+    backend: BackendKind,
+    /// The attach ladder's outcome (see [`Capture::detail`]).
+    detail: String,
+    times: ArmTimes,
+    backlog_complete: bool,
+    source: Box<dyn Backend>,
+}
+
+impl Armed {
+    /// Arms the backend `config` chooses: eBPF (programs pinned under
+    /// `pin_dir`), fanotify, or with `auto` eBPF and else fanotify, the
+    /// eBPF refusal then kept in the detail. Errors: the chosen backend
+    /// (with `auto`, fanotify) cannot be armed.
+    fn choose(config: &CaptureConfig, roots: &[Root], pin_dir: PathBuf) -> anyhow::Result<Armed> {
+        let ebpf = match config.backend {
+            BackendChoice::Fanotify => Err("not chosen (--backend fanotify)".to_string()),
+            BackendChoice::Ebpf => Ok(ebpf::EbpfCapture::arm(roots, config, &pin_dir)?),
+            BackendChoice::Auto => ebpf::EbpfCapture::arm(roots, config, &pin_dir).map_err(|e| {
+                tracing::warn!(error = %format!("{e:#}"), "eBPF capture unavailable; falling back to fanotify");
+                format!("{e:#}")
+            }),
+        };
+        Ok(match ebpf {
+            Ok(capture) => Armed {
+                backend: BackendKind::Ebpf,
+                detail: capture.ladder().to_string(),
+                times: capture.times(),
+                backlog_complete: capture.backlog_complete(),
+                source: Box::new(capture),
+            },
+            Err(refused) => {
+                let capture = fanotify::FanotifyCapture::arm(roots, config.max_queued_events)?;
+                Armed {
+                    backend: BackendKind::Fanotify,
+                    detail: format!("fanotify; eBPF refused: {refused}"),
+                    times: capture.times(),
+                    backlog_complete: false,
+                    source: Box::new(capture),
+                }
+            }
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::health::{self, Health};
 use super::{ago, display_path, human_ms, JournalArgs};
+use crate::capture::BackendKind;
 use crate::journal::{now_ms, ArmTimes, Journal, KernelCounters, StartRecord};
 use crate::target_status::{self, TargetStatus};
 
@@ -124,49 +125,16 @@ pub fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the status document as text: the journal, the health verdict,
+/// the agent, the roots and the gap, then each target.
 fn print(status: &Status, health: &Health) {
     let now = now_ms();
     println!(
         "journal   {} (id {}, last seq {}, log from {})",
         status.journal, status.journal_id, status.last_seq, status.log_first_seq
     );
-    if health.ok {
-        println!("health    {}", console::style("ok").green().bold());
-    } else {
-        let count = format!("{} problem(s)", health.problems.len());
-        println!("health    {}", console::style(count).red().bold());
-        for problem in &health.problems {
-            println!("  - {problem}");
-        }
-    }
-    if status.agent_running {
-        println!(
-            "agent     running, pid {}, backend {}, up {}, rescans {}",
-            status.agent_pid,
-            status.backend,
-            human_ms(status.uptime_ms),
-            status.rescans
-        );
-        println!(
-            "capture   {}; {} events read, {} changes journaled",
-            status.capture_detail, status.events, status.journaled
-        );
-        println!(
-            "armed     capture live after {} ms, directory index ready after {} ms",
-            status.arm_times.attached_ms, status.arm_times.index_ready_ms
-        );
-        if status.backend == "ebpf" {
-            let counts: Vec<String> = status
-                .kernel_events
-                .named()
-                .iter()
-                .map(|(name, count)| format!("{name} {count}"))
-                .collect();
-            println!("kernel    events {}", counts.join(", "));
-        }
-    } else {
-        println!("agent     not running");
-    }
+    print_health(health);
+    print_agent(status);
     for root in &status.roots {
         println!("root      {root}");
     }
@@ -180,67 +148,126 @@ fn print(status: &Status, health: &Health) {
         let ago = human_ms(now.saturating_sub(start.time_ms));
         println!("last start {ago} ago: gap {}", super::describe_gap(start));
     }
-    for t in &status.targets {
-        println!("target    {} → {}", t.name, t.state.target);
+    for target in &status.targets {
+        print_target(target, now);
+    }
+}
+
+/// The `health` line: `ok`, or the count of problems and one line each.
+fn print_health(health: &Health) {
+    if health.ok {
+        println!("health    {}", console::style("ok").green().bold());
+    } else {
+        let count = format!("{} problem(s)", health.problems.len());
+        println!("health    {}", console::style(count).red().bold());
+        for problem in &health.problems {
+            println!("  - {problem}");
+        }
+    }
+}
+
+/// The `agent` lines: not running, or its pid, backend, uptime, capture
+/// figures and (eBPF) kernel counters.
+fn print_agent(status: &Status) {
+    if !status.agent_running {
+        println!("agent     not running");
+        return;
+    }
+    println!(
+        "agent     running, pid {}, backend {}, up {}, rescans {}",
+        status.agent_pid,
+        status.backend,
+        human_ms(status.uptime_ms),
+        status.rescans
+    );
+    println!(
+        "capture   {}; {} events read, {} changes journaled",
+        status.capture_detail, status.events, status.journaled
+    );
+    println!(
+        "armed     capture live after {} ms, directory index ready after {} ms",
+        status.arm_times.attached_ms, status.arm_times.index_ready_ms
+    );
+    if status.backend == BackendKind::Ebpf.as_str() {
+        let counts: Vec<String> = status
+            .kernel_events
+            .named()
+            .iter()
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect();
+        println!("kernel    events {}", counts.join(", "));
+    }
+}
+
+/// One target's lines: where it goes, its cursor and backlog, the push in
+/// flight, the last push, full syncs, strategy, held paths and
+/// verification (`now`: ms since the Unix epoch).
+fn print_target(t: &TargetStatus, now: u64) {
+    println!("target    {} → {}", t.name, t.state.target);
+    println!(
+        "  cursor       {}   pending {} paths ({}{})   lag {}",
+        t.state.cursor,
+        t.pending,
+        if t.pending_bytes_estimated {
+            "≈ "
+        } else {
+            ""
+        },
+        indicatif::HumanBytes(t.pending_bytes),
+        human_ms(t.lag_ms)
+    );
+    if let Some(run) = &t.push_in_flight {
         println!(
-            "  cursor       {}   pending {} paths ({}{})   lag {}",
-            t.state.cursor,
-            t.pending,
-            if t.pending_bytes_estimated {
-                "≈ "
-            } else {
-                ""
-            },
-            indicatif::HumanBytes(t.pending_bytes),
-            human_ms(t.lag_ms)
+            "  pushing      {} run for {} ({} paths listed): {}",
+            run.run.mode,
+            human_ms(run.age_ms),
+            run.run.paths,
+            run.run.command
         );
-        if let Some(run) = &t.push_in_flight {
-            println!(
-                "  pushing      {} run for {} ({} paths listed): {}",
-                run.run.mode,
-                human_ms(run.age_ms),
-                run.run.paths,
-                run.run.command
-            );
-        }
-        let last = ago(now, t.state.last_push_ms);
-        match &t.state.last_error {
-            None => println!("  last push    {last}, ok"),
-            Some(e) => println!(
-                "  last push    {last}, FAILED ({} in a row): {e}",
-                t.state.consecutive_failures
-            ),
-        }
-        if let Some(reason) = &t.state.full_sync_needed {
-            println!("  full sync    owed: {reason}");
-        }
+    }
+    let last = ago(now, t.state.last_push_ms);
+    match &t.state.last_error {
+        None => println!("  last push    {last}, ok"),
+        Some(e) => println!(
+            "  last push    {last}, FAILED ({} in a row): {e}",
+            t.state.consecutive_failures
+        ),
+    }
+    print_target_history(t, now);
+}
+
+/// A target's full syncs (owed, done), last push strategy, held paths and
+/// rolling verification (`now`: ms since the Unix epoch).
+fn print_target_history(t: &TargetStatus, now: u64) {
+    if let Some(reason) = &t.state.full_sync_needed {
+        println!("  full sync    owed: {reason}");
+    }
+    println!(
+        "  full syncs   {} (last: {})",
+        t.state.full_syncs,
+        t.state.last_full_sync_reason.as_deref().unwrap_or("-")
+    );
+    if let Some(last) = &t.last_strategy {
         println!(
-            "  full syncs   {} (last: {})",
-            t.state.full_syncs,
-            t.state.last_full_sync_reason.as_deref().unwrap_or("-")
+            "  strategy     {} ({} ago): {}",
+            last.strategy,
+            human_ms(now.saturating_sub(last.time_ms)),
+            last.why
         );
-        if let Some(last) = &t.last_strategy {
-            println!(
-                "  strategy     {} ({} ago): {}",
-                last.strategy,
-                human_ms(now.saturating_sub(last.time_ms)),
-                last.why
-            );
-        }
-        if !t.state.held.is_empty() {
-            let failing = t.state.refused_paths();
-            println!(
-                "  held         {} paths ({failing} refused by the target or unreadable on the source, retried with backoff)",
-                t.state.held.len()
-            );
-        }
-        if t.state.last_verify_ms > 0 {
-            println!(
-                "  verified     {} units, drift found {} (last slice {} ago)",
-                t.state.verified_units,
-                t.state.drift_found,
-                human_ms(now.saturating_sub(t.state.last_verify_ms))
-            );
-        }
+    }
+    if !t.state.held.is_empty() {
+        let failing = t.state.refused_paths();
+        println!(
+            "  held         {} paths ({failing} refused by the target or unreadable on the source, retried with backoff)",
+            t.state.held.len()
+        );
+    }
+    if t.state.last_verify_ms > 0 {
+        println!(
+            "  verified     {} units, drift found {} (last slice {} ago)",
+            t.state.verified_units,
+            t.state.drift_found,
+            human_ms(now.saturating_sub(t.state.last_verify_ms))
+        );
     }
 }

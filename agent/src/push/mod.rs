@@ -19,6 +19,7 @@ mod interlock;
 mod operator;
 mod process;
 mod progress;
+mod reason;
 mod renames;
 pub mod rsync;
 pub mod runs;
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use self::reason::FullSyncReason;
 use self::rsync::{Lists, Mode, RsyncError};
 use self::runs::Runs;
 use crate::config::SyncConfig;
@@ -64,6 +66,32 @@ pub struct Pusher {
     runs: Arc<Runs>,
     /// The source root as armed, held open (see `interlock.rs`).
     armed: interlock::ArmedRoot,
+}
+
+/// How a push went (`status` shows it as the target's strategy, stored as
+/// [`Strategy::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strategy {
+    /// The batch's paths as rsync file lists: `file lists`.
+    FileLists,
+    /// The cost model's one full rsync of the root (`cost.rs`): `full rsync`.
+    FullRsync,
+}
+
+impl Strategy {
+    /// Its name in `status`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Strategy::FileLists => "file lists",
+            Strategy::FullRsync => "full rsync",
+        }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where the supervisor leaves a target's operator requests.
@@ -220,24 +248,33 @@ impl Pusher {
         let excludes = self.sync.exclude_patterns().to_vec();
         let stored = self.journal.target_state(self.name())?;
         let reason = match &stored {
-            None => Some("first sync of this target: no cursor in the journal".to_string()),
+            None => Some(FullSyncReason::FirstSync.to_string()),
             Some(s) if s.full_sync_needed.is_some() => s.full_sync_needed.clone(),
-            Some(s) if s.target != target => {
-                Some(format!("target changed from {} to {target}", s.target))
-            }
-            Some(s) if s.root != self.root => Some("source changed".to_string()),
-            Some(s) if s.excludes != excludes => Some(format!(
-                "exclude patterns changed from {:?} to {excludes:?}",
-                s.excludes
-            )),
+            Some(s) if s.target != target => Some(
+                FullSyncReason::TargetChanged {
+                    from: s.target.clone(),
+                    to: target.clone(),
+                }
+                .to_string(),
+            ),
+            Some(s) if s.root != self.root => Some(FullSyncReason::SourceChanged.to_string()),
+            Some(s) if s.excludes != excludes => Some(
+                FullSyncReason::ExcludesChanged {
+                    from: s.excludes.clone(),
+                    to: excludes.clone(),
+                }
+                .to_string(),
+            ),
             Some(s) if s.journal_id != self.journal.journal_id() => {
-                Some("cursor belongs to another journal".to_string())
+                Some(FullSyncReason::OtherJournal.to_string())
             }
-            Some(s) if s.cursor > self.journal.last_seq() => Some(format!(
-                "cursor {} is ahead of the journal's last record {}",
-                s.cursor,
-                self.journal.last_seq()
-            )),
+            Some(s) if s.cursor > self.journal.last_seq() => Some(
+                FullSyncReason::CursorAhead {
+                    cursor: s.cursor,
+                    last_seq: self.journal.last_seq(),
+                }
+                .to_string(),
+            ),
             Some(_) => None,
         };
         let mut state = stored.unwrap_or_default();
@@ -394,6 +431,53 @@ impl Pusher {
     fn push_batch(&self, batch: &Batch, state: &mut TargetState) -> anyhow::Result<()> {
         let started = Instant::now();
         let now = now_ms();
+        let mut push = self.due_paths(batch, state, now)?;
+        self.add_blind_after_renames(&mut push, state.cursor, batch.high_seq, now)?;
+        let push = self.without_symlinked_parents(push);
+        let lists = Lists::of_source(
+            &self.source,
+            push.iter().map(|p| (p.path.as_slice(), p.scope)),
+        );
+        let prefixes = self.error_prefixes();
+        let refused = self.retry(state, |pusher| pusher.run_lists(&lists, &push, &prefixes))?;
+        let Some((refused, on_source)) = refused else {
+            return Ok(());
+        };
+        if let Some(reason) = self.root_refusal()? {
+            // The root changed while rsync ran: what it sent may come from
+            // elsewhere, so the batch stays pending.
+            return self.refuse(state, &reason);
+        }
+        self.hold_refused(state, &push, &refused, on_source, now);
+        state.cursor = batch.high_seq;
+        state.pushed_paths += (push.len() - refused.len()) as u64;
+        self.journal.save_target(self.name(), state)?;
+        self.after_push(&push, &refused);
+        self.record_strategy(Strategy::FileLists, file_lists_why(push.len(), &lists));
+        tracing::info!(
+            target = self.name(),
+            paths = push.len(),
+            contents = lists.count(Mode::Contents),
+            subtrees = lists.count(Mode::Subtree),
+            refused = refused.len(),
+            held = state.held.len(),
+            cursor = state.cursor,
+            ms = started.elapsed().as_millis() as u64,
+            "pushed"
+        );
+        Ok(())
+    }
+
+    /// What a push of `batch` sends at `now` (ms since the Unix epoch): its
+    /// paths this sync does not exclude and that have settled (those still
+    /// settling are held in `state`), merged with the held paths now due
+    /// (the wider scope wins; a refused path keeps its failure count).
+    fn due_paths(
+        &self,
+        batch: &Batch,
+        state: &mut TargetState,
+        now: u64,
+    ) -> anyhow::Result<Vec<HeldPath>> {
         let mut push: Vec<HeldPath> = Vec::new();
         // Another sync of the same root may have journaled what this one excludes.
         for p in batch
@@ -431,9 +515,23 @@ impl Pusher {
                 None => push.push(due),
             }
         }
+        Ok(push)
+    }
+
+    /// Replays the renames journaled after `cursor` up to `high_seq` and
+    /// adds to `push` the files below each replayed path that rsync's quick
+    /// check cannot judge (they go in the `--ignore-times` list). Errors:
+    /// the journal cannot be read.
+    fn add_blind_after_renames(
+        &self,
+        push: &mut Vec<HeldPath>,
+        cursor: Seq,
+        high_seq: Seq,
+        now: u64,
+    ) -> anyhow::Result<()> {
         // What a replay placed is judged by rsync's quick check from here
         // on: the files it cannot judge go in the `--ignore-times` list.
-        for path in self.replay_renames(state.cursor, batch.high_seq)? {
+        for path in self.replay_renames(cursor, high_seq)? {
             for blind in renames::blind_below(&self.source, &path, &self.sync.excludes) {
                 if !push.iter().any(|p| p.path == blind) {
                     push.push(HeldPath {
@@ -446,25 +544,12 @@ impl Pusher {
                 }
             }
         }
-        let push = self.without_symlinked_parents(push);
-        let lists = Lists::of_source(
-            &self.source,
-            push.iter().map(|p| (p.path.as_slice(), p.scope)),
-        );
-        let prefixes = self.error_prefixes();
-        let refused = self.retry(state, |pusher| pusher.run_lists(&lists, &push, &prefixes))?;
-        let Some((refused, on_source)) = refused else {
-            return Ok(());
-        };
-        if let Some(reason) = self.root_refusal()? {
-            // The root changed while rsync ran: what it sent may come from
-            // elsewhere, so the batch stays pending.
-            return self.refuse(state, &reason);
-        }
-        self.hold_refused(state, &push, &refused, on_source, now);
-        state.cursor = batch.high_seq;
-        state.pushed_paths += (push.len() - refused.len()) as u64;
-        self.journal.save_target(self.name(), state)?;
+        Ok(())
+    }
+
+    /// Runs the sync's `after_push` hook, if any, on the paths of `push`
+    /// that rsync did not refuse (indexes in `refused`), unless none was sent.
+    fn after_push(&self, push: &[HeldPath], refused: &[usize]) {
         if let Some(command) = &self.sync.after_push {
             let pushed: Vec<&[u8]> = (0..push.len())
                 .filter(|i| !refused.contains(i))
@@ -474,26 +559,6 @@ impl Pusher {
                 hooks::run("after_push", command, &self.sync, &pushed);
             }
         }
-        let why = format!(
-            "{} paths ({} entries, {} directory contents, {} subtrees); no full rsync: the batch fit in batch_max_files, or the journal was not quiet, or the backlog stayed under full_push_percent",
-            push.len(),
-            lists.count(Mode::Incremental),
-            lists.count(Mode::Contents),
-            lists.count(Mode::Subtree)
-        );
-        self.record_strategy("file lists", why);
-        tracing::info!(
-            target = self.name(),
-            paths = push.len(),
-            contents = lists.count(Mode::Contents),
-            subtrees = lists.count(Mode::Subtree),
-            refused = refused.len(),
-            held = state.held.len(),
-            cursor = state.cursor,
-            ms = started.elapsed().as_millis() as u64,
-            "pushed"
-        );
-        Ok(())
     }
 
     /// One push's rsync runs: entries, contents, subtrees in that order,
@@ -610,7 +675,7 @@ impl Pusher {
             "{pending} pending paths, at least {percent} % of the source's {inodes} used inodes, and nothing journaled for {} s",
             cost::QUIET_MS / 1000
         );
-        self.record_strategy("full rsync", why);
+        self.record_strategy(Strategy::FullRsync, why);
         tracing::info!(
             target = self.name(),
             paths = pending,
@@ -623,7 +688,7 @@ impl Pusher {
 
     /// Records how this push went, for `status` (a failure only logs:
     /// nothing depends on it).
-    fn record_strategy(&self, strategy: &str, why: String) {
+    fn record_strategy(&self, strategy: Strategy, why: String) {
         let record = PushStrategy {
             time_ms: now_ms(),
             strategy: strategy.to_string(),
@@ -827,9 +892,18 @@ impl Pusher {
     }
 }
 
-/// Delay before retry number `failures` (≥ 1): `RETRY_BASE_MS · 2^(n-1)`,
-/// capped at `max_ms`, minus up to 20 % jitter so that many targets failing
-/// together do not retry in lockstep.
+/// Why a push went as file lists, for `status`: its `paths` and how
+/// `lists` ran them.
+fn file_lists_why(paths: usize, lists: &Lists) -> String {
+    format!(
+        "{} paths ({} entries, {} directory contents, {} subtrees); no full rsync: the batch fit in batch_max_files, or the journal was not quiet, or the backlog stayed under full_push_percent",
+        paths,
+        lists.count(Mode::Incremental),
+        lists.count(Mode::Contents),
+        lists.count(Mode::Subtree)
+    )
+}
+
 /// The paths of `part` that an rsync `result` refused: an exit 23 naming
 /// some of them gives their `push` indexes and whether only the sending
 /// side complained; success gives none. Errors: any other failure, or an
@@ -869,6 +943,9 @@ fn blamed_paths(
     Ok((blamed, rsync::sender_only(&stderr)))
 }
 
+/// Delay before retry number `failures` (≥ 1): `RETRY_BASE_MS · 2^(n-1)`,
+/// capped at `max_ms`, minus up to 20 % jitter so that many targets failing
+/// together do not retry in lockstep.
 fn backoff_ms(failures: u32, max_ms: u64) -> u64 {
     let delay = RETRY_BASE_MS
         .saturating_mul(1 << failures.saturating_sub(1).min(20))

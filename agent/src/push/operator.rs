@@ -3,6 +3,7 @@
 //! they asked for reached the target, when the CLI waits for a reply.
 
 use super::hold;
+use super::reason::FullSyncReason;
 use super::Pusher;
 use crate::journal::{now_ms, HeldPath, HoldReason, Scope, Seq, TargetState};
 use crate::requests::{subtree_under, Action, Ticket};
@@ -37,30 +38,7 @@ impl Pusher {
             let until_seq = self.journal.last_seq();
             match &ticket.action {
                 Action::Resync { path: None, force } => {
-                    if *force {
-                        self.confirm_source()?;
-                    }
-                    state.full_sync_needed = Some(match (state.full_sync_needed.take(), *force) {
-                        (Some(owed), true) => {
-                            format!("{owed}; confirmed by fsjournal resync --force")
-                        }
-                        (_, true) => "requested by fsjournal resync --force".into(),
-                        (_, false) => "requested by fsjournal resync".into(),
-                    });
-                    self.journal.save_target(self.name(), state)?;
-                    let before = state.full_syncs;
-                    self.full_sync(state, *force)?;
-                    if state.full_syncs > before {
-                        ticket.answer(true, "full sync done".into());
-                    } else if self.stopping() {
-                        ticket.answer(false, "the agent is stopping: the full sync is owed and runs at its next start".into());
-                    } else {
-                        let refused = state.last_error.clone().unwrap_or_default();
-                        ticket.answer(
-                            false,
-                            format!("the full sync is owed but was refused: {refused}"),
-                        );
-                    }
+                    self.resync_all(state, &ticket, *force)?;
                     continue;
                 }
                 Action::Resync {
@@ -103,6 +81,45 @@ impl Pusher {
             }
         }
         Ok(flush)
+    }
+
+    /// `fsjournal resync` of the whole root (`force`: `--force`, which
+    /// confirms the source as it is now and overrides the deletion
+    /// interlocks): a full sync now, `ticket` answered with its outcome.
+    /// Errors: the journal cannot be written.
+    fn resync_all(
+        &self,
+        state: &mut TargetState,
+        ticket: &Ticket,
+        force: bool,
+    ) -> anyhow::Result<()> {
+        if force {
+            self.confirm_source()?;
+        }
+        let reason = match (state.full_sync_needed.take(), force) {
+            (Some(owed), true) => FullSyncReason::Confirmed { owed },
+            (_, true) => FullSyncReason::RequestedForce,
+            (_, false) => FullSyncReason::Requested,
+        };
+        state.full_sync_needed = Some(reason.to_string());
+        self.journal.save_target(self.name(), state)?;
+        let before = state.full_syncs;
+        self.full_sync(state, force)?;
+        if state.full_syncs > before {
+            ticket.answer(true, "full sync done".into());
+        } else if self.stopping() {
+            ticket.answer(
+                false,
+                "the agent is stopping: the full sync is owed and runs at its next start".into(),
+            );
+        } else {
+            let refused = state.last_error.clone().unwrap_or_default();
+            ticket.answer(
+                false,
+                format!("the full sync is owed but was refused: {refused}"),
+            );
+        }
+        Ok(())
     }
 
     /// The operator's `resync --force`: the source's filesystem as it is

@@ -43,7 +43,7 @@ use crate::target::Target;
 const STDERR_TAIL: usize = 2048;
 
 /// Which kind of rsync run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// Listed entries only, non-recursive.
     Incremental,
@@ -72,6 +72,40 @@ pub enum Mode {
     /// `--link-dest`: unchanged files become hard links there, so no file
     /// data crosses (see [`seed_command`] and `push/renames.rs`).
     Seed,
+}
+
+impl Mode {
+    /// Its name in the run metrics' `mode` label and in `status`'s push in
+    /// flight: `incremental`, `contents`, `subtree`, `full`, `fullpush`,
+    /// `fullpreview`, `verify`, `verifyall`, `seed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Incremental => "incremental",
+            Mode::Contents => "contents",
+            Mode::Subtree => "subtree",
+            Mode::Full => "full",
+            Mode::FullPush => "fullpush",
+            Mode::FullPreview => "fullpreview",
+            Mode::Verify => "verify",
+            Mode::VerifyAll => "verifyall",
+            Mode::Seed => "seed",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for Mode {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
 }
 
 /// A failed rsync run.
@@ -603,6 +637,23 @@ mod tests {
     /// A sync of `/src` to `target` (a valid target string).
     fn sync_to(target: &str) -> SyncConfig {
         SyncConfig::new("t", "/src".into(), Target::parse(target).unwrap())
+    }
+
+    #[test]
+    fn a_mode_is_named_as_the_metrics_and_status_always_named_it() {
+        for mode in [
+            Mode::Incremental,
+            Mode::Contents,
+            Mode::Subtree,
+            Mode::Full,
+            Mode::FullPush,
+            Mode::FullPreview,
+            Mode::Verify,
+            Mode::VerifyAll,
+            Mode::Seed,
+        ] {
+            assert_eq!(mode.as_str(), format!("{mode:?}").to_lowercase());
+        }
     }
 
     #[test]

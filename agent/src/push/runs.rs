@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -18,11 +19,55 @@ use tracing::Span;
 use super::rsync::{self, Mode, RsyncError};
 use crate::journal::{now_ms, Journal, PushInFlight};
 
-/// Label set: `(name, value)` pairs.
-type Labels = Vec<(String, String)>;
+/// Labels of a run's duration: `{target="…",mode="…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DurationLabels {
+    target: String,
+    mode: Mode,
+}
+
+/// Labels of a run's result: `{target="…",code="…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    target: String,
+    code: RunResult,
+}
+
+/// How an rsync run ended, as the `code` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RunResult {
+    /// rsync exited with this code (`0`, `23`, …; 0 includes 24).
+    Exit(i32),
+    /// Stopped at shutdown: `interrupted`.
+    Interrupted,
+    /// rsync could not be started: `not_started`.
+    NotStarted,
+}
+
+impl RunResult {
+    fn of<T>(result: &Result<T, RsyncError>) -> RunResult {
+        match result {
+            Ok(_) => RunResult::Exit(0),
+            Err(RsyncError::Exit { code, .. }) => RunResult::Exit(*code),
+            Err(RsyncError::Interrupted) => RunResult::Interrupted,
+            Err(RsyncError::Spawn(_)) => RunResult::NotStarted,
+        }
+    }
+}
+
+impl EncodeLabelValue for RunResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        use std::fmt::Write;
+        match self {
+            RunResult::Exit(code) => write!(encoder, "{code}"),
+            RunResult::Interrupted => encoder.write_str("interrupted"),
+            RunResult::NotStarted => encoder.write_str("not_started"),
+        }
+    }
+}
 
 /// A histogram family whose members share the buckets of [`durations`].
-type Durations = Family<Labels, Histogram, fn() -> Histogram>;
+type Durations = Family<DurationLabels, Histogram, fn() -> Histogram>;
 
 /// How often a run waiting for a slot looks at the stop flag.
 const WAIT_TICK: Duration = Duration::from_millis(100);
@@ -38,7 +83,7 @@ pub struct Runs {
     free: Mutex<usize>,
     freed: Condvar,
     durations: Durations,
-    results: Family<Labels, Counter>,
+    results: Family<ResultLabels, Counter>,
 }
 
 impl Runs {
@@ -72,21 +117,18 @@ impl Runs {
         let _shown = InFlight::show(journal, target, mode, &cmd, list.len());
         let started = Instant::now();
         let result = rsync::run_showing(cmd, list, stop, progress);
-        let code = match &result {
-            Ok(_) => "0".to_string(),
-            Err(RsyncError::Exit { code, .. }) => code.to_string(),
-            Err(RsyncError::Interrupted) => "interrupted".to_string(),
-            Err(RsyncError::Spawn(_)) => "not_started".to_string(),
-        };
-        let target = ("target".to_string(), target.to_string());
+        let target = target.to_string();
         self.durations
-            .get_or_create(&vec![
-                target.clone(),
-                ("mode".into(), format!("{mode:?}").to_lowercase()),
-            ])
+            .get_or_create(&DurationLabels {
+                target: target.clone(),
+                mode,
+            })
             .observe(started.elapsed().as_secs_f64());
         self.results
-            .get_or_create(&vec![target, ("code".into(), code)])
+            .get_or_create(&ResultLabels {
+                target,
+                code: RunResult::of(&result),
+            })
             .inc();
         result
     }
@@ -142,7 +184,7 @@ impl<'a> InFlight<'a> {
         let run = PushInFlight {
             pid: std::process::id(),
             started_ms: now_ms(),
-            mode: format!("{mode:?}").to_lowercase(),
+            mode: mode.to_string(),
             paths: paths as u64,
             command: command_line(cmd),
         };
