@@ -226,6 +226,39 @@ fn slash(dir: &Path) -> String {
     format!("{}/", dir.display())
 }
 
+/// Waits at each of `paths` in turn until it is the same on both sides
+/// (re-checked every 10 ms); the paths still differing when `timeout`
+/// (from `since`) ran out, as "not replicated: PATH" (at most 20).
+fn walk_until_equal(
+    src: &Path,
+    dst: &Path,
+    paths: &[String],
+    since: Instant,
+    timeout: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let mut pending = paths.iter().peekable();
+    while let Some(rel) = pending.peek() {
+        if same(src, dst, rel) {
+            pending.next();
+            continue;
+        }
+        super::sys::check_interrupted()?;
+        if since.elapsed() > timeout {
+            let left = pending.filter(|rel| !same(src, dst, rel)).take(20);
+            return Ok(left.map(|p| format!("not replicated: {p}")).collect());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(Vec::new())
+}
+
+/// The path of one `--itemize-changes` line (`*deleting   a/b`,
+/// `>f.st...... a/c`, `cd+++++++++ a/d/`), without a trailing slash.
+fn itemized_path(line: &str) -> Option<String> {
+    let path = line.get(12..)?.trim_start();
+    (!path.is_empty()).then(|| path.trim_end_matches('/').to_string())
+}
+
 /// Whether `rel` is the same in `src` and `dst` by rsync's quick check:
 /// both absent, or both present with the same type and, for files, the same
 /// size and mtime in whole seconds (rsync's default `--modify-window=0`).
@@ -275,8 +308,11 @@ pub struct Converged {
 /// is equal by rsync's quick check, so the whole wait costs about K lstat
 /// pairs and leaves the cores to the tool (polling every path every 10 ms
 /// kept one core busy at K = 100,000); then one full
-/// `rsync -an --delete --itemize-changes` over the whole tree confirms; if
-/// it finds differences, it is repeated until clean or `timeout`.
+/// `rsync -an --delete --itemize-changes` over the whole tree confirms. If
+/// it finds differences, the paths it names are waited for the same way
+/// and the time taken when they are equal, then the full check is repeated
+/// until clean or `timeout` (so the time is not that of the slower full
+/// checks).
 pub fn wait_replica(
     src: &Path,
     dst: &Path,
@@ -284,50 +320,23 @@ pub fn wait_replica(
     since: Instant,
     timeout: Duration,
 ) -> anyhow::Result<Converged> {
-    let mut pending = touched.iter().peekable();
-    while let Some(rel) = pending.peek() {
-        if same(src, dst, rel) {
-            pending.next();
-            continue;
-        }
-        super::sys::check_interrupted()?;
-        if since.elapsed() > timeout {
-            let residual = pending
-                .filter(|rel| !same(src, dst, rel))
-                .take(20)
-                .map(|p| format!("not replicated: {p}"));
-            return Ok(Converged {
-                seconds: since.elapsed().as_secs_f64(),
-                residual: residual.collect(),
-                mtime_ns_differs: Vec::new(),
-                beyond_touched: Vec::new(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let seen = since.elapsed().as_secs_f64();
     let mut beyond_touched = Vec::new();
+    let mut waited: Vec<String> = touched.iter().cloned().collect();
     let (seconds, residual) = loop {
-        super::sys::check_interrupted()?;
+        let left = walk_until_equal(src, dst, &waited, since, timeout)?;
+        let equal_at = since.elapsed().as_secs_f64();
+        if !left.is_empty() {
+            break (equal_at, left);
+        }
         let diff = differences(src, dst)?;
-        if diff.is_empty() {
-            // Clean at the first full check: the targeted check's time stands.
-            break (
-                if beyond_touched.is_empty() {
-                    seen
-                } else {
-                    since.elapsed().as_secs_f64()
-                },
-                diff,
-            );
+        if diff.is_empty() || since.elapsed() > timeout {
+            break (equal_at, diff);
         }
-        if since.elapsed() > timeout {
-            break (since.elapsed().as_secs_f64(), diff);
-        }
+        waited = diff.iter().filter_map(|line| itemized_path(line)).collect();
         if beyond_touched.is_empty() {
             beyond_touched = diff;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(10));
     };
     let mtime_ns_differs = touched
         .iter()
