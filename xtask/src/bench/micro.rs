@@ -1,9 +1,9 @@
 //! `cargo xtask bench --micro`: the agent's criterion micro-benchmarks and
 //! the journal's memory and size over a 10⁶-record burst
 //! (`agent/benches/`), run with `cargo bench -p fsjournal --benches` and
-//! summarised into `micro.json` and two sections of the report.
+//! summarised into `micro.json` and two sections of the report
+//! (`report/micro.rs`).
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -148,87 +148,4 @@ fn collect(dir: &Path, since: SystemTime, out: &mut Vec<MicroBench>) -> anyhow::
         }
     }
     Ok(())
-}
-
-/// A duration in ns, in the unit that suits it.
-fn time(ns: f64) -> String {
-    match ns {
-        n if n >= 1e9 => format!("{:.2} s", n / 1e9),
-        n if n >= 1e6 => format!("{:.2} ms", n / 1e6),
-        n if n >= 1e3 => format!("{:.1} µs", n / 1e3),
-        n => format!("{n:.0} ns"),
-    }
-}
-
-/// A rate per second.
-fn rate(per_s: f64) -> String {
-    match per_s {
-        r if r >= 1e6 => format!("{:.2} M/s", r / 1e6),
-        r if r >= 1e3 => format!("{:.0} k/s", r / 1e3),
-        r => format!("{r:.0} /s"),
-    }
-}
-
-/// The report's micro-benchmark sections (markdown); says how to produce
-/// them when `micro` is `None`.
-pub fn sections(micro: Option<&Micro>, md: &mut String) {
-    md.push_str("## 6. Micro-benchmarks (criterion)\n\n");
-    let Some(m) = micro else {
-        md.push_str("Not run: `cargo xtask bench --micro --publish`.\n\n");
-        return;
-    };
-    let _ = write!(
-        md,
-        "`cargo xtask bench --micro` ({commit}): `cargo bench -p fsjournal --benches` (agent/benches/, release build, 10 samples each).\n\
-Journals live in a temporary directory on the machine's disk; every append and acknowledgement is a synced write,\n\
-as in the agent. `append` grows one journal across all its iterations (steady state, flushes and compactions included);\n\
-the directory index is built on a warm page cache; fanotify buffers are synthetic.\n\n\
-| benchmark | time per iteration | 95 % interval | elements per iteration | throughput |\n| --- | --- | --- | --- | --- |\n",
-        commit = m.commit
-    );
-    for b in &m.benches {
-        let throughput = if b.elements > 0 {
-            rate(b.elements as f64 / (b.ns / 1e9))
-        } else {
-            "—".into()
-        };
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} – {} | {} | {throughput} |",
-            b.id,
-            time(b.ns),
-            time(b.ns_low),
-            time(b.ns_high),
-            b.elements
-        );
-    }
-    md.push_str("\n## 7. Journal memory and size over a burst\n\n");
-    let _ = write!(
-        md,
-        "agent/benches/journal_footprint.rs: each scenario appends records to distinct paths, 1,000 per write, in a fresh\n\
-process; `burst`: nothing acknowledges; `burst+ack`: one target acknowledges every 10,000 records (pending entries\n\
-trimmed); `burst+ack+retention`: and the inspection log is cut to its last 100,000 records each time. RSS: the whole\n\
-bench process (KiB → MiB), `before` = before the journal was opened. Journal: the RocksDB directory (WAL included).\n\n\
-| scenario | records | time | records/s | RSS before | peak RSS | RSS at end | journal after each tenth (MB) |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
-    );
-    for f in &m.footprint {
-        let sizes: Vec<String> = f
-            .journal_bytes
-            .iter()
-            .map(|(_, bytes)| format!("{:.0}", *bytes as f64 / 1e6))
-            .collect();
-        let _ = writeln!(
-            md,
-            "| {} | {} | {:.1} s | {} | {:.1} MiB | **{:.1} MiB** | {:.1} MiB | {} |",
-            f.scenario,
-            f.records,
-            f.seconds,
-            rate(f.records as f64 / f.seconds),
-            f.rss_before_kib as f64 / 1024.0,
-            f.peak_rss_kib as f64 / 1024.0,
-            f.rss_kib as f64 / 1024.0,
-            sizes.join(", ")
-        );
-    }
-    md.push('\n');
 }

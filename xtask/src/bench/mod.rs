@@ -257,8 +257,7 @@ fn run_micro(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(&micro)?;
     std::fs::write(out.join("micro.json"), &json)
         .with_context(|| format!("cannot write {}", out.join("micro.json").display()))?;
-    let mut md = String::new();
-    micro::sections(Some(&micro), &mut md);
+    let md = report::micro_sections(Some(&micro))?;
     std::fs::write(out.join("micro.md"), md)
         .with_context(|| format!("cannot write {}", out.join("micro.md").display()))?;
     eprintln!(
