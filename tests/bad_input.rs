@@ -45,6 +45,7 @@ fn config_name(scratch: &Scratch) -> String {
 
 #[test]
 fn malformed_value_names_file_line_and_key() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
     // Line 10: after [journal] (2 lines), a blank line and 6 lines of [[sync]].
@@ -63,6 +64,7 @@ fn malformed_value_names_file_line_and_key() {
 
 #[test]
 fn missing_and_non_regular_password_files_are_refused() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let missing = scratch.path().join("no-such-password");
     refused(
@@ -81,6 +83,7 @@ fn missing_and_non_regular_password_files_are_refused() {
 
 #[test]
 fn password_file_readable_by_others_is_refused() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let secret = scratch.path().join("password");
     std::fs::write(&secret, "s3cret\n").unwrap();
@@ -95,6 +98,7 @@ fn password_file_readable_by_others_is_refused() {
 
 #[test]
 fn local_target_without_a_parent_directory_is_refused() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let target = scratch.path().join("no/such/dir");
     refused(
@@ -107,6 +111,7 @@ fn local_target_without_a_parent_directory_is_refused() {
 
 #[test]
 fn source_that_does_not_exist_is_refused() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
     let config = write_config(&scratch, &replica, None, "");
@@ -126,6 +131,7 @@ fn source_that_does_not_exist_is_refused() {
 
 #[test]
 fn root_on_a_filesystem_without_file_handles_is_refused() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let journal = scratch.journal();
     let replica = scratch.replica();

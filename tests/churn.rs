@@ -73,16 +73,19 @@ fn converges_under_churn_and_kill9s(backend: &str) {
 
 #[test]
 fn fanotify_replica_converges_after_randomized_churn_and_kill9s() {
+    support::root_or_skip!();
     converges_under_churn_and_kill9s("fanotify");
 }
 
 #[test]
 fn ebpf_replica_converges_after_randomized_churn_and_kill9s() {
+    support::root_or_skip!();
     converges_under_churn_and_kill9s("ebpf");
 }
 
 #[test]
 fn replica_converges_after_a_target_outage_during_churn() {
+    support::root_or_skip!();
     let ops = env_or("FSJ_CHURN_OPS", 20_000) / 2;
     let scratch = Scratch::tmpfs();
     let mut daemon = RsyncDaemon::start(&scratch.replica());

@@ -113,6 +113,7 @@ fn sample(samples: &HashMap<String, f64>, name: &str) -> f64 {
 
 #[test]
 fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     let mut daemon = RsyncDaemon::start(&scratch.replica());
@@ -380,6 +381,7 @@ fn status_targets_pending_and_metrics_report_a_target_that_is_down_then_recovers
 
 #[test]
 fn log_selects_records_by_path_kind_and_range() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     let replica = scratch.replica().display().to_string();
@@ -761,6 +763,7 @@ fn every_help_matches_its_snapshot() {
 /// terminal (every other test) neither appears.
 #[test]
 fn in_a_terminal_the_full_sync_shows_progress_and_resync_waits() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     let big = vec![7u8; 8 << 20];

@@ -10,6 +10,7 @@ use support::*;
 
 #[test]
 fn replica_converges_after_kill9_mid_push_without_a_full_resync() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let daemon = RsyncDaemon::start(&scratch.replica());
     std::fs::create_dir_all(scratch.src().join("jobs/a/builds/1")).unwrap();

@@ -80,6 +80,7 @@ fn changes(src: &Path, round: usize, files: usize) {
 
 #[test]
 fn a_full_journal_disk_keeps_the_agent_running_and_loses_nothing() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     // RocksDB resumes writing only once 64 MiB are free again (the write

@@ -111,21 +111,25 @@ fn written_by_a_shell(path: &Path) {
 
 #[test]
 fn changes_made_while_the_agent_was_stopped_converge_without_a_full_resync() {
+    support::root_or_skip!();
     converge_after_downtime(&Scratch::tmpfs(), "fanotify", false);
 }
 
 #[test]
 fn changes_made_after_a_kill9_mid_push_converge_without_a_full_resync() {
+    support::root_or_skip!();
     converge_after_downtime(&Scratch::ext4(), "fanotify", true);
 }
 
 #[test]
 fn ebpf_pinned_programs_capture_while_the_agent_is_stopped() {
+    support::root_or_skip!();
     converge_after_downtime(&Scratch::ext4(), "ebpf", false);
 }
 
 #[test]
 fn ebpf_pinned_programs_capture_after_a_kill9_mid_push() {
+    support::root_or_skip!();
     converge_after_downtime(&Scratch::ext4(), "ebpf", true);
 }
 
@@ -156,6 +160,7 @@ fn burst_while_down(dirty_inodes: u32) -> (Scratch, status::Start) {
 
 #[test]
 fn ebpf_backlog_spilled_while_down_is_complete_without_a_scan() {
+    support::root_or_skip!();
     let (scratch, start) = burst_while_down(1 << 16);
     assert_eq!(
         start.method, "pinned eBPF backlog",
@@ -167,6 +172,7 @@ fn ebpf_backlog_spilled_while_down_is_complete_without_a_scan() {
 
 #[test]
 fn ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan() {
+    support::root_or_skip!();
     let (_scratch, start) = burst_while_down(1);
     assert_eq!(
         start.method, "ctime gap scan",
@@ -176,6 +182,7 @@ fn ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan() {
 
 #[test]
 fn a_root_on_a_different_filesystem_gets_a_full_sync_with_the_reason_once_confirmed() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     workload::seed(&scratch.src());
     let replica = scratch.replica().display().to_string();
@@ -241,6 +248,7 @@ fn ebpf_agent_in_sync() -> (Scratch, std::path::PathBuf, Agent) {
 
 #[test]
 fn ebpf_a_process_that_reuses_a_stopped_agents_pid_is_still_captured() {
+    support::root_or_skip!();
     let (scratch, config, agent) = ebpf_agent_in_sync();
     let pid = agent.pid();
     agent.stop();
@@ -276,6 +284,7 @@ fn ebpf_a_process_that_reuses_a_stopped_agents_pid_is_still_captured() {
 
 #[test]
 fn ebpf_a_file_rewritten_thousands_of_times_while_down_costs_the_ring_buffer_one_event() {
+    support::root_or_skip!();
     const WRITES: u64 = 5000;
     let (scratch, config, agent) = ebpf_agent_in_sync();
     // Events the live agent drains move DRAINED past the first indexes, so
@@ -316,6 +325,7 @@ fn ebpf_a_file_rewritten_thousands_of_times_while_down_costs_the_ring_buffer_one
 
 #[test]
 fn ebpf_pins_of_an_older_version_are_replaced_and_the_gap_is_scanned() {
+    support::root_or_skip!();
     let (scratch, config, agent) = ebpf_agent_in_sync();
     agent.stop();
     // An older fsjournal pinned no DRAINED map (nor SEQ, LAST).

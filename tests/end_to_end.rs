@@ -206,16 +206,19 @@ fn write_through_one_name_reaches_every_name(backend: &str) {
 
 #[test]
 fn fanotify_write_through_one_name_of_a_hard_link_reaches_every_name() {
+    support::root_or_skip!();
     write_through_one_name_reaches_every_name("fanotify");
 }
 
 #[test]
 fn ebpf_write_through_one_name_of_a_hard_link_reaches_every_name() {
+    support::root_or_skip!();
     write_through_one_name_reaches_every_name("ebpf");
 }
 
 #[test]
 fn replica_follows_every_kind_of_change_through_an_rsync_daemon() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let daemon = RsyncDaemon::start(&scratch.replica());
     run_scenario(
@@ -229,6 +232,7 @@ fn replica_follows_every_kind_of_change_through_an_rsync_daemon() {
 
 #[test]
 fn ebpf_replica_follows_every_kind_of_change_through_an_rsync_daemon() {
+    support::root_or_skip!();
     // ext4: the tracepoint rung refuses tmpfs (see capture/ebpf.rs).
     let scratch = Scratch::ext4();
     let daemon = RsyncDaemon::start(&scratch.replica());
@@ -243,6 +247,7 @@ fn ebpf_replica_follows_every_kind_of_change_through_an_rsync_daemon() {
 
 #[test]
 fn ebpf_replica_follows_every_kind_of_change_on_xfs() {
+    support::root_or_skip!();
     let scratch = Scratch::xfs();
     let replica = scratch.replica().display().to_string();
     run_scenario(&scratch, "ebpf", &replica, None, "");
@@ -250,6 +255,7 @@ fn ebpf_replica_follows_every_kind_of_change_on_xfs() {
 
 #[test]
 fn ebpf_replica_follows_every_kind_of_change_on_ext4() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     let replica = scratch.replica().display().to_string();
     run_scenario(&scratch, "ebpf", &replica, None, "");
@@ -260,6 +266,7 @@ fn ebpf_replica_follows_every_kind_of_change_on_ext4() {
 /// (`cargo xtask test-kernels`), the tracepoint rung on this project's VM.
 #[test]
 fn auto_backend_arms_the_best_ebpf_rung_on_ext4() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     workload::seed(&scratch.src());
     let config = write_config(&scratch, &scratch.replica().display().to_string(), None, "");
@@ -281,6 +288,7 @@ fn auto_backend_arms_the_best_ebpf_rung_on_ext4() {
 /// the agent drops it. The replica holds none of it either way.
 #[test]
 fn ebpf_changes_beside_the_root_on_its_filesystem_stay_out_of_the_journal() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     let (home, beside) = (scratch.src().join("home"), scratch.src().join("beside"));
     std::fs::create_dir_all(&beside).unwrap();
@@ -334,6 +342,7 @@ fn ebpf_changes_beside_the_root_on_its_filesystem_stay_out_of_the_journal() {
 
 #[test]
 fn replica_follows_every_kind_of_change_on_ext4_to_a_local_directory() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     let replica = scratch.replica().display().to_string();
     run_scenario(&scratch, "fanotify", &replica, None, "");
@@ -341,6 +350,7 @@ fn replica_follows_every_kind_of_change_on_ext4_to_a_local_directory() {
 
 #[test]
 fn replica_follows_every_kind_of_change_over_a_remote_shell_target() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let shell = local_shell_command(&scratch);
     let target = format!("backup@standby:{}", scratch.replica().display());
@@ -355,6 +365,7 @@ fn replica_follows_every_kind_of_change_over_a_remote_shell_target() {
 
 #[test]
 fn growing_log_coalesces_into_few_pushes() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
     std::fs::write(scratch.src().join("build.log"), "").unwrap();
@@ -379,6 +390,7 @@ fn growing_log_coalesces_into_few_pushes() {
 /// whole backlog is journaled before the pusher decides.
 #[test]
 fn a_backlog_of_most_of_the_tree_is_pushed_by_one_full_rsync() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let mut daemon = RsyncDaemon::start(&scratch.replica());
     let config = write_config(
@@ -439,6 +451,7 @@ fn a_backlog_of_most_of_the_tree_is_pushed_by_one_full_rsync() {
 /// they run loses nothing: the restarted agent pushes the batch again.
 #[test]
 fn a_change_set_over_many_jobs_goes_as_parallel_runs_and_survives_a_kill() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     // Slow runs (100 KiB/s each), so that they overlap visibly.
     let config = write_config(
@@ -474,6 +487,7 @@ fn a_change_set_over_many_jobs_goes_as_parallel_runs_and_survives_a_kill() {
 
 #[test]
 fn a_byte_limit_splits_a_batch_into_several_rsync_runs() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
     // Not at the top level: a listed `.` makes rsync send every child of the root.
@@ -509,6 +523,7 @@ impl Drop for Mounted {
 
 #[test]
 fn a_full_target_disk_is_named_and_retried_until_there_is_room() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica();
     std::fs::create_dir_all(&replica).unwrap();
@@ -545,6 +560,7 @@ fn a_full_target_disk_is_named_and_retried_until_there_is_room() {
 
 #[test]
 fn unreachable_target_is_retried_and_nothing_is_lost() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let mut daemon = RsyncDaemon::start(&scratch.replica());
     workload::seed(&scratch.src());
@@ -584,6 +600,7 @@ fn unreachable_target_is_retried_and_nothing_is_lost() {
 
 #[test]
 fn excluded_paths_are_neither_journaled_nor_pushed() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let src = scratch.src();
     workload::seed(&src);
@@ -660,6 +677,7 @@ fn excluded_paths_are_neither_journaled_nor_pushed() {
 
 #[test]
 fn a_dead_target_never_holds_back_a_live_one() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let src = scratch.src();
     workload::seed(&src);
@@ -702,6 +720,7 @@ fn a_dead_target_never_holds_back_a_live_one() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let log = scratch.path().join("json.log");
     let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_fsjournal"))
@@ -745,6 +764,7 @@ fn json_logs_are_one_object_per_line() {
 
 #[test]
 fn sighup_restarts_with_a_valid_configuration_and_keeps_running_on_a_broken_one() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
     workload::seed(&scratch.src());
@@ -799,6 +819,7 @@ fn sighup_restarts_with_a_valid_configuration_and_keeps_running_on_a_broken_one(
 
 #[test]
 fn hooks_run_before_a_full_sync_and_after_each_push_with_the_pushed_paths() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
     workload::seed(&scratch.src());
@@ -832,6 +853,7 @@ fn hooks_run_before_a_full_sync_and_after_each_push_with_the_pushed_paths() {
 
 #[test]
 fn history_keeps_what_pushes_replace_or_delete_and_prunes_old_days() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica();
     workload::seed(&scratch.src());
@@ -875,6 +897,7 @@ fn history_keeps_what_pushes_replace_or_delete_and_prunes_old_days() {
 
 #[test]
 fn resync_and_push_requests_reach_the_running_agent() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica();
     workload::seed(&scratch.src());
@@ -955,6 +978,7 @@ fn resync_and_push_requests_reach_the_running_agent() {
 
 #[test]
 fn verify_lists_what_differs_and_fix_repairs_it() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica();
     workload::seed(&scratch.src());

@@ -31,6 +31,7 @@ impl Drop for Immutable {
 
 #[test]
 fn a_path_the_target_refuses_is_retried_alone_while_the_rest_is_pushed() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     // The replica lives on the host's ext4 (tmpfs has no immutable flag).
     let replica = scratch.replica().display().to_string();
@@ -142,6 +143,7 @@ fn a_path_the_target_refuses_is_retried_alone_while_the_rest_is_pushed() {
 
 #[test]
 fn a_file_still_being_written_is_pushed_once_it_settles() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
     let log = scratch.src().join("build.log");
@@ -177,6 +179,7 @@ fn a_file_still_being_written_is_pushed_once_it_settles() {
 
 #[test]
 fn rolling_verification_finds_and_repairs_drift_on_the_target() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
     workload::seed(&scratch.src());

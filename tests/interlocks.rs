@@ -81,6 +81,7 @@ fn replicated(scratch: &Scratch, extra: &str) -> (std::path::PathBuf, Agent) {
 
 #[test]
 fn a_source_not_mounted_at_start_leaves_the_replica_intact_until_it_is_back() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     let (config, agent) = replicated(&scratch, "");
     agent.stop();
@@ -114,6 +115,7 @@ fn a_source_not_mounted_at_start_leaves_the_replica_intact_until_it_is_back() {
 
 #[test]
 fn another_filesystem_at_the_source_is_replicated_only_once_the_operator_confirms() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let (config, agent) = replicated(&scratch, "");
     agent.stop();
@@ -153,6 +155,7 @@ fn another_filesystem_at_the_source_is_replicated_only_once_the_operator_confirm
 
 #[test]
 fn a_source_unmounted_under_the_running_agent_stops_pushes_with_red_health() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     let (_config, agent) = replicated(&scratch, "verify_interval_s = 1\nverify_slices = 1\n");
     let before = entries(&scratch.replica());
@@ -173,6 +176,7 @@ fn a_source_unmounted_under_the_running_agent_stops_pushes_with_red_health() {
 
 #[test]
 fn a_source_root_replaced_by_a_symlink_is_never_followed() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     let home = scratch.src().join("home");
     std::fs::create_dir(&home).unwrap();
@@ -219,6 +223,7 @@ fn a_source_root_replaced_by_a_symlink_is_never_followed() {
 
 #[test]
 fn a_full_sync_that_would_delete_most_of_the_target_waits_for_the_operator() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     std::fs::write(scratch.src().join("kept"), "k").unwrap();
     // The target is another machine's tree, or the replica of a source that
@@ -243,6 +248,7 @@ fn a_full_sync_that_would_delete_most_of_the_target_waits_for_the_operator() {
 
 #[test]
 fn a_full_sync_of_an_emptied_root_is_refused_until_it_holds_something() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     // The share limit is off: the empty-root check alone refuses.
     let (_config, agent) = replicated(&scratch, "max_delete_percent = 100\n");
@@ -264,6 +270,7 @@ fn a_full_sync_of_an_emptied_root_is_refused_until_it_holds_something() {
 
 #[test]
 fn ebpf_programs_detached_under_a_running_agent_stop_it_and_a_restart_closes_the_gap() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     workload::seed(&scratch.src());
     let replica = scratch.replica().display().to_string();
@@ -302,6 +309,7 @@ fn ebpf_programs_detached_under_a_running_agent_stop_it_and_a_restart_closes_the
 
 #[test]
 fn a_directory_swapped_for_a_symlink_never_sends_what_it_points_to() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let private = scratch.path().join("root-only");
     std::fs::create_dir(&private).unwrap();

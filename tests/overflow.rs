@@ -13,6 +13,7 @@ const KNOB: &str = "/proc/sys/fs/fanotify/max_queued_events";
 
 #[test]
 fn queue_overflow_becomes_a_rescan_marker_and_the_replica_converges() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let replica = scratch.replica().display().to_string();
     // The burst goes one level down: only the rescan can bring all of it.
@@ -51,6 +52,7 @@ fn queue_overflow_becomes_a_rescan_marker_and_the_replica_converges() {
 
 #[test]
 fn ebpf_ring_buffer_drops_become_a_rescan_and_the_replica_converges() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     std::fs::create_dir(scratch.src().join("burst")).unwrap();
     let replica = scratch.replica().display().to_string();

@@ -22,6 +22,7 @@ fn changed_files(scratch_journal: &[serde_json::Value], src: &Path) -> BTreeSet<
 
 #[test]
 fn ebpf_and_fanotify_journal_the_same_changed_files() {
+    support::root_or_skip!();
     let ebpf = Scratch::ext4();
     let src = ebpf.src();
     workload::seed(&src);

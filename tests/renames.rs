@@ -116,6 +116,7 @@ fn rename_job(scratch: &Scratch, config: &Path, daemon: Option<&RsyncDaemon>) {
 
 #[test]
 fn a_renamed_job_is_a_rename_on_a_local_target() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let config = write_config(&scratch, &scratch.replica().display().to_string(), None, "");
     rename_job(&scratch, &config, None);
@@ -123,6 +124,7 @@ fn a_renamed_job_is_a_rename_on_a_local_target() {
 
 #[test]
 fn a_renamed_job_sends_no_file_data_to_an_rsync_daemon() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let daemon = RsyncDaemon::start(&scratch.replica());
     let config = write_config(&scratch, &daemon.url(), Some(&daemon.password_file()), "");
@@ -131,6 +133,7 @@ fn a_renamed_job_sends_no_file_data_to_an_rsync_daemon() {
 
 #[test]
 fn a_renamed_job_moves_on_a_remote_shell_target() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     let target = format!("backup@standby:{}", scratch.replica().display());
     let config = write_config(&scratch, &target, None, &local_shell(&scratch));
@@ -139,6 +142,7 @@ fn a_renamed_job_moves_on_a_remote_shell_target() {
 
 #[test]
 fn ebpf_a_renamed_job_directory_is_journaled_and_replayed_as_a_rename() {
+    support::root_or_skip!();
     // ext4 (file handles the eBPF rungs decode); a smaller job fits the image.
     let scratch = Scratch::ext4();
     let config = write_config(&scratch, &scratch.replica().display().to_string(), None, "");
@@ -166,6 +170,7 @@ fn ebpf_a_renamed_job_directory_is_journaled_and_replayed_as_a_rename() {
 /// and a target that does not hold what the journal expects.
 #[test]
 fn awkward_renames_converge_on_every_target_kind() {
+    support::root_or_skip!();
     for remote in ["local", "daemon", "shell"] {
         let scratch = Scratch::tmpfs();
         let mut daemon = RsyncDaemon::start(&scratch.replica());
@@ -288,6 +293,7 @@ fn awkward_renames_converge_on_every_target_kind() {
 /// a no-op now) and the replica converges.
 #[test]
 fn a_kill_between_the_replayed_rename_and_the_cursor_converges_on_restart() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     // A slow push (25 KiB/s): the batch is still in flight when the kill comes.
     let config = write_config(
@@ -326,6 +332,7 @@ fn a_kill_between_the_replayed_rename_and_the_cursor_converges_on_restart() {
 /// the new one).
 #[test]
 fn a_hard_link_to_a_file_pushed_earlier_is_a_link_on_the_target() {
+    support::root_or_skip!();
     for (backend, remote) in [
         ("fanotify", "local"),
         ("fanotify", "daemon"),
@@ -384,6 +391,7 @@ fn a_hard_link_to_a_file_pushed_earlier_is_a_link_on_the_target() {
 /// directories by a walk: skipped there, run by `cargo xtask test-kernels`.
 #[test]
 fn ebpf_vfs_hook_rung_journals_file_renames_and_exchanges_as_renames() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     let config = write_config(&scratch, &scratch.replica().display().to_string(), None, "");
     use_backend(&config, "ebpf");

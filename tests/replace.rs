@@ -119,11 +119,13 @@ fn directory_recreated_with_other_files(backend: &str) {
 
 #[test]
 fn fanotify_directory_recreated_with_other_files_loses_the_old_ones() {
+    support::root_or_skip!();
     directory_recreated_with_other_files("fanotify");
 }
 
 #[test]
 fn ebpf_directory_recreated_with_other_files_loses_the_old_ones() {
+    support::root_or_skip!();
     directory_recreated_with_other_files("ebpf");
 }
 
@@ -167,11 +169,13 @@ fn checkout_like_replacement_of_nested_directories(backend: &str) {
 
 #[test]
 fn fanotify_checkout_like_replacement_of_nested_directories() {
+    support::root_or_skip!();
     checkout_like_replacement_of_nested_directories("fanotify");
 }
 
 #[test]
 fn ebpf_checkout_like_replacement_of_nested_directories() {
+    support::root_or_skip!();
     checkout_like_replacement_of_nested_directories("ebpf");
 }
 
@@ -210,11 +214,13 @@ fn file_and_directory_replace_each_other(backend: &str) {
 
 #[test]
 fn fanotify_file_and_directory_replace_each_other_at_one_path() {
+    support::root_or_skip!();
     file_and_directory_replace_each_other("fanotify");
 }
 
 #[test]
 fn ebpf_file_and_directory_replace_each_other_at_one_path() {
+    support::root_or_skip!();
     file_and_directory_replace_each_other("ebpf");
 }
 
@@ -242,11 +248,13 @@ fn directory_renamed_away_and_replaced(backend: &str) {
 
 #[test]
 fn fanotify_directory_renamed_away_and_another_put_at_its_name() {
+    support::root_or_skip!();
     directory_renamed_away_and_replaced("fanotify");
 }
 
 #[test]
 fn ebpf_directory_renamed_away_and_another_put_at_its_name() {
+    support::root_or_skip!();
     directory_renamed_away_and_replaced("ebpf");
 }
 
@@ -276,10 +284,12 @@ fn directory_replaced_by_a_symlink(backend: &str) {
 
 #[test]
 fn fanotify_directory_replaced_by_a_symlink_and_back() {
+    support::root_or_skip!();
     directory_replaced_by_a_symlink("fanotify");
 }
 
 #[test]
 fn ebpf_directory_replaced_by_a_symlink_and_back() {
+    support::root_or_skip!();
     directory_replaced_by_a_symlink("ebpf");
 }

@@ -93,6 +93,7 @@ fn wait_for_log(agent: &Agent, what: &str, n: usize) {
 
 #[test]
 fn after_a_sighup_reexec_status_check_and_push_wait_still_find_the_agent() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     let config = write_config(&scratch, scratch.replica().to_str().unwrap(), None, "");
@@ -153,6 +154,7 @@ fn after_a_sighup_reexec_status_check_and_push_wait_still_find_the_agent() {
 
 #[test]
 fn an_agent_running_under_another_name_is_detected() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     let config = write_config(&scratch, scratch.replica().to_str().unwrap(), None, "");
@@ -195,6 +197,7 @@ impl Drop for Reaper<'_> {
 
 #[test]
 fn unpin_refuses_while_an_agent_runs_and_capture_goes_on() {
+    support::root_or_skip!();
     let scratch = Scratch::ext4();
     workload::seed(&scratch.src());
     let config = write_config(&scratch, scratch.replica().to_str().unwrap(), None, "");
@@ -224,6 +227,7 @@ fn unpin_refuses_while_an_agent_runs_and_capture_goes_on() {
 
 #[test]
 fn status_shows_a_push_hanging_on_a_silent_target_with_its_age_and_command() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     // A "daemon" that accepts connections and never says a word.
@@ -304,6 +308,7 @@ fn status_shows_a_push_hanging_on_a_silent_target_with_its_age_and_command() {
 
 #[test]
 fn a_flood_of_idle_metrics_connections_costs_bounded_threads_and_pushes_go_on() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     let port = free_port();
@@ -363,6 +368,7 @@ fn a_flood_of_idle_metrics_connections_costs_bounded_threads_and_pushes_go_on() 
 
 #[test]
 fn a_metrics_address_beyond_loopback_is_served_with_a_warning() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     let port = free_port();
@@ -407,6 +413,7 @@ fn raise_fd_limit(n: u64) {
 
 #[test]
 fn names_that_differ_only_by_escaping_print_differently_and_json_gives_their_bytes() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     workload::seed(&scratch.src());
     let config = write_config(&scratch, scratch.replica().to_str().unwrap(), None, "");

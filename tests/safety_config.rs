@@ -240,6 +240,7 @@ fn ports_outside_1_to_65535_are_refused_by_config_check() {
 
 #[test]
 fn a_password_file_not_owned_by_root_fails_config_check_with_the_fix() {
+    support::root_or_skip!("chown, a rule for agents running as root");
     let (_dir, root) = tree();
     let r = root.display();
     let secret = root.join("password");
@@ -321,6 +322,7 @@ impl Drop for SilentTarget {
 
 #[test]
 fn a_target_that_accepts_and_never_answers_times_out_retries_and_loses_nothing() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     std::fs::write(scratch.src().join("before.txt"), "before\n").unwrap();
     let mut daemon = RsyncDaemon::start(&scratch.replica());
@@ -390,6 +392,7 @@ fn a_target_that_accepts_and_never_answers_times_out_retries_and_loses_nothing()
 
 #[test]
 fn an_ssh_target_gets_connect_and_keepalive_timeouts() {
+    support::root_or_skip!();
     let scratch = Scratch::tmpfs();
     std::fs::write(scratch.src().join("file"), "data\n").unwrap();
     // A program named `ssh` that records its arguments and runs rsync's

@@ -92,6 +92,7 @@ fn chown(path: &Path, uid: u32) {
 
 #[test]
 fn a_journal_directory_another_user_owns_is_refused_and_the_replica_untouched() {
+    support::root_or_skip!();
     let (scratch, config) = scratch_with_a_replica();
     let journal = scratch.journal();
     std::fs::create_dir(&journal).unwrap();
@@ -121,6 +122,7 @@ fn a_journal_directory_another_user_owns_is_refused_and_the_replica_untouched() 
 
 #[test]
 fn a_shared_mode_1777_journal_directory_is_refused_and_keeps_its_mode() {
+    support::root_or_skip!();
     let (scratch, config) = scratch_with_a_replica();
     let journal = scratch.journal();
     std::fs::create_dir(&journal).unwrap();
@@ -162,6 +164,7 @@ const FULL_RESYNC: &str = r#"{"target":"standby","action":{"Resync":{"path":null
 
 #[test]
 fn a_request_another_user_wrote_makes_no_resync_and_gets_no_answer() {
+    support::root_or_skip!();
     let (scratch, config) = scratch_with_a_replica();
     let agent = start_and_sync(&config, &scratch);
 
@@ -216,6 +219,7 @@ fn a_request_another_user_wrote_makes_no_resync_and_gets_no_answer() {
 
 #[test]
 fn resync_of_a_path_outside_the_source_is_refused_on_both_sides() {
+    support::root_or_skip!();
     let (scratch, config) = scratch_with_a_replica();
     std::fs::remove_file(scratch.replica().join("keep-me")).unwrap();
     let agent = start_and_sync(&config, &scratch);
@@ -300,6 +304,7 @@ fn resync_of_a_path_outside_the_source_is_refused_on_both_sides() {
 
 #[test]
 fn verify_fix_with_no_agent_says_the_fix_waits_for_the_next_start() {
+    support::root_or_skip!();
     let (scratch, config) = scratch_with_a_replica();
     std::fs::remove_file(scratch.replica().join("keep-me")).unwrap();
     let agent = start_and_sync(&config, &scratch);
@@ -337,6 +342,7 @@ fn verify_fix_with_no_agent_says_the_fix_waits_for_the_next_start() {
 
 #[test]
 fn an_ebpf_pin_directory_another_user_owns_is_refused() {
+    support::root_or_skip!();
     let (scratch, config) = scratch_with("ebpf");
     std::fs::remove_file(scratch.replica().join("keep-me")).unwrap();
     let agent = start_and_sync(&config, &scratch);

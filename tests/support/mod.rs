@@ -2,7 +2,9 @@
 //! ext4), a real `rsync --daemon` on 127.0.0.1 with auth, the real
 //! `fsjournal` binary, and a checksum comparison of source and replica.
 //!
-//! Needs root (mount, fanotify). Every resource is torn down on drop, except
+//! Needs root (mount, fanotify): a test that uses it starts with
+//! [`root_or_skip!`], so `cargo test` as a normal user passes and says on
+//! stderr which tests it skipped. Every resource is torn down on drop, except
 //! with `FSJ_KEEP_SCRATCH=1`, which leaves a failed test's filesystems,
 //! journal and logs in place for a post-mortem.
 #![allow(dead_code)] // each test binary uses a different part of the harness
@@ -59,6 +61,34 @@ pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Returns from the calling test, after printing `skipped: <test> needs
+/// root (<why>)` to stderr, unless it runs as root: the first line of every
+/// test that mounts a [`Scratch`] or acts as root otherwise (`why`: what
+/// for; `mount, fanotify` when not given). As root it does nothing, so no
+/// assertion is weakened where the test can run. The line goes to the
+/// process's stderr, past libtest's capture, so a passing run shows it.
+macro_rules! root_or_skip {
+    () => {
+        $crate::support::root_or_skip!("mount, fanotify")
+    };
+    ($why:literal) => {
+        if !$crate::support::is_root() {
+            fn here() {}
+            let here = std::any::type_name_of_val(&here);
+            let test = here.strip_suffix("::here").unwrap_or(here);
+            $crate::support::skipped(test, $why);
+            return;
+        }
+    };
+}
+pub(crate) use root_or_skip;
+
+/// Says on the process's stderr (not libtest's captured one) that `test`
+/// was skipped because it needs root for `why`.
+pub fn skipped(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped: {test} needs root ({why})");
 }
 
 /// A scratch directory with a freshly mounted filesystem at `src`.
@@ -167,7 +197,10 @@ impl Scratch {
     }
 
     fn empty() -> Scratch {
-        assert!(is_root(), "end-to-end tests need root (mount, fanotify)");
+        assert!(
+            is_root(),
+            "end-to-end tests need root (mount, fanotify): start the test with support::root_or_skip!()"
+        );
         let dir = tempfile::Builder::new()
             .prefix("fsjournal-e2e")
             .tempdir()
@@ -231,7 +264,8 @@ fn unmount(path: &Path) {
     sh("umount", &[path.to_str().unwrap()]);
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (real uid 0, from `/proc/self/status`).
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
             s.lines()

@@ -241,90 +241,163 @@ fn scan(
     since_ms: u64,
     progress: &mut dyn FnMut(u64, u64) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    let mut last_report = Instant::now();
-    let mut walked = 0u64;
-    let ctime_ms = |m: &std::fs::Metadata| {
-        (m.ctime().max(0) as u64) * 1000 + (m.ctime_nsec().max(0) as u64) / 1_000_000
-    };
     let root_meta = std::fs::symlink_metadata(&root.path)?;
-    let dev = root_meta.dev();
-    let mut changes = Vec::new();
-    let found = std::cell::Cell::new(0u64);
-    let push =
-        |changes: &mut Vec<Change>, path: Vec<u8>, scope: Scope, ino: u64| -> anyhow::Result<()> {
-            changes.push(Change {
-                root: root.id,
-                path,
-                kind: ChangeKind::Rescan,
-                scope,
-                ino,
-                pid: 0,
-                comm: String::new(),
-                renamed_from: None,
-            });
-            found.set(found.get() + 1);
-            if changes.len() >= APPEND_CHUNK {
-                journal.append(changes)?;
-                changes.clear();
-            }
-            Ok(())
-        };
+    let mut scan = GapScan {
+        journal,
+        root,
+        since_ms,
+        dev: root_meta.dev(),
+        progress,
+        last_report: Instant::now(),
+        walked: 0,
+        found: 0,
+        changes: Vec::new(),
+    };
     let root_new = ctime_ms(&root_meta) >= since_ms;
     if root_new {
-        push(&mut changes, Vec::new(), Scope::Contents, root_meta.ino())?;
+        scan.push(Vec::new(), Scope::Contents, root_meta.ino())?;
     }
-    // (directory, its root-relative path, its ctime is new, it lies in a
-    // subtree already pushed whole)
-    let mut stack: Vec<(PathBuf, Vec<u8>, bool, bool)> =
-        vec![(root.path.clone(), Vec::new(), root_new, false)];
-    while let Some((dir, rel, dir_new, covered)) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
+    let mut stack = vec![ScanDir {
+        path: root.path.clone(),
+        rel: Vec::new(),
+        new: root_new,
+        covered: false,
+    }];
+    while let Some(dir) = stack.pop() {
+        scan.read_dir(dir, &mut stack)?;
+    }
+    journal.append(&scan.changes)?;
+    Ok(scan.found)
+}
+
+/// An entry's ctime in ms since the Unix epoch (0 before it).
+fn ctime_ms(meta: &std::fs::Metadata) -> u64 {
+    (meta.ctime().max(0) as u64) * 1000 + (meta.ctime_nsec().max(0) as u64) / 1_000_000
+}
+
+/// A directory the gap scan has yet to read.
+struct ScanDir {
+    /// Where it is.
+    path: PathBuf,
+    /// Its root-relative path (raw bytes; empty for the root).
+    rel: Vec<u8>,
+    /// Its ctime is at or after the scan's `since_ms`.
+    new: bool,
+    /// It lies in a subtree already pushed whole ([`Scope::Subtree`]).
+    covered: bool,
+}
+
+/// One gap scan of a root in progress: what it found, journaled every
+/// [`APPEND_CHUNK`] changes, and how far it got.
+struct GapScan<'a> {
+    journal: &'a Journal,
+    root: &'a Root,
+    /// Entries with a ctime at or after this (ms since the Unix epoch) changed.
+    since_ms: u64,
+    /// The root's device: the scan stays on its filesystem.
+    dev: u64,
+    /// Told `(walked, found)` about once a second.
+    progress: &'a mut dyn FnMut(u64, u64) -> anyhow::Result<()>,
+    last_report: Instant,
+    /// Entries walked so far.
+    walked: u64,
+    /// Changes found so far (journaled or in `changes`).
+    found: u64,
+    /// Changes found and not yet journaled.
+    changes: Vec<Change>,
+}
+
+impl GapScan<'_> {
+    /// Journals, as a rescan, a change of root-relative `path` (inode
+    /// `ino`, 0 when unknown) of `scope`; appends every [`APPEND_CHUNK`].
+    fn push(&mut self, path: Vec<u8>, scope: Scope, ino: u64) -> anyhow::Result<()> {
+        self.changes.push(Change {
+            root: self.root.id,
+            path,
+            kind: ChangeKind::Rescan,
+            scope,
+            ino,
+            pid: 0,
+            comm: String::new(),
+            renamed_from: None,
+        });
+        self.found += 1;
+        if self.changes.len() >= APPEND_CHUNK {
+            self.journal.append(&self.changes)?;
+            self.changes.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads `dir`, journals its changed entries and adds its
+    /// subdirectories on this filesystem to `stack`. A directory that
+    /// cannot be read is pushed whole.
+    fn read_dir(&mut self, dir: ScanDir, stack: &mut Vec<ScanDir>) -> anyhow::Result<()> {
+        let entries = match std::fs::read_dir(&dir.path) {
             Ok(entries) => entries,
             Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "gap scan cannot read a directory; pushing it whole");
-                push(&mut changes, rel, Scope::Subtree, 0)?;
-                continue;
+                tracing::warn!(dir = %dir.path.display(), error = %e, "gap scan cannot read a directory; pushing it whole");
+                return self.push(dir.rel, Scope::Subtree, 0);
             }
         };
         for entry in entries.flatten() {
-            walked += 1;
-            if walked.is_multiple_of(4096) && last_report.elapsed() >= PROGRESS_INTERVAL {
-                progress(walked, found.get())?;
-                last_report = Instant::now();
+            self.walked += 1;
+            if self.walked.is_multiple_of(4096) && self.last_report.elapsed() >= PROGRESS_INTERVAL {
+                (self.progress)(self.walked, self.found)?;
+                self.last_report = Instant::now();
             }
             let Ok(meta) = entry.metadata() else { continue }; // vanished: its parent's ctime covers it
             let name = entry.file_name();
-            let child_rel = if rel.is_empty() {
+            let rel = if dir.rel.is_empty() {
                 name.as_bytes().to_vec()
             } else {
-                [&rel[..], b"/", name.as_bytes()].concat()
+                [&dir.rel[..], b"/", name.as_bytes()].concat()
             };
-            if root.excludes.is_excluded(&child_rel) {
+            if self.root.excludes.is_excluded(&rel) {
                 continue;
             }
-            let new = ctime_ms(&meta) >= since_ms;
-            if !meta.is_dir() {
-                // Also inside a subtree push: that one compares by size and
-                // mtime, an entry push by content.
-                if new {
-                    push(&mut changes, child_rel, Scope::Entry, meta.ino())?;
-                }
-                continue;
+            if let Some(sub) = self.visit(&dir, entry.path(), rel, &meta)? {
+                stack.push(sub);
             }
-            if meta.dev() != dev {
-                continue; // another filesystem mounted below the root
-            }
-            let subtree = !covered && new && dir_new;
-            if subtree {
-                push(&mut changes, child_rel.clone(), Scope::Subtree, meta.ino())?;
-            } else if !covered && new {
-                push(&mut changes, child_rel.clone(), Scope::Contents, meta.ino())?;
-            }
-            stack.push((entry.path(), child_rel, new, covered || subtree));
         }
+        Ok(())
     }
-    journal.append(&changes)?;
-    Ok(found.get())
+
+    /// Journals the entry `rel` (at `path`, `meta`) of `parent` if it
+    /// changed (see the module documentation for which scope); returns it
+    /// when it is a directory to read in turn.
+    fn visit(
+        &mut self,
+        parent: &ScanDir,
+        path: PathBuf,
+        rel: Vec<u8>,
+        meta: &std::fs::Metadata,
+    ) -> anyhow::Result<Option<ScanDir>> {
+        let new = ctime_ms(meta) >= self.since_ms;
+        if !meta.is_dir() {
+            // Also inside a subtree push: that one compares by size and
+            // mtime, an entry push by content.
+            if new {
+                self.push(rel, Scope::Entry, meta.ino())?;
+            }
+            return Ok(None);
+        }
+        if meta.dev() != self.dev {
+            return Ok(None); // another filesystem mounted below the root
+        }
+        let subtree = !parent.covered && new && parent.new;
+        if subtree {
+            self.push(rel.clone(), Scope::Subtree, meta.ino())?;
+        } else if !parent.covered && new {
+            self.push(rel.clone(), Scope::Contents, meta.ino())?;
+        }
+        Ok(Some(ScanDir {
+            path,
+            rel,
+            new,
+            covered: parent.covered || subtree,
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -82,24 +82,90 @@ fn send(
     wait: bool,
 ) -> anyhow::Result<()> {
     let mut journal = journal_args.open()?;
+    // Every request is checked before any is queued.
+    let requests = per_target(&journal, target.as_deref(), &action)?;
+    let pid = journal.agent_info()?.unwrap_or_default().pid;
+    let running = presence::running_agent(journal.path(), pid).is_some();
+    let wait = running && (wait || std::io::stdout().is_terminal());
+    let mut queued = Vec::new();
+    for TargetAction { target, action } in requests {
+        let file = requests::submit(
+            journal.path(),
+            &Request {
+                target: target.clone(),
+                action: action.clone(),
+                reply: wait,
+            },
+        )?;
+        println!("{target}: {action:?} queued");
+        queued.push(Queued { target, file });
+    }
+    if !wait {
+        println!(
+            "{}",
+            if running {
+                "the running agent takes it within a second"
+            } else {
+                "no agent is running: it is taken at the next start"
+            }
+        );
+        return Ok(());
+    }
+    let mut failed = 0;
+    for Queued { target, file } in queued {
+        let reply = await_reply(&mut journal, &file, &target, pid)?;
+        println!("{target}: {}", reply.message);
+        failed += usize::from(!reply.ok);
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} target(s) did not carry the request out"
+    );
+    Ok(())
+}
+
+/// One target's request, checked and ready to queue.
+struct TargetAction {
+    /// The target's (its sync's) name.
+    target: String,
+    /// What it is asked to do; a resync `--path` made root-relative.
+    action: Action,
+}
+
+/// A request queued for a target.
+struct Queued {
+    /// The target's (its sync's) name.
+    target: String,
+    /// The request's file (see [`requests::submit`]).
+    file: PathBuf,
+}
+
+/// `action` for `target`, or for every target of `journal`, each resync
+/// `--path` made relative to the target's source. Errors: an unknown
+/// target, a journal that cannot be read, a path that names nothing inside
+/// a target's source.
+fn per_target(
+    journal: &Journal,
+    target: Option<&str>,
+    action: &Action,
+) -> anyhow::Result<Vec<TargetAction>> {
     let states = journal.target_states()?;
-    let known: Vec<&str> = states.iter().map(|(name, _)| name.as_str()).collect();
-    if let Some(name) = &target {
+    if let Some(name) = target {
+        let known: Vec<&str> = states.iter().map(|(name, _)| name.as_str()).collect();
         anyhow::ensure!(
-            known.contains(&name.as_str()),
+            known.contains(&name),
             "no target named `{name}` in {} (known: {})",
             journal.path().display(),
             known.join(", ")
         );
     }
     let roots = journal.roots()?;
-    // Every request is checked before any is queued.
     let mut actions = Vec::new();
     for (name, state) in &states {
-        if target.as_ref().is_some_and(|t| t != name) {
+        if target.is_some_and(|t| t != name) {
             continue;
         }
-        let action = match &action {
+        let action = match action {
             Action::Resync {
                 path: Some(path),
                 force,
@@ -118,46 +184,12 @@ fn send(
             }
             other => other.clone(),
         };
-        actions.push((name.clone(), action));
+        actions.push(TargetAction {
+            target: name.clone(),
+            action,
+        });
     }
-    let pid = journal.agent_info()?.unwrap_or_default().pid;
-    let running = presence::running_agent(journal.path(), pid).is_some();
-    let wait = running && (wait || std::io::stdout().is_terminal());
-    let mut queued: Vec<(String, PathBuf)> = Vec::new();
-    for (target, action) in actions {
-        let file = requests::submit(
-            journal.path(),
-            &Request {
-                target: target.clone(),
-                action: action.clone(),
-                reply: wait,
-            },
-        )?;
-        println!("{target}: {action:?} queued");
-        queued.push((target, file));
-    }
-    if !wait {
-        println!(
-            "{}",
-            if running {
-                "the running agent takes it within a second"
-            } else {
-                "no agent is running: it is taken at the next start"
-            }
-        );
-        return Ok(());
-    }
-    let mut failed = 0;
-    for (target, file) in queued {
-        let reply = await_reply(&mut journal, &file, &target, pid)?;
-        println!("{target}: {}", reply.message);
-        failed += usize::from(!reply.ok);
-    }
-    anyhow::ensure!(
-        failed == 0,
-        "{failed} target(s) did not carry the request out"
-    );
-    Ok(())
+    Ok(actions)
 }
 
 /// Waits with a spinner for the reply to the `request` file and takes it,

@@ -9,7 +9,7 @@
 //! starts; `verify` says so and exits non-zero, since the targets still
 //! differ.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::display_path;
-use crate::config::Config;
+use crate::config::{Config, SyncConfig};
 use crate::journal::Journal;
 use crate::push::rsync::{self, Mode};
 use crate::push::verify::itemized_paths;
@@ -64,65 +64,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     );
     let mut differing = 0;
     for sync in syncs {
-        let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
-            "comparing {} with {}",
-            sync.source.display(),
-            sync.target
-        ));
-        bar.enable_steady_tick(Duration::from_millis(100));
-        let mut cmd = rsync::command(sync, &sync.source, Mode::VerifyAll);
-        if args.checksum {
-            cmd = rsync::with_option(cmd, "--checksum");
-        }
-        let itemized = rsync::run(cmd, &[], &AtomicBool::new(false))
-            .with_context(|| format!("comparing target {}", sync.name))?;
-        bar.finish_and_clear();
-        let paths = itemized_paths(&itemized);
-        println!("{}: {} differing path(s)", sync.name, paths.len());
-        for path in paths.iter().take(SHOWN_MAX) {
-            println!("  {}", display_path(path));
-        }
-        if paths.len() > SHOWN_MAX {
-            println!("  … and {} more", paths.len() - SHOWN_MAX);
-        }
+        let paths = differences(sync, args.checksum)?;
+        print_differences(sync, &paths);
         if args.fix && !paths.is_empty() {
-            let actions: Vec<Action> = if paths.len() > FIX_PATHS_MAX {
-                vec![Action::Resync {
-                    path: None,
-                    force: false,
-                }]
-            } else {
-                paths
-                    .iter()
-                    .map(|p| Action::Resync {
-                        path: Some(RequestPath(p.clone())),
-                        force: false,
-                    })
-                    .collect()
-            };
-            for action in actions {
-                requests::submit(
-                    &config.journal.path,
-                    &Request {
-                        target: sync.name.clone(),
-                        action,
-                        reply: false,
-                    },
-                )?;
-            }
-            if agent_running {
-                println!(
-                    "{}: resync requested; the running agent pushes it within a second",
-                    sync.name
-                );
-            } else {
-                println!(
-                    "{}: resync requested, but no agent is running: nothing was pushed now; \
-                     the request is queued in {} and pushed when the agent starts",
-                    sync.name,
-                    requests::dir(&config.journal.path).display()
-                );
-            }
+            request_fix(&config.journal.path, sync, &paths, agent_running)?;
         }
         differing += paths.len();
     }
@@ -138,9 +83,89 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The root-relative paths (raw bytes) that differ between `sync`'s source
+/// and its target now, compared by size and mtime or, with `checksum`, by
+/// content; a spinner shows on a terminal meanwhile. Errors: rsync failed.
+fn differences(sync: &SyncConfig, checksum: bool) -> anyhow::Result<Vec<Vec<u8>>> {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "comparing {} with {}",
+        sync.source.display(),
+        sync.target
+    ));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let mut cmd = rsync::command(sync, &sync.source, Mode::VerifyAll);
+    if checksum {
+        cmd = rsync::with_option(cmd, "--checksum");
+    }
+    let itemized = rsync::run(cmd, &[], &AtomicBool::new(false))
+        .with_context(|| format!("comparing target {}", sync.name))?;
+    bar.finish_and_clear();
+    Ok(itemized_paths(&itemized))
+}
+
+/// Prints how many `paths` of `sync` differ and the first [`SHOWN_MAX`].
+fn print_differences(sync: &SyncConfig, paths: &[Vec<u8>]) {
+    println!("{}: {} differing path(s)", sync.name, paths.len());
+    for path in paths.iter().take(SHOWN_MAX) {
+        println!("  {}", display_path(path));
+    }
+    if paths.len() > SHOWN_MAX {
+        println!("  … and {} more", paths.len() - SHOWN_MAX);
+    }
+}
+
+/// Queues, in the journal at `journal`, a resync of each differing path of
+/// `sync` (a full sync beyond [`FIX_PATHS_MAX`]) and says when it will be
+/// carried out: within a second with `agent_running`, else at the next start.
+fn request_fix(
+    journal: &Path,
+    sync: &SyncConfig,
+    paths: &[Vec<u8>],
+    agent_running: bool,
+) -> anyhow::Result<()> {
+    let actions: Vec<Action> = if paths.len() > FIX_PATHS_MAX {
+        vec![Action::Resync {
+            path: None,
+            force: false,
+        }]
+    } else {
+        paths
+            .iter()
+            .map(|p| Action::Resync {
+                path: Some(RequestPath(p.clone())),
+                force: false,
+            })
+            .collect()
+    };
+    for action in actions {
+        requests::submit(
+            journal,
+            &Request {
+                target: sync.name.clone(),
+                action,
+                reply: false,
+            },
+        )?;
+    }
+    if agent_running {
+        println!(
+            "{}: resync requested; the running agent pushes it within a second",
+            sync.name
+        );
+    } else {
+        println!(
+            "{}: resync requested, but no agent is running: nothing was pushed now; \
+             the request is queued in {} and pushed when the agent starts",
+            sync.name,
+            requests::dir(journal).display()
+        );
+    }
+    Ok(())
+}
+
 /// Whether an agent runs on the journal at `journal` (none when the
 /// journal cannot be read).
-fn agent_runs(journal: &std::path::Path) -> bool {
+fn agent_runs(journal: &Path) -> bool {
     Journal::open_reader(journal)
         .and_then(|j| crate::presence::agent_of(&j))
         .is_ok_and(|pid| pid.is_some())

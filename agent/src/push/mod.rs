@@ -94,6 +94,29 @@ impl std::fmt::Display for Strategy {
     }
 }
 
+/// What the push loop carries from one round to the next.
+#[derive(Default)]
+struct Rounds {
+    /// The day (`history::today`) history was last pruned on.
+    history_pruned_on: String,
+    /// An operator asked for a push now: the batch delay is not waited for.
+    flush: bool,
+    /// Requests carried out whose answer waits for a push.
+    awaiting: operator::Awaiting,
+}
+
+/// A full push the cost model chose (`cost.rs`).
+struct FullPushPlan {
+    /// Pending paths after the cursor.
+    pending: u64,
+    /// Inodes in use on the source's filesystem.
+    inodes: u64,
+    /// The sync's `full_push_percent`.
+    percent: u8,
+    /// The pending paths (root-relative, raw bytes).
+    paths: Vec<Vec<u8>>,
+}
+
 /// Where the supervisor leaves a target's operator requests.
 pub type Inbox = Arc<Mutex<Vec<Ticket>>>;
 
@@ -152,75 +175,100 @@ impl Pusher {
         )
     }
 
+    /// The push loop: one [`Pusher::round`] after another until shutdown.
     fn run(self) -> anyhow::Result<()> {
         let mut state = self.validated_state()?;
         // The first rolling verification comes one interval after start.
         if state.last_verify_ms == 0 {
             state.last_verify_ms = now_ms();
         }
-        let mut history_pruned_on = String::new();
-        let mut flush = false;
-        let mut awaiting = operator::Awaiting::default();
+        let mut rounds = Rounds::default();
         while !self.stopping() {
-            flush |= self.handle_requests(&mut state, &mut awaiting)?;
-            self.answer_reached(&state, &mut awaiting);
-            if let Some(reason) = self.root_refusal()? {
-                self.refuse(&mut state, &reason)?;
-                continue;
-            }
-            self.clear_refusal(&mut state)?;
-            if state.full_sync_needed.is_some() {
-                self.full_sync(&mut state, false)?;
-                continue;
-            }
-            if self.sync.history_days > 0 && history::today() != history_pruned_on {
-                rsync::prune_history(&self.sync, &self.stop);
-                history_pruned_on = history::today();
-            }
-            if self.verify_due(&state) {
-                self.verify_slice(&mut state)?;
-            }
-            let seen = self.journal.last_seq();
-            let mut batch = self.journal.pending_batch(
-                self.root,
-                state.cursor,
-                self.sync.batch_max_files.get(),
-            )?;
-            if self.sync.batch_max_bytes > 0 {
-                batch.limit_bytes(self.sync.batch_max_bytes, |path| {
-                    let path = self.source.join(std::ffi::OsStr::from_bytes(path));
-                    std::fs::symlink_metadata(path).map_or(0, |m| m.len())
-                });
-            }
-            let now = now_ms();
-            let next_due = hold::next_due_ms(&state);
-            let held_due = next_due.is_some_and(|t| t <= now);
-            if batch.paths.is_empty() && !held_due {
-                // Nothing of ours up to `seen`: skipped or coalesced-away
-                // sequence numbers are acknowledged too.
-                let cursor = batch.high_seq.max(seen);
-                if cursor > state.cursor {
-                    state.cursor = cursor;
-                    self.journal.save_target(self.name(), &state)?;
-                }
-                let wait_ms =
-                    next_due.map_or(1_000, |t| t.saturating_sub(now).clamp(TICK_MS, 1_000));
-                self.journal
-                    .wait_for_append(seen, Duration::from_millis(wait_ms));
-                continue;
-            }
-            let oldest_ms = batch.paths.iter().map(|p| p.time_ms).min().unwrap_or(0);
-            let age_ms = now.saturating_sub(oldest_ms);
-            if !held_due && !flush && !batch.truncated && age_ms < self.sync.batch_delay_ms {
-                self.sleep(self.sync.batch_delay_ms - age_ms);
-                continue;
-            }
-            if !(batch.truncated && self.full_push(&mut state)?) {
-                self.push_batch(&batch, &mut state)?;
-            }
-            self.answer_reached(&state, &mut awaiting);
-            flush = false;
+            self.round(&mut state, &mut rounds)?;
         }
+        Ok(())
+    }
+
+    /// One turn of the push loop, the first step that applies: operator
+    /// requests; a refused root, or a full sync owed; housekeeping
+    /// (history pruning, a rolling verification slice); then the next
+    /// batch, pushed when it is due, else a wait for more.
+    fn round(&self, state: &mut TargetState, rounds: &mut Rounds) -> anyhow::Result<()> {
+        rounds.flush |= self.handle_requests(state, &mut rounds.awaiting)?;
+        self.answer_reached(state, &mut rounds.awaiting);
+        if let Some(reason) = self.root_refusal()? {
+            return self.refuse(state, &reason);
+        }
+        self.clear_refusal(state)?;
+        if state.full_sync_needed.is_some() {
+            return self.full_sync(state, false);
+        }
+        if self.sync.history_days > 0 && history::today() != rounds.history_pruned_on {
+            rsync::prune_history(&self.sync, &self.stop);
+            rounds.history_pruned_on = history::today();
+        }
+        if self.verify_due(state) {
+            self.verify_slice(state)?;
+        }
+        let seen = self.journal.last_seq();
+        let batch = self.next_batch(state)?;
+        let now = now_ms();
+        let next_due = hold::next_due_ms(state);
+        let held_due = next_due.is_some_and(|t| t <= now);
+        if batch.paths.is_empty() && !held_due {
+            return self.idle(state, &batch, seen, next_due, now);
+        }
+        let oldest_ms = batch.paths.iter().map(|p| p.time_ms).min().unwrap_or(0);
+        let age_ms = now.saturating_sub(oldest_ms);
+        if !held_due && !rounds.flush && !batch.truncated && age_ms < self.sync.batch_delay_ms {
+            self.sleep(self.sync.batch_delay_ms - age_ms);
+            return Ok(());
+        }
+        if !(batch.truncated && self.full_push(state)?) {
+            self.push_batch(&batch, state)?;
+        }
+        self.answer_reached(state, &mut rounds.awaiting);
+        rounds.flush = false;
+        Ok(())
+    }
+
+    /// The pending paths after the cursor, up to `batch_max_files` and,
+    /// when set, `batch_max_bytes` (sizes read from the source now).
+    fn next_batch(&self, state: &TargetState) -> anyhow::Result<Batch> {
+        let mut batch =
+            self.journal
+                .pending_batch(self.root, state.cursor, self.sync.batch_max_files.get())?;
+        if self.sync.batch_max_bytes > 0 {
+            batch.limit_bytes(self.sync.batch_max_bytes, |path| {
+                let path = self.source.join(std::ffi::OsStr::from_bytes(path));
+                std::fs::symlink_metadata(path).map_or(0, |m| m.len())
+            });
+        }
+        Ok(batch)
+    }
+
+    /// Nothing to push (an empty `batch`, no held path due): moves the
+    /// cursor to `seen` (the last sequence number when the batch was read)
+    /// and waits for an append, at most until the next held path is due
+    /// (`next_due`, ms; `now` is when the batch was read).
+    fn idle(
+        &self,
+        state: &mut TargetState,
+        batch: &Batch,
+        seen: Seq,
+        next_due: Option<u64>,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        // Nothing of ours up to `seen`: skipped or coalesced-away
+        // sequence numbers are acknowledged too.
+        let cursor = batch.high_seq.max(seen);
+        if cursor > state.cursor {
+            state.cursor = cursor;
+            self.journal.save_target(self.name(), state)?;
+        }
+        let wait_ms = next_due.map_or(1_000, |t| t.saturating_sub(now).clamp(TICK_MS, 1_000));
+        self.journal
+            .wait_for_append(seen, Duration::from_millis(wait_ms));
         Ok(())
     }
 
@@ -614,41 +662,20 @@ impl Pusher {
     /// started. False (the batch then goes as file lists) when it does not
     /// pay or the full rsync failed.
     fn full_push(&self, state: &mut TargetState) -> anyhow::Result<bool> {
-        if !self.backlog_is_quiet()? {
+        let Some(plan) = self.full_push_plan(state)? else {
             return Ok(false);
-        }
-        let (pending, _) = self
-            .journal
-            .pending_summary(self.root, state.cursor, |_| {})?;
-        let inodes = crate::host::used_inodes(&self.source).unwrap_or(0);
-        let percent = self.sync.full_push_percent.get();
-        if !cost::full_push_pays(percent, pending, inodes) {
-            return Ok(false);
-        }
-        // A second pass, now that it pays: a large backlog's paths are not
-        // copied at every truncated batch that stays with file lists.
-        let mut paths: Vec<Vec<u8>> = Vec::new();
-        self.journal
-            .pending_summary(self.root, state.cursor, |p| paths.push(p.to_vec()))?;
+        };
         // Every change journaled up to here was made before rsync reads the tree.
         let covered = self.journal.last_seq();
         tracing::info!(
             target = self.name(),
-            pending,
-            inodes,
-            percent,
+            pending = plan.pending,
+            inodes = plan.inodes,
+            percent = plan.percent,
             "cost model: one full rsync of the root instead of file lists"
         );
         let started = Instant::now();
-        let pushed = self.rsync(Mode::FullPush, &[]).and_then(|_| {
-            let blind = cost::quick_check_blind(&self.source, &paths);
-            let list: Vec<&[u8]> = blind.iter().map(Vec::as_slice).collect();
-            if list.is_empty() {
-                return Ok(Vec::new());
-            }
-            self.rsync(Mode::Incremental, &list)
-        });
-        if let Err(e) = pushed {
+        if let Err(e) = self.full_push_rsync(&plan.paths) {
             if self.stopping() {
                 return Ok(true); // still pending: the next agent decides again
             }
@@ -659,31 +686,88 @@ impl Pusher {
             self.refuse(state, &reason)?; // changed while rsync ran: still pending
             return Ok(true);
         }
-        state.cursor = state.cursor.max(covered);
-        // The whole root went: nothing held back is owed any more.
-        state.held.clear();
-        state.pushed_paths += pending;
-        state.last_push_ms = now_ms();
-        state.last_error = None;
-        state.consecutive_failures = 0;
-        self.journal.save_target(self.name(), state)?;
-        if let Some(command) = &self.sync.after_push {
-            let pushed: Vec<&[u8]> = paths.iter().map(Vec::as_slice).collect();
-            hooks::run("after_push", command, &self.sync, &pushed);
-        }
-        let why = format!(
-            "{pending} pending paths, at least {percent} % of the source's {inodes} used inodes, and nothing journaled for {} s",
-            cost::QUIET_MS / 1000
-        );
-        self.record_strategy(Strategy::FullRsync, why);
+        self.full_push_done(state, &plan, covered)?;
         tracing::info!(
             target = self.name(),
-            paths = pending,
+            paths = plan.pending,
             cursor = state.cursor,
             ms = started.elapsed().as_millis() as u64,
             "full push done"
         );
         Ok(true)
+    }
+
+    /// The full push the cost model (`cost.rs`) chooses for the pending
+    /// paths after the cursor, if it does: the backlog is quiet and large
+    /// enough. None when it does not pay.
+    fn full_push_plan(&self, state: &TargetState) -> anyhow::Result<Option<FullPushPlan>> {
+        if !self.backlog_is_quiet()? {
+            return Ok(None);
+        }
+        let (pending, _) = self
+            .journal
+            .pending_summary(self.root, state.cursor, |_| {})?;
+        let inodes = crate::host::used_inodes(&self.source).unwrap_or(0);
+        let percent = self.sync.full_push_percent.get();
+        if !cost::full_push_pays(percent, pending, inodes) {
+            return Ok(None);
+        }
+        // A second pass, now that it pays: a large backlog's paths are not
+        // copied at every truncated batch that stays with file lists.
+        let mut paths: Vec<Vec<u8>> = Vec::new();
+        self.journal
+            .pending_summary(self.root, state.cursor, |p| paths.push(p.to_vec()))?;
+        Ok(Some(FullPushPlan {
+            pending,
+            inodes,
+            percent,
+            paths,
+        }))
+    }
+
+    /// One full rsync of the root at nanosecond resolution, then the
+    /// pending `paths` its quick check cannot see (`cost.rs`) as entries.
+    fn full_push_rsync(&self, paths: &[Vec<u8>]) -> Result<Vec<u8>, RsyncError> {
+        self.rsync(Mode::FullPush, &[]).and_then(|_| {
+            let blind = cost::quick_check_blind(&self.source, paths);
+            let list: Vec<&[u8]> = blind.iter().map(Vec::as_slice).collect();
+            if list.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.rsync(Mode::Incremental, &list)
+        })
+    }
+
+    /// After a full push of `plan`: moves the cursor to `covered`, forgets
+    /// the held paths (the whole root went), saves the state, runs the
+    /// `after_push` hook and records the strategy.
+    fn full_push_done(
+        &self,
+        state: &mut TargetState,
+        plan: &FullPushPlan,
+        covered: Seq,
+    ) -> anyhow::Result<()> {
+        state.cursor = state.cursor.max(covered);
+        // The whole root went: nothing held back is owed any more.
+        state.held.clear();
+        state.pushed_paths += plan.pending;
+        state.last_push_ms = now_ms();
+        state.last_error = None;
+        state.consecutive_failures = 0;
+        self.journal.save_target(self.name(), state)?;
+        if let Some(command) = &self.sync.after_push {
+            let pushed: Vec<&[u8]> = plan.paths.iter().map(Vec::as_slice).collect();
+            hooks::run("after_push", command, &self.sync, &pushed);
+        }
+        let why = format!(
+            "{} pending paths, at least {} % of the source's {} used inodes, and nothing journaled for {} s",
+            plan.pending,
+            plan.percent,
+            plan.inodes,
+            cost::QUIET_MS / 1000
+        );
+        self.record_strategy(Strategy::FullRsync, why);
+        Ok(())
     }
 
     /// Records how this push went, for `status` (a failure only logs:

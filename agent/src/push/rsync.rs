@@ -190,46 +190,53 @@ pub fn seed_command(sync: &SyncConfig, source: &Path, from: &[u8], to: &[u8]) ->
     cmd
 }
 
-/// Every option of a `mode` run (no operands): connection, mode, the
-/// sync's `-H`/`-X`/`-A`, history, bandwidth limit, excludes and its own
-/// `rsync_args`.
+/// Every option of a `mode` run (no operands): connection, mode (see
+/// [`mode_options`]), then the sync's own (see [`sync_options`]).
 fn options(sync: &SyncConfig, mode: Mode) -> Command {
     let mut cmd = connection(sync);
     cmd.arg("-a").arg("--numeric-ids");
+    cmd.args(mode_options(mode));
+    cmd.args(sync_options(sync, mode));
+    cmd
+}
+
+/// The options that make a run of `mode` what it is (rsync(1); the
+/// invocations in this module's documentation).
+fn mode_options(mode: Mode) -> &'static [&'static str] {
     match mode {
         // --ignore-times: capture saw each listed file change; rsync's quick
         // check (size + mtime) would skip a same-size change whose mtime was
         // set back (touch -r, cp -p, tar -x). The delta algorithm still sends
         // only what differs.
-        Mode::Incremental => cmd.args([
+        Mode::Incremental => &[
             "--ignore-times",
             "--from0",
             "--files-from=-",
             "--delete-missing-args",
             "--force",
-        ]),
-        Mode::Contents => cmd.args([
+        ],
+        Mode::Contents => &[
             "-d",
             "--delete",
             "--from0",
             "--files-from=-",
             "--delete-missing-args",
             "--force",
-        ]),
-        Mode::Subtree => cmd.args([
+        ],
+        Mode::Subtree => &[
             "-r",
             "--delete",
             "--from0",
             "--files-from=-",
             "--delete-missing-args",
             "--force",
-        ]),
-        Mode::Full => cmd.args(["--delete", "--force"]),
-        Mode::FullPush => cmd.args(["--delete", "--force", "--modify-window=-1"]),
-        Mode::FullPreview => cmd.args(["--delete", "--force", "--dry-run", "--stats"]),
-        Mode::VerifyAll => cmd.args(["--delete", "--dry-run", "--out-format=%i %n"]),
-        Mode::Seed => cmd.args(["--from0", "--files-from=-"]),
-        Mode::Verify => cmd.args([
+        ],
+        Mode::Full => &["--delete", "--force"],
+        Mode::FullPush => &["--delete", "--force", "--modify-window=-1"],
+        Mode::FullPreview => &["--delete", "--force", "--dry-run", "--stats"],
+        Mode::VerifyAll => &["--delete", "--dry-run", "--out-format=%i %n"],
+        Mode::Seed => &["--from0", "--files-from=-"],
+        Mode::Verify => &[
             "-r",
             "--delete",
             "--dry-run",
@@ -237,34 +244,41 @@ fn options(sync: &SyncConfig, mode: Mode) -> Command {
             "--from0",
             "--files-from=-",
             "--delete-missing-args",
-        ]),
-    };
+        ],
+    }
+}
+
+/// The sync's own options for a run of `mode`, in this order: its
+/// `-H`/`-X`/`-A`, history (the backup directory only on runs that
+/// change the target), bandwidth limit, excludes and its `rsync_args`.
+fn sync_options(sync: &SyncConfig, mode: Mode) -> Vec<String> {
+    let mut args = Vec::new();
     for (wanted, flag) in [
         (sync.hard_links, "-H"),
         (sync.xattrs, "-X"),
         (sync.acls, "-A"),
     ] {
         if wanted {
-            cmd.arg(flag);
+            args.push(flag.to_string());
         }
     }
     if sync.history_days > 0 {
-        cmd.args(history::filter_args());
+        args.extend(history::filter_args());
         if !matches!(mode, Mode::Verify | Mode::VerifyAll | Mode::FullPreview) {
-            cmd.args(history::backup_args());
+            args.extend(history::backup_args());
         }
     }
     if let Some(rate) = &sync.bwlimit {
-        cmd.arg(format!("--bwlimit={rate}"));
+        args.push(format!("--bwlimit={rate}"));
     }
     // The very patterns capture filters with (see filter.rs).
-    cmd.args(
+    args.extend(
         sync.exclude_patterns()
             .iter()
             .map(|p| format!("--exclude={p}")),
     );
-    cmd.args(&sync.rsync_args);
-    cmd
+    args.extend(sync.rsync_args.iter().cloned());
+    args
 }
 
 /// Ends `cmd`'s options with `--` and adds `operands` (source, then
