@@ -157,6 +157,11 @@ mod tests {
 
     #[test]
     fn handle_resolves_back_to_the_renamed_directory() {
+        // open_by_handle_at(2) needs CAP_DAC_READ_SEARCH.
+        if crate::private_dir::euid() != 0 {
+            eprintln!("skipped: open_by_handle_at needs root");
+            return;
+        }
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a");
         std::fs::create_dir(&a).unwrap();

@@ -172,7 +172,7 @@ mod tests {
         let runs = crate::push::runs::Runs::new(1);
         let stop = std::sync::atomic::AtomicBool::new(false);
         let true_cmd = std::process::Command::new("true");
-        let mode = crate::push::rsync::Mode::Incremental;
+        let mode = crate::push::rsync::Mode::Entries;
         runs.run(&journal, "standby", mode, true_cmd, &[], &stop, None)
             .unwrap();
         let scrape = crate::metrics::render(&journal, &stats, &runs).unwrap();

@@ -734,7 +734,7 @@ impl Pusher {
             if list.is_empty() {
                 return Ok(Vec::new());
             }
-            self.rsync(Mode::Incremental, &list)
+            self.rsync(Mode::Entries, &list)
         })
     }
 
@@ -982,7 +982,7 @@ fn file_lists_why(paths: usize, lists: &Lists) -> String {
     format!(
         "{} paths ({} entries, {} directory contents, {} subtrees); no full rsync: the batch fit in batch_max_files, or the journal was not quiet, or the backlog stayed under full_push_percent",
         paths,
-        lists.count(Mode::Incremental),
+        lists.count(Mode::Entries),
         lists.count(Mode::Contents),
         lists.count(Mode::Subtree)
     )

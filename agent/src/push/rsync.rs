@@ -45,8 +45,10 @@ const STDERR_TAIL: usize = 2048;
 /// Which kind of rsync run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
-    /// Listed entries only, non-recursive.
-    Incremental,
+    /// Listed entries only, non-recursive: the run of the paths whose
+    /// scope is [`Scope::Entry`] (named `incremental` in metrics and
+    /// `status`, as it always was).
+    Entries,
     /// Listed directories (`DIR/`) and their direct children, with `--delete`.
     Contents,
     /// Listed entries and everything below them, with `--delete`.
@@ -80,7 +82,7 @@ impl Mode {
     /// `fullpreview`, `verify`, `verifyall`, `seed`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Mode::Incremental => "incremental",
+            Mode::Entries => "incremental",
             Mode::Contents => "contents",
             Mode::Subtree => "subtree",
             Mode::Full => "full",
@@ -208,7 +210,7 @@ fn mode_options(mode: Mode) -> &'static [&'static str] {
         // check (size + mtime) would skip a same-size change whose mtime was
         // set back (touch -r, cp -p, tar -x). The delta algorithm still sends
         // only what differs.
-        Mode::Incremental => &[
+        Mode::Entries => &[
             "--ignore-times",
             "--from0",
             "--files-from=-",
@@ -427,7 +429,7 @@ impl Lists {
         keep: impl Fn(&[u8]) -> bool,
     ) -> Lists {
         let mut runs = [
-            (Mode::Incremental, Vec::new()),
+            (Mode::Entries, Vec::new()),
             (Mode::Contents, Vec::new()),
             (Mode::Subtree, Vec::new()),
         ];
@@ -655,18 +657,18 @@ mod tests {
 
     #[test]
     fn a_mode_is_named_as_the_metrics_and_status_always_named_it() {
-        for mode in [
-            Mode::Incremental,
-            Mode::Contents,
-            Mode::Subtree,
-            Mode::Full,
-            Mode::FullPush,
-            Mode::FullPreview,
-            Mode::Verify,
-            Mode::VerifyAll,
-            Mode::Seed,
+        for (mode, name) in [
+            (Mode::Entries, "incremental"),
+            (Mode::Contents, "contents"),
+            (Mode::Subtree, "subtree"),
+            (Mode::Full, "full"),
+            (Mode::FullPush, "fullpush"),
+            (Mode::FullPreview, "fullpreview"),
+            (Mode::Verify, "verify"),
+            (Mode::VerifyAll, "verifyall"),
+            (Mode::Seed, "seed"),
         ] {
-            assert_eq!(mode.as_str(), format!("{mode:?}").to_lowercase());
+            assert_eq!(mode.as_str(), name);
         }
     }
 
@@ -675,7 +677,7 @@ mod tests {
         let mut sync = sync_to("rsync://u@h/m");
         sync.bwlimit = Some(Rate::new("50M").unwrap());
         sync.io_timeout_s = Some(30);
-        for mode in [Mode::Incremental, Mode::Full, Mode::Verify] {
+        for mode in [Mode::Entries, Mode::Full, Mode::Verify] {
             let args: Vec<String> = command(&sync, "/src".as_ref(), mode)
                 .get_args()
                 .map(|a| a.to_string_lossy().into_owned())
@@ -705,7 +707,7 @@ mod tests {
         let mut sync = sync_to("/srv/replica");
         sync.rsync_args = vec!["--checksum".into()];
         for mode in [
-            Mode::Incremental,
+            Mode::Entries,
             Mode::Contents,
             Mode::Subtree,
             Mode::Full,
@@ -776,7 +778,7 @@ mod tests {
         assert_eq!(
             listed(&[(b"top", Scope::Entry), (b"a/b", Scope::Entry)]),
             vec![(
-                Mode::Incremental,
+                Mode::Entries,
                 vec![b".".to_vec(), b"top".to_vec(), b"a/b".to_vec()]
             )]
         );
@@ -785,7 +787,7 @@ mod tests {
         assert_eq!(
             listed(&[(b"a/b", Scope::Entry), (b"moved-in", Scope::Subtree)]),
             vec![
-                (Mode::Incremental, vec![b"a/b".to_vec()]),
+                (Mode::Entries, vec![b"a/b".to_vec()]),
                 (Mode::Contents, vec![b".".to_vec()]),
                 (Mode::Subtree, vec![b"moved-in".to_vec()])
             ]
@@ -796,7 +798,7 @@ mod tests {
         );
         assert_eq!(
             listed(&[(b"", Scope::Entry)]),
-            vec![(Mode::Incremental, vec![b".".to_vec()])]
+            vec![(Mode::Entries, vec![b".".to_vec()])]
         );
         assert_eq!(
             listed(&[(b"", Scope::Subtree)]),
@@ -805,7 +807,7 @@ mod tests {
         assert_eq!(
             listed(&[(b"d", Scope::Contents), (b"d/e/f", Scope::Entry)]),
             vec![
-                (Mode::Incremental, vec![b"d/e/f".to_vec()]),
+                (Mode::Entries, vec![b"d/e/f".to_vec()]),
                 (Mode::Contents, vec![b".".to_vec(), b"d/".to_vec()])
             ]
         );
@@ -837,7 +839,7 @@ mod tests {
         assert_eq!(
             listed,
             vec![
-                (Mode::Incremental, vec![(b"dir/gone".to_vec(), 1)]),
+                (Mode::Entries, vec![(b"dir/gone".to_vec(), 1)]),
                 (Mode::Contents, vec![(b".".to_vec(), 3)]),
                 (Mode::Subtree, vec![(b"was-dir".to_vec(), 3)]),
             ]

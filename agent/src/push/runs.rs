@@ -314,7 +314,7 @@ mod tests {
         let mut succeeds = Command::new("rsync");
         succeeds.arg("--version");
         assert!(runs
-            .run(&journal, "t", Mode::Incremental, succeeds, &[], &stop, None)
+            .run(&journal, "t", Mode::Entries, succeeds, &[], &stop, None)
             .is_ok());
         let mut registry = Registry::default();
         runs.register(&mut registry);
