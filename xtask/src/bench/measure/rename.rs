@@ -34,7 +34,7 @@ impl Bench {
         let traffic = self.traffic(destination);
         std::fs::rename(self.src.join(&job), self.src.join(&renamed))
             .with_context(|| format!("cannot rename {job}"))?;
-        let seconds = self.replicate(tool, run, &renamed, &files, destination)?;
+        let seconds = self.replicate(tool, run, (&job, &renamed), &files, destination)?;
         let written_kib = disk_written_kib(&self.dst)?.saturating_sub(written_before);
         let traffic = self.traffic_since(traffic);
         eprintln!(
@@ -44,7 +44,7 @@ impl Bench {
         );
         std::fs::rename(self.src.join(&renamed), self.src.join(&job))
             .with_context(|| format!("cannot rename {renamed} back"))?;
-        self.replicate(tool, run, &job, &files, destination)?;
+        self.replicate(tool, run, (&renamed, &job), &files, destination)?;
         self.results.renames.push(RenameTime {
             tool: tool.into(),
             run,
@@ -58,19 +58,23 @@ impl Bench {
         Ok(())
     }
 
-    /// Seconds until the replica has the job at `job` (files relative to it).
+    /// Seconds until the replica has the job moved from `old` to `job`
+    /// (files relative to it): every file at its new place, and nothing
+    /// left at the old one.
     fn replicate(
         &mut self,
         tool: &str,
         run: u32,
-        job: &str,
+        (old, job): (&str, &str),
         files: &[(String, u64)],
         destination: Destination,
     ) -> anyhow::Result<f64> {
         if tool.starts_with("rsync") {
             return tools::full_rsync_to(&self.src, &self.target(destination));
         }
-        let touched: BTreeSet<String> = files.iter().map(|(f, _)| format!("{job}/{f}")).collect();
+        let mut touched: BTreeSet<String> =
+            files.iter().map(|(f, _)| format!("{job}/{f}")).collect();
+        touched.insert(old.to_string());
         let done = tools::wait_replica(
             &self.src,
             &self.dst,
