@@ -72,12 +72,15 @@ impl Plan {
     }
 }
 
+/// Suffix of a tool's name in sessions over the rsync daemon.
+pub const DAEMON: &str = "@daemon";
+
 /// `tool` as named in the results for `destination`: over the daemon,
 /// `<tool>@daemon`.
 pub fn label(tool: &str, destination: Destination) -> String {
     match destination {
         Destination::Local => tool.to_string(),
-        Destination::Daemon => format!("{tool}@daemon"),
+        Destination::Daemon => format!("{tool}{DAEMON}"),
     }
 }
 
@@ -451,17 +454,10 @@ impl Bench {
         let since = Instant::now();
         let timeout = Duration::from_secs(300) + Duration::from_millis(5 * k);
         let done = tools::wait_replica(&self.src, &self.dst, &touched, since, timeout)?;
-        let (seconds, residual) = (done.seconds, done.residual);
+        let seconds = done.seconds;
         let traffic = self.traffic_since(traffic);
         eprintln!("bench: {tool} K={k} ({changed} files): replica equal {seconds:.2} s after the change set (written in {write_s:.2} s){}", bytes_note(traffic));
-        if !residual.is_empty() {
-            self.note(format!(
-                "{tool} run {run} K={k}: replica not equal after {seconds:.0} s; {} differences, e.g. {:?}",
-                residual.len(),
-                &residual[..residual.len().min(3)]
-            ));
-        }
-        self.note_beyond_touched(tool, run, &format!("K={k}"), &done.beyond_touched);
+        self.note_unconverged(tool, run, &format!("K={k}"), &done);
         if !done.mtime_ns_differs.is_empty() {
             self.note(format!(
                 "{tool} run {run} K={k}: {} replicated files have the right size and second but another sub-second mtime (invisible to rsync's quick check), e.g. {:?}",
@@ -469,7 +465,7 @@ impl Bench {
                 &done.mtime_ns_differs[..done.mtime_ns_differs.len().min(3)]
             ));
         }
-        if !residual.is_empty() || !done.mtime_ns_differs.is_empty() {
+        if !done.residual.is_empty() || !done.mtime_ns_differs.is_empty() {
             self.reconcile()?;
         }
         self.results.sync.push(SyncTime {
@@ -480,7 +476,7 @@ impl Bench {
             write_s,
             seconds,
             mtime_ns_differs: done.mtime_ns_differs.len() as u64,
-            residual,
+            residual: done.residual,
             wire_bytes: traffic.map(|t| t.wire),
             data_bytes: traffic.map(|t| t.data),
         });
@@ -638,8 +634,20 @@ impl Bench {
         Ok(())
     }
 
-    /// Notes what a full check found once the touched paths were equal.
-    fn note_beyond_touched(&mut self, tool: &str, run: u32, what: &str, lines: &[String]) {
+    /// Notes a wait for the replica that gave up (its differences left)
+    /// or whose first full check still found something once the touched
+    /// paths were equal.
+    fn note_unconverged(&mut self, tool: &str, run: u32, what: &str, done: &tools::Converged) {
+        let left = &done.residual;
+        if !left.is_empty() {
+            self.note(format!(
+                "{tool} run {run} {what}: replica not equal after {:.0} s; {} differences, e.g. {:?}",
+                done.seconds,
+                left.len(),
+                &left[..left.len().min(3)]
+            ));
+        }
+        let lines = &done.beyond_touched;
         if !lines.is_empty() {
             self.note(format!(
                 "{tool} run {run} {what}: the touched paths were equal before the rest of the replica; the first full check found {} difference(s), e.g. {:?}",

@@ -42,14 +42,7 @@ impl Bench {
             done.seconds,
             bytes_note(traffic)
         );
-        self.note_beyond_touched(tool, run, &format!("backlog K={k}"), &done.beyond_touched);
-        if !done.residual.is_empty() {
-            self.note(format!(
-                "{tool} run {run}: backlog K={k} not replicated after {:.0} s, e.g. {:?}",
-                done.seconds,
-                &done.residual[..done.residual.len().min(3)]
-            ));
-        }
+        self.note_unconverged(tool, run, &format!("backlog K={k}"), &done);
         self.results.backlog.push(Backlog {
             tool: tool.into(),
             run,

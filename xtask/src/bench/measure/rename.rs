@@ -82,19 +82,7 @@ impl Bench {
             Instant::now(),
             Duration::from_secs(600),
         )?;
-        self.note_beyond_touched(
-            tool,
-            run,
-            &format!("renamed job {job}"),
-            &done.beyond_touched,
-        );
-        if !done.residual.is_empty() {
-            self.note(format!(
-                "{tool} run {run}: renamed job {job} not replicated after {:.0} s, e.g. {:?}",
-                done.seconds,
-                &done.residual[..done.residual.len().min(3)]
-            ));
-        }
+        self.note_unconverged(tool, run, &format!("renamed job {job}"), &done);
         Ok(done.seconds)
     }
 }

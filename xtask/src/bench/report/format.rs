@@ -1,7 +1,6 @@
 //! How the report writes its figures, and the medians its tables and goals
 //! share.
 
-use super::super::measure::Destination;
 use super::super::results::{median, percentile, Results, Startup, Tool};
 
 /// Tools in table order.
@@ -16,16 +15,7 @@ pub const TOOLS: [&str; 5] = [
 /// fsjournal's two capture backends, the tools the goals judge.
 pub const FSJOURNAL: [&str; 2] = ["fsjournal-ebpf", "fsjournal-fanotify"];
 
-/// Suffix of a tool's name in sessions over the rsync daemon.
-pub const DAEMON: &str = "@daemon";
-
-/// A tool's name in the results for `destination`.
-pub fn named(tool: &str, destination: Destination) -> String {
-    match destination {
-        Destination::Local => tool.to_string(),
-        Destination::Daemon => format!("{tool}{DAEMON}"),
-    }
-}
+pub use super::super::measure::{label, DAEMON};
 
 /// When fsjournal's kernel capture went live (s after the spawn): its
 /// milestone, else when it tracked the tree.

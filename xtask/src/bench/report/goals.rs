@@ -5,7 +5,7 @@
 use super::super::measure::Destination;
 use super::super::results::{median, RenameTime, Results, SweepPoint};
 use super::format::FSJOURNAL;
-use super::format::{capture_live, fmt_s, latency_percentile, med, mib, named, sync_seconds};
+use super::format::{capture_live, fmt_s, label, latency_percentile, med, mib, sync_seconds};
 
 /// How a measured figure must stand to its threshold.
 #[derive(Clone, Copy)]
@@ -286,7 +286,7 @@ fn target(destination: Destination) -> &'static str {
 /// A renamed job: ≤ 1 % of its size crosses; locally what the replica's
 /// disk wrote, over the daemon the file data sent.
 fn rename_goal(r: &Results, tool: &str, destination: Destination) -> Option<Goal> {
-    let name = named(tool, destination);
+    let name = label(tool, destination);
     let rows: Vec<&RenameTime> = r.renames.iter().filter(|x| x.tool == name).collect();
     let (data, what) = match destination {
         Destination::Local => (
@@ -312,8 +312,8 @@ fn rename_goal(r: &Results, tool: &str, destination: Destination) -> Option<Goal
 /// K = 100,000 at least as fast as full-scan rsync (on this run), or
 /// K = 1,000 ≥ 100× faster (on the 1M-file run).
 fn faster_goal(run: &Results, tool: &str, destination: Destination, k: u64) -> Option<Goal> {
-    let rsync = sync_seconds(run, &named("rsync", destination), k)?;
-    let own = sync_seconds(run, &named(tool, destination), k)?;
+    let rsync = sync_seconds(run, &label("rsync", destination), k)?;
+    let own = sync_seconds(run, &label(tool, destination), k)?;
     let to = target(destination);
     let (aim, threshold, unit) = if k == 100_000 {
         let aim = format!("K = 100,000 at least as fast as full-scan rsync, aim 2× ({tool}, {to})");

@@ -4,7 +4,7 @@
 
 use super::super::measure::Destination;
 use super::super::results::{median, percentile, RenameTime, Results};
-use super::format::{anon, capture_live, files, fmt_s, mb, med, mib, named, sync_seconds};
+use super::format::{anon, capture_live, files, fmt_s, label, mb, med, mib, sync_seconds};
 use super::format::{latency_samples, DAEMON, FSJOURNAL, TOOLS};
 
 /// The tools of the change-set tables, full-scan rsync last.
@@ -131,7 +131,7 @@ fn sync_row(r: &Results, k: u64, destination: Destination) -> Option<String> {
             .filter(|s| s.k == k && s.tool.ends_with(DAEMON) == over_daemon)
             .map(|s| s.changed as f64),
     )?;
-    let at = |tool: &str| sync_seconds(r, &named(tool, destination), k);
+    let at = |tool: &str| sync_seconds(r, &label(tool, destination), k);
     let rsync = at("rsync");
     let mut row = format!("| {k} | {changed:.0} |");
     for tool in SYNC_TOOLS {
@@ -146,7 +146,7 @@ fn sync_row(r: &Results, k: u64, destination: Destination) -> Option<String> {
     }
     if over_daemon {
         for tool in SYNC_TOOLS {
-            let name = named(tool, destination);
+            let name = label(tool, destination);
             let rows = r.sync.iter().filter(|s| s.tool == name && s.k == k);
             row += &format!(
                 " {} |",
@@ -166,7 +166,7 @@ pub fn renames(r: &Results) -> String {
     let over = [Destination::Local, Destination::Daemon];
     let rows = over
         .iter()
-        .flat_map(|&d| SYNC_TOOLS.map(|t| named(t, d)))
+        .flat_map(|&d| SYNC_TOOLS.map(|t| label(t, d)))
         .filter_map(|tool| rename_row(r, &tool));
     let columns = [
         "tool",
@@ -233,12 +233,12 @@ pub fn backlog(r: &Results) -> String {
 
 /// `tool`'s row of the backlog table for `destination`, if measured.
 fn backlog_row(r: &Results, tool: &str, destination: Destination) -> Option<String> {
-    let name = named(tool, destination);
+    let name = label(tool, destination);
     let rows: Vec<_> = r.backlog.iter().filter(|b| b.tool == name).collect();
     let last = rows.last()?;
     let seconds = median(rows.iter().map(|b| b.seconds))?;
     let changed = median(rows.iter().map(|b| b.changed as f64)).unwrap_or(0.0);
-    let rsync = sync_seconds(r, &named("rsync", destination), last.k);
+    let rsync = sync_seconds(r, &label("rsync", destination), last.k);
     let ratio = rsync.map_or("—".into(), |a| format!("{:.1}×", a / seconds.max(1e-9)));
     let wire = median(rows.iter().filter_map(|b| b.wire_bytes.map(|x| x as f64)));
     Some(format!(
