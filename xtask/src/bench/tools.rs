@@ -260,8 +260,11 @@ fn itemized_path(line: &str) -> Option<String> {
 }
 
 /// Whether `rel` is the same in `src` and `dst` by rsync's quick check:
-/// both absent, or both present with the same type and, for files, the same
-/// size and mtime in whole seconds (rsync's default `--modify-window=0`).
+/// both absent, or both present with the same type, the same mtime in whole
+/// seconds (rsync's default `--modify-window=0`) and, for files, the same
+/// size. Directories are compared by mtime too, as the confirming full
+/// check (`-a`: `.d..t`) compares them: a push still setting a directory's
+/// mtime has not made the replica equal.
 pub fn same(src: &Path, dst: &Path, rel: &str) -> bool {
     compare(src, dst, rel, false)
 }
@@ -277,7 +280,7 @@ fn compare(src: &Path, dst: &Path, rel: &str, ns: bool) -> bool {
         std::fs::symlink_metadata(dst.join(rel)),
     ) {
         (Err(_), Err(_)) => true,
-        (Ok(a), Ok(b)) if a.is_dir() && b.is_dir() => true,
+        (Ok(a), Ok(b)) if a.is_dir() && b.is_dir() => a.mtime() == b.mtime(),
         (Ok(a), Ok(b)) => {
             a.file_type() == b.file_type()
                 && a.len() == b.len()
@@ -303,8 +306,27 @@ pub struct Converged {
     pub beyond_touched: Vec<String>,
 }
 
+/// The directories above the `touched` paths, root included (`""`),
+/// deepest first: a change set that creates or deletes an entry changes
+/// its directory's mtime, which a push sets last.
+fn parents(touched: &BTreeSet<String>) -> Vec<String> {
+    let mut dirs = BTreeSet::new();
+    for rel in touched {
+        let mut rel = rel.as_str();
+        while let Some((parent, _)) = rel.rsplit_once('/') {
+            dirs.insert(parent.to_string());
+            rel = parent;
+        }
+        dirs.insert(String::new());
+    }
+    let mut dirs: Vec<String> = dirs.into_iter().collect();
+    dirs.sort_by_key(|dir| std::cmp::Reverse(dir.matches('/').count() + !dir.is_empty() as usize));
+    dirs
+}
+
 /// How long after `since` the replica caught up: first the touched paths
-/// are walked in order, waiting at each (re-checked every 10 ms) until it
+/// and then the directories above them are walked in order, waiting at
+/// each (re-checked every 10 ms) until it
 /// is equal by rsync's quick check, so the whole wait costs about K lstat
 /// pairs and leaves the cores to the tool (polling every path every 10 ms
 /// kept one core busy at K = 100,000); then one full
@@ -322,6 +344,7 @@ pub fn wait_replica(
 ) -> anyhow::Result<Converged> {
     let mut beyond_touched = Vec::new();
     let mut waited: Vec<String> = touched.iter().cloned().collect();
+    waited.extend(parents(touched));
     let (seconds, residual) = loop {
         let left = walk_until_equal(src, dst, &waited, since, timeout)?;
         let equal_at = since.elapsed().as_secs_f64();
@@ -349,4 +372,28 @@ pub fn wait_replica(
         mtime_ns_differs,
         beyond_touched,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_directories_above_touched_paths_come_deepest_first_root_last() {
+        let touched: BTreeSet<String> = ["jobs/a/builds/7/log", "jobs/b/config.xml", "top"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            parents(&touched),
+            [
+                "jobs/a/builds/7",
+                "jobs/a/builds",
+                "jobs/a",
+                "jobs/b",
+                "jobs",
+                ""
+            ]
+        );
+    }
 }
