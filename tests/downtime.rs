@@ -133,6 +133,59 @@ fn ebpf_pinned_programs_capture_after_a_kill9_mid_push() {
     converge_after_downtime(&Scratch::ext4(), "ebpf", true);
 }
 
+/// The cost model judges a backlog written while the agent was stopped as
+/// a whole, once capture has journaled it (push/cost.rs): 300 changed
+/// files of about 420 entries, six batches of 50, go as one full rsync of
+/// the root instead of file lists started on the first batch, and `status`
+/// says why.
+fn a_backlog_written_while_stopped_goes_as_one_full_rsync(backend: &str) {
+    let scratch = Scratch::ext4();
+    let file = |i: usize| scratch.src().join(format!("d{}/f{i}", i / 50));
+    for i in 0..400 {
+        std::fs::create_dir_all(file(i).parent().unwrap()).unwrap();
+        std::fs::write(file(i), "v1").unwrap();
+    }
+    let replica = scratch.replica().display().to_string();
+    let config = write_config(&scratch, &replica, None, "batch_max_files = 50\n");
+    use_backend(&config, backend);
+    start_and_sync(&config, &scratch).stop();
+    for i in 0..300 {
+        std::fs::write(file(i), "v2").unwrap();
+    }
+    let agent = Agent::start(&config, &scratch);
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let log = agent.log_text();
+    assert_eq!(
+        log.matches("cost model: one full rsync").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !log.contains(" pushed target="),
+        "file lists were pushed:\n{log}"
+    );
+    let strategy = status(&scratch).target().last_strategy.clone();
+    assert!(
+        strategy
+            .as_ref()
+            .is_some_and(|s| s.strategy == "full rsync" && s.why.contains("journaled at start")),
+        "{strategy:#?}"
+    );
+    agent.stop();
+}
+
+#[test]
+fn a_backlog_scanned_at_start_goes_as_one_full_rsync() {
+    support::root_or_skip!();
+    a_backlog_written_while_stopped_goes_as_one_full_rsync("fanotify");
+}
+
+#[test]
+fn ebpf_a_pinned_backlog_goes_as_one_full_rsync() {
+    support::root_or_skip!();
+    a_backlog_written_while_stopped_goes_as_one_full_rsync("ebpf");
+}
+
 /// Starts an eBPF agent with a one-page ring buffer and `dirty_inodes`
 /// spill slots, stops it, creates 2000 files while it is down (about 100
 /// events fit in the page), restarts it; returns the restart's record.

@@ -253,10 +253,11 @@ pub struct SyncConfig {
     /// with `fsjournal resync --force`: rsync `--max-delete`'s idea, as a
     /// share, measured by a dry run first.
     pub max_delete_percent: Percent,
-    /// The cost model: when the pending paths reach this share of the
-    /// entries of the source's filesystem (of its used inodes, `statvfs`;
-    /// 0 = never), one `rsync -a --delete` of the whole root replaces the
-    /// file lists, which would be slower (push/cost.rs).
+    /// The cost model: when a backlog (journaled at start, or quiet for
+    /// 5 s) of more than one batch reaches this share of the entries of the
+    /// source's filesystem (of its used inodes, `statvfs`; 0 = never), one
+    /// `rsync -a --delete` of the whole root replaces the file lists, which
+    /// would be slower (push/cost.rs).
     pub full_push_percent: Percent,
     /// rsync runs at once for one batch to this target (runs): each run's
     /// list is cut into parts that share no directory (push/split.rs);
@@ -274,7 +275,7 @@ const DEFAULT_BATCH_MAX_FILES: NonZeroUsize = NonZeroUsize::new(10_000).expect("
 const DEFAULT_VERIFY_SLICES: NonZeroU32 = NonZeroU32::new(12).expect("not zero");
 const DEFAULT_PARALLEL_TRANSFERS: NonZeroUsize = NonZeroUsize::new(2).expect("not zero");
 const DEFAULT_MAX_DELETE_PERCENT: Percent = Percent::new(50).expect("at most 100");
-const DEFAULT_FULL_PUSH_PERCENT: Percent = Percent::new(60).expect("at most 100");
+const DEFAULT_FULL_PUSH_PERCENT: Percent = Percent::new(20).expect("at most 100");
 
 impl SyncConfig {
     /// A sync of `source` to `target` with every optional key at its
@@ -745,7 +746,7 @@ mod tests {
             Some("10M".into())
         );
         assert_eq!(sync.max_delete_percent.get(), 100);
-        assert_eq!(sync.full_push_percent.get(), 60);
+        assert_eq!(sync.full_push_percent.get(), 20);
     }
 
     #[test]
