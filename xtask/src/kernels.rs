@@ -41,8 +41,9 @@ pub struct GuestTest {
 /// issue 15's list: every kind of change (local ext4 and an rsync daemon on
 /// the guest's 127.0.0.1), `auto` picking the VFS-hook rung, the in-kernel
 /// root filter, hard links, replaced directories, parity with fanotify,
-/// ring-buffer drops → rescan, pinned capture across SIGTERM and SIGKILL,
-/// detached programs, and a smaller randomized churn with SIGKILLs
+/// ring-buffer drops → rescan, pinned capture across SIGTERM and SIGKILL
+/// (and a pinned backlog of a large share of the tree going as one full
+/// rsync at start), detached programs, and a smaller randomized churn with SIGKILLs
 /// ([`GUEST_ENV`]). The rest of the eBPF tests pass there too (`--only
 /// downtime::ebpf`, `--only replace::ebpf_`), at about 30 s each under
 /// emulation. To add a test, add its binary and a filter that selects it,
@@ -84,6 +85,7 @@ pub const GUEST_TESTS: &[GuestTest] = &[
             "ebpf_pinned_programs_capture_while_the_agent_is_stopped",
             "ebpf_pinned_programs_capture_after_a_kill9_mid_push",
             "ebpf_backlog_that_overflowed_while_down_falls_back_to_a_gap_scan",
+            "ebpf_a_pinned_backlog_goes_as_one_full_rsync",
         ],
     },
     GuestTest {
