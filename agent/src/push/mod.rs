@@ -211,6 +211,8 @@ impl Pusher {
         }
         self.clear_refusal(state)?;
         if state.full_sync_needed.is_some() {
+            // The full sync covers what was missed: no start-up backlog to judge.
+            rounds.startup_judged = true;
             return self.full_sync(state, false);
         }
         if self.sync.history_days > 0 && history::today() != rounds.history_pruned_on {
@@ -812,7 +814,8 @@ impl Pusher {
         }
     }
 
-    /// Once, before the first batch: waits until capture has journaled
+    /// Once, before the first batch (not after a full sync owed at start,
+    /// which covers the downtime): waits until capture has journaled
     /// everything changed before this pusher started (a watermark written
     /// after that: the gap scan's or the pinned ring buffer's backlog,
     /// [`cost::STARTUP_WAIT_MS`] at most), then lets the cost model judge
