@@ -48,7 +48,7 @@ pub const QUIET_MS: u64 = 5_000;
 
 /// How long a starting pusher waits for capture to journal the start-up
 /// backlog before it stops waiting to judge it whole (ms): see
-/// `Pusher::judge_startup_backlog`.
+/// `Pusher::startup_backlog_journaled`.
 pub const STARTUP_WAIT_MS: u64 = 30_000;
 
 /// Why a backlog can be judged whole, not as changes still streaming in.

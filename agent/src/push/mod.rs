@@ -108,7 +108,8 @@ struct Rounds {
     /// Requests carried out whose answer waits for a push.
     awaiting: operator::Awaiting,
     /// The start-up backlog was judged by the cost model (see
-    /// [`Pusher::judge_startup_backlog`]).
+    /// [`Pusher::startup_backlog_journaled`]), or a full sync owed at start
+    /// covered it.
     startup_judged: bool,
 }
 
@@ -222,12 +223,10 @@ impl Pusher {
         if self.verify_due(state) {
             self.verify_slice(state)?;
         }
-        if !rounds.startup_judged {
-            rounds.startup_judged = true;
-            if self.judge_startup_backlog(state)? {
-                return Ok(());
-            }
-        }
+        // Once, before the first batch: the backlog journaled at start is
+        // judged whole (see `Pusher::startup_backlog_journaled`).
+        let at_start = !std::mem::replace(&mut rounds.startup_judged, true)
+            && self.startup_backlog_journaled()?;
         let seen = self.journal.last_seq();
         let batch = self.next_batch(state)?;
         let now = now_ms();
@@ -242,7 +241,12 @@ impl Pusher {
             self.sleep(self.sync.batch_delay_ms - age_ms);
             return Ok(());
         }
-        if !(batch.truncated && self.full_push(state, Backlog::Quiet)?) {
+        let backlog = if at_start {
+            Backlog::AtStart
+        } else {
+            Backlog::Quiet
+        };
+        if !(batch.truncated && self.full_push(state, backlog)?) {
             self.push_batch(&batch, state)?;
         }
         self.answer_reached(state, &mut rounds.awaiting);
@@ -595,19 +599,15 @@ impl Pusher {
         high_seq: Seq,
         now: u64,
     ) -> anyhow::Result<()> {
-        // What a replay placed is judged by rsync's quick check from here
-        // on: the files it cannot judge go in the `--ignore-times` list.
-        for path in self.replay_renames(cursor, high_seq)? {
-            for blind in renames::blind_below(&self.source, &path, &self.sync.excludes) {
-                if !push.iter().any(|p| p.path == blind) {
-                    push.push(HeldPath {
-                        path: blind,
-                        scope: Scope::Entry,
-                        since_ms: now,
-                        not_before_ms: 0,
-                        reason: HoldReason::Settling,
-                    });
-                }
+        for blind in self.replay_renames(cursor, high_seq)? {
+            if !push.iter().any(|p| p.path == blind) {
+                push.push(HeldPath {
+                    path: blind,
+                    scope: Scope::Entry,
+                    since_ms: now,
+                    not_before_ms: 0,
+                    reason: HoldReason::Settling,
+                });
             }
         }
         Ok(())
@@ -696,13 +696,7 @@ impl Pusher {
         // Renames first, as before file lists: the full rsync then finds
         // a renamed job's data in place instead of sending it again.
         let mut blind = plan.paths.clone();
-        for path in self.replay_renames(state.cursor, covered)? {
-            blind.extend(renames::blind_below(
-                &self.source,
-                &path,
-                &self.sync.excludes,
-            ));
-        }
+        blind.extend(self.replay_renames(state.cursor, covered)?);
         if let Err(e) = self.full_push_rsync(&blind) {
             if self.stopping() {
                 return Ok(true); // still pending: the next agent decides again
@@ -814,31 +808,23 @@ impl Pusher {
         }
     }
 
-    /// Once, before the first batch (not after a full sync owed at start,
-    /// which covers the downtime): waits until capture has journaled
-    /// everything changed before this pusher started (a watermark written
-    /// after that: the gap scan's or the pinned ring buffer's backlog,
-    /// [`cost::STARTUP_WAIT_MS`] at most), then lets the cost model judge
-    /// that backlog whole, quiet or not, when it is more than one batch.
-    /// Returns true when a full push ran
-    /// (or was cut short by shutdown). A backlog written while the agent
-    /// was stopped is the cost model's own case; waiting for quiet instead
-    /// let the file lists start on its first part, and the full push never
-    /// came (bench, K = 100,000 written while stopped: 17–26 s as lists
-    /// against 9–10 s for one full rsync).
-    fn judge_startup_backlog(&self, state: &mut TargetState) -> anyhow::Result<bool> {
-        let started = self.started_ms;
+    /// Waits until capture has journaled everything changed before this
+    /// pusher started: a watermark written after that (the gap scan's or
+    /// the pinned ring buffer's backlog), [`cost::STARTUP_WAIT_MS`] at most.
+    /// True when it has, so the first batch's cost model judges that
+    /// backlog whole, quiet or not ([`Backlog::AtStart`]); false at
+    /// shutdown or when the wait ran out (logged). Called once, before the
+    /// first batch, unless a full sync owed at start covers the downtime. A
+    /// backlog written while the agent was stopped is the cost model's own
+    /// case; waiting for quiet instead let the file lists start on its
+    /// first part, and the full push never came (bench, K = 100,000 written
+    /// while stopped: 17–26 s as lists against 9–10 s for one full rsync).
+    fn startup_backlog_journaled(&self) -> anyhow::Result<bool> {
         let deadline = Instant::now() + Duration::from_millis(cost::STARTUP_WAIT_MS);
         while !self.stopping() {
-            if self
-                .journal
-                .watermark()?
-                .is_some_and(|w| w.time_ms >= started)
-            {
-                // One batch's worth goes as lists, as with a quiet backlog.
-                return Ok(
-                    self.next_batch(state)?.truncated && self.full_push(state, Backlog::AtStart)?
-                );
+            let watermark = self.journal.watermark()?;
+            if watermark.is_some_and(|w| w.time_ms >= self.started_ms) {
+                return Ok(true);
             }
             if Instant::now() >= deadline {
                 tracing::info!(
@@ -868,7 +854,10 @@ impl Pusher {
     /// Replays on the target the renames journaled after `cursor` up to
     /// `high_seq` (see `renames.rs`): a rename(2) on a local target, a
     /// seeded directory on a remote one. A replay that fails is logged and
-    /// left to the push. Errors: the journal cannot be read.
+    /// left to the push. Returns what the replays placed that rsync's quick
+    /// check cannot judge from here on (`renames::blind_below`: the regular
+    /// files at or below each replayed path whose mtime was set
+    /// explicitly), for the `--ignore-times` list. Errors: the journal cannot be read.
     fn replay_renames(&self, cursor: Seq, high_seq: Seq) -> anyhow::Result<Vec<Vec<u8>>> {
         let renames: Vec<_> = self
             .journal
@@ -897,7 +886,10 @@ impl Pusher {
             ms = started.elapsed().as_millis() as u64,
             "renames replayed on the target"
         );
-        Ok(replayed)
+        Ok(replayed
+            .iter()
+            .flat_map(|to| renames::blind_below(&self.source, to, &self.sync.excludes))
+            .collect())
     }
 
     /// One [`Mode::Seed`] run; false (logged) when rsync failed.
