@@ -384,6 +384,43 @@ fn growing_log_coalesces_into_few_pushes() {
     agent.stop();
 }
 
+/// Jenkins rotating old builds away: twenty build directories deleted
+/// (`rm -rf`) beside an appended log. A deleted directory can only be
+/// deleted on the target, so it goes with the entries (push/rsync.rs,
+/// `Lists::of_source`): every push is one rsync run, no subtree run.
+#[test]
+fn deleted_build_directories_go_with_the_entries_in_one_rsync_run() {
+    support::root_or_skip!();
+    let scratch = Scratch::ext4();
+    let builds = scratch.src().join("jobs/app/builds");
+    for build in 0..30 {
+        std::fs::create_dir_all(builds.join(format!("{build}/archive"))).unwrap();
+        std::fs::write(builds.join(format!("{build}/log")), "started\n").unwrap();
+        std::fs::write(builds.join(format!("{build}/archive/app.jar")), [build as u8; 4096]).unwrap();
+    }
+    let replica = scratch.replica().display().to_string();
+    let config = write_config(&scratch, &replica, None, "");
+    // fanotify: the tracepoint rung adds a contents run for the directory
+    // whose ctime moved (builds/), which this test is not about.
+    use_backend(&config, "fanotify");
+    let agent = start_and_sync(&config, &scratch);
+    for build in 0..20 {
+        std::fs::remove_dir_all(builds.join(build.to_string())).unwrap();
+    }
+    append(&builds.join("29/log"), "finished\n");
+    assert_converges(&scratch.src(), &scratch.replica(), &agent);
+    let log = agent.log_text();
+    let pushes: Vec<&str> = log.lines().filter(|l| l.contains(" pushed target=")).collect();
+    assert!(!pushes.is_empty(), "nothing was pushed:\n{log}");
+    assert!(
+        pushes.iter().all(|l| l.contains(" subtrees=0 ") && l.contains(" contents=0 ")),
+        "a deleted directory took a run of its own:\n{}",
+        pushes.join("\n")
+    );
+    assert!(!scratch.replica().join("jobs/app/builds/0").exists());
+    agent.stop();
+}
+
 /// The cost model (push/cost.rs): a backlog that is a large share of the
 /// source's entries goes as one full rsync of the root, a small one as file
 /// lists. The target is paused while the changes are made, so that the

@@ -377,6 +377,17 @@ pub struct Lists {
 /// A string listed for rsync, and the index of the path it came from.
 pub type Listed = (Vec<u8>, usize);
 
+/// What `lstat` finds at a pushed path on the source, as [`Lists`] needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnSource {
+    /// Something is there (or it could not be read: rsync will say why).
+    Present,
+    /// Nothing is there (`ENOENT`): the push deletes it on the target.
+    Missing,
+    /// A component above it is no longer a directory (`ENOTDIR`).
+    BelowANonDirectory,
+}
+
 impl Lists {
     /// Lists root-relative `paths` of `source` (`""` is the root) by
     /// scope: entries as they are, contents as `DIR/` (`-d` then takes the
@@ -406,6 +417,16 @@ impl Lists {
     /// directory after the path changed, so its own change is pending in
     /// this push or a later one, and pushing it replaces the whole
     /// directory on the target (`--force`, `--delete`).
+    ///
+    /// A contents- or subtree-scoped path that no longer exists (`ENOENT`:
+    /// a directory deleted, typically an old Jenkins build rotated away)
+    /// goes into the entries run: all a run can do with it is delete it on
+    /// the target (`--delete-missing-args` with `--force` deletes a whole
+    /// directory there, as the subtree run did), so a push that only
+    /// deletes directories no longer costs a second rsync run (on a remote
+    /// target, a second connection). Should the directory be made again
+    /// after this `lstat`, its making was journaled after the batch was
+    /// read and is pushed with a later batch.
     pub fn of_source<'a>(
         source: &Path,
         paths: impl IntoIterator<Item = (&'a [u8], Scope)>,
@@ -413,20 +434,23 @@ impl Lists {
         use std::os::unix::ffi::OsStrExt;
         Lists::keeping(paths, |path| {
             match std::fs::symlink_metadata(source.join(std::ffi::OsStr::from_bytes(path))) {
+                Ok(_) => OnSource::Present,
                 Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
                     tracing::debug!(path = %String::from_utf8_lossy(path), "not listed: an entry above it is no longer a directory");
-                    false
+                    OnSource::BelowANonDirectory
                 }
-                _ => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => OnSource::Missing,
+                // Unreadable: rsync says why, and the path is held.
+                Err(_) => OnSource::Present,
             }
         })
     }
 
-    /// [`Lists::of_source`]'s listing of the paths `keep` accepts (the
-    /// indexes still count every path).
+    /// [`Lists::of_source`]'s listing of `paths` as `on_source` finds them
+    /// (the indexes still count every path; the root is never looked at).
     fn keeping<'a>(
         paths: impl IntoIterator<Item = (&'a [u8], Scope)>,
-        keep: impl Fn(&[u8]) -> bool,
+        on_source: impl Fn(&[u8]) -> OnSource,
     ) -> Lists {
         let mut runs = [
             (Mode::Entries, Vec::new()),
@@ -437,9 +461,14 @@ impl Lists {
         // whether a contents or subtree run touches the root's entries.
         let (mut root_changed, mut root_wide, mut root_whole) = (None, false, false);
         for (i, (path, scope)) in paths.into_iter().enumerate() {
-            if !path.is_empty() && !keep(path) {
-                continue;
-            }
+            let scope = match path.is_empty() {
+                true => scope,
+                false => match on_source(path) {
+                    OnSource::BelowANonDirectory => continue,
+                    OnSource::Missing => Scope::Entry,
+                    OnSource::Present => scope,
+                },
+            };
             let run = match scope {
                 Scope::Entry => 0,
                 Scope::Contents => 1,
@@ -646,7 +675,7 @@ pub fn unescape(text: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{command, connection, named_paths, with_option, Listed, Lists, Mode, Scope};
+    use super::{command, connection, named_paths, with_option, Listed, Lists, Mode, OnSource, Scope};
     use crate::config::{Rate, SyncConfig};
     use crate::target::Target;
 
@@ -769,7 +798,7 @@ mod tests {
     #[test]
     fn the_root_is_listed_when_it_or_an_entry_of_it_changed() {
         let listed = |paths: &[(&[u8], Scope)]| -> Vec<(Mode, Vec<Vec<u8>>)> {
-            let lists = Lists::keeping(paths.iter().copied(), |_| true);
+            let lists = Lists::keeping(paths.iter().copied(), |_| OnSource::Present);
             lists
                 .by_mode()
                 .map(|(mode, list)| (mode, list.iter().map(|(p, _)| p.clone()).collect()))
@@ -816,6 +845,40 @@ mod tests {
             vec![
                 (Mode::Contents, vec![b".".to_vec()]),
                 (Mode::Subtree, vec![b"new".to_vec()])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deleted_directory_is_deleted_by_the_entries_run() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(source.path().join("jobs/a/builds/2")).unwrap();
+        let paths: [(&[u8], Scope); 4] = [
+            (b"jobs/a/builds/1", Scope::Subtree),
+            (b"jobs/a/builds/2", Scope::Subtree),
+            (b"jobs/b", Scope::Contents),
+            (b"gone", Scope::Subtree),
+        ];
+        let lists = Lists::of_source(source.path(), paths);
+        let listed: Vec<(Mode, Vec<Listed>)> = lists
+            .by_mode()
+            .map(|(mode, list)| (mode, list.to_vec()))
+            .collect();
+        // The root's entry `gone` is deleted in the entries run, so the
+        // root is listed there, not in a contents run of its own.
+        assert_eq!(
+            listed,
+            vec![
+                (
+                    Mode::Entries,
+                    vec![
+                        (b".".to_vec(), 3),
+                        (b"jobs/a/builds/1".to_vec(), 0),
+                        (b"jobs/b".to_vec(), 2),
+                        (b"gone".to_vec(), 3),
+                    ]
+                ),
+                (Mode::Subtree, vec![(b"jobs/a/builds/2".to_vec(), 1)]),
             ]
         );
     }
