@@ -396,7 +396,11 @@ fn deleted_build_directories_go_with_the_entries_in_one_rsync_run() {
     for build in 0..30 {
         std::fs::create_dir_all(builds.join(format!("{build}/archive"))).unwrap();
         std::fs::write(builds.join(format!("{build}/log")), "started\n").unwrap();
-        std::fs::write(builds.join(format!("{build}/archive/app.jar")), [build as u8; 4096]).unwrap();
+        std::fs::write(
+            builds.join(format!("{build}/archive/app.jar")),
+            [build as u8; 4096],
+        )
+        .unwrap();
     }
     let replica = scratch.replica().display().to_string();
     let config = write_config(&scratch, &replica, None, "");
@@ -410,10 +414,15 @@ fn deleted_build_directories_go_with_the_entries_in_one_rsync_run() {
     append(&builds.join("29/log"), "finished\n");
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
     let log = agent.log_text();
-    let pushes: Vec<&str> = log.lines().filter(|l| l.contains(" pushed target=")).collect();
+    let pushes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" pushed target="))
+        .collect();
     assert!(!pushes.is_empty(), "nothing was pushed:\n{log}");
     assert!(
-        pushes.iter().all(|l| l.contains(" subtrees=0 ") && l.contains(" contents=0 ")),
+        pushes
+            .iter()
+            .all(|l| l.contains(" subtrees=0 ") && l.contains(" contents=0 ")),
         "a deleted directory took a run of its own:\n{}",
         pushes.join("\n")
     );

@@ -40,31 +40,42 @@ fn below(dir: &Path, path: &[u8]) -> std::path::PathBuf {
 }
 
 /// Replays `renames` (journal order) on the local target directory
-/// `target` with `rename(2)`. Returns how many were done; each one skipped
-/// is logged with the reason.
+/// `target` with `rename(2)`. Returns the new paths of those done; each
+/// one skipped is logged with the reason: at `debug` when its old path
+/// never reached the target (a file written under a temporary name and
+/// renamed over the real one before it was pushed, as Jenkins saves every
+/// `config.xml` and `build.xml`: nothing to move, the push sends the new
+/// path as it would have anyway), else at `info` (the target is not what
+/// the journal expects).
 pub fn replay_local(target_name: &str, target: &Path, renames: &[Rename]) -> Vec<Vec<u8>> {
     let mut done = Vec::new();
     for rename in renames {
+        let (from, to) = (
+            String::from_utf8_lossy(&rename.from),
+            String::from_utf8_lossy(&rename.to),
+        );
         match rename_below(target, &rename.from, &rename.to) {
             Ok(()) => done.push(rename.to.clone()),
-            Err(why) => tracing::info!(
-                target = target_name,
-                from = %String::from_utf8_lossy(&rename.from),
-                to = %String::from_utf8_lossy(&rename.to),
-                why,
-                "rename not replayed on the target: the push sends the new path in full"
-            ),
+            Err(why) if why == NOT_ON_TARGET => {
+                tracing::debug!(target = target_name, %from, %to, why, "rename not replayed on the target: the push sends the new path")
+            }
+            Err(why) => {
+                tracing::info!(target = target_name, %from, %to, why, "rename not replayed on the target: the push sends the new path in full")
+            }
         }
     }
     done
 }
+
+/// Why a rename was not replayed when its old path is not on the target.
+const NOT_ON_TARGET: &str = "the old path is not on the target";
 
 /// `rename(2)` of `dir/from` to `dir/to` when `from` exists there, `to`
 /// does not and `to`'s parent is a directory. Errors: why it was not done.
 fn rename_below(dir: &Path, from: &[u8], to: &[u8]) -> Result<(), String> {
     let (old, new) = (below(dir, from), below(dir, to));
     if std::fs::symlink_metadata(&old).is_err() {
-        return Err("the old path is not on the target".into());
+        return Err(NOT_ON_TARGET.into());
     }
     if std::fs::symlink_metadata(&new).is_ok() {
         return Err("the new path is already on the target".into());

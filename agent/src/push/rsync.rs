@@ -675,7 +675,9 @@ pub fn unescape(text: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{command, connection, named_paths, with_option, Listed, Lists, Mode, OnSource, Scope};
+    use super::{
+        command, connection, named_paths, with_option, Listed, Lists, Mode, OnSource, Scope,
+    };
     use crate::config::{Rate, SyncConfig};
     use crate::target::Target;
 
