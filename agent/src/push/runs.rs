@@ -55,14 +55,21 @@ impl RunResult {
     }
 }
 
+impl std::fmt::Display for RunResult {
+    /// As the `code` label says it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunResult::Exit(code) => write!(f, "{code}"),
+            RunResult::Interrupted => f.write_str("interrupted"),
+            RunResult::NotStarted => f.write_str("not_started"),
+        }
+    }
+}
+
 impl EncodeLabelValue for RunResult {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
         use std::fmt::Write;
-        match self {
-            RunResult::Exit(code) => write!(encoder, "{code}"),
-            RunResult::Interrupted => encoder.write_str("interrupted"),
-            RunResult::NotStarted => encoder.write_str("not_started"),
-        }
+        write!(encoder, "{self}")
     }
 }
 
@@ -117,13 +124,15 @@ impl Runs {
         let _shown = InFlight::show(journal, target, mode, &cmd, list.len());
         let started = Instant::now();
         let result = rsync::run_showing(cmd, list, stop, progress);
+        let elapsed = started.elapsed();
+        tracing::debug!(target, %mode, paths = list.len(), ms = elapsed.as_millis() as u64, code = %RunResult::of(&result), "rsync run done");
         let target = target.to_string();
         self.durations
             .get_or_create(&DurationLabels {
                 target: target.clone(),
                 mode,
             })
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
         self.results
             .get_or_create(&ResultLabels {
                 target,
