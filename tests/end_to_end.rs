@@ -413,7 +413,14 @@ fn deleted_build_directories_go_with_the_entries_in_one_rsync_run() {
     }
     append(&builds.join("29/log"), "finished\n");
     assert_converges(&scratch.src(), &scratch.replica(), &agent);
-    let log = agent.log_text();
+    // The replica can be equal before the last run exits and its push is
+    // logged: wait until nothing is owed, then stop (every line written).
+    wait_until(Duration::from_secs(30), "nothing pending", || {
+        status(&scratch).target().pending == 0
+    });
+    let log_file = agent.log.clone();
+    agent.stop();
+    let log = std::fs::read_to_string(log_file).unwrap();
     let pushes: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(" pushed target="))
@@ -427,7 +434,6 @@ fn deleted_build_directories_go_with_the_entries_in_one_rsync_run() {
         pushes.join("\n")
     );
     assert!(!scratch.replica().join("jobs/app/builds/0").exists());
-    agent.stop();
 }
 
 /// The cost model (push/cost.rs): a backlog that is a large share of the
