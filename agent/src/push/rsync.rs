@@ -680,6 +680,7 @@ mod tests {
     };
     use crate::config::{Rate, SyncConfig};
     use crate::target::Target;
+    use std::path::Path;
 
     /// A sync of `/src` to `target` (a valid target string).
     fn sync_to(target: &str) -> SyncConfig {
@@ -851,6 +852,14 @@ mod tests {
         );
     }
 
+    /// The runs [`Lists::of_source`] makes of `paths` below `source`.
+    fn runs_of_source(source: &Path, paths: [(&[u8], Scope); 4]) -> Vec<(Mode, Vec<Listed>)> {
+        Lists::of_source(source, paths)
+            .by_mode()
+            .map(|(mode, list)| (mode, list.to_vec()))
+            .collect()
+    }
+
     #[test]
     fn a_deleted_directory_is_deleted_by_the_entries_run() {
         let source = tempfile::tempdir().unwrap();
@@ -861,11 +870,7 @@ mod tests {
             (b"jobs/b", Scope::Contents),
             (b"gone", Scope::Subtree),
         ];
-        let lists = Lists::of_source(source.path(), paths);
-        let listed: Vec<(Mode, Vec<Listed>)> = lists
-            .by_mode()
-            .map(|(mode, list)| (mode, list.to_vec()))
-            .collect();
+        let listed = runs_of_source(source.path(), paths);
         // The root's entry `gone` is deleted in the entries run, so the
         // root is listed there, not in a contents run of its own.
         assert_eq!(
@@ -896,11 +901,7 @@ mod tests {
             (b"was-dir/sub/deeper", Scope::Subtree),
             (b"was-dir", Scope::Subtree),
         ];
-        let lists = Lists::of_source(source.path(), paths);
-        let listed: Vec<(Mode, Vec<Listed>)> = lists
-            .by_mode()
-            .map(|(mode, list)| (mode, list.to_vec()))
-            .collect();
+        let listed = runs_of_source(source.path(), paths);
         assert_eq!(
             listed,
             vec![
