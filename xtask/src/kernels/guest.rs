@@ -135,9 +135,10 @@ pub fn boot(
 /// `vfs_open+0x5` in a CI run (stop 23), with the agent attaching and a test
 /// opening files. One thread runs one vCPU at a time, so a patch is whole
 /// before another vCPU runs a translated block again. The guest still has
-/// several CPUs (per-CPU ring-buffer and map paths stay covered), and the
-/// guest tests took no longer this way (`end_to_end`'s six on 6.12: 110-130 s
-/// against 163 s on 6.1 with two threads).
+/// several CPUs (per-CPU ring-buffer and map paths stay covered). The
+/// whole guest suite costs about the same: 6.1 took 737 s in a CI run with
+/// one thread against about 730 s with a thread per vCPU (stop 23), 6.12
+/// 506 s; `churn`, the most concurrent test, pays most.
 fn qemu_command(kernel: &Kernel, run: &Path, console: &Path) -> Command {
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let append = format!(
