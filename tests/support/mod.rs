@@ -274,13 +274,28 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's
+/// ephemeral range (`net.ipv4.ip_local_port_range`), so that no outgoing
+/// connection and no `bind(…:0)` can be handed it meanwhile: an rsync
+/// daemon paused by a test gets its port back on resume, and two tests
+/// never share one. Spread by process id and a per-process counter.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(12_000, 65_535);
+    let span = low - 10_000;
+    let spread = std::process::id().wrapping_mul(7919);
+    (0..span)
+        .map(|_| {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            10_000 + (spread.wrapping_add(n.wrapping_mul(97))) % span
+        })
+        .map(|port| port as u16)
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .expect("no free TCP port below the ephemeral range")
 }
 
 /// A real `rsync --daemon` on 127.0.0.1 serving module `backup` (writable,
@@ -350,6 +365,14 @@ impl RsyncDaemon {
             Duration::from_secs(10),
             "the rsync daemon to listen",
             || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        // The listener must be this daemon, not another process that holds
+        // the port (our daemon would then have exited: "Address in use").
+        let exited = self.child.as_mut().and_then(|c| c.try_wait().unwrap());
+        assert!(
+            exited.is_none(),
+            "the rsync daemon for port {port} exited ({exited:?}); something else listens there:\n{}",
+            std::fs::read_to_string(self.dir.path().join("rsyncd.log")).unwrap_or_default()
         );
     }
 
@@ -482,6 +505,48 @@ impl Agent {
     /// Everything the agent logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the agent process is still alive (not yet a zombie), read
+    /// from `/proc/PID/stat` so that `&self` suffices.
+    pub fn alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|stat| {
+                let after_name = stat.rsplit_once(')')?.1;
+                after_name.split_whitespace().next().map(|s| s != "Z")
+            })
+            .unwrap_or(false)
+    }
+
+    /// The failure report of a replica that did not converge, the most
+    /// telling first (a CI log shows its top): whether the agent still
+    /// runs, the agent's warnings and errors, the end of its log, then the
+    /// first differences (`diff`, rsync's itemized list).
+    fn not_converged(&self, diff: &str) -> String {
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        let warnings: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+            .collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        let differing: Vec<&str> = diff.lines().collect();
+        format!(
+            "replica did not converge in {CONVERGE_TIMEOUT:?}; the agent {}; {} differences\n\
+             agent warnings and errors (first 20 of {}):\n{}\n\
+             agent log, last {} of {} lines:\n{}\n\
+             differences, first 20:\n{}",
+            if self.alive() { "runs" } else { "has exited" },
+            differing.len(),
+            warnings.len(),
+            warnings[..warnings.len().min(20)].join("\n"),
+            tail.len(),
+            lines.len(),
+            tail.join("\n"),
+            differing[..differing.len().min(20)].join("\n"),
+        )
     }
 
     /// SIGTERM, then waits; asserts a clean exit.
@@ -641,7 +706,7 @@ pub fn differences_with(src: &Path, replica: &Path, extra: &[&str]) -> String {
 }
 
 /// Waits until the replica equals the source; panics with the differences
-/// and the agent's log otherwise.
+/// and the agent's log otherwise, at once if the agent has exited.
 pub fn assert_converges(src: &Path, replica: &Path, agent: &Agent) {
     assert_converges_with(src, replica, agent, &[]);
 }
@@ -654,11 +719,8 @@ pub fn assert_converges_with(src: &Path, replica: &Path, agent: &Agent, extra: &
         if diff.is_empty() {
             return;
         }
-        if start.elapsed() > CONVERGE_TIMEOUT {
-            panic!(
-                "replica did not converge:\n{diff}\nagent log:\n{}",
-                agent.log_text()
-            );
+        if start.elapsed() > CONVERGE_TIMEOUT || !agent.alive() {
+            panic!("{}", agent.not_converged(&diff));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
