@@ -55,18 +55,6 @@ impl Drop for SmallDisk {
     }
 }
 
-/// Whether the agent process still runs.
-fn alive(agent: &Agent) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", agent.pid())).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 /// Writes round `round` of changes: `files` files with long names (each
 /// change costs the journal about a kilobyte).
 fn changes(src: &Path, round: usize, files: usize) {
@@ -97,7 +85,7 @@ fn a_full_journal_disk_keeps_the_agent_running_and_loses_nothing() {
     wait_until(Duration::from_secs(120), "a journal write to fail", || {
         round += 1;
         changes(&scratch.src(), round, 2000);
-        assert!(alive(&agent), "the agent died:\n{}", agent.log_text());
+        assert!(agent.alive(), "the agent died:\n{}", agent.log_text());
         agent.log_text().contains("journal_write_error")
     });
     // Several more seconds of changes with the disk full: the agent stays,
@@ -106,7 +94,7 @@ fn a_full_journal_disk_keeps_the_agent_running_and_loses_nothing() {
         round += 1;
         changes(&scratch.src(), round, 200);
         assert!(
-            alive(&agent),
+            agent.alive(),
             "the agent died with the disk full:\n{}",
             agent.log_text()
         );
@@ -120,7 +108,7 @@ fn a_full_journal_disk_keeps_the_agent_running_and_loses_nothing() {
     std::fs::write(scratch.src().join("written-while-full"), "keep me\n").unwrap();
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        alive(&agent),
+        agent.alive(),
         "the agent died with the disk full:\n{}",
         agent.log_text()
     );
